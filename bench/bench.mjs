@@ -1,0 +1,155 @@
+// EdgeCache benchmark: starts the built worker twice (a read worker and a write worker, each on a
+// fresh copy of the seeded D1 state), measures the read and write tables, prints them and writes
+// them to target/bench/latest.txt. Started by bench/run.sh, which builds the worker and prepares
+// the state first. Figures are reported against their targets; a missed target never fails the run.
+
+import { execFileSync } from "node:child_process";
+import { cpSync, createWriteStream, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { client, closeClients, expectStatus } from "./lib/http.mjs";
+import { pickLoadGenerator } from "./lib/load.mjs";
+import { startMiniflare, startWrangler } from "./lib/worker.mjs";
+import { readTable } from "./reads.mjs";
+import { writeTable } from "./writes.mjs";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const OUT_DIR = path.join(ROOT, "target/bench");
+const template = process.env.BENCH_STATE_TEMPLATE;
+if (!template) {
+  console.error("bench.mjs: BENCH_STATE_TEMPLATE is not set; run `npm run bench` (bench/run.sh)");
+  process.exit(2);
+}
+
+const seconds = Number(process.env.BENCH_SECONDS ?? 5);
+const threads = 2;
+const connections = 16;
+// auto: Miniflare, or wrangler dev if Miniflare does not start; miniflare / wrangler: only that.
+const runtime = process.env.BENCH_RUNTIME ?? "auto";
+
+const lines = [];
+function out(line = "") {
+  lines.push(line);
+  console.log(line);
+}
+
+const started = [];
+const stateDirs = [];
+let stopping = false;
+async function stopAll() {
+  if (stopping) return;
+  stopping = true;
+  closeClients();
+  await Promise.all(started.map((w) => w.stop().catch(() => {})));
+  for (const d of stateDirs) rmSync(d, { recursive: true, force: true });
+}
+for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) {
+  process.on(sig, () => {
+    console.error(`bench: ${sig}, stopping the workers`);
+    stopAll().finally(() => process.exit(130));
+  });
+}
+
+/** Starts a worker on a fresh copy of the seeded state, with the test hooks and `vars`. */
+async function startWorker(name, vars) {
+  const state = mkdtempSync(path.join(os.tmpdir(), `edgecache-bench-${name}-`));
+  stateDirs.push(state);
+  cpSync(template, state, { recursive: true });
+  const logPath = path.join(OUT_DIR, `worker-${name}.log`);
+  const allVars = { EDGECACHE_TEST_HOOKS: "1", ...vars };
+  let w;
+  if (runtime === "wrangler") {
+    w = await startWrangler({ root: ROOT, state, vars: allVars, logPath });
+  } else {
+    const log = createWriteStream(logPath);
+    try {
+      w = await startMiniflare({ root: ROOT, state, vars: allVars, log });
+    } catch (e) {
+      if (runtime === "miniflare") throw e;
+      console.error(`bench: Miniflare did not start (${e.message}); falling back to wrangler dev`);
+      w = await startWrangler({ root: ROOT, state, vars: allVars, logPath: logPath + ".wrangler" });
+    }
+  }
+  started.push(w);
+  return w;
+}
+
+async function stopWorker(w) {
+  await w.stop();
+  started.splice(started.indexOf(w), 1);
+}
+
+function gitDescribe() {
+  try {
+    const rev = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: ROOT, encoding: "utf8", stdio: "pipe" });
+    const dirty = execFileSync("git", ["status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"], {
+      cwd: ROOT,
+      encoding: "utf8",
+      stdio: "pipe",
+    });
+    return `${rev.trim()}${dirty.trim() ? " + uncommitted changes" : ""}`;
+  } catch {
+    return "no commit yet";
+  }
+}
+
+async function main() {
+  mkdirSync(OUT_DIR, { recursive: true });
+  const load = pickLoadGenerator();
+  const loadParams = { threads, connections, seconds };
+  const loadLabel =
+    load.name === "wrk" ? `wrk -t${threads} -c${connections} -d${seconds}s` : `${load.name}, ${connections} connections, ${seconds} s`;
+
+  const t0 = Date.now();
+  const reader = await startWorker("read", {
+    EDGECACHE_RULES: JSON.stringify([{ pattern: "/v1/orders*", no_store: true }]),
+  });
+  out(`EdgeCache benchmark, ${new Date().toISOString()}`);
+  out(`  code:   ${gitDescribe()}; worker bundle build/index.js`);
+  out(`  host:   ${os.cpus().length} CPUs (${os.cpus()[0]?.model.trim() ?? "?"}), Node ${process.version}, loopback only`);
+  out(`  worker: ${reader.path}`);
+  out(`  load:   ${load.describe()}; ${loadLabel}, keep-alive, for each read row and for write throughput`);
+  out(`  other:  sequential requests from Node (node:http, keep-alive) for write → read and fan-out`);
+  out();
+
+  const reads = await readTable({ http: client(reader.url), load, loadParams, out });
+  const ids = expectStatus(await client(reader.url).get("/v1/users?limit=1000"), 200, "GET /v1/users?limit=1000")
+    .json()
+    .data.map((u) => u.id);
+  await stopWorker(reader);
+
+  const writer = await startWorker("write", {});
+  if (writer.path !== reader.path) out(`(the write worker runs differently: ${writer.path})\n`);
+  await writeTable(
+    {
+      http: client(writer.url),
+      load,
+      loadParams,
+      loadLabel,
+      out,
+      coordinatorStats: writer.coordinatorStats,
+      writeReadIterations: Number(process.env.BENCH_WRITE_READS ?? 200),
+      fanOutTotal: 100_000,
+      fanOutRepetitions: 3,
+    },
+    ids,
+  );
+  await stopWorker(writer);
+
+  out(`Took ${((Date.now() - t0) / 1000).toFixed(0)} s. Worker logs: target/bench/worker-*.log`);
+  writeFileSync(path.join(OUT_DIR, "latest.txt"), lines.join("\n") + "\n");
+  console.log("Written to target/bench/latest.txt");
+  return reads;
+}
+
+try {
+  await main();
+  await stopAll();
+} catch (e) {
+  console.error(`bench: ${e.stack ?? e}`);
+  if (lines.length) writeFileSync(path.join(OUT_DIR, "latest.txt"), lines.join("\n") + `\n\nFAILED: ${e.message}\n`);
+  await stopAll();
+  process.exit(1);
+}

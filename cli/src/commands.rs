@@ -1,0 +1,365 @@
+//! One function per command: resolve settings, call the admin API, print the answer as a table
+//! or as the server's JSON.
+
+use std::io::{self, BufRead, IsTerminal, Read};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::CommandFactory;
+use serde_json::{json, Value};
+
+use crate::api::{self, AdminClient};
+use crate::cli::{
+    Cli, Command, CompletionShell, DepsArgs, GlobalArgs, InvalidateArgs, RulesCommand,
+    TenantCommand, WarmArgs,
+};
+use crate::config::{self, ConfigFile, Overrides, Settings};
+use crate::error::CliError;
+use crate::model::{
+    CreateTenant, CreatedTenant, InvalidateRequest, InvalidateResponse, KeyDeps, Origin,
+    RecordDeps, Rule, RuleEnvelope, RuleList, Stats, TenantEnvelope, TenantList, Whoami,
+};
+use crate::path::{api_path, encode};
+use crate::render;
+use crate::warm::{self, Progress, Summary, Target};
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    let ctx = Context::new(cli.global);
+    match cli.command {
+        Command::Login => login(&ctx),
+        Command::Tenant(command) => tenant(&ctx, command),
+        Command::Rules(command) => rules(&ctx, command),
+        Command::Invalidate(args) => invalidate(&ctx, args),
+        Command::Deps(args) => deps(&ctx, args),
+        Command::Stats => stats(&ctx),
+        Command::Warm(args) => warm(&ctx, args),
+        Command::Completions { shell } => {
+            completions(shell);
+            Ok(())
+        }
+    }
+}
+
+/// What every command starts from: output mode, where the config file is, and the overrides.
+struct Context {
+    json: bool,
+    config_path: Option<PathBuf>,
+    overrides: Overrides,
+}
+
+impl Context {
+    fn new(global: GlobalArgs) -> Self {
+        Self {
+            json: global.json,
+            config_path: global.config.or_else(config::default_path),
+            overrides: Overrides {
+                endpoint: global.endpoint,
+                token: global.token,
+                tenant: global.tenant,
+            },
+        }
+    }
+
+    /// File, then environment, then flags.
+    fn settings(&self) -> Result<Settings, CliError> {
+        let file = match &self.config_path {
+            Some(path) => config::load(path)?,
+            None => ConfigFile::default(),
+        };
+        Ok(Settings::resolve(file, self.overrides.clone()))
+    }
+
+    /// Settings and a client for them; fails early when the endpoint or token is missing.
+    fn client(&self) -> Result<(Settings, AdminClient), CliError> {
+        let settings = self.settings()?;
+        let client = AdminClient::new(&settings.endpoint()?, settings.token()?);
+        Ok((settings, client))
+    }
+
+    /// Prints `raw` as JSON in `--json` mode, else the human rendering.
+    fn emit(&self, raw: &Value, human: impl FnOnce() -> String) {
+        if self.json {
+            println!("{}", pretty(raw));
+        } else {
+            print!("{}", human());
+        }
+    }
+}
+
+fn pretty(value: &Value) -> String {
+    serde_json::to_string_pretty(value).expect("a serde_json::Value always serialises")
+}
+
+fn login(ctx: &Context) -> Result<(), CliError> {
+    // Only flags and the environment count here: login replaces the saved file, so reusing the
+    // file's old tenant with a new token would save a pair that does not belong together.
+    let given = Settings::resolve(ConfigFile::default(), ctx.overrides.clone());
+    let endpoint = given.endpoint()?;
+    let token = given.token()?;
+    let client = AdminClient::new(&endpoint, token);
+    let raw = client.whoami()?;
+    let who: Whoami = client.decode(raw.clone())?;
+    let tenant = match (who.tenant.as_deref(), given.tenant_opt()) {
+        (Some(own), Some(requested)) if who.role == "tenant" && own != requested => {
+            return Err(CliError::TenantMismatch {
+                token_tenant: own.to_string(),
+                requested: requested.to_string(),
+            })
+        }
+        // A tenant token can only act on its own tenant, so that is the useful default.
+        (Some(own), None) if who.role == "tenant" => Some(own.to_string()),
+        (_, requested) => requested.map(str::to_string),
+    };
+    let path = ctx.config_path.clone().ok_or(CliError::NoConfigDir)?;
+    config::save(
+        &path,
+        &ConfigFile {
+            endpoint: Some(endpoint.clone()),
+            token: Some(token.to_string()),
+            tenant: tenant.clone(),
+        },
+    )?;
+    ctx.emit(&raw, || {
+        let mut out = render::whoami(&endpoint, &who);
+        if let Some(tenant) = &tenant {
+            out.push_str(&format!("default tenant: {tenant}\n"));
+        }
+        out.push_str(&format!("saved to {}\n", path.display()));
+        out
+    });
+    Ok(())
+}
+
+fn tenant(ctx: &Context, command: TenantCommand) -> Result<(), CliError> {
+    let (_, client) = ctx.client()?;
+    match command {
+        TenantCommand::Create { name, origin_url } => {
+            let origin = match origin_url {
+                Some(base_url) => Origin {
+                    kind: "http".into(),
+                    base_url: Some(base_url),
+                },
+                None => Origin {
+                    kind: "d1".into(),
+                    base_url: None,
+                },
+            };
+            let raw = client.create_tenant(&CreateTenant { name, origin })?;
+            let created: CreatedTenant = client.decode(raw.clone())?;
+            ctx.emit(&raw, || render::created_tenant(&created));
+            eprintln!(
+                "warning: the admin token and webhook secret are shown only this once and \
+                 cannot be retrieved later; store them somewhere safe now"
+            );
+        }
+        TenantCommand::List => {
+            let raw = client.list_tenants()?;
+            let list: TenantList = client.decode(raw.clone())?;
+            ctx.emit(&raw, || render::tenant_list(&list.tenants));
+        }
+        TenantCommand::Show { name } => {
+            let raw = client.get_tenant(&name)?;
+            let shown: TenantEnvelope = client.decode(raw.clone())?;
+            ctx.emit(&raw, || render::tenant(&shown.tenant));
+        }
+        TenantCommand::Delete { name, yes } => {
+            if !yes {
+                confirm_delete(&name)?;
+            }
+            client.delete_tenant(&name)?;
+            // 204 has no body; --json still prints an object so scripts can parse stdout.
+            ctx.emit(&json!({"deleted": {"tenant": name}}), || {
+                format!("deleted tenant '{name}'\n")
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Asks the user to type the tenant's name; refuses outright when nobody is at a terminal.
+fn confirm_delete(name: &str) -> Result<(), CliError> {
+    let stdin = io::stdin();
+    if !stdin.is_terminal() {
+        return Err(CliError::ConfirmationRequired(name.to_string()));
+    }
+    eprint!(
+        "This deletes tenant '{name}', its rules and everything cached for it.\n\
+         Type the tenant's name to confirm: "
+    );
+    let mut typed = String::new();
+    stdin
+        .lock()
+        .read_line(&mut typed)
+        .map_err(|_| CliError::ConfirmationMismatch(name.to_string()))?;
+    if typed.trim() == name {
+        Ok(())
+    } else {
+        Err(CliError::ConfirmationMismatch(name.to_string()))
+    }
+}
+
+fn rules(ctx: &Context, command: RulesCommand) -> Result<(), CliError> {
+    let (settings, client) = ctx.client()?;
+    let tenant = settings.tenant()?;
+    match command {
+        RulesCommand::Set {
+            pattern,
+            ttl,
+            no_store,
+            max_staleness,
+            no_rehydrate,
+        } => {
+            let rule = Rule {
+                pattern,
+                ttl_secs: ttl,
+                no_store,
+                max_staleness_ms: max_staleness,
+                // Absent means the server's default (rehydrate on); only the opt-out is sent.
+                rehydrate: no_rehydrate.then_some(false),
+            };
+            let raw = client.put_rule(tenant, &rule)?;
+            let saved: RuleEnvelope = client.decode(raw.clone())?;
+            ctx.emit(&raw, || {
+                format!(
+                    "saved rule for '{}' on tenant '{tenant}'\n{}",
+                    saved.rule.pattern,
+                    render::rules(std::slice::from_ref(&saved.rule))
+                )
+            });
+        }
+        RulesCommand::List => {
+            let raw = client.list_rules(tenant)?;
+            let list: RuleList = client.decode(raw.clone())?;
+            ctx.emit(&raw, || render::rules(&list.rules));
+        }
+        RulesCommand::Rm { pattern } => {
+            client.delete_rule(tenant, &pattern)?;
+            ctx.emit(&json!({"deleted": {"pattern": pattern}}), || {
+                format!("removed rule '{pattern}' from tenant '{tenant}'\n")
+            });
+        }
+    }
+    Ok(())
+}
+
+fn invalidate(ctx: &Context, args: InvalidateArgs) -> Result<(), CliError> {
+    if args.urls.is_empty()
+        && args.records.is_empty()
+        && args.tables.is_empty()
+        && args.prefixes.is_empty()
+    {
+        return Err(CliError::Usage(
+            "nothing to invalidate: pass at least one of --url, --record, --table or --prefix"
+                .to_string(),
+        ));
+    }
+    let (settings, client) = ctx.client()?;
+    let tenant = settings.tenant()?;
+    let urls = args
+        .urls
+        .iter()
+        .map(|url| api_path(url, tenant).map_err(CliError::Usage))
+        .collect::<Result<Vec<_>, _>>()?;
+    let body = InvalidateRequest {
+        urls,
+        records: args.records,
+        tables: args.tables,
+        prefixes: args.prefixes,
+    };
+    let raw = client.invalidate(tenant, &body)?;
+    let answer: InvalidateResponse = client.decode(raw.clone())?;
+    ctx.emit(&raw, || render::invalidated(&answer));
+    Ok(())
+}
+
+fn deps(ctx: &Context, args: DepsArgs) -> Result<(), CliError> {
+    let (settings, client) = ctx.client()?;
+    let tenant = settings.tenant()?;
+    match (args.target, args.record) {
+        (Some(target), _) => {
+            let path = api_path(&target, tenant).map_err(CliError::Usage)?;
+            let raw = client.deps_of_url(tenant, &path)?;
+            let answer: KeyDeps = client.decode(raw.clone())?;
+            ctx.emit(&raw, || render::key_deps(&answer));
+        }
+        (None, Some(record)) => {
+            let raw = client.deps_of_record(tenant, &record.to_string())?;
+            let answer: RecordDeps = client.decode(raw.clone())?;
+            ctx.emit(&raw, || render::record_deps(&answer));
+        }
+        (None, None) => unreachable!("clap requires a URL or --record"),
+    }
+    Ok(())
+}
+
+fn stats(ctx: &Context) -> Result<(), CliError> {
+    let (settings, client) = ctx.client()?;
+    let tenant = settings.tenant()?;
+    let raw = client.stats(tenant)?;
+    let answer: Stats = client.decode(raw.clone())?;
+    ctx.emit(&raw, || render::stats(tenant, &answer));
+    Ok(())
+}
+
+fn warm(ctx: &Context, args: WarmArgs) -> Result<(), CliError> {
+    let text = read_list(&args.file)?;
+    let targets = warm::parse_list(&text)?;
+    // Paths need the endpoint and tenant; a file of full URLs needs no configuration at all.
+    let tenant_base = if targets.iter().any(|t| matches!(t, Target::Path(_))) {
+        let settings = ctx.settings()?;
+        Some(format!(
+            "{}/t/{}",
+            settings.endpoint()?,
+            encode(settings.tenant()?)
+        ))
+    } else {
+        None
+    };
+    let urls: Vec<String> = targets
+        .iter()
+        .map(|t| t.url(tenant_base.as_deref()))
+        .collect();
+
+    let progress = Progress::choose(urls.len(), ctx.json);
+    let started = Instant::now();
+    let fetches = warm::run(
+        &api::agent(),
+        &urls,
+        usize::from(args.concurrency),
+        |done| progress.done(done),
+    );
+    progress.finish();
+    let summary = Summary::new(&fetches, started.elapsed());
+    if ctx.json {
+        let value = serde_json::to_value(&summary).expect("the summary always serialises");
+        println!("{}", pretty(&value));
+    } else {
+        print!("{}", summary.render());
+    }
+    summary.result(&fetches)
+}
+
+/// The warm list from a file, or from stdin for `-`.
+fn read_list(file: &PathBuf) -> Result<String, CliError> {
+    let read_err = |err: io::Error| CliError::ReadFile {
+        path: file.clone(),
+        detail: err.to_string(),
+    };
+    if file.as_os_str() == "-" {
+        let mut text = String::new();
+        io::stdin().read_to_string(&mut text).map_err(read_err)?;
+        Ok(text)
+    } else {
+        std::fs::read_to_string(file).map_err(read_err)
+    }
+}
+
+fn completions(shell: CompletionShell) {
+    clap_complete::generate(
+        clap_complete::Shell::from(shell),
+        &mut Cli::command(),
+        "edgecache",
+        &mut io::stdout(),
+    );
+}

@@ -1,0 +1,470 @@
+//! Human renderings of admin API answers. Pure functions from model to text, so the exact
+//! output is tested without a server.
+
+use std::fmt::Write;
+
+use crate::duration::{format_millis, format_secs};
+use crate::model::{
+    CreatedTenant, InvalidateResponse, KeyDeps, Origin, RecordDeps, Rule, Stats, Tenant, Whoami,
+};
+use crate::table::Table;
+
+/// Shown where the server's default applies, so "unset" is not mistaken for "zero".
+const DEFAULT: &str = "default";
+
+/// `login`: who the token is.
+pub fn whoami(endpoint: &str, who: &Whoami) -> String {
+    match (who.role.as_str(), who.tenant.as_deref()) {
+        ("operator", _) => format!("logged in to {endpoint} as the operator\n"),
+        ("tenant", Some(tenant)) => {
+            format!("logged in to {endpoint} as the admin of tenant '{tenant}'\n")
+        }
+        (role, _) => format!("logged in to {endpoint} with role '{role}'\n"),
+    }
+}
+
+/// One origin in a cell: `d1`, or `http <base_url>`.
+pub fn origin(origin: &Origin) -> String {
+    match origin.base_url.as_deref() {
+        Some(url) => format!("{} {url}", origin.kind),
+        None => origin.kind.clone(),
+    }
+}
+
+/// `tenant create`: the tenant and its secrets. The one-time warning goes to stderr separately.
+pub fn created_tenant(created: &CreatedTenant) -> String {
+    format!(
+        "created tenant '{}' (origin: {})\n\
+         admin token:     {}\n\
+         webhook secret:  {}\n",
+        created.tenant.name,
+        origin(&created.tenant.origin),
+        created.admin_token,
+        created.webhook_secret
+    )
+}
+
+/// `tenant list`.
+pub fn tenant_list(tenants: &[Tenant]) -> String {
+    if tenants.is_empty() {
+        return "no tenants yet; `edgecache tenant create NAME` creates one\n".to_string();
+    }
+    let mut table = Table::new(&["NAME", "ORIGIN", "RULES", "CREATED"]);
+    for tenant in tenants {
+        table.row(vec![
+            tenant.name.clone(),
+            origin(&tenant.origin),
+            tenant.rules.len().to_string(),
+            tenant.created_at.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    table.render()
+}
+
+/// `tenant show`.
+pub fn tenant(tenant: &Tenant) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "name:     {}", tenant.name);
+    let _ = writeln!(out, "origin:   {}", origin(&tenant.origin));
+    if let Some(created) = &tenant.created_at {
+        let _ = writeln!(out, "created:  {created}");
+    }
+    out.push('\n');
+    out.push_str(&rules(&tenant.rules));
+    out.push('\n');
+    if tenant.views.is_empty() {
+        out.push_str("no views\n");
+    } else {
+        let mut table = Table::new(&["VIEW", "TABLES"]);
+        for (view, tables) in &tenant.views {
+            table.row(vec![view.clone(), tables.join(", ")]);
+        }
+        out.push_str(&table.render());
+    }
+    out
+}
+
+/// `rules list`, `rules set` and the rules part of `tenant show`.
+pub fn rules(rules: &[Rule]) -> String {
+    if rules.is_empty() {
+        return "no rules; the defaults apply to every route\n".to_string();
+    }
+    let mut table = Table::new(&["PATTERN", "TTL", "STORE", "MAX STALENESS", "REHYDRATE"]);
+    for rule in rules {
+        table.row(vec![
+            rule.pattern.clone(),
+            rule.ttl_secs
+                .map(format_secs)
+                .unwrap_or_else(|| DEFAULT.into()),
+            if rule.no_store { "no" } else { "yes" }.into(),
+            rule.max_staleness_ms
+                .map(format_millis)
+                .unwrap_or_else(|| DEFAULT.into()),
+            match rule.rehydrate {
+                Some(true) => "yes".into(),
+                Some(false) => "no".into(),
+                None => DEFAULT.into(),
+            },
+        ]);
+    }
+    table.render()
+}
+
+/// `invalidate`.
+pub fn invalidated(answer: &InvalidateResponse) -> String {
+    let mut out = match answer.invalidated.len() {
+        0 => "no cached keys matched; nothing was purged\n".to_string(),
+        1 => "invalidated 1 key\n".to_string(),
+        n => format!("invalidated {n} keys\n"),
+    };
+    if !answer.invalidated.is_empty() {
+        let mut table = Table::new(&["KEY", "REASON"]);
+        for item in &answer.invalidated {
+            table.row(vec![
+                item.key.clone(),
+                item.reason.clone().unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        out.push_str(&table.render());
+    }
+    if !answer.seqs.is_empty() {
+        let seqs: Vec<String> = answer
+            .seqs
+            .iter()
+            .map(|(table, seq)| format!("{table}={seq}"))
+            .collect();
+        let _ = writeln!(out, "seqs: {}", seqs.join(" "));
+    }
+    out
+}
+
+/// `deps <url>`: what a key was built from.
+pub fn key_deps(deps: &KeyDeps) -> String {
+    let Some(entry) = &deps.entry else {
+        return format!(
+            "key {} is not cached, so nothing would purge it\n",
+            deps.key
+        );
+    };
+    let mut out = String::new();
+    let _ = writeln!(out, "key:      {}", deps.key);
+    if let Some(kind) = &entry.kind {
+        let _ = writeln!(out, "kind:     {kind}");
+    }
+    if let Some(route) = &entry.route {
+        let _ = writeln!(out, "route:    {route}");
+    }
+    let tables: Vec<String> = entry
+        .tables
+        .iter()
+        .map(|(table, seq)| format!("{table} (filled at seq {seq})"))
+        .collect();
+    let _ = writeln!(out, "tables:   {}", none_if_empty(&tables));
+    let _ = writeln!(out, "records:  {}", none_if_empty(&entry.records));
+    out.push_str(
+        "a write to any of these records, or a change to these tables that affects this \
+         response, purges it\n",
+    );
+    out
+}
+
+/// `deps --record`: which keys contain a record.
+pub fn record_deps(deps: &RecordDeps) -> String {
+    if deps.keys.is_empty() {
+        return format!(
+            "no cached key contains {}; writing it purges nothing\n",
+            deps.record
+        );
+    }
+    let mut out = format!(
+        "{} cached key{} contain{} {}; writing it purges:\n",
+        deps.keys.len(),
+        if deps.keys.len() == 1 { "" } else { "s" },
+        if deps.keys.len() == 1 { "s" } else { "" },
+        deps.record
+    );
+    for key in &deps.keys {
+        let _ = writeln!(out, "  {key}");
+    }
+    out
+}
+
+fn none_if_empty(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_string()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// `stats`: hit ratios per tier and per route, then the coordinators.
+///
+/// A tier's hit ratio is hits / (hits + misses) where a tier's misses are the lookups it passed
+/// on: L1 passes on every L2 hit and every miss, L2 passes on the misses. Stale and bypassed
+/// responses are not lookups that could have hit, so they are shown but not counted.
+pub fn stats(tenant: &str, stats: &Stats) -> String {
+    let mut out = format!("tenant {tenant}\n\n");
+    let edge = stats.edge.clone().unwrap_or_default();
+    let mut tiers = Table::new(&["TIER", "HITS", "MISSES", "HIT RATIO"]);
+    let l1_misses = edge.hits_l2.saturating_add(edge.misses);
+    let all_hits = edge.hits_l1.saturating_add(edge.hits_l2);
+    for (tier, hits, misses) in [
+        ("L1", edge.hits_l1, l1_misses),
+        ("L2", edge.hits_l2, edge.misses),
+        ("all", all_hits, edge.misses),
+    ] {
+        tiers.row(vec![
+            tier.into(),
+            hits.to_string(),
+            misses.to_string(),
+            ratio(hits, misses),
+        ]);
+    }
+    out.push_str(&tiers.render());
+    let _ = writeln!(
+        out,
+        "stale {}  bypass {}  coalesced {}",
+        edge.stale, edge.bypass, edge.coalesced
+    );
+    if let Some(l1) = &edge.l1 {
+        let _ = writeln!(
+            out,
+            "L1 memory: {} entries, {} of {}, {} evictions",
+            l1.entries,
+            bytes(l1.bytes),
+            bytes(l1.max_bytes),
+            l1.evictions
+        );
+    }
+    out.push('\n');
+    if edge.routes.is_empty() {
+        out.push_str("no route traffic yet\n");
+    } else {
+        let mut routes = Table::new(&["ROUTE", "HITS", "MISSES", "HIT RATIO"]);
+        for (route, counts) in &edge.routes {
+            routes.row(vec![
+                route.clone(),
+                counts.hits.to_string(),
+                counts.misses.to_string(),
+                ratio(counts.hits, counts.misses),
+            ]);
+        }
+        out.push_str(&routes.render());
+    }
+    out.push('\n');
+    if stats.coordinators.is_empty() {
+        out.push_str("no coordinators yet\n");
+    } else {
+        let mut coordinators = Table::new(&["TABLE", "SEQ", "KEYS", "PENDING REHYDRATES"]);
+        for (table, c) in &stats.coordinators {
+            coordinators.row(vec![
+                table.clone(),
+                c.seq.to_string(),
+                c.keys.to_string(),
+                c.pending_rehydrates.to_string(),
+            ]);
+        }
+        out.push_str(&coordinators.render());
+    }
+    let pending: u64 = stats
+        .coordinators
+        .values()
+        .map(|c| c.pending_rehydrates)
+        .sum();
+    let _ = writeln!(out, "pending rehydrates: {pending}");
+    out
+}
+
+/// `hits / (hits + misses)` as a percentage, `-` when there were no lookups.
+fn ratio(hits: u64, misses: u64) -> String {
+    let total = hits.saturating_add(misses);
+    if total == 0 {
+        "-".to_string()
+    } else {
+        // Counters stay far below 2^52, so the conversion to f64 is exact.
+        format!("{:.1}%", hits as f64 * 100.0 / total as f64)
+    }
+}
+
+/// Bytes in binary units, one decimal.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64;
+    let mut unit = "B";
+    for next in UNITS {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = next;
+    }
+    format!("{value:.1} {unit}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn tenant_json() -> Tenant {
+        serde_json::from_value(json!({
+            "name": "acme",
+            "origin": {"kind": "http", "base_url": "https://api.example.com"},
+            "rules": [
+                {"pattern": "/v1/users*", "ttl_secs": 3600, "no_store": false,
+                 "max_staleness_ms": 500, "rehydrate": true},
+                {"pattern": "/v1/admin*", "no_store": true}
+            ],
+            "views": {"usersWithOrders": ["users", "orders"]},
+            "created_at": "2026-11-25T12:00:00Z"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn renders_a_tenant() {
+        assert_eq!(
+            tenant(&tenant_json()),
+            "name:     acme\n\
+             origin:   http https://api.example.com\n\
+             created:  2026-11-25T12:00:00Z\n\
+             \n\
+             PATTERN     TTL      STORE  MAX STALENESS  REHYDRATE\n\
+             /v1/users*  1h       yes    500ms          yes\n\
+             /v1/admin*  default  no     default        default\n\
+             \n\
+             VIEW             TABLES\n\
+             usersWithOrders  users, orders\n"
+        );
+    }
+
+    #[test]
+    fn renders_tenant_lists() {
+        let d1: Tenant =
+            serde_json::from_value(json!({"name": "globex", "origin": {"kind": "d1"}})).unwrap();
+        assert_eq!(
+            tenant_list(&[tenant_json(), d1]),
+            "NAME    ORIGIN                        RULES  CREATED\n\
+             acme    http https://api.example.com  2      2026-11-25T12:00:00Z\n\
+             globex  d1                            0      -\n"
+        );
+        assert!(tenant_list(&[]).contains("edgecache tenant create"));
+    }
+
+    #[test]
+    fn renders_invalidations() {
+        let answer: InvalidateResponse = serde_json::from_value(json!({
+            "invalidated": [{"key": "acme:/v1/users?limit=10", "reason": "manual"}],
+            "seqs": {"users": 19, "orders": 4}
+        }))
+        .unwrap();
+        assert_eq!(
+            invalidated(&answer),
+            "invalidated 1 key\n\
+             KEY                      REASON\n\
+             acme:/v1/users?limit=10  manual\n\
+             seqs: orders=4 users=19\n"
+        );
+        let none: InvalidateResponse = serde_json::from_value(json!({})).unwrap();
+        assert!(invalidated(&none).starts_with("no cached keys matched"));
+    }
+
+    #[test]
+    fn renders_deps() {
+        let cached: KeyDeps = serde_json::from_value(json!({
+            "key": "acme:/v1/users?limit=10",
+            "entry": {"tables": {"users": 17}, "records": ["users:123-abc"],
+                      "kind": "list", "route": "/v1/users?limit=10"}
+        }))
+        .unwrap();
+        let text = key_deps(&cached);
+        assert!(
+            text.contains("tables:   users (filled at seq 17)\n"),
+            "{text}"
+        );
+        assert!(text.contains("records:  users:123-abc\n"), "{text}");
+        assert!(text.contains("kind:     list\n"), "{text}");
+        let uncached: KeyDeps =
+            serde_json::from_value(json!({"key": "acme:/v1/x", "entry": null})).unwrap();
+        assert!(key_deps(&uncached).contains("not cached"));
+
+        let record: RecordDeps = serde_json::from_value(
+            json!({"record": "users:1", "keys": ["acme:/v1/users/1", "acme:/v1/users"]}),
+        )
+        .unwrap();
+        assert_eq!(
+            record_deps(&record),
+            "2 cached keys contain users:1; writing it purges:\n  acme:/v1/users/1\n  acme:/v1/users\n"
+        );
+    }
+
+    #[test]
+    fn renders_stats_with_ratios() {
+        let answer: Stats = serde_json::from_value(json!({
+            "edge": {"hits_l1": 6, "hits_l2": 2, "misses": 2, "stale": 1, "bypass": 3,
+                     "coalesced": 4,
+                     "l1": {"entries": 10, "bytes": 1536, "max_bytes": 33554432, "evictions": 0},
+                     "routes": {"/v1/users": {"hits": 3, "misses": 1},
+                                "/v1/orders": {"hits": 0, "misses": 0}}},
+            "coordinators": {"users": {"seq": 17, "keys": 120, "pending_rehydrates": 2},
+                             "orders": {"seq": 4, "keys": 3, "pending_rehydrates": 1}}
+        }))
+        .unwrap();
+        assert_eq!(
+            stats("acme", &answer),
+            "tenant acme\n\
+             \n\
+             TIER  HITS  MISSES  HIT RATIO\n\
+             L1    6     4       60.0%\n\
+             L2    2     2       50.0%\n\
+             all   8     2       80.0%\n\
+             stale 1  bypass 3  coalesced 4\n\
+             L1 memory: 10 entries, 1.5 KiB of 32.0 MiB, 0 evictions\n\
+             \n\
+             ROUTE       HITS  MISSES  HIT RATIO\n\
+             /v1/orders  0     0       -\n\
+             /v1/users   3     1       75.0%\n\
+             \n\
+             TABLE   SEQ  KEYS  PENDING REHYDRATES\n\
+             orders  4    3     1\n\
+             users   17   120   2\n\
+             pending rehydrates: 3\n"
+        );
+    }
+
+    #[test]
+    fn renders_empty_stats() {
+        let text = stats("acme", &Stats::default());
+        assert!(text.contains("all   0     0       -"), "{text}");
+        assert!(text.contains("no route traffic yet"));
+        assert!(text.contains("pending rehydrates: 0"));
+    }
+
+    #[test]
+    fn formats_bytes() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1024), "1.0 KiB");
+        assert_eq!(bytes(32 * 1024 * 1024), "32.0 MiB");
+    }
+
+    #[test]
+    fn whoami_lines() {
+        let op = Whoami {
+            role: "operator".into(),
+            tenant: None,
+        };
+        assert_eq!(
+            whoami("http://x", &op),
+            "logged in to http://x as the operator\n"
+        );
+        let t = Whoami {
+            role: "tenant".into(),
+            tenant: Some("acme".into()),
+        };
+        assert!(whoami("http://x", &t).contains("tenant 'acme'"));
+    }
+}

@@ -1,0 +1,711 @@
+//! The invalidation planner: given a write's before and after images and the cached responses
+//! that depend on its table, which keys are now stale and why.
+//!
+//! Safety comes first: a key is left alone only when the planner can show that the write cannot
+//! change that response. Record responses that show the row are always stale; lists are stale
+//! when a matching image lands in or before their cached page; responses the planner cannot
+//! reason about are always stale.
+
+use std::cmp::Ordering;
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::extract::ListWindow;
+use super::key::CacheKey;
+use super::predicate::{cmp_rows, column_value, row_matches, sql_text, SqlText};
+use super::query::{Filter, ListQuery};
+use super::Row;
+
+/// Why a key was invalidated, carried with every purged key so "why?" has an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InvalidationReason {
+    /// The response contains the written record.
+    RecordWritten,
+    /// A before or after image of the write falls in or before the cached list page.
+    ListPredicateMatched,
+    /// A row was inserted into a table whose lists cannot be reasoned about.
+    TableInsert,
+    /// The response declares a dependency on the table (a view, an opaque list).
+    ViewDependency,
+    /// An operator asked for it.
+    Manual,
+    /// Dependencies registered after a write that touched them.
+    LateRegistration,
+    /// A dependency learned after the fact (e.g. from the origin's webhook).
+    Learned,
+    /// A coordinator recovering from an unfinished write invalidated conservatively.
+    Recovery,
+}
+
+impl InvalidationReason {
+    /// The snake_case name used in logs, headers and the admin API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvalidationReason::RecordWritten => "record_written",
+            InvalidationReason::ListPredicateMatched => "list_predicate_matched",
+            InvalidationReason::TableInsert => "table_insert",
+            InvalidationReason::ViewDependency => "view_dependency",
+            InvalidationReason::Manual => "manual",
+            InvalidationReason::LateRegistration => "late_registration",
+            InvalidationReason::Learned => "learned",
+            InvalidationReason::Recovery => "recovery",
+        }
+    }
+}
+
+/// One write as the coordinator saw it: full rows (`SELECT *`) before and after.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WriteImages {
+    /// The written table.
+    pub table: String,
+    /// The written record's id.
+    pub id: String,
+    /// The table's id column.
+    pub id_column: String,
+    /// The row before the write; `None` for an insert.
+    pub before: Option<Row>,
+    /// The row after the write; `None` for a delete.
+    pub after: Option<Row>,
+}
+
+/// A cached list response of the written table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ListDependent {
+    /// The list's cache key.
+    pub key: CacheKey,
+    /// The list's parsed query.
+    pub query: ListQuery,
+    /// Where its cached page ends, if known.
+    pub window: Option<ListWindow>,
+}
+
+/// One key to invalidate and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedInvalidation {
+    /// The stale key.
+    pub key: CacheKey,
+    /// Why it is stale.
+    pub reason: InvalidationReason,
+}
+
+/// The keys a write makes stale, each once.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvalidationPlan {
+    /// Stale keys in planning order: records, then lists, then opaque dependents.
+    pub entries: Vec<PlannedInvalidation>,
+}
+
+impl InvalidationPlan {
+    /// The stale keys.
+    pub fn keys(&self) -> Vec<&CacheKey> {
+        self.entries.iter().map(|e| &e.key).collect()
+    }
+
+    /// Why `key` is stale, or `None` if the plan leaves it alone.
+    pub fn reason_for(&self, key: &CacheKey) -> Option<InvalidationReason> {
+        self.entries
+            .iter()
+            .find(|e| &e.key == key)
+            .map(|e| e.reason)
+    }
+}
+
+/// Plans the invalidations of one write: `record_keys` are the responses containing the record,
+/// `lists` the cached lists of its table, `opaque` the dependents the planner cannot reason
+/// about.
+pub fn plan_write(
+    write: &WriteImages,
+    record_keys: &[CacheKey],
+    lists: &[ListDependent],
+    opaque: &[CacheKey],
+) -> InvalidationPlan {
+    let records = record_keys
+        .iter()
+        .map(|key| (key, InvalidationReason::RecordWritten));
+    let lists = lists
+        .iter()
+        .filter(|list| list_affected(write, list))
+        .map(|list| (&list.key, InvalidationReason::ListPredicateMatched));
+    let opaque = opaque
+        .iter()
+        .map(|key| (key, InvalidationReason::ViewDependency));
+    let mut plan = InvalidationPlan::default();
+    let mut seen: HashSet<&CacheKey> = HashSet::new();
+    for (key, reason) in records.chain(lists).chain(opaque) {
+        if seen.insert(key) {
+            plan.entries.push(PlannedInvalidation {
+                key: key.clone(),
+                reason,
+            });
+        }
+    }
+    plan
+}
+
+/// Whether the write can change what `list` returns.
+fn list_affected(write: &WriteImages, list: &ListDependent) -> bool {
+    // An update that changed nothing cannot change any list.
+    if write.before.is_some() && write.before == write.after {
+        return false;
+    }
+    let q = &list.query;
+    let matching: Vec<&Row> = [&write.before, &write.after]
+        .into_iter()
+        .flatten()
+        .filter(|image| row_matches(q, image).may_match())
+        .collect();
+    if matching.is_empty() {
+        return false;
+    }
+    let last = match &list.window {
+        Some(ListWindow {
+            full: true,
+            last: Some(last),
+        }) => last,
+        // A page that is not full shows every matching row from its offset on; an unknown
+        // window shows who knows what: any matching row may change either.
+        _ => return true,
+    };
+    // A matching row at or before the page's last row is in the page or shifts it; only rows
+    // sorting strictly after a full page leave it as it was.
+    matching.iter().any(|image| {
+        !position_known(q, &write.id_column, image, last)
+            || cmp_rows(q.order.as_ref(), &write.id_column, image, last) != Ordering::Greater
+    })
+}
+
+/// Whether `image` and `last` can be placed by `cmp_rows` as SQLite would place them.
+fn position_known(q: &ListQuery, id_column: &str, image: &Row, last: &Row) -> bool {
+    let sortable = |v: Option<&Value>| {
+        matches!(
+            v,
+            None | Some(Value::Null | Value::Number(_) | Value::String(_))
+        )
+    };
+    let order_column = q.order.as_ref().map(|o| o.column.as_str());
+    // A missing id would sort as NULL; an image without its id is not one to reason about.
+    column_value(image, id_column).is_some()
+        && column_value(last, id_column).is_some()
+        && order_column
+            .into_iter()
+            .chain([id_column])
+            .all(|c| sortable(column_value(image, c)) && sortable(column_value(last, c)))
+}
+
+/// Whether an `Eq` value can be compared through the index: a REAL's text always contains '.',
+/// and a JSON integer may hide a REAL, so such values are left to the scan.
+fn indexable(value: &str) -> bool {
+    !value.contains('.')
+}
+
+/// The term a coordinator indexes a list under: its first `Eq` filter, column lowercased.
+///
+/// Contract: if this returns `(c, v)` and `row_matches(q, row)` is not `No`, then `(c, v)` is in
+/// [`row_index_terms`]`(row)` or `c` is in [`row_unindexed_columns`]`(row)`. A list without a
+/// term must be considered for every write.
+pub fn list_index_term(q: &ListQuery) -> Option<(String, String)> {
+    q.filters.iter().find_map(|f| match f {
+        Filter::Eq { column, value } if indexable(value) => {
+            Some((column.to_ascii_lowercase(), value.clone()))
+        }
+        _ => None,
+    })
+}
+
+/// The `(column, text)` terms of a row, column lowercased as SQLite resolves names, for every
+/// column whose text is known; see [`list_index_term`] for the contract.
+pub fn row_index_terms(row: &Row) -> Vec<(String, String)> {
+    row.iter()
+        .filter_map(|(column, value)| {
+            let text = match sql_text(value) {
+                SqlText::Text(s) => s.to_string(),
+                SqlText::Integer(n) => n.to_string(),
+                SqlText::Null | SqlText::Unknown => return None,
+            };
+            Some((column.to_ascii_lowercase(), text))
+        })
+        .collect()
+}
+
+/// The columns of a row (lowercased) whose text is unknown (floats, booleans, arrays,
+/// objects): every list indexed on such a column must be considered for a write of the row.
+pub fn row_unindexed_columns(row: &Row) -> Vec<String> {
+    row.iter()
+        .filter(|(_, value)| sql_text(value) == SqlText::Unknown)
+        .map(|(column, _)| column.to_ascii_lowercase())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::collections::HashMap;
+
+    use super::super::extract::{list_window, record_ids};
+    use super::super::query::{parse_list_query, Order};
+    use super::super::testdb::{self, TestDb};
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    use serde_json::json;
+
+    fn row(v: Value) -> Row {
+        v.as_object().unwrap().clone()
+    }
+
+    fn list(query: &str, window: Option<ListWindow>) -> ListDependent {
+        let key = CacheKey::from_request("acme", "/v1/users", Some(query)).unwrap();
+        let q = parse_list_query(key.query_pairs(), |c| {
+            ["id", "firstName", "age"].contains(&c)
+        })
+        .unwrap();
+        ListDependent {
+            key,
+            query: q,
+            window,
+        }
+    }
+
+    fn window(full: bool, last: Value) -> Option<ListWindow> {
+        Some(ListWindow {
+            full,
+            last: Some(row(last)),
+        })
+    }
+
+    fn insert(after: Value) -> WriteImages {
+        let after = row(after);
+        WriteImages {
+            table: "users".into(),
+            id: after.get("id").map_or_else(String::new, Value::to_string),
+            id_column: "id".into(),
+            before: None,
+            after: Some(after),
+        }
+    }
+
+    fn stale(write: &WriteImages, l: &ListDependent) -> bool {
+        plan_write(write, &[], std::slice::from_ref(l), &[]).reason_for(&l.key)
+            == Some(InvalidationReason::ListPredicateMatched)
+    }
+
+    #[test]
+    fn reasons_are_snake_case() {
+        assert_eq!(
+            InvalidationReason::ListPredicateMatched.as_str(),
+            "list_predicate_matched"
+        );
+        assert_eq!(
+            serde_json::to_string(&InvalidationReason::LateRegistration).unwrap(),
+            "\"late_registration\""
+        );
+        let back: InvalidationReason = serde_json::from_str("\"record_written\"").unwrap();
+        assert_eq!(back, InvalidationReason::RecordWritten);
+    }
+
+    #[test]
+    fn filtered_list_is_stale_only_for_matching_rows() {
+        let lanes = list("firstName=Lane", None);
+        assert!(stale(
+            &insert(json!({"id": "9", "firstName": "Lane"})),
+            &lanes
+        ));
+        assert!(!stale(
+            &insert(json!({"id": "9", "firstName": "Bob"})),
+            &lanes
+        ));
+        assert!(!stale(
+            &insert(json!({"id": "9", "firstName": null})),
+            &lanes
+        ));
+        let la = list("firstName=La*", None);
+        assert!(stale(&insert(json!({"id": "9", "firstName": "Lara"})), &la));
+    }
+
+    #[test]
+    fn update_moving_a_row_out_of_a_list_stales_it() {
+        let lanes = list("firstName=Lane", None);
+        let update = WriteImages {
+            before: Some(row(json!({"id": "9", "firstName": "Lane"}))),
+            after: Some(row(json!({"id": "9", "firstName": "Bob"}))),
+            ..insert(json!({"id": "9"}))
+        };
+        assert!(stale(&update, &lanes));
+        let delete = WriteImages {
+            after: None,
+            ..update
+        };
+        assert!(stale(&delete, &lanes));
+    }
+
+    #[test]
+    fn full_page_is_untouched_by_rows_sorting_after_it() {
+        let page = list(
+            "limit=2&order=age",
+            window(true, json!({"id": "5", "age": 30})),
+        );
+        assert!(!stale(&insert(json!({"id": "9", "age": 31})), &page));
+        // Same age, larger id: the id breaks the tie, still after the page.
+        assert!(!stale(&insert(json!({"id": "6", "age": 30})), &page));
+        // Same age, smaller id: inside the page.
+        assert!(stale(&insert(json!({"id": "4", "age": 30})), &page));
+        assert!(stale(&insert(json!({"id": "9", "age": 12})), &page));
+        // NULL sorts first.
+        assert!(stale(&insert(json!({"id": "9", "age": null})), &page));
+    }
+
+    #[test]
+    fn descending_pages_reverse_the_tiebreak() {
+        let page = list(
+            "limit=2&order=-age",
+            window(true, json!({"id": "5", "age": 30})),
+        );
+        assert!(!stale(&insert(json!({"id": "9", "age": 29})), &page));
+        assert!(!stale(&insert(json!({"id": "4", "age": 30})), &page));
+        assert!(stale(&insert(json!({"id": "6", "age": 30})), &page));
+        assert!(!stale(&insert(json!({"id": "6", "age": null})), &page));
+    }
+
+    #[test]
+    fn short_or_unknown_pages_are_stale_on_any_match() {
+        let short = list(
+            "limit=10&order=age",
+            window(false, json!({"id": "5", "age": 30})),
+        );
+        assert!(stale(&insert(json!({"id": "9", "age": 99})), &short));
+        let unknown = list("limit=10", None);
+        assert!(stale(&insert(json!({"id": "9"})), &unknown));
+        let empty = list(
+            "limit=10&offset=5",
+            Some(ListWindow {
+                full: false,
+                last: None,
+            }),
+        );
+        assert!(stale(&insert(json!({"id": "9"})), &empty));
+    }
+
+    #[test]
+    fn unknown_values_are_treated_as_matches() {
+        let lanes = list(
+            "age=30.0&limit=1",
+            window(true, json!({"id": "5", "age": 30})),
+        );
+        // JSON 30 may be a REAL 30.0, whose text is "30.0".
+        assert!(stale(&insert(json!({"id": "1", "age": 30})), &lanes));
+        let page = list(
+            "limit=1&order=age",
+            window(true, json!({"id": "5", "age": 30})),
+        );
+        // A boolean has no known place in SQLite's order.
+        assert!(stale(&insert(json!({"id": "9", "age": true})), &page));
+        // An image without its id cannot be placed.
+        assert!(stale(&insert(json!({"age": 99})), &page));
+    }
+
+    #[test]
+    fn unchanged_update_stales_records_but_not_lists() {
+        let same = row(json!({"id": "9", "firstName": "Lane"}));
+        let write = WriteImages {
+            before: Some(same.clone()),
+            after: Some(same),
+            ..insert(json!({"id": "9"}))
+        };
+        let lanes = list("firstName=Lane", None);
+        let record = CacheKey::from_request("acme", "/v1/users/9", None).unwrap();
+        let plan = plan_write(&write, std::slice::from_ref(&record), std::slice::from_ref(&lanes), &[]);
+        assert_eq!(plan.keys(), vec![&record]);
+    }
+
+    #[test]
+    fn keys_are_unique_and_first_reason_wins() {
+        let lanes = list("firstName=Lane", None);
+        let view = CacheKey::from_request("acme", "/v1/report", None).unwrap();
+        let write = insert(json!({"id": "9", "firstName": "Lane"}));
+        let plan = plan_write(
+            &write,
+            std::slice::from_ref(&lanes.key),
+            &[lanes.clone(), lanes.clone()],
+            &[lanes.key.clone(), view.clone(), view.clone()],
+        );
+        assert_eq!(
+            plan.entries,
+            vec![
+                PlannedInvalidation {
+                    key: lanes.key.clone(),
+                    reason: InvalidationReason::RecordWritten
+                },
+                PlannedInvalidation {
+                    key: view,
+                    reason: InvalidationReason::ViewDependency
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn index_terms() {
+        let lanes = list("age=30&firstName=Lane", None);
+        assert_eq!(
+            list_index_term(&lanes.query),
+            Some(("age".into(), "30".into()))
+        );
+        assert_eq!(
+            list_index_term(&list("age=3*&firstName=Lane", None).query),
+            Some(("firstname".into(), "Lane".into()))
+        );
+        assert_eq!(list_index_term(&list("age=30.0", None).query), None);
+        assert_eq!(list_index_term(&list("age=3*", None).query), None);
+        let r = row(json!({"id": 9, "firstName": "Lane", "age": null, "score": 1.5, "ok": true}));
+        let mut terms = row_index_terms(&r);
+        terms.sort();
+        assert_eq!(
+            terms,
+            [
+                ("firstname".to_string(), "Lane".to_string()),
+                ("id".into(), "9".into())
+            ]
+        );
+        let mut unindexed = row_unindexed_columns(&r);
+        unindexed.sort();
+        assert_eq!(unindexed, ["ok", "score"]);
+    }
+
+    /// A list query on any of a few columns with values aimed at the JSON values below.
+    fn index_query() -> impl Strategy<Value = ListQuery> {
+        let value = prop::sample::select(vec!["5", "5.0", "x", "", "1.5", "true", "1"]);
+        let filter = (
+            prop::sample::select(vec!["a", "A", "b"]),
+            any::<bool>(),
+            value,
+        )
+            .prop_map(|(c, p, v)| {
+                if p {
+                    Filter::Prefix {
+                        column: c.into(),
+                        prefix: v.into(),
+                    }
+                } else {
+                    Filter::Eq {
+                        column: c.into(),
+                        value: v.into(),
+                    }
+                }
+            });
+        proptest::collection::vec(filter, 0..3).prop_map(|mut filters| {
+            filters.sort_by(|a, b| a.column().cmp(b.column()));
+            ListQuery {
+                filters,
+                order: None,
+                limit: 10,
+                offset: 0,
+            }
+        })
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        prop::sample::select(vec![
+            json!(null),
+            json!(5),
+            json!(1),
+            json!(5.0),
+            json!(1.5),
+            json!("5"),
+            json!("x"),
+            json!(""),
+            json!(true),
+        ])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// The index never hides a list that may match: see `list_index_term`'s contract.
+        #[test]
+        fn index_contract(q in index_query(), a in json_value(), b in json_value()) {
+            let r = row(json!({"a": a, "b": b}));
+            if let (Some((column, value)), true) = (list_index_term(&q), row_matches(&q, &r).may_match()) {
+                let term = (column.clone(), value);
+                prop_assert!(
+                    row_index_terms(&r).contains(&term) || row_unindexed_columns(&r).contains(&column),
+                    "{:?} hides {:?}", q, r
+                );
+            }
+        }
+    }
+
+    /// One cached list: its query, key, and the page it was filled with.
+    struct Cached {
+        key: CacheKey,
+        query: ListQuery,
+        rows: Vec<Row>,
+        window: ListWindow,
+    }
+
+    fn fill(db: &TestDb, query: &ListQuery) -> Cached {
+        let rows = db.list(query);
+        let body = json!({ "data": rows });
+        Cached {
+            key: testdb::key_for(query),
+            query: query.clone(),
+            window: list_window(query, "id", &body),
+            rows,
+        }
+    }
+
+    /// Plans `write` against the cached lists and checks that every list whose result changed
+    /// is in the plan; returns (changed, planned) counts.
+    fn check_write(
+        db: &TestDb,
+        cache: &mut [Cached],
+        write: &testdb::TestWrite,
+    ) -> Result<(usize, usize), TestCaseError> {
+        let images = db.apply(write);
+        // Cached pages still hold what they held before the write.
+        let record_keys: Vec<CacheKey> = cache
+            .iter()
+            .filter(|c| record_ids(&json!({ "data": c.rows }), "id").contains(&images.id))
+            .map(|c| c.key.clone())
+            .collect();
+        let lists: Vec<ListDependent> = cache
+            .iter()
+            .map(|c| ListDependent {
+                key: c.key.clone(),
+                query: c.query.clone(),
+                window: Some(c.window.clone()),
+            })
+            .collect();
+        let plan = plan_write(&images, &record_keys, &lists, &[]);
+        let mut changed = 0;
+        for c in cache.iter_mut() {
+            let now = db.list(&c.query);
+            if now != c.rows {
+                changed += 1;
+                prop_assert!(
+                    plan.reason_for(&c.key).is_some(),
+                    "missed {} ({:?}) after {:?}: {:?} -> {:?}, window {:?}",
+                    c.key,
+                    c.query,
+                    images,
+                    c.rows,
+                    now,
+                    c.window
+                );
+            }
+            if plan.reason_for(&c.key).is_some() {
+                *c = fill(db, &c.query);
+            }
+        }
+        Ok((changed, plan.entries.len()))
+    }
+
+    fn dedup(queries: Vec<ListQuery>) -> Vec<ListQuery> {
+        let mut seen = HashMap::new();
+        for q in queries {
+            seen.entry(testdb::key_for(&q)).or_insert(q);
+        }
+        seen.into_values().collect()
+    }
+
+    fn runner(cases: u32) -> TestRunner {
+        TestRunner::new(Config {
+            cases,
+            failure_persistence: None,
+            ..Config::default()
+        })
+    }
+
+    /// Against the real database: every list whose result a random write changes is planned.
+    #[test]
+    fn planner_is_safe_against_sqlite() {
+        let (changed, planned, lists) = (Cell::new(0), Cell::new(0), Cell::new(0));
+        let strategy = (
+            testdb::rows(),
+            proptest::collection::vec(testdb::query(), 1..12),
+            testdb::write(),
+        );
+        runner(300)
+            .run(&strategy, |(rows, queries, write)| {
+                let db = TestDb::new(&rows);
+                let mut cache: Vec<Cached> = dedup(queries).iter().map(|q| fill(&db, q)).collect();
+                let (c, p) = check_write(&db, &mut cache, &write)?;
+                changed.set(changed.get() + c);
+                planned.set(planned.get() + p);
+                lists.set(lists.get() + cache.len());
+                Ok(())
+            })
+            .unwrap();
+        eprintln!(
+            "planner vs sqlite: {} lists, {} planned, {} changed: precision {:.1}% (changed / planned), {:.1}% of lists spared",
+            lists.get(),
+            planned.get(),
+            changed.get(),
+            100.0 * changed.get() as f64 / planned.get().max(1) as f64,
+            100.0 * (lists.get() - planned.get()) as f64 / lists.get().max(1) as f64,
+        );
+    }
+
+    /// A random sequence of writes against one database and one cache, refilling what each
+    /// plan invalidates: no unplanned list ever drifts from the database.
+    #[test]
+    fn planner_is_safe_over_write_sequences() {
+        let (changed, planned) = (Cell::new(0), Cell::new(0));
+        let strategy = (
+            testdb::rows(),
+            proptest::collection::vec(testdb::query(), 1..10),
+            proptest::collection::vec(testdb::write(), 1..12),
+        );
+        runner(100)
+            .run(&strategy, |(rows, queries, writes)| {
+                let db = TestDb::new(&rows);
+                let mut cache: Vec<Cached> = dedup(queries).iter().map(|q| fill(&db, q)).collect();
+                for write in &writes {
+                    let (c, p) = check_write(&db, &mut cache, write)?;
+                    changed.set(changed.get() + c);
+                    planned.set(planned.get() + p);
+                }
+                for c in &cache {
+                    prop_assert_eq!(&db.list(&c.query), &c.rows);
+                }
+                Ok(())
+            })
+            .unwrap();
+        eprintln!(
+            "planner over write sequences: {} planned, {} changed: precision {:.1}%",
+            planned.get(),
+            changed.get(),
+            100.0 * changed.get() as f64 / planned.get().max(1) as f64,
+        );
+    }
+
+    #[test]
+    fn ordered_example_against_sqlite() {
+        let r = |id: &str, a: &str| testdb::TestRow {
+            id: id.into(),
+            a: Some(a.into()),
+            b: None,
+            c: None,
+        };
+        let db = TestDb::new(&[r("1", "x"), r("2", "y"), r("3", "y")]);
+        let q = ListQuery {
+            filters: vec![],
+            order: Some(Order {
+                column: "a".into(),
+                descending: false,
+            }),
+            limit: 2,
+            offset: 0,
+        };
+        let mut cache = vec![fill(&db, &q)];
+        // "z" sorts after the page's last row ("y", "2"): untouched, and rightly so.
+        let (changed, planned) =
+            check_write(&db, &mut cache, &testdb::TestWrite::Upsert(r("0", "z"))).unwrap();
+        assert_eq!((changed, planned), (0, 0));
+        let (changed, planned) =
+            check_write(&db, &mut cache, &testdb::TestWrite::Upsert(r("4", "a"))).unwrap();
+        assert_eq!((changed, planned), (1, 1));
+    }
+}

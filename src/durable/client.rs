@@ -1,0 +1,126 @@
+//! The edge's side of the coordinator protocol: typed calls over the Durable Object stub.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use worker::{Env, Headers, Method, Request, RequestInit};
+
+use super::protocol::{
+    Changes, CoordinatorStats, ErrorBody, InvalidateRequest, InvalidateResponse, KeyInfo,
+    RecordInfo, RegisterRequest, RegisterResponse, WriteRequest, WriteResponse, COORDINATOR_HEADER,
+};
+use crate::router::error::ApiError;
+
+/// A handle on the coordinator of one `tenant:table`.
+pub struct Coordinator<'a> {
+    env: &'a Env,
+    name: String,
+}
+
+impl<'a> Coordinator<'a> {
+    /// The coordinator of `table` for `tenant`.
+    pub fn of(env: &'a Env, tenant: &str, table: &str) -> Self {
+        Coordinator {
+            env,
+            name: format!("{tenant}:{table}"),
+        }
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&B>,
+    ) -> Result<T, ApiError> {
+        let stub = self
+            .env
+            .durable_object("COORDINATOR")?
+            .get_by_name(&self.name)?;
+        let headers = Headers::new();
+        headers.set(COORDINATOR_HEADER, &self.name)?;
+        let mut init = RequestInit::new();
+        init.with_method(method).with_headers(headers);
+        if let Some(body) = body {
+            let text = serde_json::to_string(body)
+                .map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
+            init.with_body(Some(text.into()));
+        }
+        let req = Request::new_with_init(&format!("https://coordinator{path_and_query}"), &init)?;
+        let mut resp = stub
+            .fetch_with_request(req)
+            .await
+            .map_err(|e| ApiError::new(503, "coordinator_unavailable", e.to_string()))?;
+        let bytes = resp.bytes().await?;
+        if resp.status_code() >= 400 {
+            let err: ErrorBody = serde_json::from_slice(&bytes).map_err(|_| {
+                ApiError::new(
+                    503,
+                    "coordinator_unavailable",
+                    String::from_utf8_lossy(&bytes).into_owned(),
+                )
+            })?;
+            return Err(ApiError::new(
+                resp.status_code(),
+                &err.error.code,
+                err.error.message,
+            ));
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::new(502, "coordinator_protocol", e.to_string()))
+    }
+
+    /// Invalidations since `since`.
+    pub async fn changes(&self, since: u64) -> Result<Changes, ApiError> {
+        self.call::<(), _>(Method::Get, &format!("/changes?since={since}"), None)
+            .await
+    }
+
+    /// Registers filled entries.
+    pub async fn register(&self, req: &RegisterRequest) -> Result<RegisterResponse, ApiError> {
+        self.call(Method::Post, "/register", Some(req)).await
+    }
+
+    /// Forwards a write.
+    pub async fn write(&self, req: &WriteRequest) -> Result<WriteResponse, ApiError> {
+        self.call(Method::Post, "/write", Some(req)).await
+    }
+
+    /// Invalidates manually.
+    pub async fn invalidate(
+        &self,
+        req: &InvalidateRequest,
+    ) -> Result<InvalidateResponse, ApiError> {
+        self.call(Method::Post, "/invalidate", Some(req)).await
+    }
+
+    /// What the coordinator knows of a key.
+    pub async fn inspect_key(&self, key: &str) -> Result<KeyInfo, ApiError> {
+        self.call::<(), _>(Method::Get, &format!("/inspect?key={}", encode(key)), None)
+            .await
+    }
+
+    /// Which keys contain a record.
+    pub async fn inspect_record(&self, record: &str) -> Result<RecordInfo, ApiError> {
+        self.call::<(), _>(
+            Method::Get,
+            &format!("/inspect?record={}", encode(record)),
+            None,
+        )
+        .await
+    }
+
+    /// Counters.
+    pub async fn stats(&self) -> Result<CoordinatorStats, ApiError> {
+        self.call::<(), _>(Method::Get, "/stats", None).await
+    }
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,205 @@
+//! The typed protocol between edges and a `TableCoordinator`, defined once for both sides.
+//! Carried as JSON over the Durable Object stub's fetch (Rust DO classes expose no RPC here).
+
+use serde::{Deserialize, Serialize};
+
+use crate::dependency::extract::ListWindow;
+use crate::dependency::planner::InvalidationReason;
+use crate::dependency::query::ListQuery;
+use crate::dependency::Row;
+
+pub use crate::dependency::freshness::Changes;
+
+/// Header naming the coordinator (`tenant:table`) on every call, so it can record who it is.
+pub const COORDINATOR_HEADER: &str = "x-edgecache-coordinator";
+
+/// What a cached response is, as far as one table's invalidation is concerned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Dependent {
+    /// A single record (`/v1/users/123-abc`).
+    Record,
+    /// A list of this table with a query the planner can reason about.
+    List {
+        /// The list's query.
+        query: ListQuery,
+        /// The page as filled.
+        window: ListWindow,
+    },
+    /// Anything the planner cannot reason about (views): stale on every write of the table.
+    Opaque,
+}
+
+/// One cached entry to register with a table's coordinator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Registration {
+    /// The normalised cache key.
+    pub key: String,
+    /// The table's seq taken before the origin fetch (invariant 2).
+    pub stamp: u64,
+    /// How a write of the table can affect it.
+    pub dependent: Dependent,
+    /// Ids of this table's records the response contains.
+    pub records: Vec<String>,
+    /// Every table the entry depends on (more than one for views).
+    pub tables: Vec<String>,
+    /// Path and query to refetch it with (rehydrate).
+    pub route: String,
+    /// Whether the coordinator should refill it after invalidating it.
+    pub rehydrate: bool,
+}
+
+/// `POST /register`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    /// Entries to register.
+    pub entries: Vec<Registration>,
+}
+
+/// The coordinator's verdict on each registration, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisterResponse {
+    /// The table's seq after registering.
+    pub seq: u64,
+    /// `true`: the entry may be cached; `false`: a write since its stamp made it stale
+    /// (invariant 3) and it was invalidated.
+    pub accepted: Vec<bool>,
+}
+
+/// A write forwarded to the coordinator of its table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum WriteOp {
+    /// `POST /v1/<table>`
+    Create {
+        /// The validated row (with its id).
+        row: Row,
+    },
+    /// `PUT /v1/<table>/<id>`
+    Replace {
+        /// Record id.
+        id: String,
+        /// The validated row.
+        row: Row,
+    },
+    /// `PATCH /v1/<table>/<id>`
+    Patch {
+        /// Record id.
+        id: String,
+        /// Columns to change.
+        row: Row,
+    },
+    /// `DELETE /v1/<table>/<id>`
+    Delete {
+        /// Record id.
+        id: String,
+    },
+}
+
+/// `POST /write`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WriteRequest {
+    /// The table written.
+    pub table: String,
+    /// The operation.
+    pub op: WriteOp,
+}
+
+/// A write's outcome: the origin's answer plus the table's new seq.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WriteResponse {
+    /// HTTP status for the client.
+    pub status: u16,
+    /// The record after the write (`None` for deletes).
+    pub row: Option<Row>,
+    /// The table's seq once the write is recorded (read-your-writes token).
+    pub seq: u64,
+    /// How many cached keys the write made stale.
+    pub invalidated: usize,
+}
+
+/// A manual invalidation (webhook, admin API).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InvalidateRequest {
+    /// Exact cache keys.
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// Record ids of this table.
+    #[serde(default)]
+    pub records: Vec<String>,
+    /// Keys starting with these prefixes (`tenant:/v1/users`).
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+    /// Every entry of the table.
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// One invalidated key and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Invalidated {
+    /// The key.
+    pub key: String,
+    /// Why.
+    pub reason: InvalidationReason,
+}
+
+/// The answer to a manual invalidation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InvalidateResponse {
+    /// The table's seq after invalidating.
+    pub seq: u64,
+    /// What was invalidated (`*` for the whole table).
+    pub invalidated: Vec<Invalidated>,
+}
+
+/// What the coordinator knows of a key (`GET /inspect?key=`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    /// The key.
+    pub key: String,
+    /// Its registration, if it is registered.
+    pub entry: Option<Registration>,
+    /// Seq of its last invalidation, with the reason.
+    pub last_invalidated: Option<(u64, InvalidationReason)>,
+}
+
+/// Which keys contain a record (`GET /inspect?record=`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordInfo {
+    /// The record id.
+    pub record: String,
+    /// Keys whose responses contain it.
+    pub keys: Vec<String>,
+    /// Seq of the record's last write.
+    pub last_write: Option<u64>,
+}
+
+/// Coordinator counters (`GET /stats`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CoordinatorStats {
+    /// The table's seq.
+    pub seq: u64,
+    /// Registered keys.
+    pub keys: u64,
+    /// Keys waiting to be refilled.
+    pub pending_rehydrates: u64,
+    /// Writes recorded since the coordinator started.
+    pub writes: u64,
+}
+
+/// A coordinator error, answered with its HTTP status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// `{"code", "message"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable code.
+    pub code: String,
+    /// Human message.
+    pub message: String,
+}

@@ -1,0 +1,118 @@
+//! Validation of write bodies: what a client may send before anything reaches the database.
+
+use serde_json::Value;
+
+use super::schema::Relation;
+use super::OriginError;
+use crate::dependency::Row;
+
+/// Largest accepted write body.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Parses a write body into a row of known columns with scalar values.
+pub fn parse_row(bytes: &[u8], relation: &Relation) -> Result<Row, OriginError> {
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(OriginError::BodyTooLarge {
+            max: MAX_BODY_BYTES,
+        });
+    }
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| OriginError::BadBody(format!("the body is not valid JSON: {e}")))?;
+    let Value::Object(row) = value else {
+        return Err(OriginError::BadBody(
+            "the body must be a JSON object".into(),
+        ));
+    };
+    for (column, value) in &row {
+        if !relation.has_column(column) {
+            return Err(OriginError::UnknownColumn {
+                relation: relation.name.clone(),
+                column: column.clone(),
+            });
+        }
+        if value.is_array() || value.is_object() {
+            return Err(OriginError::BadBody(format!(
+                "column `{column}` has a nested value; only strings, numbers, booleans and null are stored"
+            )));
+        }
+    }
+    Ok(row)
+}
+
+/// Checks that a body naming the id agrees with the id in the URL.
+pub fn check_id(row: &Row, relation: &Relation, id: &str) -> Result<(), OriginError> {
+    match row.get(&relation.id_column) {
+        None => Ok(()),
+        Some(v) if value_text(v).as_deref() == Some(id) => Ok(()),
+        Some(_) => Err(OriginError::BadBody(format!(
+            "the body's `{}` does not match the id in the URL",
+            relation.id_column
+        ))),
+    }
+}
+
+/// The text form of a scalar id value (`"7"` for `7`).
+pub fn value_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::origin::schema::{Column, RelationKind};
+
+    fn users() -> Relation {
+        let col = |n: &str| Column {
+            name: n.into(),
+            decl_type: "TEXT".into(),
+            primary_key: n == "id",
+            not_null: n == "id",
+            has_default: false,
+        };
+        Relation {
+            name: "users".into(),
+            kind: RelationKind::Table,
+            columns: vec![col("id"), col("firstName")],
+            id_column: "id".into(),
+            tables: vec!["users".into()],
+        }
+    }
+
+    #[test]
+    fn accepts_objects_of_known_scalar_columns() {
+        let row = parse_row(br#"{"id":"1","firstName":"Lane"}"#, &users()).unwrap();
+        assert_eq!(row["firstName"], "Lane");
+    }
+
+    #[test]
+    fn rejects_what_it_cannot_store() {
+        let u = users();
+        for (body, want) in [
+            (&b"{"[..], "not valid JSON"),
+            (b"[1]", "must be a JSON object"),
+            (br#"{"nope":1}"#, "nope"),
+            (br#"{"firstName":{"a":1}}"#, "nested"),
+            (br#"{"firstName\"; DROP TABLE users; --":1}"#, "DROP TABLE"),
+        ] {
+            let err = parse_row(body, &u).unwrap_err().to_string();
+            assert!(err.contains(want), "{err} should mention {want}");
+        }
+        let big = vec![b' '; MAX_BODY_BYTES + 1];
+        assert!(matches!(
+            parse_row(&big, &u),
+            Err(OriginError::BodyTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn id_in_body_must_match_url() {
+        let u = users();
+        let row = parse_row(br#"{"id":"1"}"#, &u).unwrap();
+        assert!(check_id(&row, &u, "1").is_ok());
+        assert!(check_id(&row, &u, "2").is_err());
+    }
+}

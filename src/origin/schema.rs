@@ -1,0 +1,153 @@
+//! The origin's schema: which tables and views exist, their columns and id column. Every table
+//! and column a request names is checked against it before any SQL is built.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Whether a relation accepts writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RelationKind {
+    /// A table: readable and writable.
+    Table,
+    /// A named view: read-only, stale whenever one of its tables is written.
+    View,
+}
+
+/// One column of a relation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Column {
+    /// Column name as declared.
+    pub name: String,
+    /// Declared type (`TEXT`, `INTEGER`, …), informational.
+    pub decl_type: String,
+    /// Whether the column is the primary key.
+    pub primary_key: bool,
+    /// Whether the column is declared NOT NULL.
+    pub not_null: bool,
+    /// Whether the column has a DEFAULT.
+    pub has_default: bool,
+}
+
+/// A table or view of the origin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Relation {
+    /// Name as addressed in `/v1/<name>`.
+    pub name: String,
+    /// Table or view.
+    pub kind: RelationKind,
+    /// Columns in declaration order.
+    pub columns: Vec<Column>,
+    /// The column that identifies a record (the primary key; `id` for views).
+    pub id_column: String,
+    /// Tables whose writes can change this relation's rows (itself for a table).
+    pub tables: Vec<String>,
+}
+
+impl Relation {
+    /// Whether `name` is one of the relation's columns.
+    pub fn has_column(&self, name: &str) -> bool {
+        self.columns.iter().any(|c| c.name == name)
+    }
+}
+
+/// All relations of the origin, by name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Schema {
+    /// Relations by name.
+    pub relations: BTreeMap<String, Relation>,
+}
+
+impl Schema {
+    /// Looks up a relation.
+    pub fn relation(&self, name: &str) -> Option<&Relation> {
+        self.relations.get(name)
+    }
+
+    /// Builds the schema from the origin's catalogue. Only views declared in configuration are
+    /// exposed, because only for those do we know which tables they read.
+    pub fn from_catalogue(
+        tables: Vec<(String, Vec<Column>)>,
+        views: Vec<(String, Vec<Column>)>,
+        declared_views: &BTreeMap<String, Vec<String>>,
+    ) -> Schema {
+        let mut relations = BTreeMap::new();
+        for (name, columns) in tables {
+            let id_column = columns
+                .iter()
+                .find(|c| c.primary_key)
+                .map(|c| c.name.clone())
+                .unwrap_or_else(|| "id".to_string());
+            relations.insert(
+                name.clone(),
+                Relation {
+                    tables: vec![name.clone()],
+                    name,
+                    kind: RelationKind::Table,
+                    columns,
+                    id_column,
+                },
+            );
+        }
+        for (name, columns) in views {
+            let Some(reads) = declared_views.get(&name) else {
+                continue;
+            };
+            relations.insert(
+                name.clone(),
+                Relation {
+                    name,
+                    kind: RelationKind::View,
+                    columns,
+                    id_column: "id".to_string(),
+                    tables: reads.clone(),
+                },
+            );
+        }
+        Schema { relations }
+    }
+}
+
+/// Whether a catalogue name is internal to SQLite, D1 or wrangler and never exposed.
+pub fn is_internal(name: &str) -> bool {
+    name.starts_with("sqlite_") || name.starts_with("_cf_") || name == "d1_migrations"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(name: &str, pk: bool) -> Column {
+        Column {
+            name: name.into(),
+            decl_type: "TEXT".into(),
+            primary_key: pk,
+            not_null: pk,
+            has_default: false,
+        }
+    }
+
+    #[test]
+    fn undeclared_views_are_hidden_and_views_read_their_declared_tables() {
+        let declared = BTreeMap::from([(
+            "usersWithOrders".to_string(),
+            vec!["users".into(), "orders".into()],
+        )]);
+        let s = Schema::from_catalogue(
+            vec![("users".into(), vec![col("uid", true), col("name", false)])],
+            vec![
+                ("usersWithOrders".into(), vec![col("id", false)]),
+                ("secret".into(), vec![col("id", false)]),
+            ],
+            &declared,
+        );
+        assert_eq!(s.relation("users").unwrap().id_column, "uid");
+        assert_eq!(
+            s.relation("usersWithOrders").unwrap().tables,
+            vec!["users", "orders"]
+        );
+        assert!(s.relation("secret").is_none());
+        assert!(is_internal("d1_migrations") && is_internal("_cf_KV") && !is_internal("users"));
+    }
+}

@@ -1,0 +1,379 @@
+//! The read path: `GET /v1/*` through L1 → L2 → origin, validated against the coordinators'
+//! invalidations, with coalescing, HTTP validators and stale-if-error.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures_util::future::{select, Either};
+use worker::{Context, Delay, Env, Request, Response};
+
+use super::error::ApiError;
+use super::policy;
+use super::rest::read_target;
+use super::route::Resource;
+use super::token::min_seqs;
+use crate::cache::edge::Edge;
+use crate::cache::entry::{format_stamps, if_none_match, CachedEntry};
+use crate::cache::fill;
+use crate::cache::l2::{self, L2Tier};
+use crate::cache::lookup::{lookup, Lookup, Tier};
+use crate::cache::outcome::{NotStored, Outcome};
+use crate::config::Config;
+use crate::dependency::key::CacheKey;
+use crate::durable::client::Coordinator;
+use crate::durable::protocol::RegisterRequest;
+use crate::origin::d1::D1Origin;
+use crate::origin::schema::Relation;
+use crate::origin::{OriginError, ReadTarget};
+use crate::platform::now_ms;
+
+/// How often a coalesced follower looks whether the leader's fill has landed.
+const FOLLOWER_POLL_MS: u64 = 5;
+
+/// Everything one read needs.
+pub struct ReadContext<'a> {
+    /// The worker's bindings.
+    pub env: &'a Env,
+    /// For work after the response (registration, storing).
+    pub ctx: &'a Context,
+    /// Configuration.
+    pub config: &'a Config,
+    /// The tenant.
+    pub tenant: &'a str,
+    /// The path without any `/t/<tenant>` prefix.
+    pub path: &'a str,
+    /// The raw query string.
+    pub query: Option<&'a str>,
+    /// The relation read.
+    pub relation: &'a Relation,
+    /// The resource addressed.
+    pub resource: &'a Resource,
+}
+
+/// Serves a GET.
+pub async fn serve(req: &Request, rc: ReadContext<'_>) -> Result<Response, ApiError> {
+    let started = now_ms();
+    let key = CacheKey::from_request(rc.tenant, rc.path, rc.query)?;
+    let target = read_target(rc.relation, rc.resource, &key)?;
+    let policy = policy::for_path(rc.config, rc.tenant, rc.path);
+    let tokens = min_seqs(req)?;
+    let no_cache = request_says_no_cache(req)?;
+    let conditional = req.headers().get("if-none-match")?;
+    let debug = req.headers().get("x-edgecache-debug")?.is_some();
+    let edge = Edge::new(rc.config.l1_max_bytes);
+    let route = rc.relation.name.clone();
+
+    if policy.no_store {
+        let body = fetch_origin(&rc, &edge, &target).await?;
+        edge.count(rc.tenant, |c| c.count(&route, Outcome::Bypass));
+        let bytes = to_bytes(&body)?;
+        let entry = CachedEntry::new(
+            key.as_str().to_string(),
+            bytes,
+            BTreeMap::new(),
+            now_ms(),
+            0,
+        );
+        return respond(
+            &entry,
+            Outcome::Bypass,
+            started,
+            None,
+            conditional.as_deref(),
+            debug,
+            NotStored::RouteNoStore.into(),
+        );
+    }
+
+    // Bring each table's view up to the route's staleness bound and the client's token.
+    let mut validated = true;
+    for table in &rc.relation.tables {
+        let name = format!("{}:{table}", rc.tenant);
+        let view = edge.view(&name);
+        if view.needs_refresh(
+            now_ms(),
+            policy.max_staleness_ms,
+            tokens.get(table).copied(),
+        ) {
+            match Coordinator::of(rc.env, rc.tenant, table)
+                .changes(view.since())
+                .await
+            {
+                Ok(changes) => edge.apply_changes(&name, &changes, now_ms()),
+                Err(_) => validated = false,
+            }
+        }
+        let view = edge.view(&name);
+        if tokens.get(table).is_some_and(|t| *t > view.seq) {
+            validated = false; // a token from a future we cannot see: only the origin will do
+        }
+    }
+
+    let l1 = edge.l1(now_ms());
+    let l2 = L2Tier {
+        key: &key,
+        disabled: false,
+    };
+    let is_fresh =
+        |e: &CachedEntry| validated && !e.is_expired(now_ms()) && edge.admits(rc.tenant, e);
+    let mut fallback = None;
+    if !no_cache {
+        match lookup(&l1, &l2, key.as_str(), is_fresh).await {
+            Lookup::Fresh(entry, outcome) => {
+                edge.count(rc.tenant, |c| c.count(&route, outcome));
+                return respond(
+                    &entry,
+                    outcome,
+                    started,
+                    None,
+                    conditional.as_deref(),
+                    debug,
+                    None,
+                );
+            }
+            Lookup::Stale(entry) => fallback = Some(entry),
+            Lookup::Miss => {}
+        }
+        // Coalescing: one origin fetch per key per isolate; followers wait for the leader's fill
+        // with a timer of their own (a request may not await a future another request completes).
+        let wait_limit = rc.config.origin_timeout_ms + 2_000;
+        if !edge.begin_fill(key.as_str(), now_ms(), wait_limit) {
+            let waited_from = now_ms();
+            while edge.is_filling(key.as_str()) && now_ms().saturating_sub(waited_from) < wait_limit
+            {
+                Delay::from(Duration::from_millis(FOLLOWER_POLL_MS)).await;
+            }
+            if let Some(entry) = l1.get(key.as_str()).await.filter(|e| is_fresh(e)) {
+                edge.count(rc.tenant, |c| {
+                    c.coalesced += 1;
+                    c.count(&route, Outcome::HitL1)
+                });
+                return respond(
+                    &entry,
+                    Outcome::HitL1,
+                    started,
+                    None,
+                    conditional.as_deref(),
+                    debug,
+                    None,
+                );
+            }
+            edge.begin_fill(key.as_str(), now_ms(), 0);
+        }
+    } else {
+        edge.begin_fill(key.as_str(), now_ms(), 0);
+    }
+
+    // Invariant 2: stamps come from the views *before* the origin fetch starts.
+    let stamps: BTreeMap<String, u64> = rc
+        .relation
+        .tables
+        .iter()
+        .map(|t| (t.clone(), edge.view(&format!("{}:{t}", rc.tenant)).seq))
+        .collect();
+    let origin_started = now_ms();
+    let body = match fetch_origin(&rc, &edge, &target).await {
+        Ok(body) => body,
+        Err(e) => {
+            edge.end_fill(key.as_str());
+            if matches!(e, OriginError::Unavailable(_) | OriginError::Timeout(_)) {
+                if let Some(entry) = fallback.filter(|f| satisfies_tokens(f, &tokens)) {
+                    edge.count(rc.tenant, |c| c.count(&route, Outcome::Stale));
+                    let mut resp = respond(
+                        &entry,
+                        Outcome::Stale,
+                        started,
+                        None,
+                        conditional.as_deref(),
+                        debug,
+                        None,
+                    )?;
+                    resp.headers_mut()
+                        .set("warning", "110 - \"Response is Stale\"")?;
+                    resp.headers_mut()
+                        .set("x-edgecache-stale-reason", &ApiError::from(e).code)?;
+                    return Ok(resp);
+                }
+            }
+            return Err(e.into());
+        }
+    };
+    let origin_ms = now_ms().saturating_sub(origin_started);
+    let entry = CachedEntry::new(
+        key.as_str().to_string(),
+        to_bytes(&body)?,
+        stamps,
+        now_ms(),
+        policy.ttl_secs,
+    );
+    edge.count(rc.tenant, |c| c.count(&route, Outcome::Miss));
+
+    if validated {
+        let regs: Vec<(String, RegisterRequest)> = rc
+            .relation
+            .tables
+            .iter()
+            .map(|t| {
+                let reg = fill::registration(
+                    &key,
+                    rc.relation,
+                    &target,
+                    &body,
+                    entry.stamps[t],
+                    policy.rehydrate,
+                );
+                (t.clone(), RegisterRequest { entries: vec![reg] })
+            })
+            .collect();
+        let env = rc.env.clone();
+        let tenant = rc.tenant.to_string();
+        let stored = entry.clone();
+        let key = key.clone();
+        rc.ctx.wait_until(async move {
+            let outcome = register_all(&env, &tenant, &regs).await;
+            match outcome {
+                Ok(()) => {
+                    edge.l1(now_ms()).put(&stored).await;
+                    let _ = l2::put(&key, &stored).await;
+                }
+                Err(NotStored::Overtaken) => edge.count(&tenant, |c| c.overtaken += 1),
+                Err(_) => {}
+            }
+            edge.end_fill(key.as_str());
+        });
+    } else {
+        edge.end_fill(key.as_str());
+    }
+    respond(
+        &entry,
+        Outcome::Miss,
+        started,
+        Some(origin_ms),
+        conditional.as_deref(),
+        debug,
+        None,
+    )
+}
+
+/// Registers the entry with every coordinator it depends on; it may be stored only if all accept.
+async fn register_all(
+    env: &Env,
+    tenant: &str,
+    regs: &[(String, RegisterRequest)],
+) -> Result<(), NotStored> {
+    for (table, req) in regs {
+        match Coordinator::of(env, tenant, table).register(req).await {
+            Ok(resp) if resp.accepted.iter().all(|a| *a) => {}
+            Ok(_) => return Err(NotStored::Overtaken),
+            Err(_) => return Err(NotStored::Unregistered),
+        }
+    }
+    Ok(())
+}
+
+async fn fetch_origin(
+    rc: &ReadContext<'_>,
+    edge: &Edge,
+    target: &ReadTarget,
+) -> Result<serde_json::Value, OriginError> {
+    edge.count(rc.tenant, |c| c.origin_fetches += 1);
+    let faults = if rc.config.test_hooks {
+        edge.faults()
+    } else {
+        Default::default()
+    };
+    let timeout = rc.config.origin_timeout_ms;
+    let origin = D1Origin::new(
+        rc.env
+            .d1("DB")
+            .map_err(|e| OriginError::Unavailable(e.to_string()))?,
+    );
+    let read = async {
+        if faults.read_delay_ms > 0 {
+            Delay::from(Duration::from_millis(faults.read_delay_ms)).await;
+        }
+        if faults.fail_reads {
+            return Err(OriginError::Unavailable("injected by a test".into()));
+        }
+        origin.read(rc.relation, target).await
+    };
+    let timer = Delay::from(Duration::from_millis(timeout));
+    futures_util::pin_mut!(read);
+    match select(read, timer).await {
+        Either::Left((result, _)) => result,
+        Either::Right(_) => Err(OriginError::Timeout(timeout)),
+    }
+}
+
+/// A stale copy may stand in for the origin only if it already reflects the client's writes.
+fn satisfies_tokens(entry: &CachedEntry, tokens: &BTreeMap<String, u64>) -> bool {
+    tokens
+        .iter()
+        .all(|(table, min)| entry.stamps.get(table).is_none_or(|s| s >= min))
+}
+
+fn request_says_no_cache(req: &Request) -> Result<bool, ApiError> {
+    let h = req.headers();
+    let cc = h
+        .get("cache-control")?
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let pragma = h.get("pragma")?.unwrap_or_default().to_ascii_lowercase();
+    Ok(cc
+        .split(',')
+        .any(|d| matches!(d.trim(), "no-cache" | "max-age=0"))
+        || pragma.contains("no-cache"))
+}
+
+fn to_bytes(body: &serde_json::Value) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(body).map_err(|e| ApiError::new(500, "internal", e.to_string()))
+}
+
+/// The response for an entry: body (or 304), and the observable cache headers.
+fn respond(
+    entry: &CachedEntry,
+    outcome: Outcome,
+    started_ms: u64,
+    origin_ms: Option<u64>,
+    if_none: Option<&str>,
+    debug: bool,
+    not_stored: Option<NotStored>,
+) -> Result<Response, ApiError> {
+    let now = now_ms();
+    let mut resp = if if_none.is_some_and(|h| if_none_match(h, &entry.etag)) {
+        Response::empty()?.with_status(304)
+    } else {
+        Response::from_bytes(entry.body.clone())?
+    };
+    let h = resp.headers_mut();
+    h.set("content-type", "application/json")?;
+    h.set("x-edgecache", outcome.as_str())?;
+    h.set("etag", &entry.etag)?;
+    h.set("age", &entry.age_secs(now).to_string())?;
+    // Freshness is decided here, not by downstream caches: clients revalidate (cheap 304s).
+    h.set(
+        "cache-control",
+        if outcome == Outcome::Bypass {
+            "no-store"
+        } else {
+            "max-age=0, must-revalidate"
+        },
+    )?;
+    let mut timing = format!(
+        "cache;desc=\"{}\";dur={}",
+        outcome.as_str(),
+        now.saturating_sub(started_ms)
+    );
+    if let Some(ms) = origin_ms {
+        timing.push_str(&format!(", origin;dur={ms}"));
+    }
+    h.set("server-timing", &timing)?;
+    if debug {
+        h.set("x-edgecache-deps", &format_stamps(&entry.stamps))?;
+        h.set("x-edgecache-key", &entry.key)?;
+        if let Some(reason) = not_stored {
+            h.set("x-edgecache-not-stored", reason.as_str())?;
+        }
+    }
+    Ok(resp)
+}

@@ -1,0 +1,101 @@
+//! The write path: every write of a table goes through that table's coordinator, which
+//! forwards it to the origin, numbers it and invalidates what it made stale.
+
+use worker::{Env, Method, Request, Response};
+
+use super::error::ApiError;
+use super::route::Resource;
+use super::token::{set_cookie, SEQ_HEADER};
+use crate::cache::edge::Edge;
+use crate::config::Config;
+use crate::durable::client::Coordinator;
+use crate::durable::protocol::{WriteOp, WriteRequest};
+use crate::origin::body::{check_id, parse_row, value_text, MAX_BODY_BYTES};
+use crate::origin::schema::{Relation, RelationKind};
+use crate::origin::OriginError;
+use crate::platform;
+
+/// Serves POST/PUT/PATCH/DELETE.
+pub async fn serve(
+    req: &mut Request,
+    env: &Env,
+    config: &Config,
+    tenant: &str,
+    relation: &Relation,
+    resource: &Resource,
+) -> Result<Response, ApiError> {
+    let method = req.method();
+    let op = match (&method, &resource.id) {
+        (Method::Post, None) => {
+            let mut row = parse_row(&body_bytes(req).await?, relation)?;
+            if row.get(&relation.id_column).and_then(value_text).is_none() {
+                row.insert(relation.id_column.clone(), platform::new_id()?.into());
+            }
+            WriteOp::Create { row }
+        }
+        (Method::Put, Some(id)) => {
+            let row = parse_row(&body_bytes(req).await?, relation)?;
+            check_id(&row, relation, id)?;
+            WriteOp::Replace {
+                id: id.clone(),
+                row,
+            }
+        }
+        (Method::Patch, Some(id)) => {
+            let row = parse_row(&body_bytes(req).await?, relation)?;
+            check_id(&row, relation, id)?;
+            WriteOp::Patch {
+                id: id.clone(),
+                row,
+            }
+        }
+        (Method::Delete, Some(id)) => WriteOp::Delete { id: id.clone() },
+        (m, None) => return Err(ApiError::method_not_allowed(m.as_ref(), "GET, POST")),
+        (m, Some(_)) => {
+            return Err(ApiError::method_not_allowed(
+                m.as_ref(),
+                "GET, PUT, PATCH, DELETE",
+            ))
+        }
+    };
+    if relation.kind == RelationKind::View {
+        return Err(OriginError::ReadOnlyView(relation.name.clone()).into());
+    }
+    let table = relation.name.clone();
+    let written = Coordinator::of(env, tenant, &table)
+        .write(&WriteRequest {
+            table: table.clone(),
+            op,
+        })
+        .await?;
+    // The next read of this table through this isolate asks the coordinator first.
+    Edge::new(config.l1_max_bytes).expire_view(&format!("{tenant}:{table}"));
+    let mut resp = match &written.row {
+        Some(row) if written.status != 204 => {
+            Response::from_json(&serde_json::json!({ "data": row }))?.with_status(written.status)
+        }
+        _ => Response::empty()?.with_status(204),
+    };
+    let h = resp.headers_mut();
+    h.set(SEQ_HEADER, &format!("{table}={}", written.seq))?;
+    h.set(
+        "set-cookie",
+        &set_cookie(req.headers().get("cookie")?.as_deref(), &table, written.seq),
+    )?;
+    h.set("cache-control", "no-store")?;
+    Ok(resp)
+}
+
+async fn body_bytes(req: &mut Request) -> Result<Vec<u8>, ApiError> {
+    let declared = req
+        .headers()
+        .get("content-length")?
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(OriginError::BodyTooLarge {
+            max: MAX_BODY_BYTES,
+        }
+        .into());
+    }
+    Ok(req.bytes().await?)
+}

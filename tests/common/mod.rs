@@ -1,0 +1,354 @@
+//! Test harness: runs the real worker under `wrangler dev` (workerd with local D1, Durable
+//! Objects and the Cache API) on a free port with a fresh state directory, and talks HTTP to it.
+//!
+//! One worker per test binary (`Worker::shared`), or a private one with extra vars
+//! (`Worker::start_with`). A guardian process stops wrangler and its workerd children by process
+//! group once the test process is gone, however it ends (pass, fail, panic or kill).
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A running worker.
+pub struct Worker {
+    /// `http://127.0.0.1:<port>`
+    pub base: String,
+    /// The wrangler log, for failure messages.
+    pub log: PathBuf,
+    agent: ureq::Agent,
+}
+
+/// One HTTP answer, read whole.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// A header's value (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The `x-edgecache` outcome header.
+    pub fn outcome(&self) -> &str {
+        self.header("x-edgecache").unwrap_or("")
+    }
+
+    /// The body as JSON (panics with the body text if it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The `error.code` of an error body.
+    pub fn error_code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn run_script(script: &str) -> String {
+    let out = Command::new("bash")
+        .arg(root().join(script))
+        .current_dir(root())
+        .stdin(Stdio::null())
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+static BUILT: OnceLock<PathBuf> = OnceLock::new();
+
+/// Builds the worker bundle (once per test binary; `npm test` has built it already, so this is
+/// a no-op there) and prepares the seeded D1 template state; returns the template's path.
+fn prepare() -> &'static Path {
+    BUILT.get_or_init(|| {
+        if !root().join("build/index.js").exists() {
+            run_script("scripts/build-worker.sh");
+        }
+        PathBuf::from(run_script("scripts/prepare-state.sh"))
+    })
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success(), "copying {from:?} to {to:?}");
+}
+
+static SHARED: OnceLock<Worker> = OnceLock::new();
+
+impl Worker {
+    /// The worker shared by every test of this binary.
+    pub fn shared() -> &'static Worker {
+        SHARED.get_or_init(|| Worker::start_with(&[]))
+    }
+
+    /// Starts a private worker with extra `--var NAME:VALUE` settings.
+    pub fn start_with(vars: &[(&str, &str)]) -> Worker {
+        let template = prepare();
+        let state = std::env::temp_dir().join(format!(
+            "edgecache-test-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        copy_dir(template, &state);
+        let port = free_port();
+        let log = state.join("wrangler.log");
+        let log_file = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(root().join("node_modules/.bin/wrangler"));
+        cmd.args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--inspector-port", &free_port().to_string()])
+            .arg("--persist-to")
+            .arg(&state)
+            .args([
+                "--log-level",
+                "warn",
+                "--show-interactive-dev-session=false",
+            ])
+            .args(["--var", "EDGECACHE_TEST_HOOKS:1"]);
+        for (k, v) in vars {
+            cmd.args(["--var", &format!("{k}:{v}")]);
+        }
+        cmd.current_dir(root())
+            .env("EDGECACHE_SKIP_BUILD", "1")
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env("CI", "true")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .process_group(0);
+        let mut child = cmd
+            .spawn()
+            .expect("wrangler starts (run `npm test` to install it)");
+        guard(child.id());
+        let worker = Worker {
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+            agent: ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(60))
+                .max_idle_connections_per_host(32)
+                .build(),
+        };
+        worker.wait_ready(&mut child);
+        worker
+    }
+
+    fn wait_ready(&self, child: &mut std::process::Child) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "wrangler exited ({status}) before answering; log:\n{}",
+                    self.log_tail()
+                );
+            }
+            if let Ok(a) = self.try_request("GET", "/v1/users/123-abc", &[], None) {
+                if a.status == 200 {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!(
+            "the worker did not answer within 120 s; log:\n{}",
+            self.log_tail()
+        );
+    }
+
+    /// The last lines of the wrangler log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+
+    fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<Answer, String> {
+        let url = if path.starts_with("http") {
+            path.to_string()
+        } else {
+            format!("{}{}", self.base, path)
+        };
+        let mut req = self.agent.request(method, &url);
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        let result = match body {
+            Some(b) => req.send_bytes(b),
+            None => req.call(),
+        };
+        let resp = match result {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => return Err(e.to_string()),
+        };
+        let status = resp.status();
+        let headers = resp
+            .headers_names()
+            .into_iter()
+            .filter_map(|n| resp.header(&n).map(|v| (n.clone(), v.to_string())))
+            .collect();
+        let mut body = Vec::new();
+        resp.into_reader()
+            .read_to_end(&mut body)
+            .map_err(|e| e.to_string())?;
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Sends a request; panics (with the worker log) if the worker cannot be reached.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Answer {
+        self.try_request(method, path, headers, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}\nworker log:\n{}", self.log_tail()))
+    }
+
+    /// GET.
+    pub fn get(&self, path: &str) -> Answer {
+        self.request("GET", path, &[], None)
+    }
+
+    /// GET with headers.
+    pub fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
+        self.request("GET", path, headers, None)
+    }
+
+    /// A JSON write.
+    pub fn send_json(&self, method: &str, path: &str, body: &Value) -> Answer {
+        self.request(
+            method,
+            path,
+            &[("content-type", "application/json")],
+            Some(body.to_string().as_bytes()),
+        )
+    }
+}
+
+/// Starts a detached guardian that kills the worker's process group when this test process ends.
+fn guard(pgid: u32) {
+    let me = std::process::id();
+    let script = format!(
+        "while kill -0 {me} 2>/dev/null; do sleep 0.5; done; \
+         kill -TERM -{pgid} 2>/dev/null; sleep 2; kill -KILL -{pgid} 2>/dev/null; true"
+    );
+    // Deliberately not waited for: it must outlive this process.
+    #[allow(clippy::zombie_processes)]
+    Command::new("bash")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("guardian starts");
+}
+
+impl Worker {
+    /// Replaces the injected faults (`fail_reads`, `read_delay_ms`, `disable_l1`, …).
+    pub fn faults(&self, faults: Value) {
+        let a = self.send_json("PUT", "/_edgecache/test/faults", &faults);
+        assert_eq!(a.status, 200, "setting faults: {}", a.text());
+    }
+
+    /// This isolate's counters for the default tenant.
+    pub fn stats(&self) -> Value {
+        let a = self.get("/_edgecache/stats");
+        assert_eq!(a.status, 200, "stats: {}", a.text());
+        a.json()
+    }
+
+    /// A write's read-your-writes token (`users=18`).
+    pub fn token_of(a: &Answer) -> String {
+        a.header("x-edgecache-seq")
+            .expect("writes carry x-edgecache-seq")
+            .to_string()
+    }
+
+    /// Creates a user with a unique id and returns the id.
+    pub fn create_user(&self, prefix: &str, first_name: &str) -> String {
+        let id = unique(prefix);
+        let a = self.send_json(
+            "POST",
+            "/v1/users",
+            &serde_json::json!({"id": id, "firstName": first_name, "lastName": "Test", "email": format!("{id}@example.com"), "city": "Testville"}),
+        );
+        assert_eq!(a.status, 201, "creating {id}: {}", a.text());
+        id
+    }
+}
+
+/// A string unique within this test run (process id, time and a counter).
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros();
+    format!(
+        "{prefix}-{}-{t}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
