@@ -4,7 +4,8 @@
 // the state first. Figures are reported against their targets; a missed target never fails the run.
 
 import { execFileSync } from "node:child_process";
-import { cpSync, createWriteStream, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { cpSync, createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -13,7 +14,7 @@ import { client, closeClients, expectStatus } from "./lib/http.mjs";
 import { pickLoadGenerator } from "./lib/load.mjs";
 import { startMiniflare, startWrangler } from "./lib/worker.mjs";
 import { readTable } from "./reads.mjs";
-import { writeTable } from "./writes.mjs";
+import { fanOutTable, writeTable } from "./writes.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const OUT_DIR = path.join(ROOT, "target/bench");
@@ -28,6 +29,10 @@ const threads = 2;
 const connections = 16;
 // auto: Miniflare, or wrangler dev if Miniflare does not start; miniflare / wrangler: only that.
 const runtime = process.env.BENCH_RUNTIME ?? "auto";
+
+// The operator token of this run's workers (stats and deps need it).
+const OPERATOR_TOKEN = `eco_bench_${randomBytes(16).toString("hex")}`;
+const admin = (w) => client(w.url, { authorization: `Bearer ${OPERATOR_TOKEN}` });
 
 const lines = [];
 function out(line = "") {
@@ -58,7 +63,7 @@ async function startWorker(name, vars) {
   stateDirs.push(state);
   cpSync(template, state, { recursive: true });
   const logPath = path.join(OUT_DIR, `worker-${name}.log`);
-  const allVars = { EDGECACHE_TEST_HOOKS: "1", ...vars };
+  const allVars = { EDGECACHE_TEST_HOOKS: "1", EDGECACHE_OPERATOR_TOKEN: OPERATOR_TOKEN, ...vars };
   let w;
   if (runtime === "wrangler") {
     w = await startWrangler({ root: ROOT, state, vars: allVars, logPath });
@@ -79,6 +84,22 @@ async function startWorker(name, vars) {
 async function stopWorker(w) {
   await w.stop();
   started.splice(started.indexOf(w), 1);
+}
+
+/** The share of all CPUs busy over the next `msecs` (Linux /proc/stat), or null. */
+async function cpuBusy(msecs) {
+  const sample = () => {
+    const f = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
+    return { idle: f[3] + (f[4] ?? 0), total: f.reduce((a, b) => a + b, 0) };
+  };
+  try {
+    const a = sample();
+    await new Promise((r) => setTimeout(r, msecs));
+    const b = sample();
+    return b.total > a.total ? 1 - (b.idle - a.idle) / (b.total - a.total) : null;
+  } catch {
+    return null;
+  }
 }
 
 function gitDescribe() {
@@ -102,41 +123,49 @@ async function main() {
   const loadLabel =
     load.name === "wrk" ? `wrk -t${threads} -c${connections} -d${seconds}s` : `${load.name}, ${connections} connections, ${seconds} s`;
 
+  const busyBefore = await cpuBusy(1000);
   const t0 = Date.now();
   const reader = await startWorker("read", {
     EDGECACHE_RULES: JSON.stringify([{ pattern: "/v1/orders*", no_store: true }]),
   });
   out(`EdgeCache benchmark, ${new Date().toISOString()}`);
   out(`  code:   ${gitDescribe()}; worker bundle build/index.js`);
-  out(`  host:   ${os.cpus().length} CPUs (${os.cpus()[0]?.model.trim() ?? "?"}), Node ${process.version}, loopback only`);
+  out(
+    `  host:   ${os.cpus().length} CPUs (${os.cpus()[0]?.model.trim() ?? "?"}), Node ${process.version}, loopback only; ` +
+      (busyBefore === null
+        ? "CPU use before the run unknown"
+        : `CPU ${Math.round(100 * busyBefore)}% busy in the second before the run` +
+          (busyBefore > 0.25 ? " (something else is running: figures may be low)" : "")),
+  );
   out(`  worker: ${reader.path}`);
   out(`  load:   ${load.describe()}; ${loadLabel}, keep-alive, for each read row and for write throughput`);
   out(`  other:  sequential requests from Node (node:http, keep-alive) for write → read and fan-out`);
   out();
 
-  const reads = await readTable({ http: client(reader.url), load, loadParams, out });
+  const reads = await readTable({ http: client(reader.url), admin: admin(reader), load, loadParams, out });
   const ids = expectStatus(await client(reader.url).get("/v1/users?limit=1000"), 200, "GET /v1/users?limit=1000")
     .json()
     .data.map((u) => u.id);
   await stopWorker(reader);
 
+  const settings = {
+    load,
+    loadParams,
+    loadLabel,
+    out,
+    writeReadIterations: Number(process.env.BENCH_WRITE_READS ?? 200),
+    fanOutTotal: 100_000,
+    fanOutRepetitions: 3,
+  };
   const writer = await startWorker("write", {});
   if (writer.path !== reader.path) out(`(the write worker runs differently: ${writer.path})\n`);
-  await writeTable(
-    {
-      http: client(writer.url),
-      load,
-      loadParams,
-      loadLabel,
-      out,
-      coordinatorStats: writer.coordinatorStats,
-      writeReadIterations: Number(process.env.BENCH_WRITE_READS ?? 200),
-      fanOutTotal: 100_000,
-      fanOutRepetitions: 3,
-    },
-    ids,
-  );
+  await writeTable({ ...settings, http: client(writer.url), admin: admin(writer) }, ids);
   await stopWorker(writer);
+
+  const fan = await startWorker("fanout", {});
+  if (fan.path !== reader.path) out(`(the fan-out worker runs differently: ${fan.path})\n`);
+  await fanOutTable({ ...settings, http: client(fan.url), admin: admin(fan), coordinatorStats: fan.coordinatorStats }, ids);
+  await stopWorker(fan);
 
   out(`Took ${((Date.now() - t0) / 1000).toFixed(0)} s. Worker logs: target/bench/worker-*.log`);
   writeFileSync(path.join(OUT_DIR, "latest.txt"), lines.join("\n") + "\n");

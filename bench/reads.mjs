@@ -27,16 +27,17 @@ async function warm(http, path, wanted) {
   );
 }
 
-async function stats(http) {
-  return expectStatus(await http.get("/_edgecache/stats"), 200, "GET /_edgecache/stats").json();
+/** GET /_edgecache/stats, with the operator token. */
+async function stats(admin) {
+  return expectStatus(await admin.get("/_edgecache/stats"), 200, "GET /_edgecache/stats").json();
 }
 
 /** Runs the load generator on one route; `counter` is the edge counter that should count its reads. */
 async function measure(ctx, path, counter) {
-  const before = counter ? await stats(ctx.http) : null;
+  const before = counter ? await stats(ctx.admin) : null;
   const r = await ctx.load.run({ url: ctx.http.base + path, ...ctx.loadParams });
   if (counter) {
-    const after = await stats(ctx.http);
+    const after = await stats(ctx.admin);
     const served = (after.edge[counter] ?? 0) - (before.edge[counter] ?? 0);
     r.servedAs = Math.min(served, r.requests);
   }
@@ -59,7 +60,7 @@ async function memory(ctx) {
     { name: "lists", paths: Array.from({ length: 100 }, (_, i) => `/v1/users?limit=10&offset=${10 * i + 5}`) },
   ];
   const results = [];
-  let previous = (await stats(http)).l1;
+  let previous = (await stats(ctx.admin)).l1;
   for (const g of groups) {
     const bodies = [];
     for (const p of g.paths) bodies.push((await outcome(http, p)).bytes);
@@ -72,7 +73,7 @@ async function memory(ctx) {
       });
       if (o.outcome === "HIT-L1") hits++;
     }
-    const now = (await stats(http)).l1;
+    const now = (await stats(ctx.admin)).l1;
     const entries = now.entries - previous.entries;
     results.push({
       name: g.name,

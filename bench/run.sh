@@ -24,7 +24,7 @@ if ! command -v wrk > /dev/null && [ -z "${BENCH_LOADGEN:-}" ]; then
 fi
 
 # 2. Tools, the worker bundle and the seeded state.
-bash scripts/setup.sh
+bash scripts/setup.sh >&2
 if ! bash scripts/build-worker.sh >&2; then
   say "the worker does not build (src/ may be mid-edit); EDGECACHE_SKIP_BUILD=1 measures the existing build/"
   exit 1

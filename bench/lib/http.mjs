@@ -54,9 +54,10 @@ export async function request(base, method, path, { headers = {}, json } = {}) {
   return answer;
 }
 
-/** A client bound to one base URL. */
-export function client(base) {
-  const call = (method) => (path, opts) => request(base, method, path, opts);
+/** A client bound to one base URL, sending `defaults` headers with every request. */
+export function client(base, defaults = {}) {
+  const call = (method) => (path, opts = {}) =>
+    request(base, method, path, { ...opts, headers: { ...defaults, ...opts.headers } });
   return { base, get: call("GET"), put: call("PUT"), post: call("POST"), patch: call("PATCH") };
 }
 

@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use crate::dependency::extract::{list_window, record_ids};
 use crate::dependency::key::CacheKey;
+use crate::dependency::rules::RoutePolicy;
 use crate::durable::protocol::{Dependent, Registration};
 use crate::origin::schema::{Relation, RelationKind};
 use crate::origin::ReadTarget;
@@ -17,7 +18,7 @@ pub fn registration(
     target: &ReadTarget,
     body: &Value,
     stamp: u64,
-    rehydrate: bool,
+    policy: &RoutePolicy,
 ) -> Registration {
     let dependent = match (relation.kind, target) {
         (RelationKind::View, _) => Dependent::Opaque,
@@ -39,6 +40,7 @@ pub fn registration(
         records,
         tables: relation.tables.clone(),
         route: key.path_and_query().to_string(),
-        rehydrate: rehydrate && relation.kind == RelationKind::Table,
+        rehydrate: policy.rehydrate && relation.kind == RelationKind::Table,
+        ttl_secs: policy.ttl_secs,
     }
 }

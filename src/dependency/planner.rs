@@ -416,7 +416,12 @@ mod tests {
         };
         let lanes = list("firstName=Lane", None);
         let record = CacheKey::from_request("acme", "/v1/users/9", None).unwrap();
-        let plan = plan_write(&write, std::slice::from_ref(&record), std::slice::from_ref(&lanes), &[]);
+        let plan = plan_write(
+            &write,
+            std::slice::from_ref(&record),
+            std::slice::from_ref(&lanes),
+            &[],
+        );
         assert_eq!(plan.keys(), vec![&record]);
     }
 

@@ -8,6 +8,7 @@ use super::protocol::{
     Changes, CoordinatorStats, ErrorBody, InvalidateRequest, InvalidateResponse, KeyInfo,
     RecordInfo, RegisterRequest, RegisterResponse, WriteRequest, WriteResponse, COORDINATOR_HEADER,
 };
+use crate::router::encode_component;
 use crate::router::error::ApiError;
 
 /// A handle on the coordinator of one `tenant:table`.
@@ -94,15 +95,19 @@ impl<'a> Coordinator<'a> {
 
     /// What the coordinator knows of a key.
     pub async fn inspect_key(&self, key: &str) -> Result<KeyInfo, ApiError> {
-        self.call::<(), _>(Method::Get, &format!("/inspect?key={}", encode(key)), None)
-            .await
+        self.call::<(), _>(
+            Method::Get,
+            &format!("/inspect?key={}", encode_component(key)),
+            None,
+        )
+        .await
     }
 
     /// Which keys contain a record.
     pub async fn inspect_record(&self, record: &str) -> Result<RecordInfo, ApiError> {
         self.call::<(), _>(
             Method::Get,
-            &format!("/inspect?record={}", encode(record)),
+            &format!("/inspect?record={}", encode_component(record)),
             None,
         )
         .await
@@ -112,15 +117,4 @@ impl<'a> Coordinator<'a> {
     pub async fn stats(&self) -> Result<CoordinatorStats, ApiError> {
         self.call::<(), _>(Method::Get, "/stats", None).await
     }
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -18,13 +18,13 @@ use super::protocol::{
 };
 use crate::cache::entry::CachedEntry;
 use crate::cache::{fill, l2};
-use crate::config::Config;
 use crate::dependency::freshness::ALL_KEYS;
 use crate::dependency::key::CacheKey;
 use crate::dependency::planner::{
     plan_write, row_index_terms, row_unindexed_columns, InvalidationReason, ListDependent,
     WriteImages,
 };
+use crate::dependency::rules::RoutePolicy;
 use crate::origin::body::value_text;
 use crate::origin::d1::D1Origin;
 use crate::origin::schema::Relation;
@@ -33,7 +33,6 @@ use crate::platform::now_ms;
 use crate::router::error::ApiError;
 use crate::router::rest::read_target;
 use crate::router::route;
-use crate::router::EnvVars;
 
 /// Keys refilled per alarm run.
 const REHYDRATE_BATCH: usize = 16;
@@ -184,9 +183,9 @@ impl TableCoordinator {
     }
 
     async fn relation(&self, table: &str) -> Result<Relation, ApiError> {
-        let config = Config::from_vars(&EnvVars(&self.env))?;
+        // A coordinator's table is a real table: views play no part here.
         let origin = D1Origin::new(self.env.d1("DB")?);
-        let schema = origin.schema(&config).await?;
+        let schema = origin.schema(&BTreeMap::new()).await?;
         schema
             .relation(table)
             .cloned()
@@ -354,18 +353,13 @@ impl TableCoordinator {
             .collect();
         let (lists, opaque) = graph.candidates(&terms, &unindexed)?;
         let plan = plan_write(&images, &record_keys, &lists, &opaque);
-        let mut rehydrate = Vec::new();
-        for planned in &plan.entries {
-            if let Some(reg) = graph.registration(planned.key.as_str())? {
-                if reg.rehydrate && reg.tables.len() == 1 {
-                    rehydrate.push(reg.key.clone());
-                }
-            }
-            graph.invalidate(planned.key.as_str(), seq, planned.reason)?;
-        }
         let now = now_ms();
-        for key in &rehydrate {
-            graph.enqueue_rehydrate(key, now)?;
+        for planned in &plan.entries {
+            let reg = graph.registration(planned.key.as_str())?;
+            graph.invalidate(planned.key.as_str(), seq, planned.reason)?;
+            if let Some(reg) = reg.filter(|r| r.rehydrate && r.tables.len() == 1) {
+                graph.enqueue_rehydrate(&reg.key, reg.ttl_secs, now)?;
+            }
         }
         graph.end_intent(intent)?;
         graph.prune()?;
@@ -404,12 +398,10 @@ impl TableCoordinator {
             keys.dedup();
             let now = now_ms();
             for key in keys {
-                let rehydrate = graph
-                    .registration(&key)?
-                    .is_some_and(|r| r.rehydrate && r.tables.len() == 1);
+                let reg = graph.registration(&key)?;
                 graph.invalidate(&key, seq, InvalidationReason::Manual)?;
-                if rehydrate {
-                    graph.enqueue_rehydrate(&key, now)?;
+                if let Some(reg) = reg.filter(|r| r.rehydrate && r.tables.len() == 1) {
+                    graph.enqueue_rehydrate(&key, reg.ttl_secs, now)?;
                 }
                 invalidated.push(Invalidated {
                     key,
@@ -435,7 +427,7 @@ impl TableCoordinator {
     /// Refills invalidated keys from the origin so the next read is a hit with fresh data, and
     /// purges the stale L2 copy this data centre holds.
     async fn rehydrate(&self) -> worker::Result<()> {
-        let Some((tenant, table)) = self.ident.borrow().clone() else {
+        let Some((_, table)) = self.ident.borrow().clone() else {
             return Ok(());
         };
         let graph = self.graph().map_err(api_to_worker)?;
@@ -445,7 +437,7 @@ impl TableCoordinator {
             let results = futures_util::future::join_all(
                 chunk
                     .iter()
-                    .map(|item| self.refill(&tenant, &table, &relation, &item.key)),
+                    .map(|item| self.refill(&table, &relation, &item.key, item.ttl_secs as u64)),
             )
             .await;
             let graph = self.graph().map_err(api_to_worker)?;
@@ -468,10 +460,10 @@ impl TableCoordinator {
 
     async fn refill(
         &self,
-        tenant: &str,
         table: &str,
         relation: &Relation,
         key: &str,
+        ttl_secs: u64,
     ) -> Result<(), ApiError> {
         let key = CacheKey::parse(key)?;
         let resource = route::resource(key.encoded_path())
@@ -481,14 +473,17 @@ impl TableCoordinator {
         let stamp = self.graph()?.seq()?;
         let origin = D1Origin::new(self.env.d1("DB")?);
         let body = origin.read(relation, &target).await?;
-        let reg = fill::registration(&key, relation, &target, &body, stamp, true);
+        let policy = RoutePolicy {
+            ttl_secs,
+            rehydrate: true,
+            ..RoutePolicy::default()
+        };
+        let reg = fill::registration(&key, relation, &target, &body, stamp, &policy);
         let graph = self.graph()?;
         if !self.registration_is_fresh(&graph, &reg, graph.seq()?, relation)? {
             return Ok(()); // a write overtook the refill; that write queued its own
         }
         graph.register(&reg)?;
-        let config = Config::from_vars(&EnvVars(&self.env))?;
-        let policy = crate::router::policy::for_path(&config, tenant, key.path());
         let bytes =
             serde_json::to_vec(&body).map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
         let entry = CachedEntry::new(
@@ -496,7 +491,7 @@ impl TableCoordinator {
             bytes,
             BTreeMap::from([(table.to_string(), stamp)]),
             now_ms(),
-            policy.ttl_secs,
+            ttl_secs,
         );
         l2::put(&key, &entry).await.map_err(ApiError::from)
     }

@@ -64,6 +64,8 @@ struct InvalRow {
 pub struct RehydrateItem {
     /// The key.
     pub key: String,
+    /// TTL of the refilled copy.
+    pub ttl_secs: f64,
     /// Failed attempts so far.
     pub attempts: f64,
 }
@@ -134,7 +136,7 @@ impl Graph {
                 "CREATE TABLE invalidations (key TEXT PRIMARY KEY, seq INTEGER NOT NULL, reason TEXT NOT NULL)",
                 "CREATE INDEX invalidations_by_seq ON invalidations (seq)",
                 "CREATE TABLE intents (id INTEGER PRIMARY KEY, record TEXT NOT NULL)",
-                "CREATE TABLE rehydrate (key TEXT PRIMARY KEY, attempts INTEGER NOT NULL, due INTEGER NOT NULL)",
+                "CREATE TABLE rehydrate (key TEXT PRIMARY KEY, ttl_secs INTEGER NOT NULL, attempts INTEGER NOT NULL, due INTEGER NOT NULL)",
             ] {
                 self.exec(ddl, vec![])?;
             }
@@ -470,19 +472,19 @@ impl Graph {
         Ok(())
     }
 
-    /// Queues keys for refilling.
-    pub fn enqueue_rehydrate(&self, key: &str, due_ms: u64) -> Result<()> {
+    /// Queues a key for refilling, with the TTL its route gives copies.
+    pub fn enqueue_rehydrate(&self, key: &str, ttl_secs: u64, due_ms: u64) -> Result<()> {
         self.exec(
-            "INSERT INTO rehydrate (key, attempts, due) VALUES (?, 0, ?) \
-             ON CONFLICT(key) DO UPDATE SET attempts = 0, due = excluded.due",
-            vec![text(key), int(due_ms)],
+            "INSERT INTO rehydrate (key, ttl_secs, attempts, due) VALUES (?, ?, 0, ?) \
+             ON CONFLICT(key) DO UPDATE SET ttl_secs = excluded.ttl_secs, attempts = 0, due = excluded.due",
+            vec![text(key), int(ttl_secs), int(due_ms)],
         )
     }
 
     /// Keys due for refilling.
     pub fn due_rehydrates(&self, now_ms: u64, limit: usize) -> Result<Vec<RehydrateItem>> {
         self.rows(
-            "SELECT key, attempts FROM rehydrate WHERE due <= ? ORDER BY due LIMIT ?",
+            "SELECT key, ttl_secs, attempts FROM rehydrate WHERE due <= ? ORDER BY due LIMIT ?",
             vec![int(now_ms), int(limit as u64)],
         )
     }

@@ -4,3 +4,4 @@ pub mod client;
 pub mod coordinator;
 pub mod graph;
 pub mod protocol;
+pub mod registry;

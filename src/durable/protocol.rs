@@ -47,6 +47,8 @@ pub struct Registration {
     pub route: String,
     /// Whether the coordinator should refill it after invalidating it.
     pub rehydrate: bool,
+    /// The route's TTL, for refilled copies.
+    pub ttl_secs: u64,
 }
 
 /// `POST /register`.
@@ -202,4 +204,71 @@ pub struct ErrorDetail {
     pub code: String,
     /// Human message.
     pub message: String,
+}
+
+/// Where a tenant's data lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OriginConfig {
+    /// The deployment's own D1 database (the `DB` binding).
+    D1,
+    /// The tenant's own HTTP API.
+    Http {
+        /// Base URL; `/v1/...` paths are appended to it.
+        base_url: String,
+    },
+}
+
+/// A tenant as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tenant {
+    /// Name (`[a-z0-9][a-z0-9-]{0,62}`), also its host label.
+    pub name: String,
+    /// Where its data lives.
+    pub origin: OriginConfig,
+    /// Route rules.
+    pub rules: Vec<crate::dependency::rules::RouteRule>,
+    /// Named views and the tables each reads.
+    pub views: std::collections::BTreeMap<String, Vec<String>>,
+    /// RFC 3339 creation time.
+    pub created_at: String,
+}
+
+/// A tenant with its credentials, as the registry stores it. The admin token is kept only as a
+/// hash (it is only ever verified); the webhook secret is kept as is (HMAC needs it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantRecord {
+    /// The tenant.
+    #[serde(flatten)]
+    pub tenant: Tenant,
+    /// SHA-256 of the admin token, hex.
+    pub admin_token_hash: Option<String>,
+    /// Webhook secret; `None` falls back to the `EDGECACHE_WEBHOOK_SECRET` secret (default
+    /// tenant only).
+    pub webhook_secret: Option<String>,
+}
+
+/// `POST /tenants` of the admin API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    /// Name.
+    pub name: String,
+    /// Origin; the built-in D1 origin when absent.
+    #[serde(default)]
+    pub origin: Option<OriginConfig>,
+    /// Named views; none when absent.
+    #[serde(default)]
+    pub views: Option<std::collections::BTreeMap<String, Vec<String>>>,
+}
+
+/// A created tenant and its credentials, shown once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreatedTenant {
+    /// The tenant.
+    pub tenant: Tenant,
+    /// Bearer token for the tenant's admin API.
+    pub admin_token: String,
+    /// Secret that signs the tenant's invalidation webhooks.
+    pub webhook_secret: String,
 }

@@ -2,6 +2,7 @@
 //! Identifiers are validated against the schema and quoted; every value is a bound parameter.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 use worker::wasm_bindgen::JsValue;
@@ -10,13 +11,15 @@ use worker::D1Database;
 use super::body::value_text;
 use super::schema::{is_internal, Column, Relation, RelationKind, Schema};
 use super::{OriginError, ReadTarget};
-use crate::config::Config;
 use crate::dependency::query::{list_sql, quote_ident, SqlValue};
 use crate::dependency::Row;
 
+/// Tables and views of the database with their columns, as read from its catalogue.
+type Catalogue = (Vec<(String, Vec<Column>)>, Vec<(String, Vec<Column>)>);
+
 thread_local! {
     // Read once per isolate: the schema changes only with a migration, which redeploys.
-    static SCHEMA: RefCell<Option<Schema>> = const { RefCell::new(None) };
+    static CATALOGUE: RefCell<Option<Catalogue>> = const { RefCell::new(None) };
 }
 
 /// A D1 database speaking the REST shape of DESIGN.md.
@@ -30,10 +33,19 @@ impl D1Origin {
         D1Origin { db }
     }
 
-    /// The schema, read from the catalogue on first use in this isolate.
-    pub async fn schema(&self, config: &Config) -> Result<Schema, OriginError> {
-        if let Some(schema) = SCHEMA.with(|s| s.borrow().clone()) {
-            return Ok(schema);
+    /// The schema with a tenant's declared views; the catalogue is read on first use in this
+    /// isolate.
+    pub async fn schema(
+        &self,
+        views: &BTreeMap<String, Vec<String>>,
+    ) -> Result<Schema, OriginError> {
+        let (tables, catalogue_views) = self.catalogue().await?;
+        Ok(Schema::from_catalogue(tables, catalogue_views, views))
+    }
+
+    async fn catalogue(&self) -> Result<Catalogue, OriginError> {
+        if let Some(catalogue) = CATALOGUE.with(|s| s.borrow().clone()) {
+            return Ok(catalogue);
         }
         let catalogue = self
             .query(
@@ -72,9 +84,9 @@ impl D1Origin {
                 tables.push((name, columns));
             }
         }
-        let schema = Schema::from_catalogue(tables, views, &config.views);
-        SCHEMA.with(|s| *s.borrow_mut() = Some(schema.clone()));
-        Ok(schema)
+        let catalogue = (tables, views);
+        CATALOGUE.with(|s| *s.borrow_mut() = Some(catalogue.clone()));
+        Ok(catalogue)
     }
 
     /// Reads a list or a record; a missing record is `NotFound`.

@@ -8,6 +8,7 @@ use worker::Env;
 
 use super::error::ApiError;
 use super::route;
+use crate::cache::edge::Edge;
 use crate::dependency::key::CacheKey;
 use crate::durable::client::Coordinator;
 use crate::durable::protocol::{InvalidateRequest, Invalidated};
@@ -114,6 +115,7 @@ pub fn key_of(
 /// Carries out an invalidation; answers what was invalidated and each table's new seq.
 pub async fn invalidate(
     env: &Env,
+    l1_max_bytes: usize,
     tenant: &str,
     schema: &Schema,
     spec: &InvalidationSpec,
@@ -170,6 +172,9 @@ pub async fn invalidate(
         let resp = Coordinator::of(env, tenant, &table)
             .invalidate(&req)
             .await?;
+        // What was invalidated through this isolate is gone from it at once; elsewhere within
+        // the route's staleness bound, or at once for readers presenting `seqs` as a token.
+        Edge::new(l1_max_bytes).expire_view(&format!("{tenant}:{table}"));
         seqs.insert(table, resp.seq);
         invalidated.extend(resp.invalidated);
     }

@@ -1,12 +1,13 @@
 //! The edge: maps HTTP requests to the read path, the write path and the operator endpoints.
 
+pub mod admin;
 pub mod error;
 pub mod invalidate;
 pub mod ops;
-pub mod policy;
 pub mod read;
 pub mod rest;
 pub mod route;
+pub mod tenants;
 pub mod token;
 pub mod write;
 
@@ -15,7 +16,6 @@ use worker::{Context, Env, Method, Request, Response};
 use self::error::ApiError;
 use crate::auth;
 use crate::config::{Config, VarSource};
-use crate::origin::d1::D1Origin;
 
 /// Reads the worker's vars for `Config`.
 pub struct EnvVars<'a>(pub &'a Env);
@@ -49,36 +49,33 @@ async fn dispatch(mut req: Request, env: &Env, ctx: &Context) -> Result<Response
             .ok_or_else(|| ApiError::route_not_found(&addressed.path))?;
         return rest::serve(req, env, ctx, &config, &addressed, resource).await;
     }
+    if let Some(rest) = url.path().strip_prefix("/_edgecache/admin/") {
+        return admin::serve(&mut req, env, &config, rest).await;
+    }
     let tenant = addressed.tenant.as_str();
+    let param = |name: &str| {
+        url.query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.to_string())
+    };
     match (req.method(), addressed.path.as_str()) {
         (Method::Get, "/_edgecache/health") => {
             Ok(Response::from_json(&serde_json::json!({ "ok": true }))?)
         }
         (Method::Post, "/_edgecache/invalidate") => webhook(&mut req, env, &config, tenant).await,
         (Method::Get, "/_edgecache/stats") => {
-            require_local(&host)?;
-            ops::stats(&config, tenant)
+            admin::authorize(&admin::authenticate(&req, env).await?, tenant)?;
+            admin::stats(env, &config, tenant).await
         }
         (Method::Get, "/_edgecache/deps") => {
-            require_local(&host)?;
-            let schema = D1Origin::new(env.d1("DB")?).schema(&config).await?;
-            let param = |name: &str| {
-                url.query_pairs()
-                    .find(|(k, _)| k == name)
-                    .map(|(_, v)| v.to_string())
-            };
-            let body = match (param("key").or_else(|| param("url")), param("record")) {
-                (Some(u), None) => invalidate::deps_of_url(env, tenant, &schema, &u).await?,
-                (None, Some(r)) => invalidate::deps_of_record(env, tenant, &schema, &r).await?,
-                _ => {
-                    return Err(ApiError::new(
-                        400,
-                        "bad_request",
-                        "give exactly one of ?key=<url> or ?record=<table:id>",
-                    ))
-                }
-            };
-            Ok(Response::from_json(&body)?)
+            admin::authorize(&admin::authenticate(&req, env).await?, tenant)?;
+            admin::deps(
+                env,
+                tenant,
+                param("url").or_else(|| param("key")),
+                param("record"),
+            )
+            .await
         }
         (Method::Put, "/_edgecache/test/faults") if config.test_hooks => {
             ops::set_faults(&mut req, &config).await
@@ -87,21 +84,6 @@ async fn dispatch(mut req: Request, env: &Env, ctx: &Context) -> Result<Response
             ops::register(&mut req, env, tenant).await
         }
         _ => Err(ApiError::route_not_found(url.path())),
-    }
-}
-
-/// Until tenants have admin tokens, operator endpoints answer only requests addressed to the
-/// machine itself (wrangler dev). In production the worker is reached only through its own
-/// routes, so such a host never arrives from outside.
-fn require_local(host: &str) -> Result<(), ApiError> {
-    if matches!(host, "localhost" | "127.0.0.1" | "[::1]") {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            403,
-            "forbidden",
-            "this endpoint answers local requests only",
-        ))
     }
 }
 
@@ -114,7 +96,21 @@ async fn webhook(
     config: &Config,
     tenant: &str,
 ) -> Result<Response, ApiError> {
-    let secret = webhook_secret(env, config, tenant)?;
+    let record = tenants::load(env, tenant).await?;
+    let secret = match record.webhook_secret.clone() {
+        Some(s) => s,
+        None => env
+            .secret("EDGECACHE_WEBHOOK_SECRET")
+            .map(|s| s.to_string())
+            .or_else(|_| env.var("EDGECACHE_WEBHOOK_SECRET").map(|s| s.to_string()))
+            .map_err(|_| {
+                ApiError::new(
+                    503,
+                    "webhook_not_configured",
+                    "set the EDGECACHE_WEBHOOK_SECRET secret",
+                )
+            })?,
+    };
     let bytes = req.bytes().await?;
     if bytes.len() > invalidate::MAX_BODY_BYTES {
         return Err(ApiError::new(
@@ -134,27 +130,19 @@ async fn webhook(
     )
     .map_err(|e| ApiError::new(401, e.code(), e.to_string()))?;
     let spec = invalidate::InvalidationSpec::parse(&bytes)?;
-    let schema = D1Origin::new(env.d1("DB")?).schema(config).await?;
-    let body = invalidate::invalidate(env, tenant, &schema, &spec).await?;
+    let schema = admin::schema_of(env, &record).await?;
+    let body = invalidate::invalidate(env, config.l1_max_bytes, tenant, &schema, &spec).await?;
     Ok(Response::from_json(&body)?)
 }
 
-fn webhook_secret(env: &Env, config: &Config, tenant: &str) -> Result<String, ApiError> {
-    if tenant != config.default_tenant {
-        return Err(ApiError::new(
-            404,
-            "unknown_tenant",
-            format!("no tenant named `{tenant}`"),
-        ));
-    }
-    env.secret("EDGECACHE_WEBHOOK_SECRET")
-        .map(|s| s.to_string())
-        .or_else(|_| env.var("EDGECACHE_WEBHOOK_SECRET").map(|s| s.to_string()))
-        .map_err(|_| {
-            ApiError::new(
-                503,
-                "webhook_not_configured",
-                "set the EDGECACHE_WEBHOOK_SECRET secret",
-            )
+/// Percent-encodes a query component (everything but unreserved characters).
+pub fn encode_component(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
         })
+        .collect()
 }

@@ -8,7 +8,6 @@ use futures_util::future::{select, Either};
 use worker::{Context, Delay, Env, Request, Response};
 
 use super::error::ApiError;
-use super::policy;
 use super::rest::read_target;
 use super::route::Resource;
 use super::token::min_seqs;
@@ -20,6 +19,7 @@ use crate::cache::lookup::{lookup, Lookup, Tier};
 use crate::cache::outcome::{NotStored, Outcome};
 use crate::config::Config;
 use crate::dependency::key::CacheKey;
+use crate::dependency::rules::{resolve, RouteRule};
 use crate::durable::client::Coordinator;
 use crate::durable::protocol::RegisterRequest;
 use crate::origin::d1::D1Origin;
@@ -40,6 +40,8 @@ pub struct ReadContext<'a> {
     pub config: &'a Config,
     /// The tenant.
     pub tenant: &'a str,
+    /// The tenant's route rules.
+    pub rules: &'a [RouteRule],
     /// The path without any `/t/<tenant>` prefix.
     pub path: &'a str,
     /// The raw query string.
@@ -55,7 +57,7 @@ pub async fn serve(req: &Request, rc: ReadContext<'_>) -> Result<Response, ApiEr
     let started = now_ms();
     let key = CacheKey::from_request(rc.tenant, rc.path, rc.query)?;
     let target = read_target(rc.relation, rc.resource, &key)?;
-    let policy = policy::for_path(rc.config, rc.tenant, rc.path);
+    let policy = resolve(rc.rules, rc.path);
     let tokens = min_seqs(req)?;
     let no_cache = request_says_no_cache(req)?;
     let conditional = req.headers().get("if-none-match")?;
@@ -214,14 +216,8 @@ pub async fn serve(req: &Request, rc: ReadContext<'_>) -> Result<Response, ApiEr
             .tables
             .iter()
             .map(|t| {
-                let reg = fill::registration(
-                    &key,
-                    rc.relation,
-                    &target,
-                    &body,
-                    entry.stamps[t],
-                    policy.rehydrate,
-                );
+                let reg =
+                    fill::registration(&key, rc.relation, &target, &body, entry.stamps[t], &policy);
                 (t.clone(), RegisterRequest { entries: vec![reg] })
             })
             .collect();

@@ -2,14 +2,15 @@
 
 use worker::{Context, Env, Method, Request, Response};
 
+use super::admin;
 use super::error::ApiError;
 use super::read::{self, ReadContext};
 use super::route::{Addressed, Resource};
+use super::tenants;
 use super::write;
 use crate::config::Config;
 use crate::dependency::key::CacheKey;
 use crate::dependency::query::parse_list_query;
-use crate::origin::d1::D1Origin;
 use crate::origin::schema::Relation;
 use crate::origin::{OriginError, ReadTarget};
 
@@ -23,15 +24,8 @@ pub async fn serve(
     resource: Resource,
 ) -> Result<Response, ApiError> {
     let tenant = addressed.tenant.as_str();
-    if tenant != config.default_tenant {
-        return Err(ApiError::new(
-            404,
-            "unknown_tenant",
-            format!("no tenant named `{tenant}`"),
-        ));
-    }
-    let origin = D1Origin::new(env.d1("DB")?);
-    let schema = origin.schema(config).await?;
+    let record = tenants::load(env, tenant).await?;
+    let schema = admin::schema_of(env, &record).await?;
     let relation = schema
         .relation(&resource.relation)
         .ok_or_else(|| OriginError::UnknownRelation(resource.relation.clone()))?;
@@ -42,6 +36,7 @@ pub async fn serve(
             ctx,
             config,
             tenant,
+            rules: &record.tenant.rules,
             path: &addressed.path,
             query: url.query(),
             relation,

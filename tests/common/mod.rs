@@ -72,8 +72,17 @@ impl Answer {
     }
 }
 
+/// The repository root (the harness is also used by the CLI's tests, one level down).
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    while !dir.join("wrangler.toml").exists() {
+        assert!(
+            dir.pop(),
+            "no wrangler.toml above {}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+    }
+    dir
 }
 
 fn free_port() -> u16 {
@@ -125,6 +134,9 @@ fn copy_dir(from: &Path, to: &Path) {
 
 static SHARED: OnceLock<Worker> = OnceLock::new();
 
+/// The operator token every test worker is started with.
+pub const OPERATOR_TOKEN: &str = "eco_test_operator_token";
+
 impl Worker {
     /// The worker shared by every test of this binary.
     pub fn shared() -> &'static Worker {
@@ -153,7 +165,11 @@ impl Worker {
                 "warn",
                 "--show-interactive-dev-session=false",
             ])
-            .args(["--var", "EDGECACHE_TEST_HOOKS:1"]);
+            .args(["--var", "EDGECACHE_TEST_HOOKS:1"])
+            .args([
+                "--var",
+                &format!("EDGECACHE_OPERATOR_TOKEN:{OPERATOR_TOKEN}"),
+            ]);
         for (k, v) in vars {
             cmd.args(["--var", &format!("{k}:{v}")]);
         }
@@ -311,9 +327,29 @@ impl Worker {
         assert_eq!(a.status, 200, "setting faults: {}", a.text());
     }
 
+    /// An admin call with the operator token.
+    pub fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> Answer {
+        self.admin_as(OPERATOR_TOKEN, method, path, body)
+    }
+
+    /// An admin call with a given bearer token.
+    pub fn admin_as(&self, token: &str, method: &str, path: &str, body: Option<&Value>) -> Answer {
+        let auth = format!("Bearer {token}");
+        let text = body.map(|b| b.to_string());
+        self.request(
+            method,
+            path,
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            text.as_deref().map(str::as_bytes),
+        )
+    }
+
     /// This isolate's counters for the default tenant.
     pub fn stats(&self) -> Value {
-        let a = self.get("/_edgecache/stats");
+        let a = self.admin("GET", "/_edgecache/stats", None);
         assert_eq!(a.status, 200, "stats: {}", a.text());
         a.json()
     }
@@ -351,4 +387,68 @@ pub fn unique(prefix: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+// ---- Helpers added for the consistency / tiers / faults / webhook / workload tests. ----
+
+/// Locks a test-serializing mutex, ignoring poisoning (a failed test must not fail the others).
+pub fn serial(m: &'static std::sync::Mutex<()>) -> std::sync::MutexGuard<'static, ()> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Percent-encodes a query-parameter value (everything but unreserved characters).
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A number inside a JSON document by dotted path (`edge.hits_l1`); 0 when absent.
+pub fn num(v: &Value, path: &str) -> u64 {
+    path.split('.').fold(v, |v, k| &v[k]).as_u64().unwrap_or(0)
+}
+
+impl Worker {
+    /// One counter of `/_edgecache/stats` by dotted path (`edge.misses`, `l1.bytes`).
+    pub fn stat(&self, path: &str) -> u64 {
+        num(&self.stats(), path)
+    }
+
+    /// GET with the `x-edgecache-debug: 1` header (adds `x-edgecache-deps` and `-key`).
+    pub fn get_debug(&self, path: &str) -> Answer {
+        self.get_with(path, &[("x-edgecache-debug", "1")])
+    }
+}
+
+impl Answer {
+    /// The `name=value` pair of the `edgecache_seq` cookie a write set, ready for a `cookie`
+    /// request header.
+    pub fn seq_cookie(&self) -> String {
+        let set = self
+            .header("set-cookie")
+            .expect("writes set the edgecache_seq cookie");
+        set.split(';').next().unwrap().trim().to_string()
+    }
+
+    /// The fill stamp of `table` in `x-edgecache-deps` (debug reads only).
+    pub fn stamp(&self, table: &str) -> Option<u64> {
+        self.header("x-edgecache-deps")?
+            .split(',')
+            .filter_map(|p| p.trim().split_once('='))
+            .find(|(t, _)| *t == table)
+            .and_then(|(_, s)| s.parse().ok())
+    }
+}
+
+/// The seq in a token such as `users=18`.
+pub fn seq_of(token: &str) -> u64 {
+    token
+        .split_once('=')
+        .and_then(|(_, n)| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("not a token: {token}"))
 }

@@ -1,0 +1,188 @@
+//! The cache tiers under per-route rules: TTL expiry, `no_store`, L2 behind an evicted L1, and
+//! L1's byte bound. One private worker with a small L1 (64 KiB); every test is serialized
+//! because L1 is isolate-wide (one test's flood would evict another test's keys).
+
+mod common;
+
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use common::{serial, Worker};
+
+const RULES: &str = r#"[{"pattern":"/v1/orders*","ttl_secs":1},{"pattern":"/v1/users/*","no_store":true},{"pattern":"/v1/users*","max_staleness_ms":60000}]"#;
+const L1_MAX: u64 = 65536;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn w() -> &'static Worker {
+    static W: OnceLock<Worker> = OnceLock::new();
+    W.get_or_init(|| {
+        Worker::start_with(&[
+            ("EDGECACHE_RULES", RULES),
+            ("EDGECACHE_L1_MAX_BYTES", &L1_MAX.to_string()),
+        ])
+    })
+}
+
+/// Reads `path` twice: a MISS that fills, then an L1 hit (the second read waits for the fill).
+fn fill(path: &str) -> common::Answer {
+    let a = w().get(path);
+    assert_eq!(
+        (a.status, a.outcome()),
+        (200, "MISS"),
+        "{path}: {}",
+        a.text()
+    );
+    let b = w().get(path);
+    assert_eq!(b.outcome(), "HIT-L1", "{path}: second read");
+    assert_eq!(b.body, a.body, "{path}");
+    a
+}
+
+#[test]
+fn ttl_rule_expires_orders_but_not_users() {
+    let _s = serial(&SERIAL);
+    let orders = "/v1/orders?limit=3&offset=17";
+    let users = "/v1/users?limit=3&offset=17"; // default TTL (24 h): the control
+    let first = fill(orders);
+    fill(users);
+    std::thread::sleep(Duration::from_millis(1200));
+    let expired = w().get(orders);
+    assert_eq!(
+        expired.outcome(),
+        "MISS",
+        "a 1 s TTL ran out 1.2 s ago: the copy must not be served"
+    );
+    assert_eq!(expired.body, first.body, "same data, refetched");
+    assert_eq!(w().get(orders).outcome(), "HIT-L1", "refilled after expiry");
+    assert_eq!(
+        w().get(users).outcome(),
+        "HIT-L1",
+        "the TTL rule of /v1/orders* must not expire /v1/users"
+    );
+}
+
+#[test]
+fn no_store_route_bypasses_every_time() {
+    let _s = serial(&SERIAL);
+    let before = w().stat("edge.bypass");
+    let mut bodies = Vec::new();
+    for i in 0..3 {
+        let a = w().get_debug("/v1/users/123-abc");
+        assert_eq!(a.status, 200, "{}", a.text());
+        assert_eq!(a.outcome(), "BYPASS", "read {i}");
+        assert_eq!(a.header("cache-control"), Some("no-store"), "read {i}");
+        assert_eq!(a.header("x-edgecache-not-stored"), Some("route_no_store"));
+        assert_eq!(a.json()["data"]["id"], "123-abc");
+        bodies.push(a.body);
+    }
+    assert_eq!(w().stat("edge.bypass") - before, 3);
+    // Control: a list of the same table matches `/v1/users*`, not `/v1/users/*`, and is cached.
+    let list = "/v1/users?limit=2&offset=123";
+    fill(list);
+    assert_ne!(
+        w().get(list).header("cache-control"),
+        Some("no-store"),
+        "cached routes are not no-store"
+    );
+    // Control: records of another table are cached.
+    fill("/v1/orders/o-00042");
+}
+
+#[test]
+fn l2_serves_what_l1_evicted_then_l1_again() {
+    let _s = serial(&SERIAL);
+    let a = "/v1/users?limit=3&offset=400";
+    let first = fill(a);
+    let evictions = w().stat("l1.evictions");
+    // ~40 lists of ~5.6 KB each: several times L1's 64 KiB, so `a` (least recently used) goes.
+    for i in 0..40 {
+        let path = format!("/v1/users?limit=40&offset={}", 500 + i);
+        let r = w().get(&path);
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+    }
+    // Let the last fills land (they are stored after the response).
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        w().stat("l1.evictions") > evictions,
+        "the flood must have evicted something: {}",
+        w().stats()
+    );
+    let from_l2 = w().get(a);
+    assert_eq!(
+        from_l2.outcome(),
+        "HIT-L2",
+        "evicted from L1, the copy is still in L2"
+    );
+    assert_eq!(from_l2.body, first.body);
+    assert_eq!(from_l2.header("etag"), first.header("etag"));
+    let promoted = w().get(a);
+    assert_eq!(promoted.outcome(), "HIT-L1", "an L2 hit is promoted to L1");
+    assert_eq!(promoted.body, first.body);
+}
+
+#[test]
+fn l1_stays_within_its_byte_bound_under_a_flood() {
+    let _s = serial(&SERIAL);
+    let evictions = w().stat("l1.evictions");
+    // 300 distinct keys of varied sizes (1..=50 rows), read by 4 threads.
+    let paths: Vec<String> = (0..300)
+        .map(|i| format!("/v1/users?limit={}&offset={}", 1 + i % 50, 600 + i))
+        .collect();
+    std::thread::scope(|s| {
+        for chunk in paths.chunks(75) {
+            s.spawn(move || {
+                for p in chunk {
+                    let r = w().get(p);
+                    assert_eq!(r.status, 200, "{p}: {}", r.text());
+                }
+            });
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let stats = w().stats();
+    let l1 = &stats["l1"];
+    assert_eq!(common::num(l1, "max_bytes"), L1_MAX, "{stats}");
+    assert!(
+        common::num(l1, "bytes") <= L1_MAX,
+        "L1 holds more than its bound: {stats}"
+    );
+    assert!(
+        common::num(l1, "evictions") > evictions,
+        "a 300-key flood must evict: {stats}"
+    );
+    let entries = common::num(l1, "entries");
+    assert!(
+        entries > 0 && entries < 300,
+        "L1 keeps some, not all: {stats}"
+    );
+    // Control: L1 still works after the flood (the bound is not "store nothing").
+    let last = "/v1/users?limit=1&offset=5";
+    fill(last);
+}
+
+#[test]
+fn an_entry_larger_than_l1_is_served_from_l2_only() {
+    let _s = serial(&SERIAL);
+    let path = "/v1/users?limit=1000&offset=0"; // ~140 KB: more than L1's 64 KiB
+    let rejections = w().stat("l1.rejections");
+    let first = w().get(path);
+    assert_eq!((first.status, first.outcome()), (200, "MISS"));
+    assert!(
+        first.body.len() as u64 > L1_MAX,
+        "{} bytes",
+        first.body.len()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    for i in 0..2 {
+        let a = w().get(path);
+        assert_eq!(
+            a.outcome(),
+            "HIT-L2",
+            "read {i}: too large for L1, stored in L2"
+        );
+        assert_eq!(a.body, first.body);
+    }
+    assert!(w().stat("l1.rejections") > rejections, "{}", w().stats());
+    assert!(w().stat("l1.bytes") <= L1_MAX);
+}
