@@ -42,13 +42,17 @@ function out(line = "") {
 
 const started = [];
 const stateDirs = [];
-let stopping = false;
-async function stopAll() {
-  if (stopping) return;
-  stopping = true;
-  closeClients();
-  await Promise.all(started.map((w) => w.stop().catch(() => {})));
-  for (const d of stateDirs) rmSync(d, { recursive: true, force: true });
+let stopping = null;
+/** Stops every worker started and removes the state copies; repeated calls share one stop. */
+function stopAll() {
+  stopping ??= (async () => {
+    closeClients();
+    // Bounded: on a signal workerd (same process group) may be gone already and dispose hang.
+    const stops = Promise.all(started.map((w) => w.stop().catch(() => {})));
+    await Promise.race([stops, new Promise((r) => setTimeout(r, 3000))]);
+    for (const d of stateDirs) rmSync(d, { recursive: true, force: true });
+  })();
+  return stopping;
 }
 for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) {
   process.on(sig, () => {

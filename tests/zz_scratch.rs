@@ -4,25 +4,24 @@ use common::Worker;
 fn probe() {
     let rules = std::env::var("RULES").unwrap_or_default();
     let w = Worker::start_with(&[("EDGECACHE_RULES", rules.as_str())]);
-    for p in [
-        "/v1/orders?limit=3&offset=17",
-        "/v1/orders?limit=3&offset=17",
-        "/v1/orders?limit=3&offset=17",
-        "/v1/orders?limit=4&offset=17",
-        "/v1/orders?limit=4&offset=17",
-        "/v1/users?limit=4&offset=17",
-        "/v1/users?limit=4&offset=17",
-    ] {
-        let t = std::time::Instant::now();
-        let a = w.get_debug(p);
+    w.get("/v1/orders?limit=1");
+    for i in 0..6 {
+        let p = format!("/v1/orders?limit=3&offset={}", 100 + i);
+        let s0 = w.stats()["edge"].clone();
+        let a = w.get_debug(&p);
+        let b = w.get_debug(&p);
+        let c = w.get_debug(&p);
+        let s1 = w.stats()["edge"].clone();
         println!(
-            "{p} {} {:?} st={:?} {:?}",
+            "{} {} {} coalesced+{} fetches+{} overtaken+{} l1 {:?} st_b={:?}",
             a.outcome(),
-            a.header("x-edgecache-deps"),
-            a.header("server-timing"),
-            t.elapsed()
+            b.outcome(),
+            c.outcome(),
+            common::num(&s1, "coalesced") - common::num(&s0, "coalesced"),
+            common::num(&s1, "origin_fetches") - common::num(&s0, "origin_fetches"),
+            common::num(&s1, "overtaken") - common::num(&s0, "overtaken"),
+            s1["l1"]["entries"],
+            b.header("server-timing")
         );
     }
-    let s = w.stats();
-    println!("{}", s["edge"]);
 }

@@ -128,6 +128,8 @@ impl AdminClient {
             None => request.call(),
         };
         match result {
+            // A 204 has no body; reading one anyway fails on some servers' framing.
+            Ok(response) if response.status() == 204 => Ok(Value::Null),
             Ok(response) => {
                 let text = response
                     .into_string()

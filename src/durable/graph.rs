@@ -198,11 +198,7 @@ impl Graph {
     /// Registers an entry (replacing an older registration of the same key).
     pub fn register(&self, reg: &Registration) -> Result<()> {
         self.unregister(&reg.key)?;
-        let kind = match &reg.dependent {
-            Dependent::Record => "record",
-            Dependent::List { .. } => "list",
-            Dependent::Opaque => "opaque",
-        };
+        let kind = reg.dependent.kind();
         let json =
             serde_json::to_string(reg).map_err(|e| worker::Error::RustError(e.to_string()))?;
         self.exec(

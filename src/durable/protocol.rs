@@ -30,6 +30,17 @@ pub enum Dependent {
     Opaque,
 }
 
+impl Dependent {
+    /// `record`, `list` or `opaque`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Dependent::Record => "record",
+            Dependent::List { .. } => "list",
+            Dependent::Opaque => "opaque",
+        }
+    }
+}
+
 /// One cached entry to register with a table's coordinator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Registration {

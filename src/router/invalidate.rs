@@ -11,7 +11,7 @@ use super::route;
 use crate::cache::edge::Edge;
 use crate::dependency::key::CacheKey;
 use crate::durable::client::Coordinator;
-use crate::durable::protocol::{InvalidateRequest, Invalidated};
+use crate::durable::protocol::{Dependent, InvalidateRequest, Invalidated};
 use crate::origin::schema::Schema;
 
 /// Most items one invalidation request may name (each may fan out to several coordinators).
@@ -211,7 +211,11 @@ pub async fn deps_of_url(
         if let Some(reg) = &info.entry {
             if entry.is_null() {
                 entry = json!({
-                    "kind": reg.dependent,
+                    "kind": reg.dependent.kind(),
+                    "query": match &reg.dependent {
+                        Dependent::List { query, .. } => json!(query),
+                        _ => Value::Null,
+                    },
                     "records": reg.records.iter().map(|r| format!("{table}:{r}")).collect::<Vec<_>>(),
                     "route": reg.route,
                     "rehydrate": reg.rehydrate,
