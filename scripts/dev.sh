@@ -6,11 +6,15 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
 bash scripts/setup.sh
 
-# The bootstrap operator token (admin API), generated once and kept out of git.
+# The bootstrap operator token (admin API) and the default tenant's webhook secret, generated
+# once and kept out of git.
+random_hex() { node -e 'process.stdout.write(require("crypto").randomBytes(32).toString("hex"))'; }
 if ! grep -qs '^EDGECACHE_OPERATOR_TOKEN=' .dev.vars; then
-  token="eco_$(node -e 'process.stdout.write(require("crypto").randomBytes(32).toString("hex"))')"
-  echo "EDGECACHE_OPERATOR_TOKEN=$token" >> .dev.vars
+  echo "EDGECACHE_OPERATOR_TOKEN=eco_$(random_hex)" >> .dev.vars
   echo "dev: wrote a new operator token to .dev.vars" >&2
+fi
+if ! grep -qs '^EDGECACHE_WEBHOOK_SECRET=' .dev.vars; then
+  echo "EDGECACHE_WEBHOOK_SECRET=ecw_$(random_hex)" >> .dev.vars
 fi
 
 wrangler d1 migrations apply DB --local > .wrangler-migrate.log 2>&1 < /dev/null || {
