@@ -78,6 +78,11 @@ pub struct Faults {
     pub read_delay_ms: u64,
     /// Bench switch: L1 holds nothing, so hits come from L2.
     pub disable_l1: bool,
+    /// Writes through this isolate leave its views alone, as if another isolate had taken
+    /// the write: tests of bounded staleness and read-your-writes need that.
+    pub keep_views_on_write: bool,
+    /// The next write through this isolate crashes its coordinator after forwarding it.
+    pub crash_next_write: bool,
 }
 
 struct EdgeState {

@@ -18,6 +18,7 @@ use super::protocol::{
 };
 use crate::cache::entry::CachedEntry;
 use crate::cache::{fill, l2};
+use crate::config::Config;
 use crate::dependency::freshness::ALL_KEYS;
 use crate::dependency::key::CacheKey;
 use crate::dependency::planner::{
@@ -33,11 +34,14 @@ use crate::platform::now_ms;
 use crate::router::error::ApiError;
 use crate::router::rest::read_target;
 use crate::router::route;
+use crate::router::EnvVars;
 
 /// Keys refilled per alarm run.
 const REHYDRATE_BATCH: usize = 16;
 /// Refills in flight at once.
 const REHYDRATE_CONCURRENCY: usize = 4;
+/// L2 copies purged after one write; the rest expire or fail validation.
+const MAX_PURGE_PER_WRITE: usize = 100;
 /// Attempts before a refill is dropped (the next read simply misses).
 const REHYDRATE_MAX_ATTEMPTS: u64 = 5;
 
@@ -314,6 +318,10 @@ impl TableCoordinator {
                 .map(|r| (200, Some(r))),
             WriteOp::Delete { .. } => origin.delete(&relation, &id).await.map(|_| (204, None)),
         };
+        if req.crash_after_forward && Config::from_vars(&EnvVars(&self.env))?.test_hooks {
+            // Abort the instance: the runtime starts a fresh one, as after a real crash.
+            panic!("test hook: coordinator crashed between forwarding a write and recording it");
+        }
         let graph = self.graph()?;
         let (status, after) = match result {
             Ok(ok) => ok,
@@ -354,17 +362,28 @@ impl TableCoordinator {
         let (lists, opaque) = graph.candidates(&terms, &unindexed)?;
         let plan = plan_write(&images, &record_keys, &lists, &opaque);
         let now = now_ms();
+        let mut purge: Vec<CacheKey> = Vec::new();
         for planned in &plan.entries {
             let reg = graph.registration(planned.key.as_str())?;
             graph.invalidate(planned.key.as_str(), seq, planned.reason)?;
-            if let Some(reg) = reg.filter(|r| r.rehydrate && r.tables.len() == 1) {
-                graph.enqueue_rehydrate(&reg.key, reg.ttl_secs, now)?;
+            match reg.filter(|r| r.rehydrate && r.tables.len() == 1) {
+                // The refill purges before it refills.
+                Some(reg) => graph.enqueue_rehydrate(&reg.key, reg.ttl_secs, now)?,
+                None if purge.len() < MAX_PURGE_PER_WRITE => purge.push(planned.key.clone()),
+                None => {}
             }
         }
         graph.end_intent(intent)?;
         graph.prune()?;
         self.writes.set(self.writes.get() + 1);
         self.schedule_rehydrate(&graph).await?;
+        // Free this data centre's stale L2 copies early. Best effort and bounded: a stale copy
+        // fails validation anyway, so nothing depends on this.
+        self.state.wait_until(async move {
+            for key in purge {
+                l2::purge(&key).await;
+            }
+        });
         Ok(WriteResponse {
             status,
             row: after,

@@ -116,6 +116,10 @@ pub struct WriteRequest {
     pub table: String,
     /// The operation.
     pub op: WriteOp,
+    /// Test hooks only: the coordinator dies right after the origin accepted the write, before
+    /// recording it (invariant 6's failure). Ignored unless `EDGECACHE_TEST_HOOKS=1`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub crash_after_forward: bool,
 }
 
 /// A write's outcome: the origin's answer plus the table's new seq.

@@ -232,7 +232,14 @@ pub async fn serve(req: &Request, rc: ReadContext<'_>) -> Result<Response, ApiEr
                     edge.l1(now_ms()).put(&stored).await;
                     let _ = l2::put(&key, &stored).await;
                 }
-                Err(NotStored::Overtaken) => edge.count(&tenant, |c| c.overtaken += 1),
+                Err(NotStored::Overtaken) => {
+                    // A write this isolate had not heard of beat the fill: its views are
+                    // behind, so the next read refreshes them and stamps newer fills.
+                    edge.count(&tenant, |c| c.overtaken += 1);
+                    for (table, _) in &regs {
+                        edge.expire_view(&format!("{tenant}:{table}"));
+                    }
+                }
                 Err(_) => {}
             }
             edge.end_fill(key.as_str());

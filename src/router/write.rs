@@ -6,7 +6,7 @@ use worker::{Env, Method, Request, Response};
 use super::error::ApiError;
 use super::route::Resource;
 use super::token::{set_cookie, SEQ_HEADER};
-use crate::cache::edge::Edge;
+use crate::cache::edge::{Edge, Faults};
 use crate::config::Config;
 use crate::durable::client::Coordinator;
 use crate::durable::protocol::{WriteOp, WriteRequest};
@@ -62,14 +62,29 @@ pub async fn serve(
         return Err(OriginError::ReadOnlyView(relation.name.clone()).into());
     }
     let table = relation.name.clone();
+    let edge = Edge::new(config.l1_max_bytes);
+    let faults = if config.test_hooks {
+        edge.faults()
+    } else {
+        Default::default()
+    };
+    if faults.crash_next_write {
+        edge.set_faults(Faults {
+            crash_next_write: false,
+            ..faults.clone()
+        });
+    }
     let written = Coordinator::of(env, tenant, &table)
         .write(&WriteRequest {
             table: table.clone(),
             op,
+            crash_after_forward: faults.crash_next_write,
         })
         .await?;
     // The next read of this table through this isolate asks the coordinator first.
-    Edge::new(config.l1_max_bytes).expire_view(&format!("{tenant}:{table}"));
+    if !faults.keep_views_on_write {
+        edge.expire_view(&format!("{tenant}:{table}"));
+    }
     let mut resp = match &written.row {
         Some(row) if written.status != 204 => {
             Response::from_json(&serde_json::json!({ "data": row }))?.with_status(written.status)

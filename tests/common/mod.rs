@@ -226,7 +226,8 @@ impl Worker {
         lines[lines.len().saturating_sub(60)..].join("\n")
     }
 
-    fn try_request(
+    /// Sends a request; `Err` if no answer came back (connection reset, timeout).
+    pub fn try_request(
         &self,
         method: &str,
         path: &str,
@@ -451,4 +452,18 @@ pub fn seq_of(token: &str) -> u64 {
         .split_once('=')
         .and_then(|(_, n)| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("not a token: {token}"))
+}
+
+impl Worker {
+    /// Replaces the injected faults without panicking (for `Drop` guards that run while a test
+    /// is already panicking); `true` if the worker accepted them.
+    pub fn try_faults(&self, faults: &Value) -> bool {
+        self.try_request(
+            "PUT",
+            "/_edgecache/test/faults",
+            &[("content-type", "application/json")],
+            Some(faults.to_string().as_bytes()),
+        )
+        .is_ok_and(|a| a.status == 200)
+    }
 }
