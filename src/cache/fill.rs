@@ -21,7 +21,7 @@ pub fn registration(
     policy: &RoutePolicy,
 ) -> Registration {
     let dependent = match (relation.kind, target) {
-        (RelationKind::View, _) => Dependent::Opaque,
+        (RelationKind::View, _) | (_, ReadTarget::Opaque) => Dependent::Opaque,
         (RelationKind::Table, ReadTarget::Record(_)) => Dependent::Record,
         (RelationKind::Table, ReadTarget::List(query)) => Dependent::List {
             query: query.clone(),

@@ -6,7 +6,8 @@ use worker::{Env, Headers, Method, Request, RequestInit};
 
 use super::protocol::{
     Changes, CoordinatorStats, ErrorBody, InvalidateRequest, InvalidateResponse, KeyInfo,
-    RecordInfo, RegisterRequest, RegisterResponse, WriteRequest, WriteResponse, COORDINATOR_HEADER,
+    OriginConfig, RecordInfo, RegisterRequest, RegisterResponse, WriteRequest, WriteResponse,
+    COORDINATOR_HEADER, ORIGIN_HEADER,
 };
 use crate::router::encode_component;
 use crate::router::error::ApiError;
@@ -15,6 +16,7 @@ use crate::router::error::ApiError;
 pub struct Coordinator<'a> {
     env: &'a Env,
     name: String,
+    origin: Option<String>,
 }
 
 impl<'a> Coordinator<'a> {
@@ -23,7 +25,14 @@ impl<'a> Coordinator<'a> {
         Coordinator {
             env,
             name: format!("{tenant}:{table}"),
+            origin: None,
         }
+    }
+
+    /// Tells the coordinator the tenant's origin (needed to register entries and to write).
+    pub fn with_origin(mut self, origin: &OriginConfig) -> Self {
+        self.origin = serde_json::to_string(origin).ok();
+        self
     }
 
     async fn call<B: Serialize, T: DeserializeOwned>(
@@ -38,6 +47,9 @@ impl<'a> Coordinator<'a> {
             .get_by_name(&self.name)?;
         let headers = Headers::new();
         headers.set(COORDINATOR_HEADER, &self.name)?;
+        if let Some(origin) = &self.origin {
+            headers.set(ORIGIN_HEADER, origin)?;
+        }
         let mut init = RequestInit::new();
         init.with_method(method).with_headers(headers);
         if let Some(body) = body {

@@ -14,7 +14,7 @@ use super::graph::Graph;
 use super::protocol::{
     CoordinatorStats, ErrorBody, ErrorDetail, InvalidateRequest, InvalidateResponse, Invalidated,
     KeyInfo, RecordInfo, RegisterRequest, RegisterResponse, Registration, WriteOp, WriteRequest,
-    WriteResponse, COORDINATOR_HEADER,
+    WriteResponse, COORDINATOR_HEADER, ORIGIN_HEADER,
 };
 use crate::cache::entry::CachedEntry;
 use crate::cache::{fill, l2};
@@ -26,8 +26,12 @@ use crate::dependency::planner::{
     WriteImages,
 };
 use crate::dependency::rules::RoutePolicy;
+use crate::dependency::Row;
+use crate::durable::protocol::OriginConfig;
 use crate::origin::body::value_text;
+use crate::origin::catalog::Catalog;
 use crate::origin::d1::D1Origin;
+use crate::origin::http::HttpOrigin;
 use crate::origin::schema::Relation;
 use crate::origin::OriginError;
 use crate::platform::now_ms;
@@ -52,6 +56,8 @@ pub struct TableCoordinator {
     env: Env,
     /// `(tenant, table)`, learned from the first request's header.
     ident: RefCell<Option<(String, String)>>,
+    /// The tenant's origin, learned from the edge's header (D1 until told otherwise).
+    origin: RefCell<OriginConfig>,
     migrated: Cell<bool>,
     recovered: Cell<bool>,
     /// Serializes writes: awaiting the origin lets other requests run in between.
@@ -65,6 +71,7 @@ impl DurableObject for TableCoordinator {
             state,
             env,
             ident: RefCell::new(None),
+            origin: RefCell::new(OriginConfig::D1),
             migrated: Cell::new(false),
             recovered: Cell::new(false),
             write_lock: Mutex::new(()),
@@ -92,6 +99,10 @@ impl TableCoordinator {
         Ok(graph)
     }
 
+    fn origin(&self) -> OriginConfig {
+        self.origin.borrow().clone()
+    }
+
     fn ident(&self) -> Result<(String, String), ApiError> {
         self.ident
             .borrow()
@@ -103,6 +114,11 @@ impl TableCoordinator {
         if let Some(name) = req.headers().get(COORDINATOR_HEADER)? {
             if let Some((tenant, table)) = name.split_once(':') {
                 *self.ident.borrow_mut() = Some((tenant.to_string(), table.to_string()));
+            }
+        }
+        if let Some(origin) = req.headers().get(ORIGIN_HEADER)? {
+            if let Ok(origin) = serde_json::from_str::<OriginConfig>(&origin) {
+                *self.origin.borrow_mut() = origin;
             }
         }
         let graph = self.graph()?;
@@ -187,6 +203,11 @@ impl TableCoordinator {
     }
 
     async fn relation(&self, table: &str) -> Result<Relation, ApiError> {
+        if let OriginConfig::Http { .. } = self.origin() {
+            return Catalog::Http(String::new())
+                .relation(table)
+                .ok_or_else(|| OriginError::UnknownRelation(table.to_string()).into());
+        }
         // A coordinator's table is a real table: views play no part here.
         let origin = D1Origin::new(self.env.d1("DB")?);
         let schema = origin.schema(&BTreeMap::new()).await?;
@@ -288,43 +309,28 @@ impl TableCoordinator {
             ));
         }
         let relation = self.relation(&table).await?;
-        let origin = D1Origin::new(self.env.d1("DB")?);
-        let id = match &req.op {
-            WriteOp::Create { row } => row
-                .get(&relation.id_column)
-                .and_then(value_text)
-                .unwrap_or_default(),
-            WriteOp::Replace { id, .. } | WriteOp::Patch { id, .. } | WriteOp::Delete { id } => {
-                id.clone()
-            }
-        };
-        let intent = self.graph()?.begin_intent(&id)?;
-        let before = match origin.get(&relation, &id).await {
-            Ok(b) => b,
-            Err(e) => {
-                self.graph()?.end_intent(intent)?;
-                return Err(e.into());
-            }
-        };
-        let result = match &req.op {
-            WriteOp::Create { row } => origin.insert(&relation, row).await.map(|r| (201, Some(r))),
-            WriteOp::Replace { row, .. } => origin
-                .replace(&relation, &id, row)
-                .await
-                .map(|r| (if before.is_some() { 200 } else { 201 }, Some(r))),
-            WriteOp::Patch { row, .. } => origin
-                .patch(&relation, &id, row)
-                .await
-                .map(|r| (200, Some(r))),
-            WriteOp::Delete { .. } => origin.delete(&relation, &id).await.map(|_| (204, None)),
+        let intent = self.graph()?.begin_intent(req.op.id().unwrap_or(""))?;
+        let result = match self.origin() {
+            OriginConfig::D1 => self.forward_d1(&relation, &req.op).await,
+            OriginConfig::Http { base_url } => forward_http(&base_url, &relation, &req.op).await,
         };
         if req.crash_after_forward && Config::from_vars(&EnvVars(&self.env))?.test_hooks {
             // Abort the instance: the runtime starts a fresh one, as after a real crash.
             panic!("test hook: coordinator crashed between forwarding a write and recording it");
         }
         let graph = self.graph()?;
-        let (status, after) = match result {
-            Ok(ok) => ok,
+        let forwarded = match result {
+            Ok(f) if f.changed => f,
+            Ok(f) => {
+                // The origin refused the write: nothing changed.
+                graph.end_intent(intent)?;
+                return Ok(WriteResponse {
+                    status: f.status,
+                    body: f.body,
+                    seq: graph.seq()?,
+                    invalidated: 0,
+                });
+            }
             Err(e @ OriginError::Unavailable(_)) | Err(e @ OriginError::Timeout(_)) => {
                 // The write may or may not have reached the database: invalidate as if it did.
                 let seq = graph.bump()?;
@@ -338,6 +344,12 @@ impl TableCoordinator {
                 return Err(e.into());
             }
         };
+        let (status, id, before, after) = (
+            forwarded.status,
+            forwarded.id,
+            forwarded.before,
+            forwarded.after,
+        );
         // Plan, record and bump as one synchronous step (no await until the intent is gone).
         let images = WriteImages {
             table: table.clone(),
@@ -362,11 +374,13 @@ impl TableCoordinator {
         let (lists, opaque) = graph.candidates(&terms, &unindexed)?;
         let plan = plan_write(&images, &record_keys, &lists, &opaque);
         let now = now_ms();
+        // Refills read the D1 origin; keys of HTTP origins are left for the next read.
+        let refillable = self.origin() == OriginConfig::D1;
         let mut purge: Vec<CacheKey> = Vec::new();
         for planned in &plan.entries {
             let reg = graph.registration(planned.key.as_str())?;
             graph.invalidate(planned.key.as_str(), seq, planned.reason)?;
-            match reg.filter(|r| r.rehydrate && r.tables.len() == 1) {
+            match reg.filter(|r| r.rehydrate && r.tables.len() == 1 && refillable) {
                 // The refill purges before it refills.
                 Some(reg) => graph.enqueue_rehydrate(&reg.key, reg.ttl_secs, now)?,
                 None if purge.len() < MAX_PURGE_PER_WRITE => purge.push(planned.key.clone()),
@@ -386,9 +400,59 @@ impl TableCoordinator {
         });
         Ok(WriteResponse {
             status,
-            row: after,
+            body: forwarded.body,
             seq,
             invalidated: plan.entries.len(),
+        })
+    }
+
+    /// Carries out a write on the D1 origin, reading the record's images around it.
+    async fn forward_d1(
+        &self,
+        relation: &Relation,
+        op: &WriteOp,
+    ) -> Result<Forwarded, OriginError> {
+        let origin = D1Origin::new(
+            self.env
+                .d1("DB")
+                .map_err(|e| OriginError::Unavailable(e.to_string()))?,
+        );
+        let id = match op {
+            WriteOp::Create { row } => row
+                .get(&relation.id_column)
+                .and_then(value_text)
+                .unwrap_or_default(),
+            other => other.id().unwrap_or_default().to_string(),
+        };
+        let before = origin.get(relation, &id).await?;
+        let (status, after) = match op {
+            WriteOp::Create { row } => (201, Some(origin.insert(relation, row).await?)),
+            WriteOp::Replace { row, .. } => {
+                let saved = origin.replace(relation, &id, row).await?;
+                (if before.is_some() { 200 } else { 201 }, Some(saved))
+            }
+            WriteOp::Patch { row, .. } => (200, Some(origin.patch(relation, &id, row).await?)),
+            WriteOp::Delete { .. } => {
+                origin.delete(relation, &id).await?;
+                (204, None)
+            }
+            WriteOp::Forward { .. } => {
+                return Err(OriginError::BadBody(
+                    "a raw write reached the D1 origin".into(),
+                ))
+            }
+        };
+        let body = after.as_ref().map_or(
+            serde_json::Value::Null,
+            |r| serde_json::json!({ "data": r }),
+        );
+        Ok(Forwarded {
+            changed: true,
+            status,
+            id,
+            before,
+            after,
+            body,
         })
     }
 
@@ -398,6 +462,7 @@ impl TableCoordinator {
         req: InvalidateRequest,
     ) -> Result<InvalidateResponse, ApiError> {
         let seq = graph.bump()?;
+        let refillable = self.origin() == OriginConfig::D1;
         let mut invalidated = Vec::new();
         if req.all {
             graph.invalidate_all(seq, InvalidationReason::Manual)?;
@@ -419,7 +484,8 @@ impl TableCoordinator {
             for key in keys {
                 let reg = graph.registration(&key)?;
                 graph.invalidate(&key, seq, InvalidationReason::Manual)?;
-                if let Some(reg) = reg.filter(|r| r.rehydrate && r.tables.len() == 1) {
+                if let Some(reg) = reg.filter(|r| r.rehydrate && r.tables.len() == 1 && refillable)
+                {
                     graph.enqueue_rehydrate(&key, reg.ttl_secs, now)?;
                 }
                 invalidated.push(Invalidated {
@@ -487,7 +553,7 @@ impl TableCoordinator {
         let key = CacheKey::parse(key)?;
         let resource = route::resource(key.encoded_path())
             .ok_or_else(|| ApiError::route_not_found(key.encoded_path()))?;
-        let target = read_target(relation, &resource, &key)?;
+        let target = read_target(&OriginConfig::D1, relation, &resource, &key)?;
         l2::purge(&key).await;
         let stamp = self.graph()?.seq()?;
         let origin = D1Origin::new(self.env.d1("DB")?);
@@ -514,6 +580,77 @@ impl TableCoordinator {
         );
         l2::put(&key, &entry).await.map_err(ApiError::from)
     }
+}
+
+/// A write as the origin carried it out.
+struct Forwarded {
+    /// Whether the origin changed anything (a 4xx answer changes nothing).
+    changed: bool,
+    status: u16,
+    id: String,
+    before: Option<Row>,
+    after: Option<Row>,
+    /// What the client gets.
+    body: serde_json::Value,
+}
+
+/// Forwards a write to an HTTP origin. Its before image is unknown, so the planner stales the
+/// record's keys and every list of the table (lists of HTTP origins are opaque).
+async fn forward_http(
+    base_url: &str,
+    relation: &Relation,
+    op: &WriteOp,
+) -> Result<Forwarded, OriginError> {
+    let WriteOp::Forward {
+        method,
+        path,
+        id,
+        body,
+    } = op
+    else {
+        return Err(OriginError::BadBody(
+            "a typed write reached an HTTP origin".into(),
+        ));
+    };
+    let method = match method.as_str() {
+        "POST" => Method::Post,
+        "PUT" => Method::Put,
+        "PATCH" => Method::Patch,
+        "DELETE" => Method::Delete,
+        other => return Err(OriginError::BadBody(format!("cannot forward {other}"))),
+    };
+    let bytes = body.as_ref().map(|b| {
+        serde_json::Value::Object(b.clone())
+            .to_string()
+            .into_bytes()
+    });
+    let is_delete = method == Method::Delete;
+    let answer = HttpOrigin::new(base_url)
+        .send(method, path, bytes.as_deref())
+        .await?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&answer.body).unwrap_or(serde_json::Value::Null);
+    let changed = (200..300).contains(&answer.status);
+    let row = match json.get("data").unwrap_or(&json) {
+        serde_json::Value::Object(m) => Some(m.clone()),
+        _ => None,
+    };
+    let id = id
+        .clone()
+        .or_else(|| {
+            row.as_ref()
+                .and_then(|r| r.get(&relation.id_column))
+                .and_then(value_text)
+        })
+        .unwrap_or_default();
+    Ok(Forwarded {
+        changed,
+        status: answer.status,
+        id,
+        before: None,
+        after: if is_delete { None } else { row },
+        body: json,
+    })
 }
 
 fn api_to_worker(e: ApiError) -> worker::Error {

@@ -12,6 +12,8 @@ pub use crate::dependency::freshness::Changes;
 
 /// Header naming the coordinator (`tenant:table`) on every call, so it can record who it is.
 pub const COORDINATOR_HEADER: &str = "x-edgecache-coordinator";
+/// Header carrying the tenant's origin (JSON `OriginConfig`) on calls that need it.
+pub const ORIGIN_HEADER: &str = "x-edgecache-origin";
 
 /// What a cached response is, as far as one table's invalidation is concerned.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,6 +109,30 @@ pub enum WriteOp {
         /// Record id.
         id: String,
     },
+    /// Any write to an HTTP origin, forwarded as it came.
+    Forward {
+        /// HTTP method.
+        method: String,
+        /// Canonical path (and query) under the origin's base URL.
+        path: String,
+        /// Record id from the path, if it names one.
+        id: Option<String>,
+        /// JSON object body.
+        body: Option<Row>,
+    },
+}
+
+impl WriteOp {
+    /// The record id the write names up front (a create learns it from the origin).
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            WriteOp::Create { .. } => None,
+            WriteOp::Replace { id, .. } | WriteOp::Patch { id, .. } | WriteOp::Delete { id } => {
+                Some(id)
+            }
+            WriteOp::Forward { id, .. } => id.as_deref(),
+        }
+    }
 }
 
 /// `POST /write`.
@@ -127,8 +153,8 @@ pub struct WriteRequest {
 pub struct WriteResponse {
     /// HTTP status for the client.
     pub status: u16,
-    /// The record after the write (`None` for deletes).
-    pub row: Option<Row>,
+    /// The body for the client (`Null`: none).
+    pub body: serde_json::Value,
     /// The table's seq once the write is recorded (read-your-writes token).
     pub seq: u64,
     /// How many cached keys the write made stale.

@@ -9,8 +9,8 @@ use crate::dependency::Row;
 /// Largest accepted write body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// Parses a write body into a row of known columns with scalar values.
-pub fn parse_row(bytes: &[u8], relation: &Relation) -> Result<Row, OriginError> {
+/// Parses a write body: a JSON object of at most `MAX_BODY_BYTES`.
+pub fn parse_object(bytes: &[u8]) -> Result<Row, OriginError> {
     if bytes.len() > MAX_BODY_BYTES {
         return Err(OriginError::BodyTooLarge {
             max: MAX_BODY_BYTES,
@@ -18,11 +18,17 @@ pub fn parse_row(bytes: &[u8], relation: &Relation) -> Result<Row, OriginError> 
     }
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| OriginError::BadBody(format!("the body is not valid JSON: {e}")))?;
-    let Value::Object(row) = value else {
-        return Err(OriginError::BadBody(
+    match value {
+        Value::Object(row) => Ok(row),
+        _ => Err(OriginError::BadBody(
             "the body must be a JSON object".into(),
-        ));
-    };
+        )),
+    }
+}
+
+/// Parses a write body into a row of known columns with scalar values.
+pub fn parse_row(bytes: &[u8], relation: &Relation) -> Result<Row, OriginError> {
+    let row = parse_object(bytes)?;
     for (column, value) in &row {
         if !relation.has_column(column) {
             return Err(OriginError::UnknownColumn {

@@ -109,6 +109,8 @@ impl D1Origin {
                 Some(row) => Ok(serde_json::json!({ "data": row })),
                 None => Err(not_found(relation, id)),
             },
+            // Only HTTP origins read opaque lists.
+            ReadTarget::Opaque => Err(OriginError::UnknownRelation(relation.name.clone())),
         }
     }
 

@@ -1,7 +1,10 @@
-//! Origins: where data really lives. The embedded default is a REST API over a D1 database.
+//! Origins: where data really lives. The embedded default is a REST API over a D1 database;
+//! the other kind is the tenant's own HTTP API.
 
 pub mod body;
+pub mod catalog;
 pub mod d1;
+pub mod http;
 pub mod schema;
 
 use thiserror::Error;
@@ -15,6 +18,24 @@ pub enum ReadTarget {
     List(ListQuery),
     /// `GET /v1/<relation>/<id>`
     Record(String),
+    /// A list of an HTTP origin: its query is passed through, and the planner cannot reason
+    /// about it (every write of the table stales it).
+    Opaque,
+}
+
+/// What an origin read produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OriginRead {
+    /// Status for the client (200 from D1; the origin's own for HTTP).
+    pub status: u16,
+    /// Body bytes as served.
+    pub body: Vec<u8>,
+    /// The body parsed (`Null` if it is not JSON), for dependency extraction.
+    pub json: serde_json::Value,
+    /// `content-type` for the client.
+    pub content_type: String,
+    /// Why the origin does not let this answer be stored, if it does not.
+    pub not_storable: Option<&'static str>,
 }
 
 /// Why an origin call failed. Mapped to HTTP in `router::error`.

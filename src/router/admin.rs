@@ -18,8 +18,8 @@ use crate::durable::protocol::{
     CreateTenant, CreatedTenant, InvalidateRequest, OriginConfig, Tenant, TenantRecord,
 };
 use crate::durable::registry::check_rule;
+use crate::origin::catalog::Catalog;
 use crate::origin::d1::D1Origin;
-use crate::origin::schema::{RelationKind, Schema};
 
 /// Largest admin request body.
 pub const MAX_ADMIN_BODY: usize = 64 * 1024;
@@ -82,17 +82,15 @@ fn operator_only(p: &Principal) -> Result<(), ApiError> {
     }
 }
 
-/// The schema a tenant's requests are checked against.
-pub async fn schema_of(env: &Env, tenant: &TenantRecord) -> Result<Schema, ApiError> {
+/// What a tenant's requests are checked against.
+pub async fn catalog_of(env: &Env, tenant: &TenantRecord) -> Result<Catalog, ApiError> {
     match tenant.tenant.origin {
-        OriginConfig::D1 => Ok(D1Origin::new(env.d1("DB")?)
-            .schema(&tenant.tenant.views)
-            .await?),
-        OriginConfig::Http { .. } => Err(ApiError::new(
-            501,
-            "origin_not_supported",
-            "HTTP origins are not served by this version; the tenant's configuration is kept",
+        OriginConfig::D1 => Ok(Catalog::D1(
+            D1Origin::new(env.d1("DB")?)
+                .schema(&tenant.tenant.views)
+                .await?,
         )),
+        OriginConfig::Http { ref base_url } => Ok(Catalog::Http(base_url.clone())),
     }
 }
 
@@ -145,13 +143,9 @@ pub async fn serve(
             let record = tenants::load(env, name).await.map_err(not_found_tenant)?;
             // Drop what the tenant's coordinators know, so a tenant re-created under the same
             // name starts from a clean slate.
-            if let Ok(schema) = schema_of(env, &record).await {
-                for r in schema
-                    .relations
-                    .values()
-                    .filter(|r| r.kind == RelationKind::Table)
-                {
-                    Coordinator::of(env, name, &r.name)
+            if let Ok(catalog) = catalog_of(env, &record).await {
+                for table in catalog.tables() {
+                    Coordinator::of(env, name, &table)
                         .invalidate(&InvalidateRequest {
                             all: true,
                             ..Default::default()
@@ -203,8 +197,8 @@ pub async fn serve(
             let bytes = body_bytes(req).await?;
             let spec = InvalidationSpec::parse(&bytes)?;
             let t = tenants::load(env, name).await.map_err(not_found_tenant)?;
-            let schema = schema_of(env, &t).await?;
-            ok(&invalidate::invalidate(env, config.l1_max_bytes, name, &schema, &spec).await?)
+            let catalog = catalog_of(env, &t).await?;
+            ok(&invalidate::invalidate(env, config.l1_max_bytes, name, &catalog, &spec).await?)
         }
         (Method::Get, ["tenants", name, "deps"]) => {
             authorize(&principal, name)?;
@@ -234,10 +228,10 @@ pub async fn deps(
     record: Option<String>,
 ) -> Result<Response, ApiError> {
     let t = tenants::load(env, tenant).await?;
-    let schema = schema_of(env, &t).await?;
+    let catalog = catalog_of(env, &t).await?;
     let body = match (url, record) {
-        (Some(u), None) => invalidate::deps_of_url(env, tenant, &schema, &u).await?,
-        (None, Some(r)) => invalidate::deps_of_record(env, tenant, &schema, &r).await?,
+        (Some(u), None) => invalidate::deps_of_url(env, tenant, &catalog, &u).await?,
+        (None, Some(r)) => invalidate::deps_of_record(env, tenant, &catalog, &r).await?,
         _ => {
             return Err(ApiError::new(
                 400,
@@ -255,16 +249,10 @@ pub async fn stats(env: &Env, config: &Config, tenant: &str) -> Result<Response,
     let edge = Edge::new(config.l1_max_bytes);
     let l1 = edge.l1_stats();
     let mut coordinators = BTreeMap::new();
-    if let Ok(schema) = schema_of(env, &t).await {
-        for r in schema
-            .relations
-            .values()
-            .filter(|r| r.kind == RelationKind::Table)
-        {
-            coordinators.insert(
-                r.name.clone(),
-                Coordinator::of(env, tenant, &r.name).stats().await?,
-            );
+    if let Ok(catalog) = catalog_of(env, &t).await {
+        for table in catalog.tables() {
+            let stats = Coordinator::of(env, tenant, &table).stats().await?;
+            coordinators.insert(table, stats);
         }
     }
     let mut edge_json = serde_json::to_value(edge.counters(tenant))

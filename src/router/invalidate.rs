@@ -12,7 +12,7 @@ use crate::cache::edge::Edge;
 use crate::dependency::key::CacheKey;
 use crate::durable::client::Coordinator;
 use crate::durable::protocol::{Dependent, InvalidateRequest, Invalidated};
-use crate::origin::schema::Schema;
+use crate::origin::catalog::Catalog;
 
 /// Most items one invalidation request may name (each may fan out to several coordinators).
 pub const MAX_ITEMS: usize = 1000;
@@ -94,7 +94,7 @@ fn split_url(url: &str) -> (String, Option<String>) {
 /// The cache key of a URL for a tenant, and the tables its relation reads.
 pub fn key_of(
     tenant: &str,
-    schema: &Schema,
+    catalog: &Catalog,
     url: &str,
 ) -> Result<(CacheKey, Vec<String>), ApiError> {
     let (path, query) = split_url(url);
@@ -102,7 +102,7 @@ pub fn key_of(
     let key = CacheKey::from_request(tenant, &path, query.as_deref())?;
     let resource = route::resource(key.encoded_path())
         .ok_or_else(|| ApiError::new(400, "bad_url", format!("`{url}` is not a /v1/ URL")))?;
-    let relation = schema.relation(&resource.relation).ok_or_else(|| {
+    let relation = catalog.relation(&resource.relation).ok_or_else(|| {
         ApiError::new(
             404,
             "unknown_table",
@@ -117,12 +117,12 @@ pub async fn invalidate(
     env: &Env,
     l1_max_bytes: usize,
     tenant: &str,
-    schema: &Schema,
+    catalog: &Catalog,
     spec: &InvalidationSpec,
 ) -> Result<Value, ApiError> {
     let mut per_table: BTreeMap<String, InvalidateRequest> = BTreeMap::new();
     for url in &spec.urls {
-        let (key, tables) = key_of(tenant, schema, url)?;
+        let (key, tables) = key_of(tenant, catalog, url)?;
         for t in tables {
             per_table
                 .entry(t)
@@ -132,7 +132,7 @@ pub async fn invalidate(
         }
     }
     for r in &spec.records {
-        known_table(schema, &r.table)?;
+        known_table(catalog, &r.table)?;
         per_table
             .entry(r.table.clone())
             .or_default()
@@ -140,7 +140,7 @@ pub async fn invalidate(
             .push(r.id.clone());
     }
     for t in &spec.tables {
-        known_table(schema, t)?;
+        known_table(catalog, t)?;
         per_table.entry(t.clone()).or_default().all = true;
     }
     for prefix in &spec.prefixes {
@@ -151,11 +151,8 @@ pub async fn invalidate(
                 format!("`{prefix}` must start with /v1/"),
             ));
         }
-        // Every relation whose paths can start with the prefix; `/v1/users` also covers
-        // `/v1/usersWithOrders`, as a string prefix should.
-        for relation in schema.relations.values() {
-            let base = format!("/v1/{}", relation.name);
-            if base.starts_with(prefix.as_str()) || prefix.starts_with(&base) {
+        for relation in catalog.relations_under(prefix) {
+            {
                 for t in &relation.tables {
                     per_table
                         .entry(t.clone())
@@ -170,6 +167,7 @@ pub async fn invalidate(
     let mut seqs = BTreeMap::new();
     for (table, req) in per_table {
         let resp = Coordinator::of(env, tenant, &table)
+            .with_origin(&catalog.origin())
             .invalidate(&req)
             .await?;
         // What was invalidated through this isolate is gone from it at once; elsewhere within
@@ -183,8 +181,8 @@ pub async fn invalidate(
     Ok(json!({ "invalidated": invalidated, "seqs": seqs }))
 }
 
-fn known_table(schema: &Schema, table: &str) -> Result<(), ApiError> {
-    match schema.relation(table) {
+fn known_table(catalog: &Catalog, table: &str) -> Result<(), ApiError> {
+    match catalog.relation(table) {
         Some(r) if r.kind == crate::origin::schema::RelationKind::Table => Ok(()),
         _ => Err(ApiError::new(
             404,
@@ -198,10 +196,10 @@ fn known_table(schema: &Schema, table: &str) -> Result<(), ApiError> {
 pub async fn deps_of_url(
     env: &Env,
     tenant: &str,
-    schema: &Schema,
+    catalog: &Catalog,
     url: &str,
 ) -> Result<Value, ApiError> {
-    let (key, tables) = key_of(tenant, schema, url)?;
+    let (key, tables) = key_of(tenant, catalog, url)?;
     let mut entry = Value::Null;
     let mut per_table = serde_json::Map::new();
     for table in &tables {
@@ -239,7 +237,7 @@ pub async fn deps_of_url(
 pub async fn deps_of_record(
     env: &Env,
     tenant: &str,
-    schema: &Schema,
+    catalog: &Catalog,
     record: &str,
 ) -> Result<Value, ApiError> {
     let (table, id) = record.split_once(':').ok_or_else(|| {
@@ -249,7 +247,7 @@ pub async fn deps_of_record(
             "a record is written `table:id`, e.g. users:123-abc",
         )
     })?;
-    known_table(schema, table)?;
+    known_table(catalog, table)?;
     let info = Coordinator::of(env, tenant, table)
         .inspect_record(id)
         .await?;

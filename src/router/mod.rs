@@ -130,8 +130,8 @@ async fn webhook(
     )
     .map_err(|e| ApiError::new(401, e.code(), e.to_string()))?;
     let spec = invalidate::InvalidationSpec::parse(&bytes)?;
-    let schema = admin::schema_of(env, &record).await?;
-    let body = invalidate::invalidate(env, config.l1_max_bytes, tenant, &schema, &spec).await?;
+    let catalog = admin::catalog_of(env, &record).await?;
+    let body = invalidate::invalidate(env, config.l1_max_bytes, tenant, &catalog, &spec).await?;
     Ok(Response::from_json(&body)?)
 }
 

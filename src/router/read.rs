@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
-use worker::{Context, Delay, Env, Request, Response};
+use worker::{Context, Delay, Env, Method, Request, Response};
 
 use super::error::ApiError;
 use super::rest::read_target;
@@ -21,10 +21,12 @@ use crate::config::Config;
 use crate::dependency::key::CacheKey;
 use crate::dependency::rules::{resolve, RouteRule};
 use crate::durable::client::Coordinator;
+use crate::durable::protocol::OriginConfig;
 use crate::durable::protocol::RegisterRequest;
 use crate::origin::d1::D1Origin;
+use crate::origin::http::HttpOrigin;
 use crate::origin::schema::Relation;
-use crate::origin::{OriginError, ReadTarget};
+use crate::origin::{OriginError, OriginRead, ReadTarget};
 use crate::platform::now_ms;
 
 /// How often a coalesced follower looks whether the leader's fill has landed.
@@ -48,6 +50,8 @@ pub struct ReadContext<'a> {
     pub query: Option<&'a str>,
     /// The relation read.
     pub relation: &'a Relation,
+    /// The tenant's origin.
+    pub origin: &'a OriginConfig,
     /// The resource addressed.
     pub resource: &'a Resource,
 }
@@ -56,7 +60,7 @@ pub struct ReadContext<'a> {
 pub async fn serve(req: &Request, rc: ReadContext<'_>) -> Result<Response, ApiError> {
     let started = now_ms();
     let key = CacheKey::from_request(rc.tenant, rc.path, rc.query)?;
-    let target = read_target(rc.relation, rc.resource, &key)?;
+    let target = read_target(rc.origin, rc.relation, rc.resource, &key)?;
     let policy = resolve(rc.rules, rc.path);
     let tokens = min_seqs(req)?;
     let no_cache = request_says_no_cache(req)?;
@@ -66,25 +70,9 @@ pub async fn serve(req: &Request, rc: ReadContext<'_>) -> Result<Response, ApiEr
     let route = rc.relation.name.clone();
 
     if policy.no_store {
-        let body = fetch_origin(&rc, &edge, &target).await?;
+        let read = fetch_origin(&rc, &edge, &key, &target).await?;
         edge.count(rc.tenant, |c| c.count(&route, Outcome::Bypass));
-        let bytes = to_bytes(&body)?;
-        let entry = CachedEntry::new(
-            key.as_str().to_string(),
-            bytes,
-            BTreeMap::new(),
-            now_ms(),
-            0,
-        );
-        return respond(
-            &entry,
-            Outcome::Bypass,
-            started,
-            None,
-            conditional.as_deref(),
-            debug,
-            NotStored::RouteNoStore.into(),
-        );
+        return passthrough(read, Outcome::Bypass, NotStored::RouteNoStore.as_str());
     }
 
     // Bring each table's view up to the route's staleness bound and the client's token.
@@ -174,8 +162,8 @@ pub async fn serve(req: &Request, rc: ReadContext<'_>) -> Result<Response, ApiEr
         .map(|t| (t.clone(), edge.view(&format!("{}:{t}", rc.tenant)).seq))
         .collect();
     let origin_started = now_ms();
-    let body = match fetch_origin(&rc, &edge, &target).await {
-        Ok(body) => body,
+    let read = match fetch_origin(&rc, &edge, &key, &target).await {
+        Ok(read) => read,
         Err(e) => {
             edge.end_fill(key.as_str());
             if matches!(e, OriginError::Unavailable(_) | OriginError::Timeout(_)) {
@@ -201,9 +189,21 @@ pub async fn serve(req: &Request, rc: ReadContext<'_>) -> Result<Response, ApiEr
         }
     };
     let origin_ms = now_ms().saturating_sub(origin_started);
+    if read.status != 200 {
+        // The origin's own answer (e.g. its 404), passed through and never cached.
+        edge.end_fill(key.as_str());
+        edge.count(rc.tenant, |c| c.count(&route, Outcome::Miss));
+        return passthrough(read, Outcome::Miss, "origin_status");
+    }
+    if let Some(reason) = read.not_storable {
+        edge.end_fill(key.as_str());
+        edge.count(rc.tenant, |c| c.count(&route, Outcome::Bypass));
+        return passthrough(read, Outcome::Bypass, reason);
+    }
+    let body = read.json;
     let entry = CachedEntry::new(
         key.as_str().to_string(),
-        to_bytes(&body)?,
+        read.body,
         stamps,
         now_ms(),
         policy.ttl_secs,
@@ -223,10 +223,11 @@ pub async fn serve(req: &Request, rc: ReadContext<'_>) -> Result<Response, ApiEr
             .collect();
         let env = rc.env.clone();
         let tenant = rc.tenant.to_string();
+        let origin = rc.origin.clone();
         let stored = entry.clone();
         let key = key.clone();
         rc.ctx.wait_until(async move {
-            let outcome = register_all(&env, &tenant, &regs).await;
+            let outcome = register_all(&env, &tenant, &origin, &regs).await;
             match outcome {
                 Ok(()) => {
                     edge.l1(now_ms()).put(&stored).await;
@@ -262,10 +263,15 @@ pub async fn serve(req: &Request, rc: ReadContext<'_>) -> Result<Response, ApiEr
 async fn register_all(
     env: &Env,
     tenant: &str,
+    origin: &OriginConfig,
     regs: &[(String, RegisterRequest)],
 ) -> Result<(), NotStored> {
     for (table, req) in regs {
-        match Coordinator::of(env, tenant, table).register(req).await {
+        match Coordinator::of(env, tenant, table)
+            .with_origin(origin)
+            .register(req)
+            .await
+        {
             Ok(resp) if resp.accepted.iter().all(|a| *a) => {}
             Ok(_) => return Err(NotStored::Overtaken),
             Err(_) => return Err(NotStored::Unregistered),
@@ -277,8 +283,9 @@ async fn register_all(
 async fn fetch_origin(
     rc: &ReadContext<'_>,
     edge: &Edge,
+    key: &CacheKey,
     target: &ReadTarget,
-) -> Result<serde_json::Value, OriginError> {
+) -> Result<OriginRead, OriginError> {
     edge.count(rc.tenant, |c| c.origin_fetches += 1);
     let faults = if rc.config.test_hooks {
         edge.faults()
@@ -286,11 +293,6 @@ async fn fetch_origin(
         Default::default()
     };
     let timeout = rc.config.origin_timeout_ms;
-    let origin = D1Origin::new(
-        rc.env
-            .d1("DB")
-            .map_err(|e| OriginError::Unavailable(e.to_string()))?,
-    );
     let read = async {
         if faults.read_delay_ms > 0 {
             Delay::from(Duration::from_millis(faults.read_delay_ms)).await;
@@ -298,7 +300,46 @@ async fn fetch_origin(
         if faults.fail_reads {
             return Err(OriginError::Unavailable("injected by a test".into()));
         }
-        origin.read(rc.relation, target).await
+        match rc.origin {
+            OriginConfig::D1 => {
+                let db = rc
+                    .env
+                    .d1("DB")
+                    .map_err(|e| OriginError::Unavailable(e.to_string()))?;
+                let json = D1Origin::new(db).read(rc.relation, target).await?;
+                let body = serde_json::to_vec(&json)
+                    .map_err(|e| OriginError::Unavailable(e.to_string()))?;
+                Ok(OriginRead {
+                    status: 200,
+                    body,
+                    json,
+                    content_type: JSON.into(),
+                    not_storable: None,
+                })
+            }
+            OriginConfig::Http { base_url } => {
+                let answer = HttpOrigin::new(base_url)
+                    .send(Method::Get, key.path_and_query(), None)
+                    .await?;
+                let json = serde_json::from_slice(&answer.body).unwrap_or(serde_json::Value::Null);
+                let not_storable = if answer.forbids_caching() {
+                    Some(NotStored::OriginNoStore.as_str())
+                } else if !answer.is_json() {
+                    Some("not_json")
+                } else {
+                    None
+                };
+                Ok(OriginRead {
+                    status: answer.status,
+                    content_type: answer
+                        .content_type
+                        .unwrap_or_else(|| "application/octet-stream".into()),
+                    body: answer.body,
+                    json,
+                    not_storable,
+                })
+            }
+        }
     };
     let timer = Delay::from(Duration::from_millis(timeout));
     futures_util::pin_mut!(read);
@@ -306,6 +347,17 @@ async fn fetch_origin(
         Either::Left((result, _)) => result,
         Either::Right(_) => Err(OriginError::Timeout(timeout)),
     }
+}
+
+/// An answer served as the origin gave it, not stored.
+fn passthrough(read: OriginRead, outcome: Outcome, reason: &str) -> Result<Response, ApiError> {
+    let mut resp = Response::from_bytes(read.body)?.with_status(read.status);
+    let h = resp.headers_mut();
+    h.set("content-type", &read.content_type)?;
+    h.set("x-edgecache", outcome.as_str())?;
+    h.set("x-edgecache-not-stored", reason)?;
+    h.set("cache-control", "no-store")?;
+    Ok(resp)
 }
 
 /// A stale copy may stand in for the origin only if it already reflects the client's writes.
@@ -328,9 +380,7 @@ fn request_says_no_cache(req: &Request) -> Result<bool, ApiError> {
         || pragma.contains("no-cache"))
 }
 
-fn to_bytes(body: &serde_json::Value) -> Result<Vec<u8>, ApiError> {
-    serde_json::to_vec(body).map_err(|e| ApiError::new(500, "internal", e.to_string()))
-}
+const JSON: &str = "application/json";
 
 /// The response for an entry: body (or 304), and the observable cache headers.
 fn respond(

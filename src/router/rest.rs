@@ -11,6 +11,7 @@ use super::write;
 use crate::config::Config;
 use crate::dependency::key::CacheKey;
 use crate::dependency::query::parse_list_query;
+use crate::durable::protocol::OriginConfig;
 use crate::origin::schema::Relation;
 use crate::origin::{OriginError, ReadTarget};
 
@@ -25,10 +26,11 @@ pub async fn serve(
 ) -> Result<Response, ApiError> {
     let tenant = addressed.tenant.as_str();
     let record = tenants::load(env, tenant).await?;
-    let schema = admin::schema_of(env, &record).await?;
-    let relation = schema
+    let catalog = admin::catalog_of(env, &record).await?;
+    let relation = catalog
         .relation(&resource.relation)
         .ok_or_else(|| OriginError::UnknownRelation(resource.relation.clone()))?;
+    let relation = &relation;
     if req.method() == Method::Get {
         let url = req.url()?;
         let rc = ReadContext {
@@ -40,21 +42,35 @@ pub async fn serve(
             path: &addressed.path,
             query: url.query(),
             relation,
+            origin: &record.tenant.origin,
             resource: &resource,
         };
         return read::serve(&req, rc).await;
     }
-    write::serve(&mut req, env, config, tenant, relation, &resource).await
+    write::serve(
+        &mut req,
+        env,
+        config,
+        tenant,
+        relation,
+        &resource,
+        &record.tenant.origin,
+    )
+    .await
 }
 
-/// What a GET asks for, with its query validated against the relation's columns.
+/// What a GET asks for, with its query validated against the relation's columns (D1), or
+/// passed through as it is (HTTP origins, whose columns EdgeCache does not know).
 pub fn read_target(
+    origin: &OriginConfig,
     relation: &Relation,
     resource: &Resource,
     key: &CacheKey,
 ) -> Result<ReadTarget, ApiError> {
-    match &resource.id {
-        Some(id) => {
+    match (&resource.id, origin) {
+        (Some(id), OriginConfig::Http { .. }) => Ok(ReadTarget::Record(id.clone())),
+        (None, OriginConfig::Http { .. }) => Ok(ReadTarget::Opaque),
+        (Some(id), OriginConfig::D1) => {
             if !key.query_pairs().is_empty() {
                 return Err(ApiError::new(
                     400,
@@ -64,7 +80,7 @@ pub fn read_target(
             }
             Ok(ReadTarget::Record(id.clone()))
         }
-        None => Ok(ReadTarget::List(parse_list_query(
+        (None, OriginConfig::D1) => Ok(ReadTarget::List(parse_list_query(
             key.query_pairs(),
             |c| relation.has_column(c),
         )?)),

@@ -3,14 +3,15 @@
 
 use worker::{Env, Method, Request, Response};
 
+use super::encode_component;
 use super::error::ApiError;
 use super::route::Resource;
 use super::token::{set_cookie, SEQ_HEADER};
 use crate::cache::edge::{Edge, Faults};
 use crate::config::Config;
 use crate::durable::client::Coordinator;
-use crate::durable::protocol::{WriteOp, WriteRequest};
-use crate::origin::body::{check_id, parse_row, value_text, MAX_BODY_BYTES};
+use crate::durable::protocol::{OriginConfig, WriteOp, WriteRequest};
+use crate::origin::body::{check_id, parse_object, parse_row, value_text, MAX_BODY_BYTES};
 use crate::origin::schema::{Relation, RelationKind};
 use crate::origin::OriginError;
 use crate::platform;
@@ -23,17 +24,35 @@ pub async fn serve(
     tenant: &str,
     relation: &Relation,
     resource: &Resource,
+    origin: &OriginConfig,
 ) -> Result<Response, ApiError> {
     let method = req.method();
-    let op = match (&method, &resource.id) {
-        (Method::Post, None) => {
+    let op = match (&method, &resource.id, origin) {
+        (Method::Post, None, OriginConfig::Http { .. })
+        | (Method::Put | Method::Patch | Method::Delete, Some(_), OriginConfig::Http { .. }) => {
+            let body = match method {
+                Method::Delete => None,
+                _ => Some(parse_object(&body_bytes(req).await?)?),
+            };
+            let mut path = format!("/v1/{}", encode_component(&relation.name));
+            if let Some(id) = &resource.id {
+                path = format!("{path}/{}", encode_component(id));
+            }
+            WriteOp::Forward {
+                method: method.to_string(),
+                path,
+                id: resource.id.clone(),
+                body,
+            }
+        }
+        (Method::Post, None, _) => {
             let mut row = parse_row(&body_bytes(req).await?, relation)?;
             if row.get(&relation.id_column).and_then(value_text).is_none() {
                 row.insert(relation.id_column.clone(), platform::new_id()?.into());
             }
             WriteOp::Create { row }
         }
-        (Method::Put, Some(id)) => {
+        (Method::Put, Some(id), _) => {
             let row = parse_row(&body_bytes(req).await?, relation)?;
             check_id(&row, relation, id)?;
             WriteOp::Replace {
@@ -41,7 +60,7 @@ pub async fn serve(
                 row,
             }
         }
-        (Method::Patch, Some(id)) => {
+        (Method::Patch, Some(id), _) => {
             let row = parse_row(&body_bytes(req).await?, relation)?;
             check_id(&row, relation, id)?;
             WriteOp::Patch {
@@ -49,9 +68,9 @@ pub async fn serve(
                 row,
             }
         }
-        (Method::Delete, Some(id)) => WriteOp::Delete { id: id.clone() },
-        (m, None) => return Err(ApiError::method_not_allowed(m.as_ref(), "GET, POST")),
-        (m, Some(_)) => {
+        (Method::Delete, Some(id), _) => WriteOp::Delete { id: id.clone() },
+        (m, None, _) => return Err(ApiError::method_not_allowed(m.as_ref(), "GET, POST")),
+        (m, Some(_), _) => {
             return Err(ApiError::method_not_allowed(
                 m.as_ref(),
                 "GET, PUT, PATCH, DELETE",
@@ -75,6 +94,7 @@ pub async fn serve(
         });
     }
     let written = Coordinator::of(env, tenant, &table)
+        .with_origin(origin)
         .write(&WriteRequest {
             table: table.clone(),
             op,
@@ -85,11 +105,9 @@ pub async fn serve(
     if !faults.keep_views_on_write {
         edge.expire_view(&format!("{tenant}:{table}"));
     }
-    let mut resp = match &written.row {
-        Some(row) if written.status != 204 => {
-            Response::from_json(&serde_json::json!({ "data": row }))?.with_status(written.status)
-        }
-        _ => Response::empty()?.with_status(204),
+    let mut resp = match &written.body {
+        serde_json::Value::Null => Response::empty()?.with_status(written.status),
+        body => Response::from_json(body)?.with_status(written.status),
     };
     let h = resp.headers_mut();
     h.set(SEQ_HEADER, &format!("{table}={}", written.seq))?;
