@@ -3,6 +3,7 @@
 mod common;
 
 use common::Worker;
+use edgecache::router::encode_component as urlencode;
 use serde_json::json;
 
 fn w() -> &'static Worker {
@@ -341,15 +342,4 @@ fn malformed_bodies_methods_and_sizes() {
             "{method} {path}"
         );
     }
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -2,12 +2,12 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use worker::{Env, Headers, Method, Request, RequestInit};
+use worker::{Env, Headers, Method};
 
 use super::protocol::{
-    Changes, CoordinatorStats, ErrorBody, InvalidateRequest, InvalidateResponse, KeyInfo,
-    OriginConfig, RecordInfo, RegisterRequest, RegisterResponse, WriteRequest, WriteResponse,
-    COORDINATOR_HEADER, ORIGIN_HEADER,
+    Changes, CoordinatorStats, InvalidateRequest, InvalidateResponse, KeyInfo, OriginConfig,
+    RecordInfo, RegisterRequest, RegisterResponse, WriteRequest, WriteResponse, COORDINATOR_HEADER,
+    ORIGIN_HEADER,
 };
 use crate::router::encode_component;
 use crate::router::error::ApiError;
@@ -50,35 +50,7 @@ impl<'a> Coordinator<'a> {
         if let Some(origin) = &self.origin {
             headers.set(ORIGIN_HEADER, origin)?;
         }
-        let mut init = RequestInit::new();
-        init.with_method(method).with_headers(headers);
-        if let Some(body) = body {
-            let text = serde_json::to_string(body)
-                .map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
-            init.with_body(Some(text.into()));
-        }
-        let req = Request::new_with_init(&format!("https://coordinator{path_and_query}"), &init)?;
-        let mut resp = stub
-            .fetch_with_request(req)
-            .await
-            .map_err(|e| ApiError::new(503, "coordinator_unavailable", e.to_string()))?;
-        let bytes = resp.bytes().await?;
-        if resp.status_code() >= 400 {
-            let err: ErrorBody = serde_json::from_slice(&bytes).map_err(|_| {
-                ApiError::new(
-                    503,
-                    "coordinator_unavailable",
-                    String::from_utf8_lossy(&bytes).into_owned(),
-                )
-            })?;
-            return Err(ApiError::new(
-                resp.status_code(),
-                &err.error.code,
-                err.error.message,
-            ));
-        }
-        serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::new(502, "coordinator_protocol", e.to_string()))
+        super::stub::call(stub, "coordinator", method, path_and_query, headers, body).await
     }
 
     /// Invalidations since `since`.

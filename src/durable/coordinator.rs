@@ -12,9 +12,9 @@ use worker::{durable_object, DurableObject, Env, Method, Request, Response, Stat
 
 use super::graph::Graph;
 use super::protocol::{
-    CoordinatorStats, ErrorBody, ErrorDetail, InvalidateRequest, InvalidateResponse, Invalidated,
-    KeyInfo, RecordInfo, RegisterRequest, RegisterResponse, Registration, WriteOp, WriteRequest,
-    WriteResponse, COORDINATOR_HEADER, ORIGIN_HEADER,
+    CoordinatorStats, InvalidateRequest, InvalidateResponse, Invalidated, KeyInfo, RecordInfo,
+    RegisterRequest, RegisterResponse, Registration, WriteOp, WriteRequest, WriteResponse,
+    COORDINATOR_HEADER, ORIGIN_HEADER,
 };
 use crate::cache::entry::CachedEntry;
 use crate::cache::{fill, l2};
@@ -82,7 +82,7 @@ impl DurableObject for TableCoordinator {
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         match self.serve(req).await {
             Ok(resp) => Ok(resp),
-            Err(e) => error_response(&e),
+            Err(e) => e.to_response(),
         }
     }
 
@@ -665,14 +665,4 @@ async fn read_json<T: serde::de::DeserializeOwned>(mut req: Request) -> Result<T
     let bytes = req.bytes().await?;
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::new(400, "bad_request", format!("bad coordinator request: {e}")))
-}
-
-fn error_response(e: &ApiError) -> worker::Result<Response> {
-    let body = ErrorBody {
-        error: ErrorDetail {
-            code: e.code.to_string(),
-            message: e.message.clone(),
-        },
-    };
-    Ok(Response::from_json(&body)?.with_status(e.status))
 }

@@ -5,3 +5,4 @@ pub mod coordinator;
 pub mod graph;
 pub mod protocol;
 pub mod registry;
+pub mod stub;

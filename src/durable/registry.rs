@@ -10,9 +10,7 @@ use worker::{
     durable_object, DurableObject, Env, Method, Request, Response, SqlStorageValue, State,
 };
 
-use super::protocol::{
-    CreateTenant, CreatedTenant, ErrorBody, ErrorDetail, OriginConfig, Tenant, TenantRecord,
-};
+use super::protocol::{CreateTenant, CreatedTenant, OriginConfig, Tenant, TenantRecord};
 use crate::auth::{hash_token, token_from_bytes, TokenKind};
 use crate::config::Config;
 use crate::dependency::rules::{validate_pattern, RouteRule};
@@ -53,15 +51,7 @@ impl DurableObject for TenantRegistry {
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         match self.serve(req).await {
             Ok(resp) => Ok(resp),
-            Err(e) => {
-                let body = ErrorBody {
-                    error: ErrorDetail {
-                        code: e.code.clone(),
-                        message: e.message.clone(),
-                    },
-                };
-                Ok(Response::from_json(&body)?.with_status(e.status))
-            }
+            Err(e) => e.to_response(),
         }
     }
 }

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use worker::{Env, Method, Request, RequestInit};
+use worker::{Env, Headers, Method};
 
 use super::error::ApiError;
-use crate::durable::protocol::{ErrorBody, TenantRecord};
+use crate::durable::protocol::TenantRecord;
 use crate::durable::registry::REGISTRY_NAME;
 use crate::platform::now_ms;
 
@@ -28,35 +28,15 @@ pub async fn registry<B: Serialize, T: DeserializeOwned>(
     body: Option<&B>,
 ) -> Result<T, ApiError> {
     let stub = env.durable_object("REGISTRY")?.get_by_name(REGISTRY_NAME)?;
-    let mut init = RequestInit::new();
-    init.with_method(method);
-    if let Some(body) = body {
-        let text = serde_json::to_string(body)
-            .map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
-        init.with_body(Some(text.into()));
-    }
-    let req = Request::new_with_init(&format!("https://registry{path_and_query}"), &init)?;
-    let mut resp = stub
-        .fetch_with_request(req)
-        .await
-        .map_err(|e| ApiError::new(503, "registry_unavailable", e.to_string()))?;
-    let bytes = resp.bytes().await?;
-    if resp.status_code() >= 400 {
-        let err: ErrorBody = serde_json::from_slice(&bytes).map_err(|_| {
-            ApiError::new(
-                503,
-                "registry_unavailable",
-                String::from_utf8_lossy(&bytes).into_owned(),
-            )
-        })?;
-        return Err(ApiError::new(
-            resp.status_code(),
-            &err.error.code,
-            err.error.message,
-        ));
-    }
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::new(502, "registry_protocol", e.to_string()))
+    crate::durable::stub::call(
+        stub,
+        "registry",
+        method,
+        path_and_query,
+        Headers::new(),
+        body,
+    )
+    .await
 }
 
 /// The tenant's configuration (404 `unknown_tenant` if there is no such tenant).
