@@ -193,7 +193,7 @@ fn put_item(id: &str, name: &str) {
         .insert(id.to_string(), json!({"id": id, "name": name}));
 }
 
-/// Serializes the tests that make the origin fail.
+/// The origin's failure switch is global: tests take turns.
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     static M: Mutex<()> = Mutex::new(());
     M.lock().unwrap_or_else(|e| e.into_inner())
@@ -219,6 +219,7 @@ fn reads_are_cached_and_the_query_reaches_the_origin_canonically() {
 
 #[test]
 fn origin_cache_control_private_and_no_store_are_respected() {
+    let _s = serial();
     let w = Worker::shared();
     for path in ["/v1/private", "/v1/nostore", "/v1/page"] {
         let before = setup().api.hits("GET", path);
@@ -241,6 +242,7 @@ fn origin_cache_control_private_and_no_store_are_respected() {
 
 #[test]
 fn origin_errors_pass_through_and_are_not_cached() {
+    let _s = serial();
     let w = Worker::shared();
     let missing = format!("/v1/items/{}", unique("none"));
     for _ in 0..2 {

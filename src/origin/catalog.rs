@@ -1,6 +1,8 @@
 //! What a tenant's origin can be asked for: the D1 schema, or for an HTTP origin any
 //! `/v1/<table>` (its tables are whatever its API serves; each path's first segment is a table).
 
+use std::rc::Rc;
+
 use super::schema::{Relation, RelationKind, Schema};
 use crate::durable::protocol::OriginConfig;
 
@@ -8,7 +10,7 @@ use crate::durable::protocol::OriginConfig;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Catalog {
     /// The built-in D1 origin's schema (with the tenant's views).
-    D1(Schema),
+    D1(Rc<Schema>),
     /// An HTTP origin (its base URL): relations are made up from the path.
     Http(String),
 }

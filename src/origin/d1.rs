@@ -2,7 +2,8 @@
 //! Identifiers are validated against the schema and quoted; every value is a bound parameter.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 
 use serde_json::{Map, Value};
 use worker::wasm_bindgen::JsValue;
@@ -17,9 +18,13 @@ use crate::dependency::Row;
 /// Tables and views of the database with their columns, as read from its catalogue.
 type Catalogue = (Vec<(String, Vec<Column>)>, Vec<(String, Vec<Column>)>);
 
+/// Schemas kept per isolate (one per distinct set of tenant views).
+const MAX_CACHED_SCHEMAS: usize = 64;
+
 thread_local! {
     // Read once per isolate: the schema changes only with a migration, which redeploys.
     static CATALOGUE: RefCell<Option<Catalogue>> = const { RefCell::new(None) };
+    static SCHEMAS: RefCell<HashMap<String, Rc<Schema>>> = RefCell::new(HashMap::new());
 }
 
 /// A D1 database speaking the REST shape of DESIGN.md.
@@ -38,9 +43,22 @@ impl D1Origin {
     pub async fn schema(
         &self,
         views: &BTreeMap<String, Vec<String>>,
-    ) -> Result<Schema, OriginError> {
+    ) -> Result<Rc<Schema>, OriginError> {
+        // Built once per set of views: reads check every request against it.
+        let id = serde_json::to_string(views).unwrap_or_default();
+        if let Some(schema) = SCHEMAS.with(|s| s.borrow().get(&id).cloned()) {
+            return Ok(schema);
+        }
         let (tables, catalogue_views) = self.catalogue().await?;
-        Ok(Schema::from_catalogue(tables, catalogue_views, views))
+        let schema = Rc::new(Schema::from_catalogue(tables, catalogue_views, views));
+        SCHEMAS.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() >= MAX_CACHED_SCHEMAS {
+                s.clear();
+            }
+            s.insert(id, schema.clone());
+        });
+        Ok(schema)
     }
 
     async fn catalogue(&self) -> Result<Catalogue, OriginError> {

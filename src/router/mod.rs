@@ -26,6 +26,21 @@ impl VarSource for EnvVars<'_> {
     }
 }
 
+thread_local! {
+    // Vars are fixed for an isolate's life: parse and validate them once.
+    static CONFIG: std::cell::OnceCell<Result<Config, String>> = const { std::cell::OnceCell::new() };
+}
+
+/// The edge's configuration, read on first use in this isolate.
+fn config(env: &Env) -> Result<Config, ApiError> {
+    CONFIG
+        .with(|c| {
+            c.get_or_init(|| Config::from_vars(&EnvVars(env)).map_err(|e| e.to_string()))
+                .clone()
+        })
+        .map_err(|m| ApiError::new(500, "misconfigured", m))
+}
+
 /// The worker's fetch handler: never panics on input, answers every error as typed JSON.
 pub async fn handle(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     match dispatch(req, &env, &ctx).await {
@@ -35,7 +50,7 @@ pub async fn handle(req: Request, env: Env, ctx: Context) -> worker::Result<Resp
 }
 
 async fn dispatch(mut req: Request, env: &Env, ctx: &Context) -> Result<Response, ApiError> {
-    let config = Config::from_vars(&EnvVars(env))?;
+    let config = config(env)?;
     let url = req.url()?;
     let host = url.host_str().unwrap_or("").to_string();
     let addressed = route::address(
