@@ -5,7 +5,7 @@
 
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { cpSync, createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, createWriteStream, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -54,6 +54,11 @@ function stopAll() {
   })();
   return stopping;
 }
+// Miniflare exits the process itself on SIGINT/SIGTERM (after disposing of workerd), so the
+// state copies are also removed on the way out, synchronously.
+process.on("exit", () => {
+  for (const d of stateDirs) rmSync(d, { recursive: true, force: true });
+});
 for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) {
   process.on(sig, () => {
     console.error(`bench: ${sig}, stopping the workers`);
@@ -90,17 +95,43 @@ async function stopWorker(w) {
   started.splice(started.indexOf(w), 1);
 }
 
-/** The share of all CPUs busy over the next `msecs` (Linux /proc/stat), or null. */
-async function cpuBusy(msecs) {
+/**
+ * What else used the CPU over the next `msecs`: { busy (share of all CPUs), top ("name 40%, ...") },
+ * from /proc/<pid>/stat of every process but this one; null where /proc is not there.
+ */
+async function otherCpuUse(msecs) {
   const sample = () => {
-    const f = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
-    return { idle: f[3] + (f[4] ?? 0), total: f.reduce((a, b) => a + b, 0) };
+    const times = new Map();
+    for (const pid of readdirSync("/proc")) {
+      if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
+      try {
+        const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+        const close = stat.lastIndexOf(")");
+        const fields = stat.slice(close + 2).split(" ");
+        times.set(pid, { name: stat.slice(stat.indexOf("(") + 1, close), ticks: Number(fields[11]) + Number(fields[12]) });
+      } catch {
+        // the process ended in between
+      }
+    }
+    return times;
   };
   try {
     const a = sample();
     await new Promise((r) => setTimeout(r, msecs));
     const b = sample();
-    return b.total > a.total ? 1 - (b.idle - a.idle) / (b.total - a.total) : null;
+    const capacity = (100 * os.cpus().length * msecs) / 1000; // USER_HZ is 100 on Linux
+    const byName = new Map();
+    for (const [pid, { name, ticks }] of b) {
+      const used = ticks - (a.get(pid)?.ticks ?? 0);
+      if (used > 0) byName.set(name, (byName.get(name) ?? 0) + used);
+    }
+    const busy = [...byName.values()].reduce((x, y) => x + y, 0) / capacity;
+    const top = [...byName]
+      .sort((x, y) => y[1] - x[1])
+      .slice(0, 3)
+      .map(([name, used]) => `${name} ${Math.round((100 * used) / capacity)}%`)
+      .join(", ");
+    return { busy, top };
   } catch {
     return null;
   }
@@ -127,26 +158,27 @@ async function main() {
   const loadLabel =
     load.name === "wrk" ? `wrk -t${threads} -c${connections} -d${seconds}s` : `${load.name}, ${connections} connections, ${seconds} s`;
 
-  const busyBefore = await cpuBusy(1000);
+  const other = await otherCpuUse(1000);
   const t0 = Date.now();
   const reader = await startWorker("read", {
     EDGECACHE_RULES: JSON.stringify([{ pattern: "/v1/orders*", no_store: true }]),
   });
   out(`EdgeCache benchmark, ${new Date().toISOString()}`);
-  out(`  code:   ${gitDescribe()}; worker bundle build/index.js`);
+  const built = statSync(path.join(ROOT, "build/index.js")).mtime.toISOString();
+  out(`  code:   ${gitDescribe()}; worker bundle build/index.js of ${built}`);
   out(
     `  host:   ${os.cpus().length} CPUs (${os.cpus()[0]?.model.trim() ?? "?"}), Node ${process.version}, loopback only; ` +
-      (busyBefore === null
-        ? "CPU use before the run unknown"
-        : `CPU ${Math.round(100 * busyBefore)}% busy in the second before the run` +
-          (busyBefore > 0.25 ? " (something else is running: figures may be low)" : "")),
+      (other === null
+        ? "CPU use by other processes unknown"
+        : `other processes used ${Math.round(100 * other.busy)}% of the CPUs in the second before the run` +
+          (other.busy > 0.2 ? ` (${other.top}: figures may be low)` : "")),
   );
   out(`  worker: ${reader.path}`);
   out(`  load:   ${load.describe()}; ${loadLabel}, keep-alive, for each read row and for write throughput`);
   out(`  other:  sequential requests from Node (node:http, keep-alive) for write → read and fan-out`);
   out();
 
-  const reads = await readTable({ http: client(reader.url), admin: admin(reader), load, loadParams, out });
+  await readTable({ http: client(reader.url), admin: admin(reader), load, loadParams, out });
   const ids = expectStatus(await client(reader.url).get("/v1/users?limit=1000"), 200, "GET /v1/users?limit=1000")
     .json()
     .data.map((u) => u.id);
@@ -174,7 +206,6 @@ async function main() {
   out(`Took ${((Date.now() - t0) / 1000).toFixed(0)} s. Worker logs: target/bench/worker-*.log`);
   writeFileSync(path.join(OUT_DIR, "latest.txt"), lines.join("\n") + "\n");
   console.log("Written to target/bench/latest.txt");
-  return reads;
 }
 
 try {

@@ -24,17 +24,26 @@ fn w() -> &'static Worker {
     })
 }
 
-/// Reads `path` twice: a MISS that fills, then an L1 hit (the second read waits for the fill).
+/// Reads `path` twice: a MISS that fills, then an L1 hit. The short pause keeps these tests about
+/// tiers, not about the coalescing race (`back_to_back_reads_after_a_miss_are_hits`).
 fn fill(path: &str) -> common::Answer {
-    let a = w().get(path);
+    let a = w().get_debug(path);
     assert_eq!(
         (a.status, a.outcome()),
         (200, "MISS"),
         "{path}: {}",
         a.text()
     );
-    let b = w().get(path);
-    assert_eq!(b.outcome(), "HIT-L1", "{path}: second read");
+    std::thread::sleep(Duration::from_millis(100));
+    let b = w().get_debug(path);
+    assert_eq!(
+        b.outcome(),
+        "HIT-L1",
+        "{path}: second read\nfirst: {:?}\nsecond: {:?}\nstats: {}",
+        a.headers,
+        b.headers,
+        w().stats()["edge"]
+    );
     assert_eq!(b.body, a.body, "{path}");
     a
 }
@@ -54,6 +63,7 @@ fn ttl_rule_expires_orders_but_not_users() {
         "a 1 s TTL ran out 1.2 s ago: the copy must not be served"
     );
     assert_eq!(expired.body, first.body, "same data, refetched");
+    std::thread::sleep(Duration::from_millis(100));
     assert_eq!(w().get(orders).outcome(), "HIT-L1", "refilled after expiry");
     assert_eq!(
         w().get(users).outcome(),
@@ -185,4 +195,105 @@ fn an_entry_larger_than_l1_is_served_from_l2_only() {
     }
     assert!(w().stat("l1.rejections") > rejections, "{}", w().stats());
     assert!(w().stat("l1.bytes") <= L1_MAX);
+}
+
+/// "A second read right after a MISS waits for the fill and is HIT-L1": never a second origin
+/// fetch. Pairs of back-to-back reads on fresh keys of the 1 s TTL route (whose copies are too
+/// short-lived for L2, so only L1 can answer) hit the window between a follower's lookup and its
+/// `begin_fill`; ten pairs make a lost race all but certain to show if the window exists.
+#[test]
+fn back_to_back_reads_after_a_miss_are_hits() {
+    let _s = serial(&SERIAL);
+    let fetches = w().stat("edge.origin_fetches");
+    let mut seconds = Vec::new();
+    for i in 0..10 {
+        let path = format!("/v1/orders?limit=2&offset={}", 900 + i);
+        let a = w().get(&path);
+        assert_eq!(a.outcome(), "MISS", "{path}");
+        let b = w().get(&path);
+        seconds.push(format!("{path}: {}", b.outcome()));
+    }
+    let extra = w().stat("edge.origin_fetches") - fetches - 10;
+    assert!(
+        seconds.iter().all(|s| s.ends_with("HIT-L1")) && extra == 0,
+        "a read right after a MISS fetched from the origin again ({extra} extra fetches): {seconds:#?}"
+    );
+}
+
+/// Resets the faults when dropped (a test that sets them must not leak them into the next).
+struct NoFaults;
+
+impl Drop for NoFaults {
+    fn drop(&mut self) {
+        w().try_faults(&serde_json::json!({}));
+    }
+}
+
+/// "Correctness never depends on a purge": a write purges at most 100 L2 copies of the keys it
+/// stales (views are never rehydrated), so with more than 100 cached view keys some stale L2
+/// copies stay. With L1 switched off, reads go to those copies, and every one must fail
+/// validation.
+#[test]
+fn a_stale_l2_copy_fails_validation_without_any_purge() {
+    let _s = serial(&SERIAL);
+    let _reset = NoFaults;
+    let id = common::unique("l2v");
+    let a = w().send_json(
+        "POST",
+        "/v1/users",
+        &serde_json::json!({"id": id, "firstName": "Val", "lastName": "Before", "email": "v@example.com"}),
+    );
+    assert_eq!(a.status, 201, "{}", a.text());
+    let record = format!("/v1/usersWithOrders/{id}");
+    let lists: Vec<String> = (0..110)
+        .map(|i| format!("/v1/usersWithOrders?limit=1&offset={i}"))
+        .collect();
+    fill(&record);
+    std::thread::scope(|s| {
+        for chunk in lists.chunks(28) {
+            s.spawn(move || {
+                for p in chunk {
+                    assert_eq!(w().get(p).status, 200, "{p}");
+                }
+            });
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    w().faults(serde_json::json!({"disable_l1": true}));
+    let a = w().get(&record);
+    assert_eq!(a.outcome(), "HIT-L2", "control: the L2 copy is valid");
+    assert_eq!(a.json()["data"]["lastName"], "Before");
+    let hits = lists
+        .iter()
+        .filter(|p| w().get(p).outcome() == "HIT-L2")
+        .count();
+    assert_eq!(hits, lists.len(), "control: every list is in L2");
+
+    let write = w().send_json(
+        "PATCH",
+        &format!("/v1/users/{id}"),
+        &serde_json::json!({"lastName": "After"}),
+    );
+    assert_eq!(write.status, 200, "{}", write.text());
+    let a = w().get(&record);
+    assert_eq!(
+        (a.outcome(), a.json()["data"]["lastName"].as_str()),
+        ("MISS", Some("After")),
+        "the L2 copy from before the write was served"
+    );
+    let served: Vec<&String> = lists
+        .iter()
+        .filter(|p| w().get(p).outcome() != "MISS")
+        .collect();
+    assert!(
+        served.is_empty(),
+        "{} view keys were served from L2 copies older than the write: {served:?}",
+        served.len()
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    let a = w().get(&record);
+    assert_eq!(
+        (a.outcome(), a.json()["data"]["lastName"].as_str()),
+        ("HIT-L2", Some("After"))
+    );
 }

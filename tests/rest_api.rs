@@ -2,8 +2,7 @@
 
 mod common;
 
-use common::Worker;
-use edgecache::router::encode_component as urlencode;
+use common::{urlencode, Worker};
 use serde_json::json;
 
 fn w() -> &'static Worker {

@@ -46,6 +46,7 @@ function run(cmd, args, env) {
 
 const wrk = {
   name: "wrk",
+  rotates: true, // can cycle through several paths
   describe: () => `wrk (${version("wrk", ["--version"]).replace(/ Copyright.*/, "")})`,
   async run({ url, method, body, header, paths, threads, connections, seconds }) {
     const env = {};
@@ -116,6 +117,7 @@ const autocannon = {
 
 const nodeLoop = {
   name: "node",
+  rotates: true,
   describe: () => "a Node keep-alive loop (no wrk, oha or autocannon here; it shares the CPU with the worker)",
   async run({ url, method = "GET", body, header, paths, connections, seconds }) {
     const agent = new http.Agent({ keepAlive: true, maxSockets: connections });

@@ -127,27 +127,34 @@ pub async fn serve(req: &Request, rc: ReadContext<'_>) -> Result<Response, ApiEr
         // Coalescing: one origin fetch per key per isolate; followers wait for the leader's fill
         // with a timer of their own (a request may not await a future another request completes).
         let wait_limit = rc.config.origin_timeout_ms + 2_000;
-        if !edge.begin_fill(key.as_str(), now_ms(), wait_limit) {
+        let leader = edge.begin_fill(key.as_str(), now_ms(), wait_limit);
+        if !leader {
             let waited_from = now_ms();
             while edge.is_filling(key.as_str()) && now_ms().saturating_sub(waited_from) < wait_limit
             {
                 Delay::from(Duration::from_millis(FOLLOWER_POLL_MS)).await;
             }
-            if let Some(entry) = l1.get(key.as_str()).await.filter(|e| is_fresh(e)) {
-                edge.count(rc.tenant, |c| {
-                    c.coalesced += 1;
-                    c.count(&route, Outcome::HitL1)
-                });
-                return respond(
-                    &entry,
-                    Outcome::HitL1,
-                    started,
-                    None,
-                    conditional.as_deref(),
-                    debug,
-                    None,
-                );
+        }
+        // Another request's fill may have landed while this one looked in L2 or waited.
+        if let Some(entry) = l1.get(key.as_str()).await.filter(|e| is_fresh(e)) {
+            if leader {
+                edge.end_fill(key.as_str());
             }
+            edge.count(rc.tenant, |c| {
+                c.coalesced += 1;
+                c.count(&route, Outcome::HitL1)
+            });
+            return respond(
+                &entry,
+                Outcome::HitL1,
+                started,
+                None,
+                conditional.as_deref(),
+                debug,
+                None,
+            );
+        }
+        if !leader {
             edge.begin_fill(key.as_str(), now_ms(), 0);
         }
     } else {

@@ -397,17 +397,9 @@ pub fn serial(m: &'static std::sync::Mutex<()>) -> std::sync::MutexGuard<'static
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Percent-encodes a query-parameter value (everything but unreserved characters).
-pub fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+/// Percent-encodes a query-parameter value (the worker's own encoder).
+#[allow(unused_imports)] // not every test binary encodes URLs
+pub use edgecache::router::encode_component as urlencode;
 
 /// A number inside a JSON document by dotted path (`edge.hits_l1`); 0 when absent.
 pub fn num(v: &Value, path: &str) -> u64 {
