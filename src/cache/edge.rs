@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use super::entry::CachedEntry;
+use super::entry::{CachedEntry, SharedEntry};
 use super::l1::{L1Cache, L1Stats};
 use super::lookup::Tier;
 use super::outcome::Outcome;
@@ -86,7 +86,7 @@ pub struct Faults {
 }
 
 struct EdgeState {
-    l1: L1Cache<CachedEntry>,
+    l1: L1Cache<SharedEntry>,
     views: HashMap<String, TableView>,
     inflight: HashMap<String, u64>,
     counters: HashMap<String, TenantCounters>,
@@ -125,10 +125,13 @@ impl Edge {
         Edge { l1_max_bytes }
     }
 
-    /// A copy of the view of `coordinator` (`tenant:table`).
-    pub fn view(&self, coordinator: &str) -> TableView {
-        with(self.l1_max_bytes, |s| {
-            s.views.get(coordinator).cloned().unwrap_or_default()
+    /// Reads the view of `coordinator` (`tenant:table`) without copying it (a view can hold
+    /// thousands of invalidated keys).
+    pub fn with_view<T>(&self, coordinator: &str, f: impl FnOnce(&TableView) -> T) -> T {
+        static EMPTY: std::sync::OnceLock<TableView> = std::sync::OnceLock::new();
+        with(self.l1_max_bytes, |s| match s.views.get(coordinator) {
+            Some(v) => f(v),
+            None => f(EMPTY.get_or_init(TableView::default)),
         })
     }
 
@@ -235,21 +238,16 @@ impl Tier for L1Tier {
         Outcome::HitL1
     }
 
-    async fn get(&self, key: &str) -> Option<CachedEntry> {
-        // Expired copies stay for stale-if-error until evicted: `peek` does not drop them.
+    async fn get(&self, key: &str) -> Option<SharedEntry> {
         with(self.edge.l1_max_bytes, |s| {
             if s.faults.disable_l1 {
                 return None;
             }
-            let hit = s.l1.peek(key, 0).cloned();
-            if hit.is_some() {
-                s.l1.get(key, 0);
-            }
-            hit
+            s.l1.get(key, self.now_ms).cloned()
         })
     }
 
-    async fn put(&self, entry: &CachedEntry) {
+    async fn put(&self, entry: &SharedEntry) {
         with(self.edge.l1_max_bytes, |s| {
             if !s.faults.disable_l1 {
                 // L1 keeps copies past their TTL (for stale-if-error); the TTL is checked on

@@ -3,6 +3,7 @@
 //! rehydrate, so an entry means the same thing wherever it is stored.
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use super::l1::Weigh;
 
@@ -103,9 +104,14 @@ pub fn if_none_match(header: &str, etag: &str) -> bool {
         .any(|t| t == "*" || t.trim_start_matches("W/") == bare)
 }
 
-impl Weigh for CachedEntry {
+/// An entry shared between L1 and the requests serving it, so a hit copies no body.
+pub type SharedEntry = Rc<CachedEntry>;
+
+impl Weigh for SharedEntry {
     fn weight(&self) -> usize {
-        std::mem::size_of::<Self>()
+        // The Rc's counters sit beside the entry in one allocation.
+        2 * std::mem::size_of::<usize>()
+            + std::mem::size_of::<CachedEntry>()
             + self.key.len()
             + self.body.len()
             + self.etag.len()

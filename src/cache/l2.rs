@@ -3,7 +3,7 @@
 
 use worker::{Cache, Headers, Response};
 
-use super::entry::{parse_stamps, CachedEntry};
+use super::entry::{parse_stamps, CachedEntry, SharedEntry};
 use super::lookup::Tier;
 use super::outcome::Outcome;
 use crate::dependency::key::CacheKey;
@@ -89,14 +89,14 @@ impl Tier for L2Tier<'_> {
         Outcome::HitL2
     }
 
-    async fn get(&self, _key: &str) -> Option<CachedEntry> {
+    async fn get(&self, _key: &str) -> Option<SharedEntry> {
         if self.disabled {
             return None;
         }
-        get(self.key).await
+        get(self.key).await.map(SharedEntry::new)
     }
 
-    async fn put(&self, entry: &CachedEntry) {
+    async fn put(&self, entry: &SharedEntry) {
         if !self.disabled {
             let _ = put(self.key, entry).await;
         }

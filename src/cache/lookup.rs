@@ -1,7 +1,7 @@
 //! The lookup order L1 → L2, written once over a small tier trait so it is tested natively
 //! with in-memory tiers.
 
-use super::entry::CachedEntry;
+use super::entry::{CachedEntry, SharedEntry};
 use super::outcome::Outcome;
 
 /// One cache tier.
@@ -10,18 +10,18 @@ pub trait Tier {
     /// The outcome a hit in this tier reports.
     fn outcome(&self) -> Outcome;
     /// The stored copy of `key`, fresh or not.
-    async fn get(&self, key: &str) -> Option<CachedEntry>;
+    async fn get(&self, key: &str) -> Option<SharedEntry>;
     /// Stores a copy.
-    async fn put(&self, entry: &CachedEntry);
+    async fn put(&self, entry: &SharedEntry);
 }
 
 /// What the tiers hold for a key.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Lookup {
     /// A copy that may be served.
-    Fresh(CachedEntry, Outcome),
+    Fresh(SharedEntry, Outcome),
     /// Only copies that may not be served as fresh; the newest is kept for stale-if-error.
-    Stale(CachedEntry),
+    Stale(SharedEntry),
     /// Nothing.
     Miss,
 }
@@ -33,7 +33,7 @@ pub async fn lookup<A: Tier, B: Tier>(
     key: &str,
     is_fresh: impl Fn(&CachedEntry) -> bool,
 ) -> Lookup {
-    let mut stale: Option<CachedEntry> = None;
+    let mut stale: Option<SharedEntry> = None;
     if let Some(e) = l1.get(key).await {
         if is_fresh(&e) {
             return Lookup::Fresh(e, l1.outcome());
@@ -61,22 +61,28 @@ mod tests {
     use std::cell::RefCell;
     use std::collections::{BTreeMap, HashMap};
 
-    struct Memory(Outcome, RefCell<HashMap<String, CachedEntry>>);
+    struct Memory(Outcome, RefCell<HashMap<String, SharedEntry>>);
 
     impl Tier for Memory {
         fn outcome(&self) -> Outcome {
             self.0
         }
-        async fn get(&self, key: &str) -> Option<CachedEntry> {
+        async fn get(&self, key: &str) -> Option<SharedEntry> {
             self.1.borrow().get(key).cloned()
         }
-        async fn put(&self, entry: &CachedEntry) {
+        async fn put(&self, entry: &SharedEntry) {
             self.1.borrow_mut().insert(entry.key.clone(), entry.clone());
         }
     }
 
-    fn entry(key: &str, filled: u64) -> CachedEntry {
-        CachedEntry::new(key.into(), b"{}".to_vec(), BTreeMap::new(), filled, 60)
+    fn entry(key: &str, filled: u64) -> SharedEntry {
+        std::rc::Rc::new(CachedEntry::new(
+            key.into(),
+            b"{}".to_vec(),
+            BTreeMap::new(),
+            filled,
+            60,
+        ))
     }
 
     fn block_on<F: std::future::Future>(f: F) -> F::Output {

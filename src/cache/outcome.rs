@@ -40,8 +40,6 @@ pub enum NotStored {
     /// A coordinator could not be reached to register the entry, so it would never be
     /// invalidated: not cached.
     Unregistered,
-    /// The entry is larger than L1 and L2 accept.
-    TooLarge,
 }
 
 impl NotStored {
@@ -52,7 +50,6 @@ impl NotStored {
             NotStored::OriginNoStore => "origin_no_store",
             NotStored::Overtaken => "overtaken",
             NotStored::Unregistered => "unregistered",
-            NotStored::TooLarge => "too_large",
         }
     }
 }

@@ -26,16 +26,12 @@ pub enum InvalidationReason {
     RecordWritten,
     /// A before or after image of the write falls in or before the cached list page.
     ListPredicateMatched,
-    /// A row was inserted into a table whose lists cannot be reasoned about.
-    TableInsert,
     /// The response declares a dependency on the table (a view, an opaque list).
     ViewDependency,
     /// An operator asked for it.
     Manual,
     /// Dependencies registered after a write that touched them.
     LateRegistration,
-    /// A dependency learned after the fact (e.g. from the origin's webhook).
-    Learned,
     /// A coordinator recovering from an unfinished write invalidated conservatively.
     Recovery,
 }
@@ -46,11 +42,9 @@ impl InvalidationReason {
         match self {
             InvalidationReason::RecordWritten => "record_written",
             InvalidationReason::ListPredicateMatched => "list_predicate_matched",
-            InvalidationReason::TableInsert => "table_insert",
             InvalidationReason::ViewDependency => "view_dependency",
             InvalidationReason::Manual => "manual",
             InvalidationReason::LateRegistration => "late_registration",
-            InvalidationReason::Learned => "learned",
             InvalidationReason::Recovery => "recovery",
         }
     }

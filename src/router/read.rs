@@ -12,7 +12,7 @@ use super::rest::read_target;
 use super::route::Resource;
 use super::token::min_seqs;
 use crate::cache::edge::Edge;
-use crate::cache::entry::{format_stamps, if_none_match, CachedEntry};
+use crate::cache::entry::{format_stamps, if_none_match, CachedEntry, SharedEntry};
 use crate::cache::fill;
 use crate::cache::l2::{self, L2Tier};
 use crate::cache::lookup::{lookup, Lookup, Tier};
@@ -79,22 +79,23 @@ pub async fn serve(req: &Request, rc: ReadContext<'_>) -> Result<Response, ApiEr
     let mut validated = true;
     for table in &rc.relation.tables {
         let name = format!("{}:{table}", rc.tenant);
-        let view = edge.view(&name);
-        if view.needs_refresh(
-            now_ms(),
-            policy.max_staleness_ms,
-            tokens.get(table).copied(),
-        ) {
+        let token = tokens.get(table).copied();
+        let (stale_view, since) = edge.with_view(&name, |v| {
+            (
+                v.needs_refresh(now_ms(), policy.max_staleness_ms, token),
+                v.since(),
+            )
+        });
+        if stale_view {
             match Coordinator::of(rc.env, rc.tenant, table)
-                .changes(view.since())
+                .changes(since)
                 .await
             {
                 Ok(changes) => edge.apply_changes(&name, &changes, now_ms()),
                 Err(_) => validated = false,
             }
         }
-        let view = edge.view(&name);
-        if tokens.get(table).is_some_and(|t| *t > view.seq) {
+        if token.is_some_and(|t| t > edge.with_view(&name, |v| v.seq)) {
             validated = false; // a token from a future we cannot see: only the origin will do
         }
     }
@@ -166,7 +167,12 @@ pub async fn serve(req: &Request, rc: ReadContext<'_>) -> Result<Response, ApiEr
         .relation
         .tables
         .iter()
-        .map(|t| (t.clone(), edge.view(&format!("{}:{t}", rc.tenant)).seq))
+        .map(|t| {
+            (
+                t.clone(),
+                edge.with_view(&format!("{}:{t}", rc.tenant), |v| v.seq),
+            )
+        })
         .collect();
     let origin_started = now_ms();
     let read = match fetch_origin(&rc, &edge, &key, &target).await {
@@ -208,13 +214,13 @@ pub async fn serve(req: &Request, rc: ReadContext<'_>) -> Result<Response, ApiEr
         return passthrough(read, Outcome::Bypass, reason);
     }
     let body = read.json;
-    let entry = CachedEntry::new(
+    let entry = SharedEntry::new(CachedEntry::new(
         key.as_str().to_string(),
         read.body,
         stamps,
         now_ms(),
         policy.ttl_secs,
-    );
+    ));
     edge.count(rc.tenant, |c| c.count(&route, Outcome::Miss));
 
     if validated {
