@@ -6,7 +6,6 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use futures_util::lock::Mutex;
 use serde::Serialize;
 use worker::{durable_object, DurableObject, Env, Method, Request, Response, State};
 
@@ -16,6 +15,7 @@ use super::protocol::{
     RegisterRequest, RegisterResponse, Registration, WriteOp, WriteRequest, WriteResponse,
     COORDINATOR_HEADER, ORIGIN_HEADER,
 };
+use super::queue::WriteQueue;
 use crate::cache::entry::CachedEntry;
 use crate::cache::{fill, l2};
 use crate::config::Config;
@@ -61,7 +61,7 @@ pub struct TableCoordinator {
     migrated: Cell<bool>,
     recovered: Cell<bool>,
     /// Serializes writes: awaiting the origin lets other requests run in between.
-    write_lock: Mutex<()>,
+    writes_queue: WriteQueue,
     writes: Cell<u64>,
 }
 
@@ -74,7 +74,7 @@ impl DurableObject for TableCoordinator {
             origin: RefCell::new(OriginConfig::D1),
             migrated: Cell::new(false),
             recovered: Cell::new(false),
-            write_lock: Mutex::new(()),
+            writes_queue: WriteQueue::default(),
             writes: Cell::new(0),
         }
     }
@@ -143,7 +143,7 @@ impl TableCoordinator {
             }
             (Method::Post, "/write") => {
                 let body: WriteRequest = read_json(req).await?;
-                let _serial = self.write_lock.lock().await;
+                let _turn = self.writes_queue.turn().await;
                 json(&self.write(body).await?)
             }
             (Method::Post, "/invalidate") => {

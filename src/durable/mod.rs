@@ -4,5 +4,6 @@ pub mod client;
 pub mod coordinator;
 pub mod graph;
 pub mod protocol;
+pub mod queue;
 pub mod registry;
 pub mod stub;

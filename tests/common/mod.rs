@@ -190,7 +190,10 @@ impl Worker {
             log,
             agent: ureq::AgentBuilder::new()
                 .timeout(Duration::from_secs(60))
-                .max_idle_connections_per_host(32)
+                // No pooling: wrangler's front proxy closes idle keep-alive connections after a
+                // few seconds, and a request sent on one of those fails with "unexpected end of
+                // file" before reaching the worker.
+                .max_idle_connections(0)
                 .build(),
         };
         worker.wait_ready(&mut child);
