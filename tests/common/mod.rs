@@ -308,9 +308,10 @@ impl Worker {
 /// Starts a detached guardian that kills the worker's process group when this test process ends.
 fn guard(pgid: u32) {
     let me = std::process::id();
+    // SIGKILL, not SIGTERM: on SIGTERM wrangler cleans up the project's shared `.wrangler/tmp`,
+    // which pulled the bundle from under the next test binary's worker while it started.
     let script = format!(
-        "while kill -0 {me} 2>/dev/null; do sleep 0.5; done; \
-         kill -TERM -{pgid} 2>/dev/null; sleep 2; kill -KILL -{pgid} 2>/dev/null; true"
+        "while kill -0 {me} 2>/dev/null; do sleep 0.1; done; kill -KILL -{pgid} 2>/dev/null; true"
     );
     // Deliberately not waited for: it must outlive this process.
     #[allow(clippy::zombie_processes)]
