@@ -175,6 +175,9 @@ impl Worker {
         }
         cmd.current_dir(root())
             .env("EDGECACHE_SKIP_BUILD", "1")
+            // A dev registry of its own: wrangler sessions of the same worker name share one by
+            // default, and one session ending (another test binary's) made the next one reload.
+            .env("WRANGLER_REGISTRY_PATH", state.join("registry"))
             .env("WRANGLER_SEND_METRICS", "false")
             .env("CI", "true")
             .stdin(Stdio::null())
@@ -308,8 +311,7 @@ impl Worker {
 /// Starts a detached guardian that kills the worker's process group when this test process ends.
 fn guard(pgid: u32) {
     let me = std::process::id();
-    // SIGKILL, not SIGTERM: on SIGTERM wrangler cleans up the project's shared `.wrangler/tmp`,
-    // which pulled the bundle from under the next test binary's worker while it started.
+    // SIGKILL: nothing of a finished test binary's worker is worth a graceful shutdown.
     let script = format!(
         "while kill -0 {me} 2>/dev/null; do sleep 0.1; done; kill -KILL -{pgid} 2>/dev/null; true"
     );
