@@ -157,11 +157,7 @@ impl D1Origin {
         let sql = format!(
             "INSERT INTO {} ({}) VALUES ({}) RETURNING *",
             quote_ident(&relation.name),
-            columns
-                .iter()
-                .map(|c| quote_ident(c))
-                .collect::<Vec<_>>()
-                .join(", "),
+            column_list(&columns),
             placeholders(1, columns.len()),
         );
         let params: Vec<SqlValue> = row.values().map(sql_value).collect();
@@ -206,11 +202,7 @@ impl D1Origin {
         let sql = format!(
             "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT({}) {} RETURNING *",
             quote_ident(&relation.name),
-            columns
-                .iter()
-                .map(|c| quote_ident(c))
-                .collect::<Vec<_>>()
-                .join(", "),
+            column_list(&columns),
             placeholders(1, columns.len()),
             quote_ident(&relation.id_column),
             conflict_action,
@@ -301,6 +293,15 @@ fn writable(relation: &Relation) -> Result<(), OriginError> {
         RelationKind::Table => Ok(()),
         RelationKind::View => Err(OriginError::ReadOnlyView(relation.name.clone())),
     }
+}
+
+/// `"a", "b", "c"` for an INSERT's column list.
+fn column_list(columns: &[&String]) -> String {
+    columns
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn placeholders(first: usize, n: usize) -> String {
