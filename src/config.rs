@@ -11,6 +11,8 @@ use crate::dependency::rules::{validate_pattern, RouteRule};
 pub const DEFAULT_L1_MAX_BYTES: usize = 32 * 1024 * 1024;
 /// Default origin timeout; past it a read is served stale-if-error or answered 504.
 pub const DEFAULT_ORIGIN_TIMEOUT_MS: u64 = 10_000;
+/// Default bound of a coordinator's invalidation log (its write log keeps a quarter).
+pub const DEFAULT_INVALIDATION_LOG: u64 = 4096;
 /// Default tenant for requests that name none (the demo works with no setup).
 pub const DEFAULT_TENANT: &str = "local";
 
@@ -40,6 +42,9 @@ pub struct Config {
     pub l1_max_bytes: usize,
     /// How long a read waits for the origin.
     pub origin_timeout_ms: u64,
+    /// Invalidations a coordinator remembers; entries filled before the oldest one it still
+    /// remembers are treated as stale.
+    pub invalidation_log: u64,
     /// Enables the fault-injection hooks the integration tests use. Never set in production.
     pub test_hooks: bool,
 }
@@ -86,6 +91,7 @@ impl Config {
                 "EDGECACHE_ORIGIN_TIMEOUT_MS",
                 DEFAULT_ORIGIN_TIMEOUT_MS,
             )?,
+            invalidation_log: number(vars, "EDGECACHE_INVALIDATION_LOG", DEFAULT_INVALIDATION_LOG)?,
             test_hooks: vars.var("EDGECACHE_TEST_HOOKS").as_deref() == Some("1"),
         })
     }

@@ -99,6 +99,10 @@ impl TableCoordinator {
         Ok(graph)
     }
 
+    fn log_limit(&self) -> Result<u64, ApiError> {
+        Ok(Config::from_vars(&EnvVars(&self.env))?.invalidation_log)
+    }
+
     fn origin(&self) -> OriginConfig {
         self.origin.borrow().clone()
     }
@@ -388,7 +392,7 @@ impl TableCoordinator {
             }
         }
         graph.end_intent(intent)?;
-        graph.prune()?;
+        graph.prune(self.log_limit()?)?;
         self.writes.set(self.writes.get() + 1);
         self.schedule_rehydrate(&graph).await?;
         // Free this data centre's stale L2 copies early. Best effort and bounded: a stale copy
@@ -494,7 +498,7 @@ impl TableCoordinator {
                 });
             }
         }
-        graph.prune()?;
+        graph.prune(self.log_limit()?)?;
         Ok(InvalidateResponse { seq, invalidated })
     }
 

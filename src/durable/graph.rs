@@ -16,9 +16,6 @@ use crate::dependency::Row;
 /// Storage layout version; bump it with a new step in `migrate`.
 const SCHEMA_VERSION: i64 = 1;
 /// Invalidations remembered per table (the log edges read `changes since` from).
-pub const MAX_INVALIDATIONS: i64 = 4096;
-/// Writes remembered for checking late registrations.
-pub const MAX_WRITES: i64 = 1024;
 /// SQLite in Durable Objects takes at most 100 bound parameters per statement.
 const MAX_PARAMS: usize = 90;
 
@@ -438,10 +435,12 @@ impl Graph {
     }
 
     /// Keeps the logs bounded, raising their floors past what is forgotten.
-    pub fn prune(&self) -> Result<()> {
+    /// `log` bounds the invalidation log; the write log keeps a quarter as many (at least 16).
+    pub fn prune(&self, log: u64) -> Result<()> {
+        let log = log as i64;
         for (table, floor, max) in [
-            ("invalidations", "floor", MAX_INVALIDATIONS),
-            ("writes", "writes_floor", MAX_WRITES),
+            ("invalidations", "floor", log),
+            ("writes", "writes_floor", (log / 4).max(16)),
         ] {
             let count: Vec<One<f64>> =
                 self.rows(&format!("SELECT COUNT(*) AS v FROM {table}"), vec![])?;
