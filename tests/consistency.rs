@@ -26,23 +26,6 @@ fn w() -> &'static Worker {
 const BOB: &str = "/v1/users?firstName=Bob&limit=5";
 const ORDERS: &str = "/v1/orders?limit=3";
 
-/// Reads `path` until it is an L1 hit (a fresh key fills on the first read); returns the hit.
-fn warm_on(w: &Worker, path: &str) -> Answer {
-    for _ in 0..3 {
-        let a = w.get(path);
-        assert_eq!(a.status, 200, "{path}: {}", a.text());
-        if a.outcome() == "HIT-L1" {
-            return a;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{path} never became an L1 hit");
-}
-
-fn warm(path: &str) -> Answer {
-    warm_on(w(), path)
-}
-
 /// A read with the write's consistency token.
 fn read_after(path: &str, token: &str) -> Answer {
     let a = w().get_with(
@@ -133,12 +116,12 @@ fn updating_123_abc_stales_exactly_the_responses_that_show_it() {
     let view_list = "/v1/usersWithOrders?limit=10";
 
     for p in stale.iter().chain(&unrelated) {
-        let a = warm(p);
+        let a = w().warm(p);
         assert!(!a.json()["data"].is_null(), "{p}");
     }
-    assert!(!ids(&warm("/v1/users?limit=10")).contains(&"123-abc".to_string()));
-    let before: Vec<Answer> = unrelated.iter().map(|p| warm(p)).collect();
-    warm(view_list);
+    assert!(!ids(&w().warm("/v1/users?limit=10")).contains(&"123-abc".to_string()));
+    let before: Vec<Answer> = unrelated.iter().map(|p| w().warm(p)).collect();
+    w().warm(view_list);
 
     let last = unique("Hopper");
     let write = w().send_json("PATCH", "/v1/users/123-abc", &json!({"lastName": last}));
@@ -173,8 +156,8 @@ fn updating_123_abc_stales_exactly_the_responses_that_show_it() {
 fn inserting_a_lane_stales_the_lane_list_but_not_the_bob_list() {
     let _s = serial(&SHARED);
     let list = "/v1/users?firstName=Lane&limit=1000";
-    warm(list);
-    let bob = warm(BOB);
+    w().warm(list);
+    let bob = w().warm(BOB);
     let last = unique("Inserted");
     let (id, token) = create_user("Lane", &last);
     let a = read_after(list, &token);
@@ -190,9 +173,9 @@ fn deleting_a_record_removes_it_from_lists_and_reads() {
     let list = "/v1/users?firstName=Lane&limit=1000";
     let (id, _) = create_user("Lane", &unique("Deleted"));
     let record = format!("/v1/users/{id}");
-    assert!(ids(&warm(list)).contains(&id));
-    warm(&record);
-    let bob = warm(BOB);
+    assert!(ids(&w().warm(list)).contains(&id));
+    w().warm(&record);
+    let bob = w().warm(BOB);
     let del = w().request("DELETE", &record, &[], None);
     assert_eq!(del.status, 204, "{}", del.text());
     let token = Worker::token_of(&del);
@@ -218,9 +201,9 @@ fn moving_a_record_out_of_a_filter_stales_both_lists() {
     let (id, _) = create_user("Lane", &unique("Mover"));
     let lanes = "/v1/users?firstName=Lane&limit=1000";
     let zeds = "/v1/users?firstName=Zed&limit=1000";
-    assert!(ids(&warm(lanes)).contains(&id));
-    assert!(!ids(&warm(zeds)).contains(&id));
-    let bob = warm(BOB);
+    assert!(ids(&w().warm(lanes)).contains(&id));
+    assert!(!ids(&w().warm(zeds)).contains(&id));
+    let bob = w().warm(BOB);
     let write = w().send_json(
         "PATCH",
         &format!("/v1/users/{id}"),
@@ -244,10 +227,10 @@ fn put_creating_a_record_shows_up_in_lists_and_reads() {
     let last = unique("Put");
     let list = format!("/v1/users?lastName={last}&limit=10");
     let record = format!("/v1/users/{id}");
-    assert!(rows(&warm(&list)).is_empty());
+    assert!(rows(&w().warm(&list)).is_empty());
     let missing = w().get(&record);
     assert_eq!(missing.status, 404);
-    let bob = warm(BOB);
+    let bob = w().warm(BOB);
     let put = w().send_json(
         "PUT",
         &record,
@@ -282,7 +265,7 @@ fn an_orders_write_stales_the_view_but_no_users_key() {
     let users_record = format!("/v1/users/{user}");
     let users_list = format!("/v1/users?lastName={last}");
     let orders_list = format!("/v1/orders?userId={user}");
-    let v = warm(&view_record);
+    let v = w().warm(&view_record);
     assert_eq!(
         (
             v.json()["data"]["orderCount"].as_i64(),
@@ -290,10 +273,10 @@ fn an_orders_write_stales_the_view_but_no_users_key() {
         ),
         (Some(1), Some(500))
     );
-    warm(&view_list);
-    warm(&orders_list);
-    let users_before = [warm(&users_record), warm(&users_list)];
-    let orders_before = warm(ORDERS);
+    w().warm(&view_list);
+    w().warm(&orders_list);
+    let users_before = [w().warm(&users_record), w().warm(&users_list)];
+    let orders_before = w().warm(ORDERS);
 
     let write = w().send_json(
         "PATCH",
@@ -346,7 +329,7 @@ fn an_orders_write_stales_the_view_but_no_users_key() {
 fn deps_shows_which_keys_hold_a_record_and_their_stamps() {
     let _s = serial(&SHARED);
     let path = "/v1/users?id=123*";
-    warm(path);
+    w().warm(path);
     let a = w().get_debug(path);
     assert_eq!(a.outcome(), "HIT-L1");
     let key = a.header("x-edgecache-key").unwrap().to_string();
@@ -423,12 +406,12 @@ fn a_writer_reads_its_write_with_the_header_or_the_cookie() {
     );
     assert_eq!(a.status, 201);
     let path = format!("/v1/users/{id}");
-    warm_on(w, &path);
+    w.warm(&path);
     let write = w.send_json("PATCH", &path, &json!({"lastName": "Two"}));
     let token = Worker::token_of(&write);
     let a = w.get_with(&path, &[("x-edgecache-min-seq", token.as_str())]);
     assert_eq!(a.json()["data"]["lastName"], "Two", "{}", a.outcome());
-    warm_on(w, &path);
+    w.warm(&path);
     let write = w.send_json("PATCH", &path, &json!({"lastName": "Three"}));
     let cookie = write.seq_cookie();
     assert!(
@@ -517,7 +500,7 @@ fn an_old_etag_after_a_write_gets_the_new_body_not_a_304() {
     let _s = serial(&SHARED);
     let (id, _) = create_user("Etag", "Before");
     let path = format!("/v1/users/{id}");
-    let old = warm(&path);
+    let old = w().warm(&path);
     let old_etag = old.header("etag").unwrap().to_string();
     let same = w().get_with(&path, &[("if-none-match", &old_etag)]);
     assert_eq!(same.status, 304, "control: unchanged copy revalidates");

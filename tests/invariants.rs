@@ -36,18 +36,6 @@ fn serial() -> Serial {
     Serial(M.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
-/// Reads until the entry is cached. A fill stamped with a view older than a write it
-/// contains is refused (safe, never stale), and the refusal refreshes the view, so this takes
-/// at most a couple of reads.
-fn cache(path: &str) {
-    for _ in 0..5 {
-        if w().get(path).outcome() == "HIT-L1" {
-            return;
-        }
-    }
-    panic!("{path} never became a hit");
-}
-
 fn last_name(path: &str, headers: &[(&str, &str)]) -> (String, String) {
     let a = w().get_with(path, headers);
     assert_eq!(a.status, 200, "{}", a.text());
@@ -74,7 +62,7 @@ fn bounded_staleness_a_write_elsewhere_is_seen_within_max_staleness() {
     w().faults(json!({"keep_views_on_write": true}));
     let id = w().create_user("stale", "Sam");
     let path = format!("/v1/users/{id}");
-    cache(&path);
+    w().warm(&path);
     let cached_at = Instant::now();
     patch_last_name(&id, "Moved");
     let (seen, outcome) = last_name(&path, &[]);
@@ -101,7 +89,7 @@ fn read_your_writes_with_the_header_or_the_cookie_whatever_the_staleness() {
     w().faults(json!({"keep_views_on_write": true}));
     let id = w().create_user("ryw", "Rae");
     let path = format!("/v1/users/{id}");
-    cache(&path);
+    w().warm(&path);
 
     let token = patch_last_name(&id, "First");
     let (seen, _) = last_name(&path, &[]);
@@ -125,7 +113,7 @@ fn a_coordinator_that_dies_mid_write_invalidates_conservatively_when_it_wakes() 
     let path = format!("/v1/users/{id}");
     let list = format!("/v1/users?firstName=Cy&limit=5&offset=0&id={id}");
     for p in [&path, &list] {
-        cache(p);
+        w().warm(p);
     }
     w().faults(json!({"crash_next_write": true}));
     // The coordinator forwards the write to D1, then dies before recording it. The client may

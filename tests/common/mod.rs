@@ -362,6 +362,20 @@ impl Worker {
         )
     }
 
+    /// Reads `path` until it is an L1 hit and returns that hit. A fill can be refused (a write
+    /// overtook it; the refusal refreshes the view), so this may take a couple of reads.
+    pub fn warm(&self, path: &str) -> Answer {
+        for _ in 0..5 {
+            let a = self.get(path);
+            assert_eq!(a.status, 200, "{path}: {}", a.text());
+            if a.outcome() == "HIT-L1" {
+                return a;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{path} never became an L1 hit");
+    }
+
     /// This isolate's counters for the default tenant.
     pub fn stats(&self) -> Value {
         let a = self.admin("GET", "/_edgecache/stats", None);
