@@ -131,11 +131,7 @@ impl TableCoordinator {
             self.recovered.set(true);
         }
         let url = req.url()?;
-        let param = |name: &str| {
-            url.query_pairs()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.to_string())
-        };
+        let param = |name: &str| crate::router::query_param(&url, name);
         match (req.method(), url.path()) {
             (Method::Get, "/changes") => {
                 let since = param("since").and_then(|s| s.parse().ok()).unwrap_or(0);

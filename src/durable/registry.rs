@@ -150,11 +150,7 @@ impl TenantRegistry {
     async fn serve(&self, mut req: Request) -> Result<Response, ApiError> {
         self.migrate()?;
         let url = req.url()?;
-        let param = |name: &str| {
-            url.query_pairs()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.to_string())
-        };
+        let param = |name: &str| crate::router::query_param(&url, name);
         let name = param("name").unwrap_or_default();
         match (req.method(), url.path()) {
             (Method::Get, "/tenant") => json(&self.tenant(&name)?),

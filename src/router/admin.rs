@@ -104,11 +104,7 @@ pub async fn serve(
     let principal = authenticate(req, env).await?;
     let segments: Vec<&str> = rest.trim_matches('/').split('/').collect();
     let url = req.url()?;
-    let param = |name: &str| {
-        url.query_pairs()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.to_string())
-    };
+    let param = |name: &str| super::query_param(&url, name);
     match (req.method(), segments.as_slice()) {
         (Method::Get, ["whoami"]) => match &principal {
             Principal::Operator => ok(&json!({ "role": "operator" })),

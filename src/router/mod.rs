@@ -68,11 +68,7 @@ async fn dispatch(mut req: Request, env: &Env, ctx: &Context) -> Result<Response
         return admin::serve(&mut req, env, &config, rest).await;
     }
     let tenant = addressed.tenant.as_str();
-    let param = |name: &str| {
-        url.query_pairs()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.to_string())
-    };
+    let param = |name: &str| query_param(&url, name);
     match (req.method(), addressed.path.as_str()) {
         (Method::Get, "/_edgecache/health") => {
             Ok(Response::from_json(&serde_json::json!({ "ok": true }))?)
@@ -148,6 +144,13 @@ async fn webhook(
     let catalog = admin::catalog_of(env, &record).await?;
     let body = invalidate::invalidate(env, config.l1_max_bytes, tenant, &catalog, &spec).await?;
     Ok(Response::from_json(&body)?)
+}
+
+/// The first value of a query parameter, decoded.
+pub fn query_param(url: &worker::Url, name: &str) -> Option<String> {
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 /// Percent-encodes a query component (everything but unreserved characters).
