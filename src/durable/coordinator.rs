@@ -6,7 +6,6 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Serialize;
 use worker::{durable_object, DurableObject, Env, Method, Request, Response, State};
 
 use super::graph::Graph;
@@ -35,6 +34,7 @@ use crate::origin::http::HttpOrigin;
 use crate::origin::schema::Relation;
 use crate::origin::OriginError;
 use crate::platform::now_ms;
+use crate::router::body::{json, read_json, INTERNAL_MAX_BODY};
 use crate::router::error::ApiError;
 use crate::router::rest::read_target;
 use crate::router::route;
@@ -114,7 +114,7 @@ impl TableCoordinator {
             .ok_or_else(|| ApiError::new(500, "internal", "coordinator called without its name"))
     }
 
-    async fn serve(&self, req: Request) -> Result<Response, ApiError> {
+    async fn serve(&self, mut req: Request) -> Result<Response, ApiError> {
         if let Some(name) = req.headers().get(COORDINATOR_HEADER)? {
             if let Some((tenant, table)) = name.split_once(':') {
                 *self.ident.borrow_mut() = Some((tenant.to_string(), table.to_string()));
@@ -138,16 +138,16 @@ impl TableCoordinator {
                 json(&graph.changes_since(since)?)
             }
             (Method::Post, "/register") => {
-                let body: RegisterRequest = read_json(req).await?;
+                let body: RegisterRequest = read_json(&mut req, INTERNAL_MAX_BODY).await?;
                 json(&self.register(&graph, body).await?)
             }
             (Method::Post, "/write") => {
-                let body: WriteRequest = read_json(req).await?;
+                let body: WriteRequest = read_json(&mut req, INTERNAL_MAX_BODY).await?;
                 let _turn = self.writes_queue.turn().await;
                 json(&self.write(body).await?)
             }
             (Method::Post, "/invalidate") => {
-                let body: InvalidateRequest = read_json(req).await?;
+                let body: InvalidateRequest = read_json(&mut req, INTERNAL_MAX_BODY).await?;
                 let resp = self.invalidate(&graph, body)?;
                 self.schedule_rehydrate(&graph).await?;
                 json(&resp)
@@ -655,14 +655,4 @@ async fn forward_http(
 
 fn api_to_worker(e: ApiError) -> worker::Error {
     worker::Error::RustError(format!("{}: {}", e.code, e.message))
-}
-
-fn json<T: Serialize>(value: &T) -> Result<Response, ApiError> {
-    Ok(Response::from_json(value)?)
-}
-
-async fn read_json<T: serde::de::DeserializeOwned>(mut req: Request) -> Result<T, ApiError> {
-    let bytes = req.bytes().await?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::new(400, "bad_request", format!("bad coordinator request: {e}")))
 }

@@ -15,6 +15,7 @@ use crate::auth::{hash_token, token_from_bytes, TokenKind};
 use crate::config::Config;
 use crate::dependency::rules::{validate_pattern, RouteRule};
 use crate::platform::{now_ms, random_bytes};
+use crate::router::body::{json, read_json, INTERNAL_MAX_BODY};
 use crate::router::error::ApiError;
 use crate::router::EnvVars;
 
@@ -166,7 +167,7 @@ impl TenantRegistry {
                 json(&tenants)
             }
             (Method::Post, "/tenants") => {
-                let body: CreateTenant = read(&mut req).await?;
+                let body: CreateTenant = read_json(&mut req, INTERNAL_MAX_BODY).await?;
                 json(&self.create(body)?)
             }
             (Method::Delete, "/tenant") => {
@@ -178,7 +179,7 @@ impl TenantRegistry {
                 json(&existing.tenant)
             }
             (Method::Put, "/rules") => {
-                let rule: RouteRule = read(&mut req).await?;
+                let rule: RouteRule = read_json(&mut req, INTERNAL_MAX_BODY).await?;
                 check_rule(&rule)?;
                 let mut record = self.tenant(&name)?;
                 record.tenant.rules.retain(|r| r.pattern != rule.pattern);
@@ -284,15 +285,6 @@ impl TenantRegistry {
             webhook_secret,
         })
     }
-}
-
-fn json<T: serde::Serialize>(value: &T) -> Result<Response, ApiError> {
-    Ok(Response::from_json(value)?)
-}
-
-async fn read<T: serde::de::DeserializeOwned>(req: &mut Request) -> Result<T, ApiError> {
-    let bytes = req.bytes().await?;
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::new(400, "bad_body", e.to_string()))
 }
 
 /// Milliseconds since the epoch as RFC 3339 UTC (`2026-11-25T12:00:00Z`).

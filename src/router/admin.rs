@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use worker::{Env, Method, Request, Response};
 
+use super::body::{json, read_body, read_json};
 use super::error::ApiError;
 use super::invalidate::{self, InvalidationSpec};
 use super::tenants::{self, registry};
@@ -107,17 +108,17 @@ pub async fn serve(
     let param = |name: &str| super::query_param(&url, name);
     match (req.method(), segments.as_slice()) {
         (Method::Get, ["whoami"]) => match &principal {
-            Principal::Operator => ok(&json!({ "role": "operator" })),
-            Principal::Tenant(t) => ok(&json!({ "role": "tenant", "tenant": t })),
+            Principal::Operator => json(&json!({ "role": "operator" })),
+            Principal::Tenant(t) => json(&json!({ "role": "tenant", "tenant": t })),
         },
         (Method::Get, ["tenants"]) => {
             operator_only(&principal)?;
             let list: Vec<Tenant> = registry::<(), _>(env, Method::Get, "/tenants", None).await?;
-            ok(&json!({ "tenants": list }))
+            json(&json!({ "tenants": list }))
         }
         (Method::Post, ["tenants"]) => {
             operator_only(&principal)?;
-            let body: CreateTenant = read(req).await?;
+            let body: CreateTenant = read_json(req, MAX_ADMIN_BODY).await?;
             let created: CreatedTenant =
                 registry(env, Method::Post, "/tenants", Some(&body)).await?;
             Ok(Response::from_json(&created)?.with_status(201))
@@ -125,7 +126,7 @@ pub async fn serve(
         (Method::Get, ["tenants", name]) => {
             authorize(&principal, name)?;
             let t = tenants::load(env, name).await.map_err(not_found_tenant)?;
-            ok(&json!({ "tenant": t.tenant }))
+            json(&json!({ "tenant": t.tenant }))
         }
         (Method::Delete, ["tenants", name]) => {
             operator_only(&principal)?;
@@ -158,11 +159,11 @@ pub async fn serve(
         (Method::Get, ["tenants", name, "rules"]) => {
             authorize(&principal, name)?;
             let t = tenants::load(env, name).await.map_err(not_found_tenant)?;
-            ok(&json!({ "rules": t.tenant.rules }))
+            json(&json!({ "rules": t.tenant.rules }))
         }
         (Method::Put, ["tenants", name, "rules"]) => {
             authorize(&principal, name)?;
-            let rule: RouteRule = read(req)
+            let rule: RouteRule = read_json(req, MAX_ADMIN_BODY)
                 .await
                 .map_err(|e| ApiError::new(400, "invalid_rule", e.message))?;
             check_rule(&rule)?;
@@ -174,7 +175,7 @@ pub async fn serve(
             )
             .await?;
             tenants::forget(name);
-            ok(&json!({ "rule": saved }))
+            json(&json!({ "rule": saved }))
         }
         (Method::Delete, ["tenants", name, "rules"]) => {
             authorize(&principal, name)?;
@@ -190,11 +191,11 @@ pub async fn serve(
         }
         (Method::Post, ["tenants", name, "invalidate"]) => {
             authorize(&principal, name)?;
-            let bytes = body_bytes(req).await?;
+            let bytes = read_body(req, MAX_ADMIN_BODY).await?;
             let spec = InvalidationSpec::parse(&bytes)?;
             let t = tenants::load(env, name).await.map_err(not_found_tenant)?;
             let catalog = catalog_of(env, &t).await?;
-            ok(&invalidate::invalidate(env, config.l1_max_bytes, name, &catalog, &spec).await?)
+            json(&invalidate::invalidate(env, config.l1_max_bytes, name, &catalog, &spec).await?)
         }
         (Method::Get, ["tenants", name, "deps"]) => {
             authorize(&principal, name)?;
@@ -236,7 +237,7 @@ pub async fn deps(
             ))
         }
     };
-    ok(&body)
+    json(&body)
 }
 
 /// This isolate's counters for the tenant, L1's, and each table coordinator's.
@@ -260,7 +261,7 @@ pub async fn stats(env: &Env, config: &Config, tenant: &str) -> Result<Response,
         "evictions": l1.evictions,
         "rejections": l1.rejections,
     });
-    ok(
+    json(
         &json!({ "tenant": tenant, "edge": edge_json, "l1": edge_json["l1"].clone(), "coordinators": coordinators }),
     )
 }
@@ -271,25 +272,4 @@ fn not_found_tenant(e: ApiError) -> ApiError {
     } else {
         e
     }
-}
-
-fn ok(v: &Value) -> Result<Response, ApiError> {
-    Ok(Response::from_json(v)?)
-}
-
-async fn body_bytes(req: &mut Request) -> Result<Vec<u8>, ApiError> {
-    let bytes = req.bytes().await?;
-    if bytes.len() > MAX_ADMIN_BODY {
-        return Err(ApiError::new(
-            413,
-            "body_too_large",
-            "admin request bodies are at most 64 KiB",
-        ));
-    }
-    Ok(bytes)
-}
-
-async fn read<T: serde::de::DeserializeOwned>(req: &mut Request) -> Result<T, ApiError> {
-    let bytes = body_bytes(req).await?;
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::new(400, "bad_body", e.to_string()))
 }

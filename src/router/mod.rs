@@ -1,6 +1,7 @@
 //! The edge: maps HTTP requests to the read path, the write path and the operator endpoints.
 
 pub mod admin;
+pub mod body;
 pub mod error;
 pub mod invalidate;
 pub mod ops;
@@ -122,14 +123,7 @@ async fn webhook(
                 )
             })?,
     };
-    let bytes = req.bytes().await?;
-    if bytes.len() > invalidate::MAX_BODY_BYTES {
-        return Err(ApiError::new(
-            413,
-            "body_too_large",
-            "the invalidation body is larger than 64 KiB",
-        ));
-    }
+    let bytes = body::read_body(req, invalidate::MAX_BODY_BYTES).await?;
     let header = req.headers().get(auth::SIGNATURE_HEADER)?;
     let now_secs = (crate::platform::now_ms() / 1000) as i64;
     auth::verify_signature(

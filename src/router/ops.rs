@@ -2,6 +2,7 @@
 
 use worker::{Request, Response};
 
+use super::body::{read_json, INTERNAL_MAX_BODY};
 use super::error::ApiError;
 use crate::cache::edge::{Edge, Faults};
 use crate::config::Config;
@@ -27,9 +28,7 @@ pub fn stats(config: &Config, tenant: &str) -> Result<Response, ApiError> {
 /// `PUT /_edgecache/test/faults`: replaces the injected faults. Exists only with
 /// `EDGECACHE_TEST_HOOKS=1`; everywhere else the path is a plain 404.
 pub async fn set_faults(req: &mut Request, config: &Config) -> Result<Response, ApiError> {
-    let bytes = req.bytes().await?;
-    let faults: Faults = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::new(400, "bad_body", format!("faults: {e}")))?;
+    let faults: Faults = read_json(req, INTERNAL_MAX_BODY).await?;
     Edge::new(config.l1_max_bytes).set_faults(faults.clone());
     Ok(Response::from_json(&faults)?)
 }
@@ -46,9 +45,7 @@ pub async fn register(
         table: String,
         entries: Vec<crate::durable::protocol::Registration>,
     }
-    let bytes = req.bytes().await?;
-    let bulk: Bulk = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::new(400, "bad_body", e.to_string()))?;
+    let bulk: Bulk = read_json(req, INTERNAL_MAX_BODY).await?;
     let resp = crate::durable::client::Coordinator::of(env, tenant, &bulk.table)
         .register(&crate::durable::protocol::RegisterRequest {
             entries: bulk.entries,

@@ -3,6 +3,7 @@
 
 use worker::{Env, Method, Request, Response};
 
+use super::body::read_body;
 use super::encode_component;
 use super::error::ApiError;
 use super::route::Resource;
@@ -32,7 +33,7 @@ pub async fn serve(
         | (Method::Put | Method::Patch | Method::Delete, Some(_), OriginConfig::Http { .. }) => {
             let body = match method {
                 Method::Delete => None,
-                _ => Some(parse_object(&body_bytes(req).await?)?),
+                _ => Some(parse_object(&read_body(req, MAX_BODY_BYTES).await?)?),
             };
             let mut path = format!("/v1/{}", encode_component(&relation.name));
             if let Some(id) = &resource.id {
@@ -46,14 +47,14 @@ pub async fn serve(
             }
         }
         (Method::Post, None, _) => {
-            let mut row = parse_row(&body_bytes(req).await?, relation)?;
+            let mut row = parse_row(&read_body(req, MAX_BODY_BYTES).await?, relation)?;
             if row.get(&relation.id_column).and_then(value_text).is_none() {
                 row.insert(relation.id_column.clone(), platform::new_id()?.into());
             }
             WriteOp::Create { row }
         }
         (Method::Put, Some(id), _) => {
-            let row = parse_row(&body_bytes(req).await?, relation)?;
+            let row = parse_row(&read_body(req, MAX_BODY_BYTES).await?, relation)?;
             check_id(&row, relation, id)?;
             WriteOp::Replace {
                 id: id.clone(),
@@ -61,7 +62,7 @@ pub async fn serve(
             }
         }
         (Method::Patch, Some(id), _) => {
-            let row = parse_row(&body_bytes(req).await?, relation)?;
+            let row = parse_row(&read_body(req, MAX_BODY_BYTES).await?, relation)?;
             check_id(&row, relation, id)?;
             WriteOp::Patch {
                 id: id.clone(),
@@ -117,18 +118,4 @@ pub async fn serve(
     )?;
     h.set("cache-control", "no-store")?;
     Ok(resp)
-}
-
-async fn body_bytes(req: &mut Request) -> Result<Vec<u8>, ApiError> {
-    let declared = req
-        .headers()
-        .get("content-length")?
-        .and_then(|v| v.trim().parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-        return Err(OriginError::BodyTooLarge {
-            max: MAX_BODY_BYTES,
-        }
-        .into());
-    }
-    Ok(req.bytes().await?)
 }
