@@ -40,15 +40,23 @@ impl D1Origin {
 
     /// The schema with a tenant's declared views; the catalogue is read on first use in this
     /// isolate.
+    /// The schema with a tenant's views if this isolate has built it already (no I/O, no
+    /// binding lookup: the read path asks this first).
+    pub fn cached_schema(views: &BTreeMap<String, Vec<String>>) -> Option<Rc<Schema>> {
+        let id = serde_json::to_string(views).unwrap_or_default();
+        SCHEMAS.with(|s| s.borrow().get(&id).cloned())
+    }
+
+    /// The schema with a tenant's views; the catalogue is read on first use in this isolate,
+    /// and each set of views is built once.
     pub async fn schema(
         &self,
         views: &BTreeMap<String, Vec<String>>,
     ) -> Result<Rc<Schema>, OriginError> {
-        // Built once per set of views: reads check every request against it.
-        let id = serde_json::to_string(views).unwrap_or_default();
-        if let Some(schema) = SCHEMAS.with(|s| s.borrow().get(&id).cloned()) {
+        if let Some(schema) = Self::cached_schema(views) {
             return Ok(schema);
         }
+        let id = serde_json::to_string(views).unwrap_or_default();
         let (tables, catalogue_views) = self.catalogue().await?;
         let schema = Rc::new(Schema::from_catalogue(tables, catalogue_views, views));
         SCHEMAS.with(|s| {

@@ -86,11 +86,14 @@ fn operator_only(p: &Principal) -> Result<(), ApiError> {
 /// What a tenant's requests are checked against.
 pub async fn catalog_of(env: &Env, tenant: &TenantRecord) -> Result<Catalog, ApiError> {
     match tenant.tenant.origin {
-        OriginConfig::D1 => Ok(Catalog::D1(
-            D1Origin::new(env.d1("DB")?)
-                .schema(&tenant.tenant.views)
-                .await?,
-        )),
+        OriginConfig::D1 => match D1Origin::cached_schema(&tenant.tenant.views) {
+            Some(schema) => Ok(Catalog::D1(schema)),
+            None => Ok(Catalog::D1(
+                D1Origin::new(env.d1("DB")?)
+                    .schema(&tenant.tenant.views)
+                    .await?,
+            )),
+        },
         OriginConfig::Http { ref base_url } => Ok(Catalog::Http(base_url.clone())),
     }
 }

@@ -63,7 +63,7 @@ async fn dispatch(mut req: Request, env: &Env, ctx: &Context) -> Result<Response
     if addressed.path.starts_with("/v1/") {
         let resource = route::resource(&addressed.path)
             .ok_or_else(|| ApiError::route_not_found(&addressed.path))?;
-        return rest::serve(req, env, ctx, &config, &addressed, resource).await;
+        return rest::serve(req, env, ctx, &config, &url, &addressed, resource).await;
     }
     if let Some(rest) = url.path().strip_prefix("/_edgecache/admin/") {
         return admin::serve(&mut req, env, &config, rest).await;

@@ -21,6 +21,7 @@ pub async fn serve(
     env: &Env,
     ctx: &Context,
     config: &Config,
+    url: &worker::Url,
     addressed: &Addressed,
     resource: Resource,
 ) -> Result<Response, ApiError> {
@@ -32,7 +33,6 @@ pub async fn serve(
         .ok_or_else(|| OriginError::UnknownRelation(resource.relation.clone()))?;
     let relation = &relation;
     if req.method() == Method::Get {
-        let url = req.url()?;
         let rc = ReadContext {
             env,
             ctx,
