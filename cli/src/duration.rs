@@ -2,35 +2,16 @@
 
 use std::time::Duration;
 
+use edgecache::dependency::rules::parse_duration;
+
 /// What every duration error repeats, so the user sees the accepted forms at the point of failure.
 const FORMS: &str = "use a whole number with a unit ms, s, m, h or d (500ms, 30s, 5m, 1h, 2d), \
                      or a bare number of seconds";
 
-/// Parses `500ms`, `30s`, `5m`, `1h`, `2d`, or a bare integer (seconds).
+/// Parses `500ms`, `30s`, `5m`, `1h`, `2d`, or a bare integer (seconds): the worker's own
+/// grammar (`edgecache::dependency::rules::parse_duration`), with the accepted forms repeated.
 pub fn parse(input: &str) -> Result<Duration, String> {
-    let text = input.trim();
-    let digits_end = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(digits_end);
-    if digits.is_empty() {
-        return Err(format!("invalid duration '{input}': {FORMS}"));
-    }
-    let value: u64 = digits
-        .parse()
-        .map_err(|_| format!("invalid duration '{input}': the number is too large"))?;
-    let ms_per_unit: u64 = match unit {
-        "ms" => 1,
-        "" | "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(format!("invalid duration '{input}': {FORMS}")),
-    };
-    value
-        .checked_mul(ms_per_unit)
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("invalid duration '{input}': the number is too large"))
+    parse_duration(input.trim()).map_err(|e| format!("invalid duration '{input}': {e}; {FORMS}"))
 }
 
 /// Parses a rule TTL: the server stores whole seconds, and a zero TTL would mean "do not cache",

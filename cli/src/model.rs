@@ -81,24 +81,8 @@ pub struct TenantEnvelope {
     pub tenant: Tenant,
 }
 
-/// A cache rule; absent optional fields mean "the server's default".
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rule {
-    /// Route pattern, e.g. `/v1/users*`.
-    pub pattern: String,
-    /// Time to live in seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ttl_secs: Option<u64>,
-    /// Never cache matching responses.
-    #[serde(default)]
-    pub no_store: bool,
-    /// How long an edge may serve hits before asking the coordinator what changed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_staleness_ms: Option<u64>,
-    /// Whether purged keys are re-fetched in the background.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rehydrate: Option<bool>,
-}
+/// A cache rule, as the worker defines it; absent optional fields mean "the server's default".
+pub use edgecache::dependency::rules::RouteRule as Rule;
 
 /// `GET /tenants/{name}/rules`.
 #[derive(Clone, Debug, Deserialize)]
@@ -262,7 +246,10 @@ mod tests {
     fn rule_body_omits_defaults() {
         let rule = Rule {
             pattern: "/v1/users*".into(),
-            ..Rule::default()
+            ttl_secs: None,
+            no_store: false,
+            max_staleness_ms: None,
+            rehydrate: None,
         };
         assert_eq!(
             serde_json::to_value(&rule).unwrap(),

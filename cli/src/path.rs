@@ -54,18 +54,8 @@ pub fn strip_scheme(input: &str) -> Option<&str> {
 }
 
 /// Percent-encodes everything except RFC 3986 unreserved characters, so the value is safe both
-/// as a path segment and as a query value (no `+`-means-space ambiguity either way).
-pub fn encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
+/// as a path segment and as a query value: the worker's own encoder.
+pub use edgecache::router::encode_component as encode;
 
 #[cfg(test)]
 mod tests {
