@@ -436,3 +436,30 @@ fn operator_token_is_required_for_stats_on_the_default_tenant() {
     let a = w().admin_as(OPERATOR_TOKEN, "GET", "/_edgecache/stats", None);
     assert_eq!(a.status, 200);
 }
+
+#[test]
+fn a_name_read_before_its_tenant_exists_works_as_soon_as_it_is_created() {
+    let name: String = unique("late")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(60)
+        .collect();
+    let path = format!("/t/{name}/v1/users?limit=2");
+    let a = w().get(&path);
+    assert_eq!(
+        (a.status, a.error_code().as_str()),
+        (404, "unknown_tenant"),
+        "remembered as no tenant"
+    );
+    let created = w().admin(
+        "POST",
+        "/_edgecache/admin/tenants",
+        Some(&json!({"name": name})),
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    assert_eq!(
+        w().get(&path).status,
+        200,
+        "creating it through this isolate forgets the miss"
+    );
+}

@@ -124,6 +124,7 @@ pub async fn serve(
             let body: CreateTenant = read_json(req, MAX_ADMIN_BODY).await?;
             let created: CreatedTenant =
                 registry(env, Method::Post, "/tenants", Some(&body)).await?;
+            tenants::forget(&created.tenant.name);
             Ok(Response::from_json(&created)?.with_status(201))
         }
         (Method::Get, ["tenants", name]) => {

@@ -13,11 +13,16 @@ use crate::durable::protocol::TenantRecord;
 use crate::durable::registry::REGISTRY_NAME;
 use crate::platform::now_ms;
 
-/// How long an edge trusts its copy of a tenant's configuration.
+/// How long an edge trusts its copy of a tenant's configuration (or of its absence).
 pub const TENANT_CACHE_MS: u64 = 2_000;
+/// Names an isolate remembers; past it the memory starts over (it is only a cache).
+const MAX_CACHED_TENANTS: usize = 4096;
 
 thread_local! {
-    static TENANTS: RefCell<HashMap<String, (TenantRecord, u64)>> = RefCell::new(HashMap::new());
+    // `None` remembers that a name is no tenant, so a flood of requests for made-up tenants
+    // does not become a flood of registry calls.
+    static TENANTS: RefCell<HashMap<String, (Option<TenantRecord>, u64)>> =
+        RefCell::new(HashMap::new());
 }
 
 /// A call to the registry object.
@@ -44,27 +49,26 @@ pub async fn load(env: &Env, name: &str) -> Result<TenantRecord, ApiError> {
     let now = now_ms();
     if let Some((t, at)) = TENANTS.with(|c| c.borrow().get(name).cloned()) {
         if now.saturating_sub(at) < TENANT_CACHE_MS {
-            return Ok(t);
+            return t.ok_or_else(|| unknown(name));
         }
     }
     if !crate::durable::registry::valid_name(name) {
         return Err(unknown(name));
     }
-    let record: TenantRecord =
-        registry::<(), _>(env, Method::Get, &format!("/tenant?name={name}"), None)
-            .await
-            .map_err(|e| {
-                if e.code == "tenant_not_found" {
-                    unknown(name)
-                } else {
-                    e
-                }
-            })?;
+    let found =
+        match registry::<(), _>(env, Method::Get, &format!("/tenant?name={name}"), None).await {
+            Ok(record) => Some(record),
+            Err(e) if e.code == "tenant_not_found" => None,
+            Err(e) => return Err(e),
+        };
     TENANTS.with(|c| {
-        c.borrow_mut()
-            .insert(name.to_string(), (record.clone(), now))
+        let mut c = c.borrow_mut();
+        if c.len() >= MAX_CACHED_TENANTS {
+            c.clear();
+        }
+        c.insert(name.to_string(), (found.clone(), now))
     });
-    Ok(record)
+    found.ok_or_else(|| unknown(name))
 }
 
 /// Drops this isolate's copy after a change made through it.
