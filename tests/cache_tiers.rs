@@ -24,37 +24,13 @@ fn w() -> &'static Worker {
     })
 }
 
-/// Reads `path` twice: a MISS that fills, then an L1 hit. The short pause keeps these tests about
-/// tiers, not about the coalescing race (`back_to_back_reads_after_a_miss_are_hits`).
-fn fill(path: &str) -> common::Answer {
-    let a = w().get_debug(path);
-    assert_eq!(
-        (a.status, a.outcome()),
-        (200, "MISS"),
-        "{path}: {}",
-        a.text()
-    );
-    std::thread::sleep(Duration::from_millis(100));
-    let b = w().get_debug(path);
-    assert_eq!(
-        b.outcome(),
-        "HIT-L1",
-        "{path}: second read\nfirst: {:?}\nsecond: {:?}\nstats: {}",
-        a.headers,
-        b.headers,
-        w().stats()["edge"]
-    );
-    assert_eq!(b.body, a.body, "{path}");
-    a
-}
-
 #[test]
 fn ttl_rule_expires_orders_but_not_users() {
     let _s = serial(&SERIAL);
     let orders = "/v1/orders?limit=3&offset=17";
     let users = "/v1/users?limit=3&offset=17"; // default TTL (24 h): the control
-    let first = fill(orders);
-    fill(users);
+    let first = w().fill(orders);
+    w().fill(users);
     std::thread::sleep(Duration::from_millis(1200));
     let expired = w().get(orders);
     assert_eq!(
@@ -89,21 +65,21 @@ fn no_store_route_bypasses_every_time() {
     assert_eq!(w().stat("edge.bypass") - before, 3);
     // Control: a list of the same table matches `/v1/users*`, not `/v1/users/*`, and is cached.
     let list = "/v1/users?limit=2&offset=123";
-    fill(list);
+    w().fill(list);
     assert_ne!(
         w().get(list).header("cache-control"),
         Some("no-store"),
         "cached routes are not no-store"
     );
     // Control: records of another table are cached.
-    fill("/v1/orders/o-00042");
+    w().fill("/v1/orders/o-00042");
 }
 
 #[test]
 fn l2_serves_what_l1_evicted_then_l1_again() {
     let _s = serial(&SERIAL);
     let a = "/v1/users?limit=3&offset=400";
-    let first = fill(a);
+    let first = w().fill(a);
     let evictions = w().stat("l1.evictions");
     // ~40 lists of ~5.6 KB each: several times L1's 64 KiB, so `a` (least recently used) goes.
     for i in 0..40 {
@@ -168,7 +144,7 @@ fn l1_stays_within_its_byte_bound_under_a_flood() {
     );
     // Control: L1 still works after the flood (the bound is not "store nothing").
     let last = "/v1/users?limit=1&offset=5";
-    fill(last);
+    w().fill(last);
 }
 
 #[test]
@@ -248,7 +224,7 @@ fn a_stale_l2_copy_fails_validation_without_any_purge() {
     let lists: Vec<String> = (0..110)
         .map(|i| format!("/v1/usersWithOrders?limit=1&offset={i}"))
         .collect();
-    fill(&record);
+    w().fill(&record);
     std::thread::scope(|s| {
         for chunk in lists.chunks(28) {
             s.spawn(move || {

@@ -78,22 +78,6 @@ fn last_name(a: &Answer) -> String {
         .to_string()
 }
 
-/// MISS, then (once the fill has landed) HIT-L1 with the same body.
-fn cache(w: &Worker, path: &str) -> Answer {
-    let a = w.get(path);
-    assert_eq!(
-        (a.status, a.outcome()),
-        (200, "MISS"),
-        "{path}: {}",
-        a.text()
-    );
-    std::thread::sleep(Duration::from_millis(100));
-    let b = w.get(path);
-    assert_eq!(b.outcome(), "HIT-L1", "{path}");
-    assert_eq!(b.body, a.body);
-    a
-}
-
 #[test]
 fn concurrent_misses_of_one_key_make_one_origin_fetch() {
     let f = Faulted::on(w());
@@ -146,7 +130,7 @@ fn stale_if_error_serves_the_old_copy_but_never_past_a_token() {
     let f = Faulted::on(w());
     let id = create_user(w(), "sie", "Old");
     let path = format!("/v1/users/{id}");
-    let old = cache(w(), &path);
+    let old = w().fill(&path);
     assert_eq!(last_name(&old), "Old");
     let new_name = unique("New");
     let write = w().send_json("PATCH", &path, &json!({"lastName": new_name}));
@@ -253,7 +237,7 @@ fn slow_origin_times_out_with_504_or_serves_stale() {
 
     // With a copy that a write made stale: served stale, and says why.
     f.set(json!({}));
-    let old = cache(slow(), &path);
+    let old = slow().fill(&path);
     let write = slow().send_json("PATCH", &path, &json!({"lastName": "After"}));
     assert_eq!(write.status, 200);
     f.set(json!({"read_delay_ms": 2500}));
@@ -287,7 +271,7 @@ fn a_fill_that_races_a_write_is_never_served_after_it() {
     let y = create_user(w(), "race-ctl", "Control");
     let x_path = format!("/v1/users/{x}");
     let y_path = format!("/v1/users/{y}");
-    cache(w(), &y_path);
+    w().fill(&y_path);
     let overtaken = w().stat("edge.overtaken");
     f.set(json!({"read_delay_ms": 1500}));
 

@@ -362,6 +362,29 @@ impl Worker {
         )
     }
 
+    /// Reads `path` twice: a MISS that fills, then (after a short pause, so the test is about
+    /// the tiers and not about coalescing) an L1 hit with the same body. Returns the MISS.
+    pub fn fill(&self, path: &str) -> Answer {
+        let a = self.get_debug(path);
+        assert_eq!(
+            (a.status, a.outcome()),
+            (200, "MISS"),
+            "{path}: {}",
+            a.text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        let b = self.get_debug(path);
+        assert_eq!(
+            b.outcome(),
+            "HIT-L1",
+            "{path}: second read\nfirst: {:?}\nsecond: {:?}",
+            a.headers,
+            b.headers
+        );
+        assert_eq!(b.body, a.body, "{path}");
+        a
+    }
+
     /// Reads `path` until it is an L1 hit and returns that hit. A fill can be refused (a write
     /// overtook it; the refusal refreshes the view), so this may take a couple of reads.
     pub fn warm(&self, path: &str) -> Answer {
