@@ -1,18 +1,19 @@
 //! EdgeCache: an API edge cache for Cloudflare Workers that knows exactly which cached responses
-//! a write makes stale. See DESIGN.md for the architecture and the consistency invariants.
+//! a write makes stale. `ARCHITECTURE.md` has the shape and the dependency rule; in short:
+//!
+//! `edgecache_core` (pure) ← `runtime` ← {`origin`, `cache`} ← {`coordinator`, `registry`} ←
+//! `edge`. Nothing imports the edge; `scripts/check-layout.sh` fails the tests otherwise.
 
-pub mod auth;
 pub mod cache;
-pub mod config;
-pub mod dependency;
-pub mod durable;
+pub mod coordinator;
+pub mod edge;
 pub mod origin;
-pub mod platform;
-pub mod router;
+pub mod registry;
+pub mod runtime;
 
 use worker::{event, Context, Env, Request, Response};
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
-    router::handle(req, env, ctx).await
+    edge::handle(req, env, ctx).await
 }

@@ -386,7 +386,7 @@ fn tenant_webhook_uses_the_tenants_own_secret() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    let forged = edgecache::auth::sign(b"ecw_not_the_secret", now, body);
+    let forged = edgecache_core::auth::sign(b"ecw_not_the_secret", now, body);
     let a = w().request(
         "POST",
         &format!("/t/{name}/_edgecache/invalidate"),
@@ -398,7 +398,7 @@ fn tenant_webhook_uses_the_tenants_own_secret() {
         (401, "signature_mismatch")
     );
     assert_eq!(w().get(&path).outcome(), "HIT-L1");
-    let signed = edgecache::auth::sign(secret.as_bytes(), now, body);
+    let signed = edgecache_core::auth::sign(secret.as_bytes(), now, body);
     let a = w().request(
         "POST",
         &format!("/t/{name}/_edgecache/invalidate"),

@@ -10,7 +10,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{serial, unique, Answer, Worker};
-use edgecache::auth::sign;
+use edgecache_core::auth::sign;
 use serde_json::{json, Value};
 
 static SERIAL: Mutex<()> = Mutex::new(());

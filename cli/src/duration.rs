@@ -2,14 +2,14 @@
 
 use std::time::Duration;
 
-use edgecache::dependency::rules::parse_duration;
+use edgecache_core::rules::parse_duration;
 
 /// What every duration error repeats, so the user sees the accepted forms at the point of failure.
 const FORMS: &str = "use a whole number with a unit ms, s, m, h or d (500ms, 30s, 5m, 1h, 2d), \
                      or a bare number of seconds";
 
 /// Parses `500ms`, `30s`, `5m`, `1h`, `2d`, or a bare integer (seconds): the worker's own
-/// grammar (`edgecache::dependency::rules::parse_duration`), with the accepted forms repeated.
+/// grammar (`edgecache_core::rules::parse_duration`), with the accepted forms repeated.
 pub fn parse(input: &str) -> Result<Duration, String> {
     parse_duration(input.trim()).map_err(|e| format!("invalid duration '{input}': {e}; {FORMS}"))
 }

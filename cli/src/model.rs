@@ -82,7 +82,7 @@ pub struct TenantEnvelope {
 }
 
 /// A cache rule, as the worker defines it; absent optional fields mean "the server's default".
-pub use edgecache::dependency::rules::RouteRule as Rule;
+pub use edgecache_core::rules::RouteRule as Rule;
 
 /// `GET /tenants/{name}/rules`.
 #[derive(Clone, Debug, Deserialize)]

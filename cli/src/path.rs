@@ -55,7 +55,7 @@ pub fn strip_scheme(input: &str) -> Option<&str> {
 
 /// Percent-encodes everything except RFC 3986 unreserved characters, so the value is safe both
 /// as a path segment and as a query value: the worker's own encoder.
-pub use edgecache::router::encode_component as encode;
+pub use edgecache_core::codec::encode_component as encode;
 
 #[cfg(test)]
 mod tests {

@@ -3,11 +3,11 @@
 
 use worker::{Cache, Headers, Response};
 
-use super::entry::{parse_stamps, CachedEntry, SharedEntry};
 use super::lookup::Tier;
-use super::outcome::Outcome;
-use crate::dependency::key::CacheKey;
-use crate::platform::now_ms;
+use crate::runtime::platform::now_ms;
+use edgecache_core::entry::{parse_stamps, CachedEntry, SharedEntry};
+use edgecache_core::key::CacheKey;
+use edgecache_core::outcome::Outcome;
 
 const KEY: &str = "x-edgecache-key";
 const STAMPS: &str = "x-edgecache-stamps";

@@ -1,8 +1,8 @@
 //! The lookup order L1 → L2, written once over a small tier trait so it is tested natively
 //! with in-memory tiers.
 
-use super::entry::{CachedEntry, SharedEntry};
-use super::outcome::Outcome;
+use edgecache_core::entry::{CachedEntry, SharedEntry};
+use edgecache_core::outcome::Outcome;
 
 /// One cache tier.
 #[allow(async_fn_in_trait)] // single-threaded runtime: no Send bound wanted

@@ -9,11 +9,15 @@ use serde_json::{Map, Value};
 use worker::wasm_bindgen::JsValue;
 use worker::D1Database;
 
-use super::body::value_text;
-use super::schema::{is_internal, Column, Relation, RelationKind, Schema};
-use super::{OriginError, ReadTarget};
-use crate::dependency::query::{list_sql, quote_ident, SqlValue};
-use crate::dependency::Row;
+use edgecache_core::id_text;
+use edgecache_core::key::CacheKey;
+use edgecache_core::origin::{OriginError, OriginRead, OriginWrite, ReadTarget};
+use edgecache_core::protocol::WriteOp;
+
+use super::Origin;
+use edgecache_core::query::{list_sql, quote_ident, SqlValue};
+use edgecache_core::schema::{is_internal, Column, Relation, RelationKind, Schema};
+use edgecache_core::Row;
 
 /// Tables and views of the database with their columns, as read from its catalogue.
 type Catalogue = (Vec<(String, Vec<Column>)>, Vec<(String, Vec<Column>)>);
@@ -115,8 +119,8 @@ impl D1Origin {
         Ok(catalogue)
     }
 
-    /// Reads a list or a record; a missing record is `NotFound`.
-    pub async fn read(
+    /// Reads a list or a record as its JSON body; a missing record is `NotFound`.
+    pub async fn read_json(
         &self,
         relation: &Relation,
         target: &ReadTarget,
@@ -159,7 +163,7 @@ impl D1Origin {
         writable(relation)?;
         let id = row
             .get(&relation.id_column)
-            .and_then(value_text)
+            .and_then(id_text)
             .unwrap_or_default();
         let columns: Vec<&String> = row.keys().collect();
         let sql = format!(
@@ -386,4 +390,65 @@ fn conflict(e: OriginError, relation: &Relation, id: &str) -> OriginError {
 fn clean_d1_message(message: &str) -> String {
     let m = message.trim_start_matches("D1_ERROR: ");
     m.split(": SQLITE_").next().unwrap_or(m).to_string()
+}
+
+impl Origin for D1Origin {
+    async fn read(
+        &self,
+        relation: &Relation,
+        target: &ReadTarget,
+        _key: &CacheKey,
+    ) -> Result<OriginRead, OriginError> {
+        let json = self.read_json(relation, target).await?;
+        let body =
+            serde_json::to_vec(&json).map_err(|e| OriginError::Unavailable(e.to_string()))?;
+        Ok(OriginRead {
+            status: 200,
+            body,
+            json,
+            content_type: "application/json".into(),
+            not_storable: None,
+        })
+    }
+
+    /// Reads the record's images around the write, for the planner.
+    async fn write(&self, relation: &Relation, op: &WriteOp) -> Result<OriginWrite, OriginError> {
+        let id = match op {
+            WriteOp::Create { row } => row
+                .get(&relation.id_column)
+                .and_then(id_text)
+                .unwrap_or_default(),
+            other => other.id().unwrap_or_default().to_string(),
+        };
+        let before = self.get(relation, &id).await?;
+        let (status, after) = match op {
+            WriteOp::Create { row } => (201, Some(self.insert(relation, row).await?)),
+            WriteOp::Replace { row, .. } => {
+                let saved = self.replace(relation, &id, row).await?;
+                (if before.is_some() { 200 } else { 201 }, Some(saved))
+            }
+            WriteOp::Patch { row, .. } => (200, Some(self.patch(relation, &id, row).await?)),
+            WriteOp::Delete { .. } => {
+                self.delete(relation, &id).await?;
+                (204, None)
+            }
+            WriteOp::Forward { .. } => {
+                return Err(OriginError::BadBody(
+                    "a raw write reached the D1 origin".into(),
+                ))
+            }
+        };
+        let body = after.as_ref().map_or(
+            serde_json::Value::Null,
+            |r| serde_json::json!({ "data": r }),
+        );
+        Ok(OriginWrite {
+            changed: true,
+            status,
+            id,
+            before,
+            after,
+            body,
+        })
+    }
 }

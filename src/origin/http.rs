@@ -3,7 +3,15 @@
 
 use worker::{Fetch, Headers, Method, Request, RequestInit};
 
-use super::OriginError;
+use edgecache_core::cache_control::response_forbids_storing;
+use edgecache_core::id_text;
+use edgecache_core::key::CacheKey;
+use edgecache_core::origin::{OriginError, OriginRead, OriginWrite, ReadTarget};
+use edgecache_core::outcome::NotStored;
+use edgecache_core::protocol::WriteOp;
+use edgecache_core::schema::Relation;
+
+use super::Origin;
 
 /// Largest origin response body the edge reads (and caches).
 pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
@@ -24,7 +32,7 @@ pub struct HttpAnswer {
 impl HttpAnswer {
     /// Whether the origin forbids shared caching (`no-store` or `private`).
     pub fn forbids_caching(&self) -> bool {
-        cache_control_forbids(self.cache_control.as_deref())
+        response_forbids_storing(self.cache_control.as_deref())
     }
 
     /// Whether the body is JSON (the only kind EdgeCache caches).
@@ -39,30 +47,17 @@ impl HttpAnswer {
     }
 }
 
-/// `no-store` or `private` in a `Cache-Control` value.
-pub fn cache_control_forbids(value: Option<&str>) -> bool {
-    value.is_some_and(|v| {
-        v.split(',')
-            .map(|d| {
-                d.trim()
-                    .split('=')
-                    .next()
-                    .unwrap_or("")
-                    .to_ascii_lowercase()
-            })
-            .any(|d| d == "no-store" || d == "private")
-    })
-}
-
 /// A tenant's REST API.
-pub struct HttpOrigin<'a> {
-    base_url: &'a str,
+pub struct HttpOrigin {
+    base_url: String,
 }
 
-impl<'a> HttpOrigin<'a> {
+impl HttpOrigin {
     /// The API at `base_url` (no trailing slash needed).
-    pub fn new(base_url: &'a str) -> Self {
-        HttpOrigin { base_url }
+    pub fn new(base_url: &str) -> Self {
+        HttpOrigin {
+            base_url: base_url.to_string(),
+        }
     }
 
     /// Sends a request; network failures and 5xx answers are `Unavailable` (stale-if-error
@@ -113,6 +108,87 @@ impl<'a> HttpOrigin<'a> {
     }
 }
 
+impl Origin for HttpOrigin {
+    async fn read(
+        &self,
+        _relation: &Relation,
+        _target: &ReadTarget,
+        key: &CacheKey,
+    ) -> Result<OriginRead, OriginError> {
+        let answer = self.send(Method::Get, key.path_and_query(), None).await?;
+        let json = serde_json::from_slice(&answer.body).unwrap_or(serde_json::Value::Null);
+        let not_storable = if answer.forbids_caching() {
+            Some(NotStored::OriginNoStore)
+        } else if !answer.is_json() {
+            Some(NotStored::NotJson)
+        } else {
+            None
+        };
+        Ok(OriginRead {
+            status: answer.status,
+            content_type: answer
+                .content_type
+                .unwrap_or_else(|| "application/octet-stream".into()),
+            body: answer.body,
+            json,
+            not_storable,
+        })
+    }
+
+    /// The before image is unknown, so the planner stales the record's keys and every list of
+    /// the table (lists of HTTP origins are opaque). Only a 2xx answer changed anything.
+    async fn write(&self, relation: &Relation, op: &WriteOp) -> Result<OriginWrite, OriginError> {
+        let WriteOp::Forward {
+            method,
+            path,
+            id,
+            body,
+        } = op
+        else {
+            return Err(OriginError::BadBody(
+                "a typed write reached an HTTP origin".into(),
+            ));
+        };
+        let method = match method.as_str() {
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "PATCH" => Method::Patch,
+            "DELETE" => Method::Delete,
+            other => return Err(OriginError::BadBody(format!("cannot forward {other}"))),
+        };
+        let bytes = body.as_ref().map(|b| {
+            serde_json::Value::Object(b.clone())
+                .to_string()
+                .into_bytes()
+        });
+        let is_delete = method == Method::Delete;
+        let answer = self.send(method, path, bytes.as_deref()).await?;
+        let json: serde_json::Value =
+            serde_json::from_slice(&answer.body).unwrap_or(serde_json::Value::Null);
+        let changed = (200..300).contains(&answer.status);
+        let row = match json.get("data").unwrap_or(&json) {
+            serde_json::Value::Object(m) => Some(m.clone()),
+            _ => None,
+        };
+        let id = id
+            .clone()
+            .or_else(|| {
+                row.as_ref()
+                    .and_then(|r| r.get(&relation.id_column))
+                    .and_then(id_text)
+            })
+            .unwrap_or_default();
+        Ok(OriginWrite {
+            changed,
+            status: answer.status,
+            id,
+            before: None,
+            after: if is_delete { None } else { row },
+            body: json,
+        })
+    }
+}
+
 fn unavailable(e: worker::Error) -> OriginError {
     OriginError::Unavailable(e.to_string())
 }
@@ -120,16 +196,6 @@ fn unavailable(e: worker::Error) -> OriginError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cache_control_directives() {
-        assert!(cache_control_forbids(Some("no-store")));
-        assert!(cache_control_forbids(Some("max-age=60, Private")));
-        assert!(cache_control_forbids(Some("private=\"set-cookie\"")));
-        assert!(!cache_control_forbids(Some("public, max-age=60")));
-        assert!(!cache_control_forbids(Some("no-cache")));
-        assert!(!cache_control_forbids(None));
-    }
 
     #[test]
     fn json_content_types() {

@@ -1,66 +1,73 @@
 //! Origins: where data really lives. The embedded default is a REST API over a D1 database;
-//! the other kind is the tenant's own HTTP API.
+//! the other kind is the tenant's own HTTP API. What they are asked and how they fail is the
+//! core's (`edgecache_core::origin`); this is how, behind one small trait, so the read path and
+//! the coordinator never match on which origin a tenant has.
 
-pub mod body;
-pub mod catalog;
 pub mod d1;
 pub mod http;
-pub mod schema;
 
-use thiserror::Error;
+use edgecache_core::key::CacheKey;
+use edgecache_core::origin::{OriginError, OriginRead, OriginWrite, ReadTarget};
+use edgecache_core::protocol::{OriginConfig, WriteOp};
+use edgecache_core::schema::Relation;
+use worker::Env;
 
-use crate::dependency::query::{ListQuery, QueryError};
+use self::d1::D1Origin;
+use self::http::HttpOrigin;
 
-/// What a read asks of a relation.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ReadTarget {
-    /// `GET /v1/<relation>?…`
-    List(ListQuery),
-    /// `GET /v1/<relation>/<id>`
-    Record(String),
-    /// A list of an HTTP origin: its query is passed through, and the planner cannot reason
-    /// about it (every write of the table stales it).
-    Opaque,
+/// What the edge and the coordinator ask of an origin.
+#[allow(async_fn_in_trait)] // single-threaded runtime: no Send bound wanted
+pub trait Origin {
+    /// Reads what `key` names (`target` is its parsed form).
+    async fn read(
+        &self,
+        relation: &Relation,
+        target: &ReadTarget,
+        key: &CacheKey,
+    ) -> Result<OriginRead, OriginError>;
+
+    /// Carries out a write, with the record's images where the origin can tell them.
+    async fn write(&self, relation: &Relation, op: &WriteOp) -> Result<OriginWrite, OriginError>;
 }
 
-/// What an origin read produced.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OriginRead {
-    /// Status for the client (200 from D1; the origin's own for HTTP).
-    pub status: u16,
-    /// Body bytes as served.
-    pub body: Vec<u8>,
-    /// The body parsed (`Null` if it is not JSON), for dependency extraction.
-    pub json: serde_json::Value,
-    /// `content-type` for the client.
-    pub content_type: String,
-    /// Why the origin does not let this answer be stored, if it does not.
-    pub not_storable: Option<&'static str>,
+/// The origin a tenant's configuration names.
+pub enum AnyOrigin {
+    /// The deployment's D1 database.
+    D1(D1Origin),
+    /// The tenant's own HTTP API.
+    Http(HttpOrigin),
 }
 
-/// Why an origin call failed. Mapped to HTTP in `router::error`.
-#[derive(Debug, Error)]
-pub enum OriginError {
-    #[error("no table or view named `{0}`")]
-    UnknownRelation(String),
-    #[error("`{0}` is a view; views are read-only")]
-    ReadOnlyView(String),
-    #[error("no record `{id}` in `{relation}`")]
-    NotFound { relation: String, id: String },
-    #[error(transparent)]
-    Query(#[from] QueryError),
-    #[error("{0}")]
-    BadBody(String),
-    #[error("unknown column `{column}` in `{relation}`")]
-    UnknownColumn { relation: String, column: String },
-    #[error("the body is larger than {max} bytes")]
-    BodyTooLarge { max: usize },
-    #[error("a record `{id}` already exists in `{relation}`")]
-    Conflict { relation: String, id: String },
-    #[error("the database rejected the write: {0}")]
-    Constraint(String),
-    #[error("the origin failed: {0}")]
-    Unavailable(String),
-    #[error("the origin did not answer within {0} ms")]
-    Timeout(u64),
+impl AnyOrigin {
+    /// Opens the origin `config` names (the D1 binding, or the HTTP API's base URL).
+    pub fn open(env: &Env, config: &OriginConfig) -> Result<Self, OriginError> {
+        match config {
+            OriginConfig::D1 => Ok(AnyOrigin::D1(D1Origin::new(
+                env.d1("DB")
+                    .map_err(|e| OriginError::Unavailable(e.to_string()))?,
+            ))),
+            OriginConfig::Http { base_url } => Ok(AnyOrigin::Http(HttpOrigin::new(base_url))),
+        }
+    }
+}
+
+impl Origin for AnyOrigin {
+    async fn read(
+        &self,
+        relation: &Relation,
+        target: &ReadTarget,
+        key: &CacheKey,
+    ) -> Result<OriginRead, OriginError> {
+        match self {
+            AnyOrigin::D1(o) => o.read(relation, target, key).await,
+            AnyOrigin::Http(o) => o.read(relation, target, key).await,
+        }
+    }
+
+    async fn write(&self, relation: &Relation, op: &WriteOp) -> Result<OriginWrite, OriginError> {
+        match self {
+            AnyOrigin::D1(o) => o.write(relation, op).await,
+            AnyOrigin::Http(o) => o.write(relation, op).await,
+        }
+    }
 }

@@ -450,7 +450,7 @@ pub fn serial(m: &'static std::sync::Mutex<()>) -> std::sync::MutexGuard<'static
 
 /// Percent-encodes a query-parameter value (the worker's own encoder).
 #[allow(unused_imports)] // not every test binary encodes URLs
-pub use edgecache::router::encode_component as urlencode;
+pub use edgecache_core::codec::encode_component as urlencode;
 
 /// A number inside a JSON document by dotted path (`edge.hits_l1`); 0 when absent.
 pub fn num(v: &Value, path: &str) -> u64 {

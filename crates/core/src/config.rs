@@ -1,0 +1,149 @@
+//! Deployment configuration: one typed struct, read from the worker's vars once per request
+//! (cheap: a handful of string reads) and validated in one place.
+
+use std::collections::BTreeMap;
+
+use thiserror::Error;
+
+use crate::rules::{validate_pattern, RouteRule};
+
+/// Default L1 bound: a quarter of an isolate's 128 MB.
+pub const DEFAULT_L1_MAX_BYTES: usize = 32 * 1024 * 1024;
+/// Default origin timeout; past it a read is served stale-if-error or answered 504.
+pub const DEFAULT_ORIGIN_TIMEOUT_MS: u64 = 10_000;
+/// Default bound of a coordinator's invalidation log (its write log keeps a quarter).
+pub const DEFAULT_INVALIDATION_LOG: u64 = 4096;
+/// Default tenant for requests that name none (the demo works with no setup).
+pub const DEFAULT_TENANT: &str = "local";
+
+/// What is wrong with the deployment's configuration.
+#[derive(Debug, Error)]
+#[allow(missing_docs)] // each variant's #[error] text is its documentation
+pub enum ConfigError {
+    #[error("EDGECACHE_VIEWS is not a JSON object of view name -> [tables]: {0}")]
+    Views(String),
+    #[error("EDGECACHE_RULES is not a JSON array of valid route rules: {0}")]
+    Rules(String),
+    #[error("{name} must be a positive integer, got `{value}`")]
+    Number { name: &'static str, value: String },
+}
+
+/// The worker's configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Named views of the D1 origin and the tables each one reads.
+    pub views: BTreeMap<String, Vec<String>>,
+    /// Route rules of the default tenant.
+    pub rules: Vec<RouteRule>,
+    /// Tenants are addressed as `<tenant>.<base_domain>`.
+    pub base_domain: Option<String>,
+    /// Tenant for requests that name none.
+    pub default_tenant: String,
+    /// L1 bound in bytes.
+    pub l1_max_bytes: usize,
+    /// How long a read waits for the origin.
+    pub origin_timeout_ms: u64,
+    /// Invalidations a coordinator remembers; entries filled before the oldest one it still
+    /// remembers are treated as stale.
+    pub invalidation_log: u64,
+    /// Enables the fault-injection hooks the integration tests use. Never set in production.
+    pub test_hooks: bool,
+}
+
+/// Raw variable lookup, so parsing is testable without a `worker::Env`.
+pub trait VarSource {
+    /// The variable's value, if set.
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+impl Config {
+    /// Reads and validates the configuration.
+    pub fn from_vars(vars: &impl VarSource) -> Result<Config, ConfigError> {
+        let views = match vars.var("EDGECACHE_VIEWS") {
+            Some(raw) if !raw.trim().is_empty() => {
+                serde_json::from_str(&raw).map_err(|e| ConfigError::Views(e.to_string()))?
+            }
+            _ => BTreeMap::new(),
+        };
+        let rules: Vec<RouteRule> = match vars.var("EDGECACHE_RULES") {
+            Some(raw) if !raw.trim().is_empty() => {
+                serde_json::from_str(&raw).map_err(|e| ConfigError::Rules(e.to_string()))?
+            }
+            _ => Vec::new(),
+        };
+        for rule in &rules {
+            validate_pattern(&rule.pattern).map_err(|e| ConfigError::Rules(e.to_string()))?;
+        }
+        Ok(Config {
+            views,
+            rules,
+            base_domain: vars
+                .var("EDGECACHE_BASE_DOMAIN")
+                .map(|d| d.trim().trim_start_matches('.').to_ascii_lowercase())
+                .filter(|d| !d.is_empty()),
+            default_tenant: vars
+                .var("EDGECACHE_DEFAULT_TENANT")
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| DEFAULT_TENANT.to_string()),
+            l1_max_bytes: number(vars, "EDGECACHE_L1_MAX_BYTES", DEFAULT_L1_MAX_BYTES as u64)?
+                as usize,
+            origin_timeout_ms: number(
+                vars,
+                "EDGECACHE_ORIGIN_TIMEOUT_MS",
+                DEFAULT_ORIGIN_TIMEOUT_MS,
+            )?,
+            invalidation_log: number(vars, "EDGECACHE_INVALIDATION_LOG", DEFAULT_INVALIDATION_LOG)?,
+            test_hooks: vars.var("EDGECACHE_TEST_HOOKS").as_deref() == Some("1"),
+        })
+    }
+}
+
+fn number(vars: &impl VarSource, name: &'static str, default: u64) -> Result<u64, ConfigError> {
+    match vars.var(name) {
+        None => Ok(default),
+        Some(value) => match value.trim().parse::<u64>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(ConfigError::Number { name, value }),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct Vars(HashMap<&'static str, &'static str>);
+    impl VarSource for Vars {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0.get(name).map(|v| v.to_string())
+        }
+    }
+
+    #[test]
+    fn defaults_apply_when_unset() {
+        let c = Config::from_vars(&Vars(HashMap::new())).unwrap();
+        assert_eq!(c.default_tenant, "local");
+        assert_eq!(c.l1_max_bytes, DEFAULT_L1_MAX_BYTES);
+        assert!(c.views.is_empty());
+        assert!(!c.test_hooks);
+    }
+
+    #[test]
+    fn views_and_numbers_are_parsed_and_checked() {
+        let c = Config::from_vars(&Vars(HashMap::from([
+            (
+                "EDGECACHE_VIEWS",
+                r#"{"usersWithOrders": ["users", "orders"]}"#,
+            ),
+            ("EDGECACHE_L1_MAX_BYTES", "1024"),
+        ])))
+        .unwrap();
+        assert_eq!(c.views["usersWithOrders"], vec!["users", "orders"]);
+        assert_eq!(c.l1_max_bytes, 1024);
+        assert!(Config::from_vars(&Vars(HashMap::from([("EDGECACHE_VIEWS", "[1]")]))).is_err());
+        assert!(
+            Config::from_vars(&Vars(HashMap::from([("EDGECACHE_L1_MAX_BYTES", "0")]))).is_err()
+        );
+    }
+}

@@ -1,0 +1,203 @@
+//! Manual invalidation requests (webhook and admin API): what they may name, how they are
+//! checked, and how a URL they name becomes a cache key.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::Catalog;
+use crate::error::ApiError;
+use crate::key::CacheKey;
+use crate::protocol::InvalidateRequest;
+use crate::route;
+
+/// Most items one invalidation request may name (each may fan out to several coordinators).
+pub const MAX_ITEMS: usize = 1000;
+/// Largest invalidation body.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A record named by table and id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordRef {
+    /// Table.
+    pub table: String,
+    /// Record id.
+    pub id: String,
+}
+
+/// What to invalidate: any mix of URLs, records, whole tables and key prefixes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvalidationSpec {
+    /// Paths with query (`/v1/users?limit=10`) or absolute URLs.
+    #[serde(default)]
+    pub urls: Vec<String>,
+    /// Records.
+    #[serde(default)]
+    pub records: Vec<RecordRef>,
+    /// Whole tables.
+    #[serde(default)]
+    pub tables: Vec<String>,
+    /// Path prefixes (`/v1/users`): every cached key whose path starts with one.
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+}
+
+impl InvalidationSpec {
+    /// Parses and checks a request body.
+    pub fn parse(bytes: &[u8]) -> Result<InvalidationSpec, ApiError> {
+        let spec: InvalidationSpec = serde_json::from_slice(bytes).map_err(|e| {
+            ApiError::new(
+                400,
+                "bad_body",
+                format!("expected {{\"urls\", \"records\", \"tables\", \"prefixes\"}}: {e}"),
+            )
+        })?;
+        let n = spec.urls.len() + spec.records.len() + spec.tables.len() + spec.prefixes.len();
+        if n == 0 {
+            return Err(ApiError::new(
+                400,
+                "bad_body",
+                "name at least one of urls, records, tables, prefixes",
+            ));
+        }
+        if n > MAX_ITEMS {
+            return Err(ApiError::new(
+                413,
+                "too_many_items",
+                format!("at most {MAX_ITEMS} items per request"),
+            ));
+        }
+        Ok(spec)
+    }
+}
+
+impl InvalidationSpec {
+    /// The request to send each table's coordinator: URLs become keys of every table their
+    /// relation reads, records and tables go to their own table, prefixes to every table whose
+    /// relations they can cover.
+    pub fn per_table(
+        &self,
+        tenant: &str,
+        catalog: &Catalog,
+    ) -> Result<BTreeMap<String, InvalidateRequest>, ApiError> {
+        let spec = self;
+        let mut per_table: BTreeMap<String, InvalidateRequest> = BTreeMap::new();
+        for url in &spec.urls {
+            let (key, tables) = key_of(tenant, catalog, url)?;
+            for t in tables {
+                per_table
+                    .entry(t)
+                    .or_default()
+                    .keys
+                    .push(key.as_str().to_string());
+            }
+        }
+        for r in &spec.records {
+            catalog.table(&r.table)?;
+            per_table
+                .entry(r.table.clone())
+                .or_default()
+                .records
+                .push(r.id.clone());
+        }
+        for t in &spec.tables {
+            catalog.table(t)?;
+            per_table.entry(t.clone()).or_default().all = true;
+        }
+        for prefix in &spec.prefixes {
+            if !prefix.starts_with("/v1/") {
+                return Err(ApiError::new(
+                    400,
+                    "bad_prefix",
+                    format!("`{prefix}` must start with /v1/"),
+                ));
+            }
+            for relation in catalog.relations_under(prefix) {
+                {
+                    for t in &relation.tables {
+                        per_table
+                            .entry(t.clone())
+                            .or_default()
+                            .prefixes
+                            .push(format!("{tenant}:{prefix}"));
+                    }
+                }
+            }
+        }
+        Ok(per_table)
+    }
+}
+
+/// Splits `/v1/users?limit=10` (or a full URL) into path and query.
+fn split_url(url: &str) -> (String, Option<String>) {
+    let rest = match url.find("://") {
+        Some(i) => url[i + 3..]
+            .find('/')
+            .map(|j| &url[i + 3 + j..])
+            .unwrap_or("/"),
+        None => url,
+    };
+    let rest = rest.split('#').next().unwrap_or(rest);
+    match rest.split_once('?') {
+        Some((p, q)) => (p.to_string(), Some(q.to_string())),
+        None => (rest.to_string(), None),
+    }
+}
+
+/// The cache key of a URL for a tenant, and the tables its relation reads.
+pub fn key_of(
+    tenant: &str,
+    catalog: &Catalog,
+    url: &str,
+) -> Result<(CacheKey, Vec<String>), ApiError> {
+    let (path, query) = split_url(url);
+    let path = route::address("", &path, None, tenant).path;
+    let key = CacheKey::from_request(tenant, &path, query.as_deref())?;
+    let resource = route::resource(key.encoded_path())
+        .ok_or_else(|| ApiError::new(400, "bad_url", format!("`{url}` is not a /v1/ URL")))?;
+    let relation = catalog.relation(&resource.relation).ok_or_else(|| {
+        ApiError::new(
+            404,
+            "unknown_table",
+            format!("no table or view named `{}`", resource.relation),
+        )
+    })?;
+    Ok((key, relation.tables.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_split_with_or_without_origin() {
+        assert_eq!(
+            split_url("/v1/users?limit=10"),
+            ("/v1/users".into(), Some("limit=10".into()))
+        );
+        assert_eq!(
+            split_url("https://x.example.com/v1/users#f"),
+            ("/v1/users".into(), None)
+        );
+        assert_eq!(split_url("http://h"), ("/".into(), None));
+    }
+
+    #[test]
+    fn specs_are_checked() {
+        assert!(InvalidationSpec::parse(br#"{"tables":["users"]}"#).is_ok());
+        assert_eq!(InvalidationSpec::parse(b"{}").unwrap_err().code, "bad_body");
+        assert_eq!(
+            InvalidationSpec::parse(br#"{"nope":1}"#).unwrap_err().code,
+            "bad_body"
+        );
+        let many = format!(
+            "{{\"tables\":[{}]}}",
+            vec!["\"t\""; MAX_ITEMS + 1].join(",")
+        );
+        assert_eq!(
+            InvalidationSpec::parse(many.as_bytes()).unwrap_err().status,
+            413
+        );
+    }
+}

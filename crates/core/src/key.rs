@@ -1,0 +1,574 @@
+//! Cache keys: one canonical string per distinct request, so that every spelling of the same
+//! request shares one cache entry and one set of dependencies, and no two different requests
+//! ever share one.
+//!
+//! Canonical form: `{tenant}:{path}` or `{tenant}:{path}?{query}`. The path is split on `/`,
+//! each segment percent-decoded and re-encoded; the query is decoded with form rules (`+` is a
+//! space), its pairs sorted by (name, value) and re-encoded. Re-encoding escapes every byte
+//! except the unreserved `A-Za-z0-9-._~` and `*`, with upper-case hex, so `%41`, `%61`-vs-`a`
+//! spellings and pair order never split a key.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, encode_key_component_into, DecodeError};
+
+/// Longest canonical path-plus-query a key may have, in bytes.
+pub const MAX_PATH_AND_QUERY: usize = 2048;
+
+/// Longest tenant name, in bytes.
+pub const MAX_TENANT: usize = 63;
+
+/// Why a request cannot be turned into a cache key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// A percent-escape is malformed or the decoded bytes are not UTF-8.
+    #[error("bad URL encoding: {0}")]
+    BadEncoding(String),
+    /// The canonical path and query are longer than the limit.
+    #[error("path and query are {len} bytes once canonicalised; the limit is {max}")]
+    TooLong {
+        /// Canonical length in bytes.
+        len: usize,
+        /// The limit in bytes.
+        max: usize,
+    },
+    /// The tenant name is not `[a-z0-9][a-z0-9-]{0,62}`.
+    #[error("bad tenant name `{0}`: use 1 to 63 of a-z, 0-9 and '-', not starting with '-'")]
+    BadTenant(String),
+    /// The path does not start with `/` or contains `?` or `#`.
+    #[error("bad path: {0}")]
+    BadPath(String),
+}
+
+/// A canonical cache key; equal keys mean equal requests.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct CacheKey {
+    /// The whole canonical key string.
+    full: String,
+    /// Byte length of the tenant prefix (the `:` follows it).
+    tenant_len: usize,
+    /// Byte length of the canonical encoded path inside `full`, after the `:`.
+    path_len: usize,
+    /// The decoded path.
+    path: String,
+    /// The decoded query pairs, sorted by (name, value).
+    pairs: Vec<(String, String)>,
+}
+
+impl CacheKey {
+    /// Builds the canonical key of a request; `path` and `raw_query` are as they appear in the URL.
+    pub fn from_request(
+        tenant: &str,
+        path: &str,
+        raw_query: Option<&str>,
+    ) -> Result<CacheKey, KeyError> {
+        check_tenant(tenant)?;
+        let rest = path.strip_prefix('/').ok_or_else(|| {
+            KeyError::BadPath(format!("`{}` does not start with '/'", clip(path)))
+        })?;
+        if path.contains(['?', '#']) {
+            return Err(KeyError::BadPath(format!(
+                "`{}` contains '?' or '#'",
+                clip(path)
+            )));
+        }
+
+        let mut canonical = String::with_capacity(path.len() + raw_query.map_or(0, str::len) + 1);
+        let mut decoded_path = String::with_capacity(path.len());
+        // Segments are decoded one by one so that an escaped `/` (`%2F`) stays inside its
+        // segment: `/a%2Fb` and `/a/b` are different resources to the origin.
+        for segment in rest.split('/') {
+            let segment = percent_decode(segment, false)?;
+            canonical.push('/');
+            encode_key_component_into(&mut canonical, &segment);
+            decoded_path.push('/');
+            decoded_path.push_str(&segment);
+        }
+        let path_len = canonical.len();
+
+        let mut pairs = Vec::new();
+        for piece in raw_query.unwrap_or("").split('&') {
+            // Empty pieces (`a=1&&b=2`, a trailing `&`) carry no pair, as in form decoding.
+            if piece.is_empty() {
+                continue;
+            }
+            let (name, value) = piece.split_once('=').unwrap_or((piece, ""));
+            pairs.push((percent_decode(name, true)?, percent_decode(value, true)?));
+        }
+        pairs.sort();
+        for (i, (name, value)) in pairs.iter().enumerate() {
+            canonical.push(if i == 0 { '?' } else { '&' });
+            encode_key_component_into(&mut canonical, name);
+            canonical.push('=');
+            encode_key_component_into(&mut canonical, value);
+        }
+        if canonical.len() > MAX_PATH_AND_QUERY {
+            return Err(KeyError::TooLong {
+                len: canonical.len(),
+                max: MAX_PATH_AND_QUERY,
+            });
+        }
+
+        Ok(CacheKey {
+            full: format!("{tenant}:{canonical}"),
+            tenant_len: tenant.len(),
+            path_len,
+            path: decoded_path,
+            pairs,
+        })
+    }
+
+    /// Parses a key string produced by [`CacheKey::as_str`]; non-canonical strings are rejected.
+    pub fn parse(s: &str) -> Result<CacheKey, KeyError> {
+        let (tenant, path_and_query) = s
+            .split_once(':')
+            .ok_or_else(|| KeyError::BadTenant(clip(s).to_string()))?;
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path_and_query, None),
+        };
+        let key = CacheKey::from_request(tenant, path, query)?;
+        // Accepting a non-canonical spelling would let two strings name one entry.
+        if key.full != s {
+            return Err(KeyError::BadEncoding(format!(
+                "`{}` is not a canonical key (canonical: `{}`)",
+                clip(s),
+                clip(&key.full)
+            )));
+        }
+        Ok(key)
+    }
+
+    /// The canonical key string.
+    pub fn as_str(&self) -> &str {
+        &self.full
+    }
+
+    /// The tenant the key belongs to.
+    pub fn tenant(&self) -> &str {
+        &self.full[..self.tenant_len]
+    }
+
+    /// The decoded path; an escaped `/` inside a segment shows as `/`, so route on
+    /// [`CacheKey::encoded_path`] when segments matter.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The canonical percent-encoded path, without the query.
+    pub fn encoded_path(&self) -> &str {
+        let start = self.tenant_len + 1;
+        &self.full[start..start + self.path_len]
+    }
+
+    /// The decoded query pairs, sorted by (name, value).
+    pub fn query_pairs(&self) -> &[(String, String)] {
+        &self.pairs
+    }
+
+    /// The canonical encoded path and query, for rebuilding the request URL.
+    pub fn path_and_query(&self) -> &str {
+        &self.full[self.tenant_len + 1..]
+    }
+}
+
+impl PartialEq for CacheKey {
+    fn eq(&self, other: &Self) -> bool {
+        // Every other field is a function of the canonical string.
+        self.full == other.full
+    }
+}
+
+impl Eq for CacheKey {}
+
+impl std::hash::Hash for CacheKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.full.hash(state);
+    }
+}
+
+impl fmt::Display for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.full)
+    }
+}
+
+impl From<CacheKey> for String {
+    fn from(key: CacheKey) -> String {
+        key.full
+    }
+}
+
+impl TryFrom<String> for CacheKey {
+    type Error = KeyError;
+
+    fn try_from(s: String) -> Result<CacheKey, KeyError> {
+        CacheKey::parse(&s)
+    }
+}
+
+/// The name of a table's coordinator Durable Object, `tenant:table`: the one place that
+/// spelling is made, so edges' views, stubs and the object itself always agree.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CoordinatorId(String);
+
+impl CoordinatorId {
+    /// The coordinator of `table` for `tenant`.
+    pub fn new(tenant: &str, table: &str) -> Self {
+        CoordinatorId(format!("{tenant}:{table}"))
+    }
+
+    /// Reads a name made by [`CoordinatorId::new`] (the object's own name).
+    pub fn parse(name: &str) -> Option<Self> {
+        let (tenant, table) = name.split_once(':')?;
+        (!tenant.is_empty() && !table.is_empty()).then(|| CoordinatorId(name.to_string()))
+    }
+
+    /// `tenant:table`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The table.
+    pub fn table(&self) -> &str {
+        self.0.split_once(':').map_or("", |(_, t)| t)
+    }
+}
+
+impl fmt::Display for CoordinatorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Whether a tenant name is acceptable: `[a-z0-9][a-z0-9-]{0,62}`. It is also a host label
+/// and the first part of every cache key, so the registry and the keys check the same rule.
+pub fn valid_tenant_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= MAX_TENANT
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+fn check_tenant(tenant: &str) -> Result<(), KeyError> {
+    if valid_tenant_name(tenant) {
+        Ok(())
+    } else {
+        Err(KeyError::BadTenant(clip(tenant).to_string()))
+    }
+}
+
+/// Decodes one component, naming the offending input in the error.
+fn percent_decode(raw: &str, plus_is_space: bool) -> Result<String, KeyError> {
+    codec::decode(raw, plus_is_space).map_err(|e| match e {
+        DecodeError::BadEscape => {
+            KeyError::BadEncoding(format!("malformed percent-escape in `{}`", clip(raw)))
+        }
+        DecodeError::NotUtf8 => {
+            KeyError::BadEncoding(format!("`{}` does not decode to UTF-8", clip(raw)))
+        }
+    })
+}
+
+/// Shortens user input quoted in an error message, so errors stay small.
+fn clip(s: &str) -> &str {
+    const MAX: usize = 80;
+    if s.len() <= MAX {
+        return s;
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_names() {
+        for ok in ["local", "acme", "a1-b2", "9lives"] {
+            assert!(valid_tenant_name(ok), "{ok}");
+        }
+        for bad in ["", "-x", "Acme", "a.b", "a_b", &"x".repeat(64)] {
+            assert!(!valid_tenant_name(bad), "{bad}");
+        }
+    }
+    use proptest::prelude::*;
+
+    fn key(path: &str, query: Option<&str>) -> CacheKey {
+        CacheKey::from_request("acme", path, query).unwrap()
+    }
+
+    #[test]
+    fn canonical_form() {
+        let k = key("/v1/users", Some("b=2&a=x+y&a=%41"));
+        assert_eq!(k.as_str(), "acme:/v1/users?a=A&a=x%20y&b=2");
+        assert_eq!(k.tenant(), "acme");
+        assert_eq!(k.path(), "/v1/users");
+        assert_eq!(k.encoded_path(), "/v1/users");
+        assert_eq!(k.path_and_query(), "/v1/users?a=A&a=x%20y&b=2");
+        let pairs: Vec<(&str, &str)> = k
+            .query_pairs()
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(pairs, [("a", "A"), ("a", "x y"), ("b", "2")]);
+    }
+
+    #[test]
+    fn empty_query_is_no_query() {
+        let none = key("/v1/users", None);
+        assert_eq!(none, key("/v1/users", Some("")));
+        assert_eq!(none, key("/v1/users", Some("&&")));
+        assert_eq!(none.as_str(), "acme:/v1/users");
+        assert!(none.query_pairs().is_empty());
+    }
+
+    #[test]
+    fn path_escapes_are_canonical() {
+        assert_eq!(
+            key("/v1/users/123-abc", None),
+            key("/v1/users/%31%323-abc", None)
+        );
+        assert_eq!(key("/v1/a%2a", None).as_str(), "acme:/v1/a*");
+        assert_eq!(key("/v1/a b", None).as_str(), "acme:/v1/a%20b");
+        // '+' is only a space in the query.
+        assert_eq!(key("/v1/a+b", None).path(), "/v1/a+b");
+        assert_eq!(key("/v1/x", Some("q=a+b")).query_pairs()[0].1, "a b");
+        assert_eq!(key("/v1/x", Some("q=a%2Bb")).query_pairs()[0].1, "a+b");
+    }
+
+    #[test]
+    fn escaped_slash_is_a_different_resource() {
+        let escaped = key("/v1/users/a%2Fb", None);
+        let split = key("/v1/users/a/b", None);
+        assert_ne!(escaped, split);
+        assert_eq!(escaped.encoded_path(), "/v1/users/a%2Fb");
+        assert_eq!(escaped.path(), "/v1/users/a/b");
+    }
+
+    #[test]
+    fn pair_without_equals_is_empty_value() {
+        assert_eq!(key("/v1/t", Some("a")), key("/v1/t", Some("a=")));
+        assert_eq!(key("/v1/t", Some("a")).as_str(), "acme:/v1/t?a=");
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        let err = |t: &str, p: &str, q: Option<&str>| CacheKey::from_request(t, p, q).unwrap_err();
+        assert!(matches!(
+            err("acme", "/v1/%zz", None),
+            KeyError::BadEncoding(_)
+        ));
+        assert!(matches!(
+            err("acme", "/v1/%4", None),
+            KeyError::BadEncoding(_)
+        ));
+        assert!(matches!(
+            err("acme", "/v1/x", Some("a=%ff")),
+            KeyError::BadEncoding(_)
+        ));
+        assert!(matches!(
+            err("acme", "/v1/x", Some("a=%")),
+            KeyError::BadEncoding(_)
+        ));
+        assert!(matches!(err("acme", "v1/x", None), KeyError::BadPath(_)));
+        assert!(matches!(err("acme", "", None), KeyError::BadPath(_)));
+        assert!(matches!(err("acme", "/v1/x?a", None), KeyError::BadPath(_)));
+        assert!(matches!(err("acme", "/v1/x#a", None), KeyError::BadPath(_)));
+        for tenant in ["", "-acme", "Acme", "ac_me", "ac:me", &"a".repeat(64)] {
+            assert!(
+                matches!(err(tenant, "/", None), KeyError::BadTenant(_)),
+                "{tenant}"
+            );
+        }
+        assert!(CacheKey::from_request(&"a".repeat(63), "/", None).is_ok());
+        assert!(CacheKey::from_request("0-a", "/", None).is_ok());
+    }
+
+    #[test]
+    fn length_limit_is_on_the_canonical_form() {
+        // 2040 bytes of path plus "?a=" and 5 bytes: exactly 2048.
+        let path = format!("/{}", "p".repeat(2039));
+        assert!(CacheKey::from_request("t", &path, Some("a=12345")).is_ok());
+        let over = CacheKey::from_request("t", &path, Some("a=123456")).unwrap_err();
+        assert_eq!(
+            over,
+            KeyError::TooLong {
+                len: 2049,
+                max: MAX_PATH_AND_QUERY
+            }
+        );
+        // A space costs three bytes once encoded.
+        let spaces = format!("/{}", " ".repeat(683));
+        assert!(matches!(
+            CacheKey::from_request("t", &spaces, None),
+            Err(KeyError::TooLong { len: 2050, .. })
+        ));
+    }
+
+    #[test]
+    fn parse_rejects_non_canonical_strings() {
+        for s in [
+            "acme:/v1/x?b=1&a=2",
+            "acme:/v1/%41",
+            "acme:/v1/x?",
+            "acme/v1",
+            "acme:/v1/x?a=+",
+        ] {
+            assert!(CacheKey::parse(s).is_err(), "{s}");
+        }
+        assert_eq!(
+            CacheKey::parse("acme:/v1/x?a=1").unwrap(),
+            key("/v1/x", Some("a=1"))
+        );
+    }
+
+    #[test]
+    fn serde_is_the_plain_string() {
+        let k = key("/v1/users", Some("limit=5"));
+        let json = serde_json::to_string(&k).unwrap();
+        assert_eq!(json, "\"acme:/v1/users?limit=5\"");
+        assert_eq!(serde_json::from_str::<CacheKey>(&json).unwrap(), k);
+        assert!(serde_json::from_str::<CacheKey>("\"acme:/v1/x?b=1&a=1\"").is_err());
+    }
+
+    /// Characters chosen to collide with the syntax: separators, escapes, spaces and non-ASCII.
+    fn text() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![
+                Just('a'),
+                Just('b'),
+                Just('A'),
+                Just(' '),
+                Just('+'),
+                Just('%'),
+                Just('&'),
+                Just('='),
+                Just('*'),
+                Just('/'),
+                Just('?'),
+                Just('#'),
+                Just('é'),
+            ],
+            0..3,
+        )
+        .prop_map(|cs| cs.into_iter().collect())
+    }
+
+    fn pairs() -> impl Strategy<Value = Vec<(String, String)>> {
+        proptest::collection::vec((text(), text()), 0..4)
+    }
+
+    /// Form-encodes one string; `style` picks among the equivalent spellings per byte.
+    fn form_encode(s: &str, style: &[bool], space_as_plus: bool) -> String {
+        let mut out = String::new();
+        for (i, &b) in s.as_bytes().iter().enumerate() {
+            let escape_anyway = style.get(i % style.len().max(1)).copied().unwrap_or(false);
+            match b {
+                b' ' if space_as_plus => out.push('+'),
+                b'a' | b'b' | b'A' | b'*' if !escape_anyway => out.push(b as char),
+                _ => out.push_str(&format!("%{b:02x}")),
+            }
+        }
+        out
+    }
+
+    fn query_string(pairs: &[(String, String)], style: &[bool], plus: bool) -> String {
+        pairs
+            .iter()
+            .map(|(n, v)| {
+                format!(
+                    "{}={}",
+                    form_encode(n, style, plus),
+                    form_encode(v, style, !plus)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+
+    fn path_string(segments: &[String], style: &[bool]) -> String {
+        segments
+            .iter()
+            .map(|s| format!("/{}", form_encode(s, style, false)))
+            .collect()
+    }
+
+    fn sorted(mut pairs: Vec<(String, String)>) -> Vec<(String, String)> {
+        pairs.sort();
+        pairs
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn order_and_spelling_do_not_matter(
+            (pairs, permuted) in pairs().prop_flat_map(|p| (Just(p.clone()), Just(p).prop_shuffle())),
+            style_a in proptest::collection::vec(any::<bool>(), 1..4),
+            style_b in proptest::collection::vec(any::<bool>(), 1..4),
+        ) {
+            let a = key("/v1/t", Some(&query_string(&pairs, &style_a, true)));
+            let b = key("/v1/t", Some(&query_string(&permuted, &style_b, false)));
+            prop_assert_eq!(&a, &b);
+            let expected = sorted(pairs);
+            prop_assert_eq!(a.query_pairs(), expected.as_slice());
+        }
+
+        #[test]
+        fn different_pairs_never_share_a_key(
+            a in pairs(),
+            b in prop_oneof![pairs(), pairs().prop_map(|p| p.into_iter().rev().collect())],
+            style in proptest::collection::vec(any::<bool>(), 1..4),
+        ) {
+            let ka = key("/v1/t", Some(&query_string(&a, &style, true)));
+            let kb = key("/v1/t", Some(&query_string(&b, &[false], false)));
+            prop_assert_eq!(ka == kb, sorted(a) == sorted(b));
+        }
+
+        #[test]
+        fn different_paths_never_share_a_key(
+            a in proptest::collection::vec(text(), 0..3),
+            b in proptest::collection::vec(text(), 0..3),
+            style in proptest::collection::vec(any::<bool>(), 1..4),
+        ) {
+            let ka = key(&format!("/v1{}", path_string(&a, &style)), None);
+            let kb = key(&format!("/v1{}", path_string(&b, &[true])), None);
+            prop_assert_eq!(ka == kb, a == b);
+            let decoded: String = a.iter().map(|s| format!("/{s}")).collect();
+            prop_assert_eq!(ka.path(), format!("/v1{decoded}"));
+        }
+
+        #[test]
+        fn parse_round_trips(
+            segments in proptest::collection::vec(text(), 0..3),
+            pairs in pairs(),
+            tenant in "[a-z0-9][a-z0-9-]{0,10}",
+        ) {
+            let path = format!("/v1{}", path_string(&segments, &[false]));
+            let query = query_string(&pairs, &[true], true);
+            let k = CacheKey::from_request(&tenant, &path, Some(&query)).unwrap();
+            let back = CacheKey::parse(k.as_str()).unwrap();
+            prop_assert_eq!(back.as_str(), k.as_str());
+            prop_assert_eq!(back.tenant(), tenant.as_str());
+            prop_assert_eq!(back.path(), k.path());
+            prop_assert_eq!(back.query_pairs(), k.query_pairs());
+            prop_assert_eq!(back.path_and_query(), k.path_and_query());
+            // Rebuilding the request from the key gives the key back.
+            let (p, q) = match k.path_and_query().split_once('?') {
+                Some((p, q)) => (p, Some(q)),
+                None => (k.path_and_query(), None),
+            };
+            prop_assert_eq!(CacheKey::from_request(&tenant, p, q).unwrap(), k);
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! The typed protocol between edges and a `TableCoordinator`, defined once for both sides.
+//! Carried as JSON over the Durable Object stub's fetch (Rust DO classes expose no RPC here).
+
+use serde::{Deserialize, Serialize};
+
+use crate::extract::ListWindow;
+use crate::planner::InvalidationReason;
+use crate::query::ListQuery;
+use crate::Row;
+
+pub use crate::freshness::Changes;
+
+/// Header naming the coordinator (`tenant:table`) on every call, so it can record who it is.
+pub const COORDINATOR_HEADER: &str = "x-edgecache-coordinator";
+/// Header carrying the tenant's origin (JSON `OriginConfig`) on calls that need it.
+pub const ORIGIN_HEADER: &str = "x-edgecache-origin";
+
+/// What a cached response is, as far as one table's invalidation is concerned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Dependent {
+    /// A single record (`/v1/users/123-abc`).
+    Record,
+    /// A list of this table with a query the planner can reason about.
+    List {
+        /// The list's query.
+        query: ListQuery,
+        /// The page as filled.
+        window: ListWindow,
+    },
+    /// Anything the planner cannot reason about (views): stale on every write of the table.
+    Opaque,
+}
+
+impl Dependent {
+    /// `record`, `list` or `opaque`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Dependent::Record => "record",
+            Dependent::List { .. } => "list",
+            Dependent::Opaque => "opaque",
+        }
+    }
+}
+
+/// One cached entry to register with a table's coordinator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Registration {
+    /// The normalised cache key.
+    pub key: String,
+    /// The table's seq taken before the origin fetch (invariant 2).
+    pub stamp: u64,
+    /// How a write of the table can affect it.
+    pub dependent: Dependent,
+    /// Ids of this table's records the response contains.
+    pub records: Vec<String>,
+    /// Every table the entry depends on (more than one for views).
+    pub tables: Vec<String>,
+    /// Path and query to refetch it with (rehydrate).
+    pub route: String,
+    /// Whether the coordinator should refill it after invalidating it.
+    pub rehydrate: bool,
+    /// The route's TTL, for refilled copies.
+    pub ttl_secs: u64,
+}
+
+/// `POST /register`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    /// Entries to register.
+    pub entries: Vec<Registration>,
+}
+
+/// The coordinator's verdict on each registration, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisterResponse {
+    /// The table's seq after registering.
+    pub seq: u64,
+    /// `true`: the entry may be cached; `false`: a write since its stamp made it stale
+    /// (invariant 3) and it was invalidated.
+    pub accepted: Vec<bool>,
+}
+
+/// A write forwarded to the coordinator of its table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum WriteOp {
+    /// `POST /v1/<table>`
+    Create {
+        /// The validated row (with its id).
+        row: Row,
+    },
+    /// `PUT /v1/<table>/<id>`
+    Replace {
+        /// Record id.
+        id: String,
+        /// The validated row.
+        row: Row,
+    },
+    /// `PATCH /v1/<table>/<id>`
+    Patch {
+        /// Record id.
+        id: String,
+        /// Columns to change.
+        row: Row,
+    },
+    /// `DELETE /v1/<table>/<id>`
+    Delete {
+        /// Record id.
+        id: String,
+    },
+    /// Any write to an HTTP origin, forwarded as it came.
+    Forward {
+        /// HTTP method.
+        method: String,
+        /// Canonical path (and query) under the origin's base URL.
+        path: String,
+        /// Record id from the path, if it names one.
+        id: Option<String>,
+        /// JSON object body.
+        body: Option<Row>,
+    },
+}
+
+impl WriteOp {
+    /// The record id the write names up front (a create learns it from the origin).
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            WriteOp::Create { .. } => None,
+            WriteOp::Replace { id, .. } | WriteOp::Patch { id, .. } | WriteOp::Delete { id } => {
+                Some(id)
+            }
+            WriteOp::Forward { id, .. } => id.as_deref(),
+        }
+    }
+}
+
+/// `POST /write`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WriteRequest {
+    /// The table written.
+    pub table: String,
+    /// The operation.
+    pub op: WriteOp,
+    /// Test hooks only: the coordinator dies right after the origin accepted the write, before
+    /// recording it (invariant 6's failure). Ignored unless `EDGECACHE_TEST_HOOKS=1`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub crash_after_forward: bool,
+}
+
+/// A write's outcome: the origin's answer plus the table's new seq.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WriteResponse {
+    /// HTTP status for the client.
+    pub status: u16,
+    /// The body for the client (`Null`: none).
+    pub body: serde_json::Value,
+    /// The table's seq once the write is recorded (read-your-writes token).
+    pub seq: u64,
+    /// How many cached keys the write made stale.
+    pub invalidated: usize,
+}
+
+/// A manual invalidation (webhook, admin API).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InvalidateRequest {
+    /// Exact cache keys.
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// Record ids of this table.
+    #[serde(default)]
+    pub records: Vec<String>,
+    /// Keys starting with these prefixes (`tenant:/v1/users`).
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+    /// Every entry of the table.
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// One invalidated key and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Invalidated {
+    /// The key.
+    pub key: String,
+    /// Why.
+    pub reason: InvalidationReason,
+}
+
+/// The answer to a manual invalidation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InvalidateResponse {
+    /// The table's seq after invalidating.
+    pub seq: u64,
+    /// What was invalidated (`*` for the whole table).
+    pub invalidated: Vec<Invalidated>,
+}
+
+/// What the coordinator knows of a key (`GET /inspect?key=`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    /// The key.
+    pub key: String,
+    /// Its registration, if it is registered.
+    pub entry: Option<Registration>,
+    /// Seq of its last invalidation, with the reason.
+    pub last_invalidated: Option<(u64, InvalidationReason)>,
+}
+
+/// Which keys contain a record (`GET /inspect?record=`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordInfo {
+    /// The record id.
+    pub record: String,
+    /// Keys whose responses contain it.
+    pub keys: Vec<String>,
+    /// Seq of the record's last write.
+    pub last_write: Option<u64>,
+}
+
+/// Coordinator counters (`GET /stats`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CoordinatorStats {
+    /// The table's seq.
+    pub seq: u64,
+    /// Registered keys.
+    pub keys: u64,
+    /// Keys waiting to be refilled.
+    pub pending_rehydrates: u64,
+    /// Writes recorded since the coordinator started.
+    pub writes: u64,
+}
+
+/// A coordinator error, answered with its HTTP status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// `{"code", "message"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable code.
+    pub code: String,
+    /// Human message.
+    pub message: String,
+}
+
+/// Where a tenant's data lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OriginConfig {
+    /// The deployment's own D1 database (the `DB` binding).
+    D1,
+    /// The tenant's own HTTP API.
+    Http {
+        /// Base URL; `/v1/...` paths are appended to it.
+        base_url: String,
+    },
+}
+
+/// A tenant as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tenant {
+    /// Name (`[a-z0-9][a-z0-9-]{0,62}`), also its host label.
+    pub name: String,
+    /// Where its data lives.
+    pub origin: OriginConfig,
+    /// Route rules.
+    pub rules: Vec<crate::rules::RouteRule>,
+    /// Named views and the tables each reads.
+    pub views: std::collections::BTreeMap<String, Vec<String>>,
+    /// RFC 3339 creation time.
+    pub created_at: String,
+}
+
+/// A tenant with its credentials, as the registry stores it. The admin token is kept only as a
+/// hash (it is only ever verified); the webhook secret is kept as is (HMAC needs it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantRecord {
+    /// The tenant.
+    #[serde(flatten)]
+    pub tenant: Tenant,
+    /// SHA-256 of the admin token, hex.
+    pub admin_token_hash: Option<String>,
+    /// Webhook secret; `None` falls back to the `EDGECACHE_WEBHOOK_SECRET` secret (default
+    /// tenant only).
+    pub webhook_secret: Option<String>,
+}
+
+/// `POST /tenants` of the admin API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    /// Name.
+    pub name: String,
+    /// Origin; the built-in D1 origin when absent.
+    #[serde(default)]
+    pub origin: Option<OriginConfig>,
+    /// Named views; none when absent.
+    #[serde(default)]
+    pub views: Option<std::collections::BTreeMap<String, Vec<String>>>,
+}
+
+/// A created tenant and its credentials, shown once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreatedTenant {
+    /// The tenant.
+    pub tenant: Tenant,
+    /// Bearer token for the tenant's admin API.
+    pub admin_token: String,
+    /// Secret that signs the tenant's invalidation webhooks.
+    pub webhook_secret: String,
+}

@@ -1,0 +1,271 @@
+//! The isolate's state: L1, the views of each coordinator's table, misses in flight, counters
+//! and (tests only) injected faults. Plain Rust data only: a JS object kept across requests
+//! fails, and a panic resets all of it, so nothing here is the only copy of anything.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use super::l1::{L1Cache, L1Stats, Weigh};
+use super::lookup::Tier;
+use edgecache_core::entry::{CachedEntry, SharedEntry};
+use edgecache_core::freshness::{Changes, TableView};
+use edgecache_core::outcome::Outcome;
+
+/// Counters of one tenant in this isolate.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TenantCounters {
+    /// Reads served from L1.
+    pub hits_l1: u64,
+    /// Reads served from L2.
+    pub hits_l2: u64,
+    /// Reads that went to the origin.
+    pub misses: u64,
+    /// Reads served stale because the origin failed.
+    pub stale: u64,
+    /// Reads of `no-store` routes.
+    pub bypass: u64,
+    /// Misses that waited for another request's origin fetch instead of making their own.
+    pub coalesced: u64,
+    /// Origin reads made.
+    pub origin_fetches: u64,
+    /// Fills a coordinator refused because a write overtook them.
+    pub overtaken: u64,
+    /// Per route (relation): hits and misses.
+    pub routes: BTreeMap<String, RouteCounters>,
+}
+
+/// Hits and misses of one route.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RouteCounters {
+    /// Hits in either tier.
+    pub hits: u64,
+    /// Misses.
+    pub misses: u64,
+}
+
+impl TenantCounters {
+    /// Counts a read's outcome.
+    pub fn count(&mut self, route: &str, outcome: Outcome) {
+        let r = self.routes.entry(route.to_string()).or_default();
+        match outcome {
+            Outcome::HitL1 => {
+                self.hits_l1 += 1;
+                r.hits += 1;
+            }
+            Outcome::HitL2 => {
+                self.hits_l2 += 1;
+                r.hits += 1;
+            }
+            Outcome::Miss => {
+                self.misses += 1;
+                r.misses += 1;
+            }
+            Outcome::Stale => self.stale += 1,
+            Outcome::Bypass => self.bypass += 1,
+        }
+    }
+}
+
+/// Faults the integration tests inject (only with `EDGECACHE_TEST_HOOKS=1`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, Serialize)]
+#[serde(default)]
+pub struct Faults {
+    /// Origin reads fail.
+    pub fail_reads: bool,
+    /// Origin reads wait this long after the fill stamp is taken.
+    pub read_delay_ms: u64,
+    /// Bench switch: L1 holds nothing, so hits come from L2.
+    pub disable_l1: bool,
+    /// Writes through this isolate leave its views alone, as if another isolate had taken
+    /// the write: tests of bounded staleness and read-your-writes need that.
+    pub keep_views_on_write: bool,
+    /// The next write through this isolate crashes its coordinator after forwarding it.
+    pub crash_next_write: bool,
+}
+
+struct EdgeState {
+    l1: L1Cache<SharedEntry>,
+    views: HashMap<String, TableView>,
+    inflight: HashMap<String, u64>,
+    counters: HashMap<String, TenantCounters>,
+    faults: Faults,
+}
+
+thread_local! {
+    static EDGE: RefCell<Option<EdgeState>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` on the isolate's state, creating it with an L1 of `l1_max_bytes` on first use.
+/// Never call across an `.await`: the borrow must end before the request yields.
+fn with<T>(l1_max_bytes: usize, f: impl FnOnce(&mut EdgeState) -> T) -> T {
+    EDGE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let state = slot.get_or_insert_with(|| EdgeState {
+            l1: L1Cache::new(l1_max_bytes),
+            views: HashMap::new(),
+            inflight: HashMap::new(),
+            counters: HashMap::new(),
+            faults: Faults::default(),
+        });
+        f(state)
+    })
+}
+
+/// Handle on the isolate's state for one request.
+#[derive(Clone, Copy)]
+pub struct Edge {
+    l1_max_bytes: usize,
+}
+
+impl Edge {
+    /// The state of this isolate, L1 bounded to `l1_max_bytes`.
+    pub fn new(l1_max_bytes: usize) -> Self {
+        Edge { l1_max_bytes }
+    }
+
+    /// Reads the view of `coordinator` (`tenant:table`) without copying it (a view can hold
+    /// thousands of invalidated keys).
+    pub fn with_view<T>(&self, coordinator: &str, f: impl FnOnce(&TableView) -> T) -> T {
+        static EMPTY: std::sync::OnceLock<TableView> = std::sync::OnceLock::new();
+        with(self.l1_max_bytes, |s| match s.views.get(coordinator) {
+            Some(v) => f(v),
+            None => f(EMPTY.get_or_init(TableView::default)),
+        })
+    }
+
+    /// Applies a coordinator's answer to the view.
+    pub fn apply_changes(&self, coordinator: &str, changes: &Changes, now_ms: u64) {
+        with(self.l1_max_bytes, |s| {
+            s.views
+                .entry(coordinator.to_string())
+                .or_default()
+                .apply(changes, now_ms)
+        })
+    }
+
+    /// Makes the next read of the table refresh its view first (after a write through here).
+    pub fn expire_view(&self, coordinator: &str) {
+        with(self.l1_max_bytes, |s| {
+            if let Some(v) = s.views.get_mut(coordinator) {
+                v.refreshed_at_ms = v.refreshed_at_ms.min(1);
+            }
+        })
+    }
+
+    /// Whether every table view admits the entry.
+    pub fn admits(&self, tenant: &str, entry: &CachedEntry) -> bool {
+        with(self.l1_max_bytes, |s| {
+            entry.stamps.iter().all(|(table, stamp)| {
+                s.views
+                    .get(&format!("{tenant}:{table}"))
+                    .is_some_and(|v| v.admits(&entry.key, *stamp))
+            })
+        })
+    }
+
+    /// Marks a miss in flight; `false` if another request is already fetching the key (and
+    /// started less than `stale_after_ms` ago).
+    pub fn begin_fill(&self, key: &str, now_ms: u64, stale_after_ms: u64) -> bool {
+        with(self.l1_max_bytes, |s| match s.inflight.get(key) {
+            Some(&since) if now_ms.saturating_sub(since) < stale_after_ms => false,
+            _ => {
+                s.inflight.insert(key.to_string(), now_ms);
+                true
+            }
+        })
+    }
+
+    /// Whether a fill of the key is in flight.
+    pub fn is_filling(&self, key: &str) -> bool {
+        with(self.l1_max_bytes, |s| s.inflight.contains_key(key))
+    }
+
+    /// Ends a fill, stored or not.
+    pub fn end_fill(&self, key: &str) {
+        with(self.l1_max_bytes, |s| {
+            s.inflight.remove(key);
+        })
+    }
+
+    /// Updates a tenant's counters.
+    pub fn count(&self, tenant: &str, f: impl FnOnce(&mut TenantCounters)) {
+        with(self.l1_max_bytes, |s| {
+            f(s.counters.entry(tenant.to_string()).or_default())
+        })
+    }
+
+    /// A tenant's counters.
+    pub fn counters(&self, tenant: &str) -> TenantCounters {
+        with(self.l1_max_bytes, |s| {
+            s.counters.get(tenant).cloned().unwrap_or_default()
+        })
+    }
+
+    /// L1's counters (isolate-wide).
+    pub fn l1_stats(&self) -> L1Stats {
+        with(self.l1_max_bytes, |s| s.l1.stats())
+    }
+
+    /// The injected faults.
+    pub fn faults(&self) -> Faults {
+        with(self.l1_max_bytes, |s| s.faults.clone())
+    }
+
+    /// Replaces the injected faults.
+    pub fn set_faults(&self, faults: Faults) {
+        with(self.l1_max_bytes, |s| s.faults = faults)
+    }
+
+    /// L1 as a lookup tier.
+    pub fn l1(&self, now_ms: u64) -> L1Tier {
+        L1Tier {
+            edge: *self,
+            now_ms,
+        }
+    }
+}
+
+/// L1 as a lookup tier.
+pub struct L1Tier {
+    edge: Edge,
+    now_ms: u64,
+}
+
+impl Tier for L1Tier {
+    fn outcome(&self) -> Outcome {
+        Outcome::HitL1
+    }
+
+    async fn get(&self, key: &str) -> Option<SharedEntry> {
+        with(self.edge.l1_max_bytes, |s| {
+            if s.faults.disable_l1 {
+                return None;
+            }
+            s.l1.get(key, self.now_ms).cloned()
+        })
+    }
+
+    async fn put(&self, entry: &SharedEntry) {
+        with(self.edge.l1_max_bytes, |s| {
+            if !s.faults.disable_l1 {
+                // L1 keeps copies past their TTL (for stale-if-error); the TTL is checked on
+                // lookup, so the L1's own expiry is set to "never".
+                s.l1.insert(&entry.key, entry.clone(), u64::MAX, self.now_ms);
+            }
+        })
+    }
+}
+
+impl Weigh for SharedEntry {
+    fn weight(&self) -> usize {
+        // The Rc's counters sit beside the entry in one allocation.
+        2 * std::mem::size_of::<usize>()
+            + std::mem::size_of::<CachedEntry>()
+            + self.key.len()
+            + self.body.len()
+            + self.etag.len()
+            + self.stamps.keys().map(|t| t.len() + 48).sum::<usize>()
+    }
+}

@@ -1,0 +1,104 @@
+//! The edge's side of the coordinator protocol: typed calls over the Durable Object stub.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use worker::{Env, Headers, Method};
+
+use edgecache_core::codec::encode_component;
+use edgecache_core::protocol::{
+    Changes, CoordinatorStats, InvalidateRequest, InvalidateResponse, KeyInfo, OriginConfig,
+    RecordInfo, RegisterRequest, RegisterResponse, WriteRequest, WriteResponse, COORDINATOR_HEADER,
+    ORIGIN_HEADER,
+};
+use edgecache_core::ApiError;
+
+/// A handle on the coordinator of one `tenant:table`.
+pub struct Coordinator<'a> {
+    env: &'a Env,
+    name: String,
+    origin: Option<String>,
+}
+
+impl<'a> Coordinator<'a> {
+    /// The coordinator of `table` for `tenant`.
+    pub fn of(env: &'a Env, tenant: &str, table: &str) -> Self {
+        Coordinator {
+            env,
+            name: format!("{tenant}:{table}"),
+            origin: None,
+        }
+    }
+
+    /// Tells the coordinator the tenant's origin (needed to register entries and to write).
+    pub fn with_origin(mut self, origin: &OriginConfig) -> Self {
+        self.origin = serde_json::to_string(origin).ok();
+        self
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&B>,
+    ) -> Result<T, ApiError> {
+        let stub = self
+            .env
+            .durable_object("COORDINATOR")?
+            .get_by_name(&self.name)?;
+        let headers = Headers::new();
+        headers.set(COORDINATOR_HEADER, &self.name)?;
+        if let Some(origin) = &self.origin {
+            headers.set(ORIGIN_HEADER, origin)?;
+        }
+        crate::runtime::stub::call(stub, "coordinator", method, path_and_query, headers, body).await
+    }
+
+    /// Invalidations since `since`.
+    pub async fn changes(&self, since: u64) -> Result<Changes, ApiError> {
+        self.call::<(), _>(Method::Get, &format!("/changes?since={since}"), None)
+            .await
+    }
+
+    /// Registers filled entries.
+    pub async fn register(&self, req: &RegisterRequest) -> Result<RegisterResponse, ApiError> {
+        self.call(Method::Post, "/register", Some(req)).await
+    }
+
+    /// Forwards a write.
+    pub async fn write(&self, req: &WriteRequest) -> Result<WriteResponse, ApiError> {
+        self.call(Method::Post, "/write", Some(req)).await
+    }
+
+    /// Invalidates manually.
+    pub async fn invalidate(
+        &self,
+        req: &InvalidateRequest,
+    ) -> Result<InvalidateResponse, ApiError> {
+        self.call(Method::Post, "/invalidate", Some(req)).await
+    }
+
+    /// What the coordinator knows of a key.
+    pub async fn inspect_key(&self, key: &str) -> Result<KeyInfo, ApiError> {
+        self.call::<(), _>(
+            Method::Get,
+            &format!("/inspect?key={}", encode_component(key)),
+            None,
+        )
+        .await
+    }
+
+    /// Which keys contain a record.
+    pub async fn inspect_record(&self, record: &str) -> Result<RecordInfo, ApiError> {
+        self.call::<(), _>(
+            Method::Get,
+            &format!("/inspect?record={}", encode_component(record)),
+            None,
+        )
+        .await
+    }
+
+    /// Counters.
+    pub async fn stats(&self) -> Result<CoordinatorStats, ApiError> {
+        self.call::<(), _>(Method::Get, "/stats", None).await
+    }
+}

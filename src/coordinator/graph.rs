@@ -1,0 +1,530 @@
+//! A coordinator's storage: the table's seq, its dependency graph, the bounded logs of writes and
+//! invalidations, pending write intents and the rehydrate queue, all in the object's SQLite.
+//! Every method is synchronous: statements with no `.await` between them are atomic, which is
+//! what keeps planning, logging and bumping the seq one indivisible step.
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use worker::{SqlStorage, SqlStorageValue};
+
+use edgecache_core::freshness::ALL_KEYS;
+use edgecache_core::key::CacheKey;
+use edgecache_core::planner::{InvalidationReason, ListDependent, WriteImages};
+use edgecache_core::protocol::{Changes, Dependent, Registration};
+use edgecache_core::Row;
+
+/// Storage layout version; bump it with a new step in `migrate`.
+const SCHEMA_VERSION: i64 = 1;
+/// Invalidations remembered per table (the log edges read `changes since` from).
+/// SQLite in Durable Objects takes at most 100 bound parameters per statement.
+const MAX_PARAMS: usize = 90;
+
+type Result<T> = std::result::Result<T, worker::Error>;
+
+/// The coordinator's SQLite storage.
+pub struct Graph {
+    sql: SqlStorage,
+}
+
+#[derive(Deserialize)]
+struct One<T> {
+    v: T,
+}
+
+#[derive(Deserialize)]
+struct KeyRow {
+    key: String,
+}
+
+#[derive(Deserialize)]
+struct RegRow {
+    reg: String,
+}
+
+#[derive(Deserialize)]
+struct WriteRow {
+    seq: f64,
+    record: String,
+    before: Option<String>,
+    after: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct InvalRow {
+    key: String,
+    seq: f64,
+    reason: String,
+}
+
+/// A key waiting to be refilled.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RehydrateItem {
+    /// The key.
+    pub key: String,
+    /// TTL of the refilled copy.
+    pub ttl_secs: f64,
+    /// Failed attempts so far.
+    pub attempts: f64,
+}
+
+/// A write that started but was never recorded.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Intent {
+    /// Record id.
+    pub record: String,
+}
+
+fn int(v: u64) -> SqlStorageValue {
+    SqlStorageValue::Integer(v as i64)
+}
+
+fn text(v: &str) -> SqlStorageValue {
+    SqlStorageValue::String(v.to_string())
+}
+
+impl Graph {
+    /// Opens the storage; with `migrate`, creates or migrates its tables first. `now_ms` seeds
+    /// a new table's seq (see `dependency::freshness`).
+    pub fn open(sql: SqlStorage, now_ms: u64, migrate: bool) -> Result<Graph> {
+        let g = Graph { sql };
+        if migrate {
+            g.migrate(now_ms)?;
+        }
+        Ok(g)
+    }
+
+    fn exec(&self, query: &str, args: Vec<SqlStorageValue>) -> Result<()> {
+        self.sql.exec(query, args)?;
+        Ok(())
+    }
+
+    fn rows<T: DeserializeOwned>(&self, query: &str, args: Vec<SqlStorageValue>) -> Result<Vec<T>> {
+        self.sql.exec(query, args)?.to_array()
+    }
+
+    fn meta(&self, name: &str) -> Result<Option<f64>> {
+        let rows: Vec<One<f64>> = self.rows("SELECT v FROM meta WHERE k = ?", vec![text(name)])?;
+        Ok(rows.first().map(|r| r.v))
+    }
+
+    fn set_meta(&self, name: &str, value: u64) -> Result<()> {
+        self.exec(
+            "INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
+            vec![text(name), int(value)],
+        )
+    }
+
+    fn migrate(&self, now_ms: u64) -> Result<()> {
+        self.exec(
+            "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v REAL NOT NULL)",
+            vec![],
+        )?;
+        let version = self.meta("schema_version")?.unwrap_or(0.0) as i64;
+        if version < 1 {
+            for ddl in [
+                "CREATE TABLE entries (key TEXT PRIMARY KEY, stamp INTEGER NOT NULL, kind TEXT NOT NULL, reg TEXT NOT NULL)",
+                "CREATE TABLE entry_records (record TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (record, key))",
+                "CREATE INDEX entry_records_by_key ON entry_records (key)",
+                "CREATE TABLE list_terms (col TEXT NOT NULL, val TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (col, val, key))",
+                "CREATE INDEX list_terms_by_key ON list_terms (key)",
+                "CREATE TABLE list_scan (key TEXT PRIMARY KEY)",
+                "CREATE TABLE writes (seq INTEGER PRIMARY KEY, record TEXT NOT NULL, before TEXT, after TEXT)",
+                "CREATE INDEX writes_by_record ON writes (record)",
+                "CREATE TABLE invalidations (key TEXT PRIMARY KEY, seq INTEGER NOT NULL, reason TEXT NOT NULL)",
+                "CREATE INDEX invalidations_by_seq ON invalidations (seq)",
+                "CREATE TABLE intents (id INTEGER PRIMARY KEY, record TEXT NOT NULL)",
+                "CREATE TABLE rehydrate (key TEXT PRIMARY KEY, ttl_secs INTEGER NOT NULL, attempts INTEGER NOT NULL, due INTEGER NOT NULL)",
+            ] {
+                self.exec(ddl, vec![])?;
+            }
+            // A new coordinator's seq starts at its birth time, above anything a predecessor
+            // with wiped storage could have stamped.
+            self.set_meta("seq", now_ms)?;
+            self.set_meta("floor", now_ms)?;
+            self.set_meta("writes_floor", now_ms)?;
+        }
+        if version < SCHEMA_VERSION {
+            self.set_meta("schema_version", SCHEMA_VERSION as u64)?;
+        }
+        Ok(())
+    }
+
+    /// The table's seq.
+    pub fn seq(&self) -> Result<u64> {
+        Ok(self.meta("seq")?.unwrap_or(0.0) as u64)
+    }
+
+    /// Bumps and returns the seq.
+    pub fn bump(&self) -> Result<u64> {
+        let next = self.seq()? + 1;
+        self.set_meta("seq", next)?;
+        Ok(next)
+    }
+
+    /// Records a write intent before the origin sees the write (invariant 6).
+    pub fn begin_intent(&self, record: &str) -> Result<i64> {
+        let rows: Vec<One<f64>> = self.rows(
+            "INSERT INTO intents (record) VALUES (?) RETURNING id AS v",
+            vec![text(record)],
+        )?;
+        Ok(rows.first().map(|r| r.v as i64).unwrap_or(0))
+    }
+
+    /// Drops an intent once the write is recorded (or known not to have happened).
+    pub fn end_intent(&self, id: i64) -> Result<()> {
+        self.exec(
+            "DELETE FROM intents WHERE id = ?",
+            vec![SqlStorageValue::Integer(id)],
+        )
+    }
+
+    /// Intents left by a coordinator that died mid-write.
+    pub fn pending_intents(&self) -> Result<Vec<(i64, Intent)>> {
+        #[derive(Deserialize)]
+        struct Row {
+            id: f64,
+            record: String,
+        }
+        let rows: Vec<Row> = self.rows("SELECT id, record FROM intents", vec![])?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.id as i64, Intent { record: r.record }))
+            .collect())
+    }
+
+    /// Registers an entry (replacing an older registration of the same key).
+    pub fn register(&self, reg: &Registration) -> Result<()> {
+        self.unregister(&reg.key)?;
+        let kind = reg.dependent.kind();
+        let json =
+            serde_json::to_string(reg).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        self.exec(
+            "INSERT INTO entries (key, stamp, kind, reg) VALUES (?, ?, ?, ?)",
+            vec![text(&reg.key), int(reg.stamp), text(kind), text(&json)],
+        )?;
+        for record in &reg.records {
+            self.exec(
+                "INSERT OR IGNORE INTO entry_records (record, key) VALUES (?, ?)",
+                vec![text(record), text(&reg.key)],
+            )?;
+        }
+        match &reg.dependent {
+            Dependent::List { query, .. } => {
+                match edgecache_core::planner::list_index_term(query) {
+                    Some((col, val)) => self.exec(
+                        "INSERT OR IGNORE INTO list_terms (col, val, key) VALUES (?, ?, ?)",
+                        vec![text(&col), text(&val), text(&reg.key)],
+                    )?,
+                    None => self.exec(
+                        "INSERT OR IGNORE INTO list_scan (key) VALUES (?)",
+                        vec![text(&reg.key)],
+                    )?,
+                }
+            }
+            Dependent::Opaque => self.exec(
+                "INSERT OR IGNORE INTO list_scan (key) VALUES (?)",
+                vec![text(&reg.key)],
+            )?,
+            Dependent::Record => {}
+        }
+        Ok(())
+    }
+
+    /// Forgets a key's registration.
+    pub fn unregister(&self, key: &str) -> Result<()> {
+        for q in [
+            "DELETE FROM entries WHERE key = ?",
+            "DELETE FROM entry_records WHERE key = ?",
+            "DELETE FROM list_terms WHERE key = ?",
+            "DELETE FROM list_scan WHERE key = ?",
+        ] {
+            self.exec(q, vec![text(key)])?;
+        }
+        Ok(())
+    }
+
+    /// A key's registration.
+    pub fn registration(&self, key: &str) -> Result<Option<Registration>> {
+        let rows: Vec<RegRow> =
+            self.rows("SELECT reg FROM entries WHERE key = ?", vec![text(key)])?;
+        Ok(rows.first().and_then(|r| serde_json::from_str(&r.reg).ok()))
+    }
+
+    /// Keys whose responses contain the record.
+    pub fn keys_for_record(&self, record: &str) -> Result<Vec<String>> {
+        let rows: Vec<KeyRow> = self.rows(
+            "SELECT key FROM entry_records WHERE record = ?",
+            vec![text(record)],
+        )?;
+        Ok(rows.into_iter().map(|r| r.key).collect())
+    }
+
+    /// Registered keys starting with a prefix.
+    pub fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>> {
+        let rows: Vec<KeyRow> = self.rows(
+            "SELECT key FROM entries WHERE substr(key, 1, length(?1)) = ?1",
+            vec![text(prefix)],
+        )?;
+        Ok(rows.into_iter().map(|r| r.key).collect())
+    }
+
+    /// Every registered key.
+    pub fn all_keys(&self) -> Result<Vec<String>> {
+        let rows: Vec<KeyRow> = self.rows("SELECT key FROM entries", vec![])?;
+        Ok(rows.into_iter().map(|r| r.key).collect())
+    }
+
+    /// Lists and opaque entries a write of rows with these index terms could affect: lists
+    /// indexed under one of the terms or on one of the `unindexed` columns (whose text the
+    /// row does not pin down), plus every list without an index term and every opaque entry.
+    pub fn candidates(
+        &self,
+        terms: &[(String, String)],
+        unindexed: &[String],
+    ) -> Result<(Vec<ListDependent>, Vec<CacheKey>)> {
+        let mut keys: Vec<String> = Vec::new();
+        for col in unindexed {
+            let rows: Vec<KeyRow> =
+                self.rows("SELECT key FROM list_terms WHERE col = ?", vec![text(col)])?;
+            keys.extend(rows.into_iter().map(|r| r.key));
+        }
+        for (col, val) in terms {
+            let rows: Vec<KeyRow> = self.rows(
+                "SELECT key FROM list_terms WHERE col = ? AND val = ?",
+                vec![text(col), text(val)],
+            )?;
+            keys.extend(rows.into_iter().map(|r| r.key));
+        }
+        let scan: Vec<KeyRow> = self.rows("SELECT key FROM list_scan", vec![])?;
+        keys.extend(scan.into_iter().map(|r| r.key));
+        keys.sort();
+        keys.dedup();
+        let mut lists = Vec::new();
+        let mut opaque = Vec::new();
+        for chunk in keys.chunks(MAX_PARAMS) {
+            let placeholders = vec!["?"; chunk.len()].join(", ");
+            let rows: Vec<RegRow> = self.rows(
+                &format!("SELECT reg FROM entries WHERE key IN ({placeholders})"),
+                chunk.iter().map(|k| text(k)).collect(),
+            )?;
+            for row in rows {
+                let Ok(reg) = serde_json::from_str::<Registration>(&row.reg) else {
+                    continue;
+                };
+                let Ok(key) = CacheKey::parse(&reg.key) else {
+                    continue;
+                };
+                match reg.dependent {
+                    Dependent::List { query, window } => lists.push(ListDependent {
+                        key,
+                        query,
+                        window: Some(window),
+                    }),
+                    Dependent::Opaque => opaque.push(key),
+                    Dependent::Record => {}
+                }
+            }
+        }
+        Ok((lists, opaque))
+    }
+
+    /// Appends a write to the log that late registrations are checked against.
+    pub fn log_write(&self, seq: u64, images: &WriteImages) -> Result<()> {
+        let enc = |r: &Option<Row>| {
+            r.as_ref()
+                .map(|r| serde_json::Value::Object(r.clone()).to_string())
+        };
+        self.exec(
+            "INSERT INTO writes (seq, record, before, after) VALUES (?, ?, ?, ?)",
+            vec![
+                int(seq),
+                text(&images.id),
+                enc(&images.before).into(),
+                enc(&images.after).into(),
+            ],
+        )
+    }
+
+    /// Writes after `since`, oldest first, or `None` if the log no longer reaches back there.
+    pub fn writes_since(
+        &self,
+        since: u64,
+        table: &str,
+        id_column: &str,
+    ) -> Result<Option<Vec<(u64, WriteImages)>>> {
+        if since < self.meta("writes_floor")?.unwrap_or(0.0) as u64 {
+            return Ok(None);
+        }
+        let rows: Vec<WriteRow> = self.rows(
+            "SELECT seq, record, before, after FROM writes WHERE seq > ? ORDER BY seq",
+            vec![int(since)],
+        )?;
+        let dec = |s: &Option<String>| {
+            s.as_deref()
+                .and_then(|s| serde_json::from_str::<Row>(s).ok())
+        };
+        Ok(Some(
+            rows.into_iter()
+                .map(|r| {
+                    (
+                        r.seq as u64,
+                        WriteImages {
+                            table: table.to_string(),
+                            id: r.record.clone(),
+                            id_column: id_column.to_string(),
+                            before: dec(&r.before),
+                            after: dec(&r.after),
+                        },
+                    )
+                })
+                .collect(),
+        ))
+    }
+
+    /// Records an invalidation and forgets the key's registration: every copy filled before
+    /// `seq` is now stale, and a refill registers afresh.
+    pub fn invalidate(&self, key: &str, seq: u64, reason: InvalidationReason) -> Result<()> {
+        self.exec(
+            "INSERT INTO invalidations (key, seq, reason) VALUES (?, ?, ?) \
+             ON CONFLICT(key) DO UPDATE SET seq = excluded.seq, reason = excluded.reason",
+            vec![text(key), int(seq), text(reason.as_str())],
+        )?;
+        if key != ALL_KEYS {
+            self.unregister(key)?;
+        }
+        Ok(())
+    }
+
+    /// Invalidates every entry of the table: copies filled before `seq` are stale wherever they
+    /// are, so every registration and pending refill is dropped.
+    pub fn invalidate_all(&self, seq: u64, reason: InvalidationReason) -> Result<()> {
+        self.invalidate(ALL_KEYS, seq, reason)?;
+        for table in [
+            "entries",
+            "entry_records",
+            "list_terms",
+            "list_scan",
+            "rehydrate",
+        ] {
+            self.exec(&format!("DELETE FROM {table}"), vec![])?;
+        }
+        Ok(())
+    }
+
+    /// Seq and reason of a key's last invalidation.
+    pub fn last_invalidation(&self, key: &str) -> Result<Option<(u64, InvalidationReason)>> {
+        let rows: Vec<InvalRow> = self.rows(
+            "SELECT key, seq, reason FROM invalidations WHERE key = ?",
+            vec![text(key)],
+        )?;
+        Ok(rows.first().map(|r| (r.seq as u64, reason_from(&r.reason))))
+    }
+
+    /// `changes since S` for edges.
+    pub fn changes_since(&self, since: u64) -> Result<Changes> {
+        let floor = self.meta("floor")?.unwrap_or(0.0) as u64;
+        let rows: Vec<InvalRow> = self.rows(
+            "SELECT key, seq, reason FROM invalidations WHERE seq > ? ORDER BY seq",
+            vec![int(since.max(floor))],
+        )?;
+        Ok(Changes {
+            seq: self.seq()?,
+            floor,
+            keys: rows.into_iter().map(|r| (r.key, r.seq as u64)).collect(),
+        })
+    }
+
+    /// Keeps the logs bounded, raising their floors past what is forgotten.
+    /// `log` bounds the invalidation log; the write log keeps a quarter as many (at least 16).
+    pub fn prune(&self, log: u64) -> Result<()> {
+        let log = log as i64;
+        for (table, floor, max) in [
+            ("invalidations", "floor", log),
+            ("writes", "writes_floor", (log / 4).max(16)),
+        ] {
+            let count: Vec<One<f64>> =
+                self.rows(&format!("SELECT COUNT(*) AS v FROM {table}"), vec![])?;
+            let n = count.first().map(|r| r.v as i64).unwrap_or(0);
+            if n <= max {
+                continue;
+            }
+            // Forget the oldest quarter at once so pruning is rare.
+            let drop = n - max + max / 4;
+            let cut: Vec<One<f64>> = self.rows(
+                &format!("SELECT seq AS v FROM {table} ORDER BY seq LIMIT 1 OFFSET ?"),
+                vec![SqlStorageValue::Integer(drop - 1)],
+            )?;
+            if let Some(cut) = cut.first() {
+                let cut = cut.v as u64;
+                self.exec(
+                    &format!("DELETE FROM {table} WHERE seq <= ?"),
+                    vec![int(cut)],
+                )?;
+                let current = self.meta(floor)?.unwrap_or(0.0) as u64;
+                self.set_meta(floor, current.max(cut))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues a key for refilling, with the TTL its route gives copies.
+    pub fn enqueue_rehydrate(&self, key: &str, ttl_secs: u64, due_ms: u64) -> Result<()> {
+        self.exec(
+            "INSERT INTO rehydrate (key, ttl_secs, attempts, due) VALUES (?, ?, 0, ?) \
+             ON CONFLICT(key) DO UPDATE SET ttl_secs = excluded.ttl_secs, attempts = 0, due = excluded.due",
+            vec![text(key), int(ttl_secs), int(due_ms)],
+        )
+    }
+
+    /// Keys due for refilling.
+    pub fn due_rehydrates(&self, now_ms: u64, limit: usize) -> Result<Vec<RehydrateItem>> {
+        self.rows(
+            "SELECT key, ttl_secs, attempts FROM rehydrate WHERE due <= ? ORDER BY due LIMIT ?",
+            vec![int(now_ms), int(limit as u64)],
+        )
+    }
+
+    /// When the next refill is due.
+    pub fn next_rehydrate_due(&self) -> Result<Option<u64>> {
+        let rows: Vec<One<Option<f64>>> =
+            self.rows("SELECT MIN(due) AS v FROM rehydrate", vec![])?;
+        Ok(rows.first().and_then(|r| r.v).map(|v| v as u64))
+    }
+
+    /// Drops a key from the queue.
+    pub fn finish_rehydrate(&self, key: &str) -> Result<()> {
+        self.exec("DELETE FROM rehydrate WHERE key = ?", vec![text(key)])
+    }
+
+    /// Reschedules a failed refill.
+    pub fn retry_rehydrate(&self, key: &str, attempts: u64, due_ms: u64) -> Result<()> {
+        self.exec(
+            "UPDATE rehydrate SET attempts = ?, due = ? WHERE key = ?",
+            vec![int(attempts), int(due_ms), text(key)],
+        )
+    }
+
+    /// Counters for stats.
+    pub fn counts(&self) -> Result<(u64, u64)> {
+        let keys: Vec<One<f64>> = self.rows("SELECT COUNT(*) AS v FROM entries", vec![])?;
+        let pending: Vec<One<f64>> = self.rows("SELECT COUNT(*) AS v FROM rehydrate", vec![])?;
+        Ok((
+            keys.first().map(|r| r.v as u64).unwrap_or(0),
+            pending.first().map(|r| r.v as u64).unwrap_or(0),
+        ))
+    }
+
+    /// Seq of the record's last write.
+    pub fn last_write(&self, record: &str) -> Result<Option<u64>> {
+        let rows: Vec<One<Option<f64>>> = self.rows(
+            "SELECT MAX(seq) AS v FROM writes WHERE record = ?",
+            vec![text(record)],
+        )?;
+        Ok(rows.first().and_then(|r| r.v).map(|v| v as u64))
+    }
+}
+
+fn reason_from(s: &str) -> InvalidationReason {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .unwrap_or(InvalidationReason::Manual)
+}

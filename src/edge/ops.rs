@@ -1,0 +1,55 @@
+//! Operator endpoints of the edge: per-isolate stats, and (tests only) fault injection.
+
+use worker::{Request, Response};
+
+use crate::cache::isolate::{Edge, Faults};
+use crate::runtime::http::{read_json, INTERNAL_MAX_BODY};
+use edgecache_core::config::Config;
+use edgecache_core::ApiError;
+
+/// `GET /_edgecache/stats`: this isolate's counters for the tenant, and L1's.
+pub fn stats(config: &Config, tenant: &str) -> Result<Response, ApiError> {
+    let edge = Edge::new(config.l1_max_bytes);
+    let l1 = edge.l1_stats();
+    let body = serde_json::json!({
+        "tenant": tenant,
+        "edge": edge.counters(tenant),
+        "l1": {
+            "entries": l1.entries,
+            "bytes": l1.bytes,
+            "max_bytes": l1.max_bytes,
+            "evictions": l1.evictions,
+            "rejections": l1.rejections,
+        },
+    });
+    Ok(Response::from_json(&body)?)
+}
+
+/// `PUT /_edgecache/test/faults`: replaces the injected faults. Exists only with
+/// `EDGECACHE_TEST_HOOKS=1`; everywhere else the path is a plain 404.
+pub async fn set_faults(req: &mut Request, config: &Config) -> Result<Response, ApiError> {
+    let faults: Faults = read_json(req, INTERNAL_MAX_BODY).await?;
+    Edge::new(config.l1_max_bytes).set_faults(faults.clone());
+    Ok(Response::from_json(&faults)?)
+}
+
+/// `POST /_edgecache/test/register`: registers entries with a coordinator directly, so the
+/// fan-out benchmark can set up 100,000 keys without 100,000 origin reads. Test hooks only.
+pub async fn register(
+    req: &mut Request,
+    env: &worker::Env,
+    tenant: &str,
+) -> Result<Response, ApiError> {
+    #[derive(serde::Deserialize)]
+    struct Bulk {
+        table: String,
+        entries: Vec<edgecache_core::protocol::Registration>,
+    }
+    let bulk: Bulk = read_json(req, INTERNAL_MAX_BODY).await?;
+    let resp = crate::coordinator::client::Coordinator::of(env, tenant, &bulk.table)
+        .register(&edgecache_core::protocol::RegisterRequest {
+            entries: bulk.entries,
+        })
+        .await?;
+    Ok(Response::from_json(&resp)?)
+}

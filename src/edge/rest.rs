@@ -1,0 +1,56 @@
+//! The REST API over the origin: `GET/POST/PUT/PATCH/DELETE /v1/<relation>[/<id>]`.
+
+use worker::{Context, Env, Method, Request, Response};
+
+use super::admin;
+use super::read::{self, ReadContext};
+use super::tenants;
+use super::write;
+use edgecache_core::config::Config;
+use edgecache_core::origin::OriginError;
+use edgecache_core::route::{Addressed, Resource};
+use edgecache_core::ApiError;
+
+/// Serves one REST request.
+pub async fn serve(
+    mut req: Request,
+    env: &Env,
+    ctx: &Context,
+    config: &Config,
+    url: &worker::Url,
+    addressed: &Addressed,
+    resource: Resource,
+) -> Result<Response, ApiError> {
+    let tenant = addressed.tenant.as_str();
+    let record = tenants::load(env, tenant).await?;
+    let catalog = admin::catalog_of(env, &record).await?;
+    let relation = catalog
+        .relation(&resource.relation)
+        .ok_or_else(|| OriginError::UnknownRelation(resource.relation.clone()))?;
+    let relation = &relation;
+    if req.method() == Method::Get {
+        let rc = ReadContext {
+            env,
+            ctx,
+            config,
+            tenant,
+            rules: &record.tenant.rules,
+            path: &addressed.path,
+            query: url.query(),
+            relation,
+            origin: &record.tenant.origin,
+            resource: &resource,
+        };
+        return read::serve(&req, rc).await;
+    }
+    write::serve(
+        &mut req,
+        env,
+        config,
+        tenant,
+        relation,
+        &resource,
+        &record.tenant.origin,
+    )
+    .await
+}

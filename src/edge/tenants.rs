@@ -1,0 +1,62 @@
+//! Tenant configuration at the edge: fetched from the registry and kept in isolate memory for a
+//! short bound, so rule changes and deletions take effect within seconds.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use worker::{Env, Method};
+
+pub use crate::registry::client::registry;
+use crate::runtime::platform::now_ms;
+use edgecache_core::protocol::TenantRecord;
+use edgecache_core::ApiError;
+
+/// How long an edge trusts its copy of a tenant's configuration (or of its absence).
+pub const TENANT_CACHE_MS: u64 = 2_000;
+/// Names an isolate remembers; past it the memory starts over (it is only a cache).
+const MAX_CACHED_TENANTS: usize = 4096;
+
+thread_local! {
+    // `None` remembers that a name is no tenant, so a flood of requests for made-up tenants
+    // does not become a flood of registry calls.
+    static TENANTS: RefCell<HashMap<String, (Option<TenantRecord>, u64)>> =
+        RefCell::new(HashMap::new());
+}
+
+/// The tenant's configuration (404 `unknown_tenant` if there is no such tenant).
+pub async fn load(env: &Env, name: &str) -> Result<TenantRecord, ApiError> {
+    let now = now_ms();
+    if let Some((t, at)) = TENANTS.with(|c| c.borrow().get(name).cloned()) {
+        if now.saturating_sub(at) < TENANT_CACHE_MS {
+            return t.ok_or_else(|| unknown(name));
+        }
+    }
+    if !edgecache_core::key::valid_tenant_name(name) {
+        return Err(unknown(name));
+    }
+    let found =
+        match registry::<(), _>(env, Method::Get, &format!("/tenant?name={name}"), None).await {
+            Ok(record) => Some(record),
+            Err(e) if e.code == "tenant_not_found" => None,
+            Err(e) => return Err(e),
+        };
+    TENANTS.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= MAX_CACHED_TENANTS {
+            c.clear();
+        }
+        c.insert(name.to_string(), (found.clone(), now))
+    });
+    found.ok_or_else(|| unknown(name))
+}
+
+/// Drops this isolate's copy after a change made through it.
+pub fn forget(name: &str) {
+    TENANTS.with(|c| {
+        c.borrow_mut().remove(name);
+    });
+}
+
+fn unknown(name: &str) -> ApiError {
+    ApiError::new(404, "unknown_tenant", format!("no tenant named `{name}`"))
+}

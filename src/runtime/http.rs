@@ -1,0 +1,59 @@
+//! Reading requests and answering JSON (errors included), the same way on every endpoint and
+//! object.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use worker::{Request, Response};
+
+use edgecache_core::ApiError;
+
+/// Bodies between the edge and its Durable Objects (registration batches, writes).
+pub const INTERNAL_MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// The body, refused with 413 when it is (or says it is) larger than `max` bytes.
+pub async fn read_body(req: &mut Request, max: usize) -> Result<Vec<u8>, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            413,
+            "body_too_large",
+            format!("the body is larger than {max} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get("content-length")?
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(too_large());
+    }
+    let bytes = req.bytes().await?;
+    if bytes.len() > max {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
+/// The body as JSON of type `T` (400 `bad_body` otherwise).
+pub async fn read_json<T: DeserializeOwned>(req: &mut Request, max: usize) -> Result<T, ApiError> {
+    let bytes = read_body(req, max).await?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::new(400, "bad_body", e.to_string()))
+}
+
+/// A 200 JSON answer.
+pub fn json<T: Serialize>(value: &T) -> Result<Response, ApiError> {
+    Ok(Response::from_json(value)?)
+}
+
+/// The first value of a query parameter, decoded.
+pub fn query_param(url: &worker::Url, name: &str) -> Option<String> {
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// The error as its JSON response. Errors are never cached: `cache-control: no-store`.
+pub fn error_response(e: &ApiError) -> worker::Result<Response> {
+    let mut resp = Response::from_json(&e.body())?.with_status(e.status);
+    resp.headers_mut().set("cache-control", "no-store")?;
+    Ok(resp)
+}

@@ -1,0 +1,35 @@
+//! The few runtime facilities the rest needs from JavaScript: time and randomness.
+
+use edgecache_core::write_body::new_record_id;
+use worker::js_sys::{self, Reflect, Uint8Array};
+use worker::wasm_bindgen::{JsCast, JsValue};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    worker::Date::now().as_millis()
+}
+
+/// Cryptographically random bytes from `crypto.getRandomValues`; an error if the runtime has none
+/// (never a predictable fallback: tokens are made from these).
+pub fn random_bytes<const N: usize>() -> worker::Result<[u8; N]> {
+    let array = Uint8Array::new_with_length(N as u32);
+    let filled = Reflect::get(&js_sys::global(), &JsValue::from_str("crypto"))
+        .ok()
+        .and_then(|crypto| {
+            let f = Reflect::get(&crypto, &JsValue::from_str("getRandomValues")).ok()?;
+            f.dyn_into::<js_sys::Function>()
+                .ok()?
+                .call1(&crypto, &array)
+                .ok()
+        });
+    filled
+        .ok_or_else(|| worker::Error::RustError("crypto.getRandomValues is unavailable".into()))?;
+    let mut out = [0u8; N];
+    array.copy_to(&mut out);
+    Ok(out)
+}
+
+/// A random UUID (version 4) for records created without an id.
+pub fn new_id() -> worker::Result<String> {
+    Ok(new_record_id(random_bytes::<16>()?))
+}
