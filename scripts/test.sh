@@ -7,6 +7,9 @@ cd "$ROOT"
 bash scripts/setup.sh
 echo "test: building the worker" >&2
 bash scripts/build-worker.sh
+echo "test: layout (dependencies point one way; see ARCHITECTURE.md)" >&2
+node scripts/check-layout.mjs --self-test
+node scripts/check-layout.mjs
 echo "test: formatting and lints" >&2
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
