@@ -1,5 +1,6 @@
-//! Deployment configuration: one typed struct, read from the worker's vars once per request
-//! (cheap: a handful of string reads) and validated in one place.
+//! Deployment configuration: one typed struct, read from the worker's vars and validated in one
+//! place. The edge parses it once per isolate, each Durable Object once per object
+//! (`runtime::env`); vars only change with a deploy, which starts new isolates.
 
 use std::collections::BTreeMap;
 
