@@ -3,7 +3,7 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use worker::{Request, Response};
+use worker::{Method, Request, Response};
 
 use edgecache_core::ApiError;
 
@@ -44,6 +44,19 @@ pub fn json<T: Serialize>(value: &T) -> Result<Response, ApiError> {
     Ok(Response::from_json(value)?)
 }
 
+/// The request's method. `worker::Method` reads any verb it does not know (`PROPFIND`,
+/// `PURGE`, `QUERY`…) as GET, so the raw verb is checked first: an unknown one is refused with
+/// 405 and the methods `allowed`, never served as a read.
+pub fn method_of(req: &Request, allowed: &str) -> Result<Method, ApiError> {
+    let raw = req.inner().method();
+    let method = Method::from(raw.clone());
+    if method.as_ref().eq_ignore_ascii_case(&raw) {
+        Ok(method)
+    } else {
+        Err(ApiError::method_not_allowed(&raw, allowed))
+    }
+}
+
 /// The first value of a query parameter, decoded.
 pub fn query_param(url: &worker::Url, name: &str) -> Option<String> {
     url.query_pairs()
@@ -55,5 +68,8 @@ pub fn query_param(url: &worker::Url, name: &str) -> Option<String> {
 pub fn error_response(e: &ApiError) -> worker::Result<Response> {
     let mut resp = Response::from_json(&e.body())?.with_status(e.status);
     resp.headers_mut().set("cache-control", "no-store")?;
+    if let Some(allow) = &e.allow {
+        resp.headers_mut().set("allow", allow)?;
+    }
     Ok(resp)
 }

@@ -17,6 +17,8 @@ pub struct ApiError {
     pub code: String,
     /// Human-readable explanation.
     pub message: String,
+    /// For a 405: the methods the resource accepts (the `allow` header RFC 9110 asks for).
+    pub allow: Option<String>,
 }
 
 impl ApiError {
@@ -26,6 +28,7 @@ impl ApiError {
             status,
             code: code.to_string(),
             message: message.into(),
+            allow: None,
         }
     }
 
@@ -45,11 +48,14 @@ impl ApiError {
 
     /// 405 with the methods the path accepts.
     pub fn method_not_allowed(method: &str, allowed: &str) -> Self {
-        Self::new(
-            405,
-            "method_not_allowed",
-            format!("{method} is not allowed here; allowed: {allowed}"),
-        )
+        ApiError {
+            allow: Some(allowed.to_string()),
+            ..Self::new(
+                405,
+                "method_not_allowed",
+                format!("{method} is not allowed here; allowed: {allowed}"),
+            )
+        }
     }
 
     /// The JSON body.

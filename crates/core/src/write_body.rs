@@ -4,6 +4,8 @@ use serde_json::Value;
 
 use crate::origin::OriginError;
 use crate::schema::Relation;
+use crate::codec::encode_component;
+use crate::key::{CacheKey, KeyError};
 use crate::{id_text, Row};
 
 /// Largest accepted write body.
@@ -55,6 +57,14 @@ pub fn check_id(row: &Row, relation: &Relation, id: &str) -> Result<(), OriginEr
             relation.id_column
         ))),
     }
+}
+
+/// Refuses a write to a record id that no read could ever name: its `/v1/<relation>/<id>` would
+/// be over the cache-key limit, so every GET of it is 414 (`uri_too_long`) and the write would
+/// make a record nobody can read through EdgeCache.
+pub fn check_id_readable(tenant: &str, relation: &str, id: &str) -> Result<(), KeyError> {
+    let path = format!("/v1/{}/{}", encode_component(relation), encode_component(id));
+    CacheKey::from_request(tenant, &path, None).map(|_| ())
 }
 
 /// A new record id: a version 4 UUID made from 16 random bytes the runtime supplies (the core
@@ -112,6 +122,17 @@ mod tests {
             parse_row(&big, &u),
             Err(OriginError::BodyTooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn ids_too_long_to_read_are_refused() {
+        assert!(check_id_readable("local", "users", "123-abc").is_ok());
+        assert!(matches!(
+            check_id_readable("local", "users", &"z".repeat(3000)),
+            Err(KeyError::TooLong { .. })
+        ));
+        // Encoding counts: 700 spaces are 2,100 bytes once escaped.
+        assert!(check_id_readable("local", "users", &" ".repeat(700)).is_err());
     }
 
     #[test]
