@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::l1::{L1Cache, L1Stats, Weigh};
 use super::lookup::Tier;
+use edgecache_core::config::Config;
 use edgecache_core::entry::{CachedEntry, SharedEntry};
 use edgecache_core::freshness::{Changes, TableView};
 use edgecache_core::outcome::Outcome;
@@ -208,9 +209,13 @@ impl Edge {
         with(self.l1_max_bytes, |s| s.l1.stats())
     }
 
-    /// The injected faults.
-    pub fn faults(&self) -> Faults {
-        with(self.l1_max_bytes, |s| s.faults.clone())
+    /// The faults tests injected; none unless the deployment enables test hooks.
+    pub fn faults(&self, config: &Config) -> Faults {
+        if config.test_hooks {
+            with(self.l1_max_bytes, |s| s.faults.clone())
+        } else {
+            Faults::default()
+        }
     }
 
     /// Replaces the injected faults.

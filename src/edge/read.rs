@@ -101,10 +101,7 @@ pub async fn serve(req: &Request, rc: ReadContext<'_>) -> Result<Response, ApiEr
     }
 
     let l1 = edge.l1(now_ms());
-    let l2 = L2Tier {
-        key: &key,
-        disabled: false,
-    };
+    let l2 = L2Tier { key: &key };
     let is_fresh =
         |e: &CachedEntry| validated && !e.is_expired(now_ms()) && edge.admits(rc.tenant, e);
     let mut fallback = None;
@@ -300,11 +297,7 @@ async fn fetch_origin(
     target: &ReadTarget,
 ) -> Result<OriginRead, OriginError> {
     edge.count(rc.tenant, |c| c.origin_fetches += 1);
-    let faults = if rc.config.test_hooks {
-        edge.faults()
-    } else {
-        Default::default()
-    };
+    let faults = edge.faults(rc.config);
     let timeout = rc.config.origin_timeout_ms;
     let read = async {
         if faults.read_delay_ms > 0 {

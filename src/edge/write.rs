@@ -84,11 +84,7 @@ pub async fn serve(
     }
     let table = relation.name.clone();
     let edge = Edge::new(config.l1_max_bytes);
-    let faults = if config.test_hooks {
-        edge.faults()
-    } else {
-        Default::default()
-    };
+    let faults = edge.faults(config);
     if faults.crash_next_write {
         edge.set_faults(Faults {
             crash_next_write: false,
