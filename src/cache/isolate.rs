@@ -49,22 +49,38 @@ pub struct RouteCounters {
 impl TenantCounters {
     /// Counts a read's outcome.
     pub fn count(&mut self, route: &str, outcome: Outcome) {
-        let r = self.routes.entry(route.to_string()).or_default();
-        match outcome {
+        let (hits, misses) = match outcome {
             Outcome::HitL1 => {
                 self.hits_l1 += 1;
-                r.hits += 1;
+                (1, 0)
             }
             Outcome::HitL2 => {
                 self.hits_l2 += 1;
-                r.hits += 1;
+                (1, 0)
             }
             Outcome::Miss => {
                 self.misses += 1;
-                r.misses += 1;
+                (0, 1)
             }
-            Outcome::Stale => self.stale += 1,
-            Outcome::Bypass => self.bypass += 1,
+            Outcome::Stale => {
+                self.stale += 1;
+                (0, 0)
+            }
+            Outcome::Bypass => {
+                self.bypass += 1;
+                (0, 0)
+            }
+        };
+        // Looked up before inserting: a hit allocates nothing for a route already counted.
+        match self.routes.get_mut(route) {
+            Some(r) => {
+                r.hits += hits;
+                r.misses += misses;
+            }
+            None => {
+                self.routes
+                    .insert(route.to_string(), RouteCounters { hits, misses });
+            }
         }
     }
 }
@@ -193,7 +209,14 @@ impl Edge {
     /// Updates a tenant's counters.
     pub fn count(&self, tenant: &str, f: impl FnOnce(&mut TenantCounters)) {
         with(self.l1_max_bytes, |s| {
-            f(s.counters.entry(tenant.to_string()).or_default())
+            // Looked up before inserting: a hit allocates nothing for a tenant already counted.
+            if let Some(c) = s.counters.get_mut(tenant) {
+                f(c)
+            } else {
+                let mut c = TenantCounters::default();
+                f(&mut c);
+                s.counters.insert(tenant.to_string(), c);
+            }
         })
     }
 
