@@ -9,9 +9,11 @@ use serde::Serialize;
 
 use super::l1::{L1Cache, L1Stats, Weigh};
 use super::lookup::Tier;
+use edgecache_core::config::Config;
 use edgecache_core::entry::{CachedEntry, SharedEntry};
 use edgecache_core::freshness::{Changes, TableView};
 use edgecache_core::outcome::Outcome;
+use edgecache_core::CoordinatorId;
 
 /// Counters of one tenant in this isolate.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -48,22 +50,38 @@ pub struct RouteCounters {
 impl TenantCounters {
     /// Counts a read's outcome.
     pub fn count(&mut self, route: &str, outcome: Outcome) {
-        let r = self.routes.entry(route.to_string()).or_default();
-        match outcome {
+        let (hits, misses) = match outcome {
             Outcome::HitL1 => {
                 self.hits_l1 += 1;
-                r.hits += 1;
+                (1, 0)
             }
             Outcome::HitL2 => {
                 self.hits_l2 += 1;
-                r.hits += 1;
+                (1, 0)
             }
             Outcome::Miss => {
                 self.misses += 1;
-                r.misses += 1;
+                (0, 1)
             }
-            Outcome::Stale => self.stale += 1,
-            Outcome::Bypass => self.bypass += 1,
+            Outcome::Stale => {
+                self.stale += 1;
+                (0, 0)
+            }
+            Outcome::Bypass => {
+                self.bypass += 1;
+                (0, 0)
+            }
+        };
+        // Looked up before inserting: a hit allocates nothing for a route already counted.
+        match self.routes.get_mut(route) {
+            Some(r) => {
+                r.hits += hits;
+                r.misses += misses;
+            }
+            None => {
+                self.routes
+                    .insert(route.to_string(), RouteCounters { hits, misses });
+            }
         }
     }
 }
@@ -125,8 +143,8 @@ impl Edge {
         Edge { l1_max_bytes }
     }
 
-    /// Reads the view of `coordinator` (`tenant:table`) without copying it (a view can hold
-    /// thousands of invalidated keys).
+    /// Reads the view of `coordinator` (a [`CoordinatorId`]'s text) without copying it (a view
+    /// can hold thousands of invalidated keys).
     pub fn with_view<T>(&self, coordinator: &str, f: impl FnOnce(&TableView) -> T) -> T {
         static EMPTY: std::sync::OnceLock<TableView> = std::sync::OnceLock::new();
         with(self.l1_max_bytes, |s| match s.views.get(coordinator) {
@@ -154,27 +172,45 @@ impl Edge {
         })
     }
 
-    /// Whether every table view admits the entry.
-    pub fn admits(&self, tenant: &str, entry: &CachedEntry) -> bool {
+    /// Whether every table view of `tenant` admits the entry. `known` are the coordinators the
+    /// read already named, so a hit builds no names; an entry stamped by other tables (filled
+    /// before its relation was redefined) has those named here.
+    pub fn admits(&self, tenant: &str, known: &[CoordinatorId], entry: &CachedEntry) -> bool {
         with(self.l1_max_bytes, |s| {
             entry.stamps.iter().all(|(table, stamp)| {
-                s.views
-                    .get(&format!("{tenant}:{table}"))
-                    .is_some_and(|v| v.admits(&entry.key, *stamp))
+                let view = match known.iter().find(|c| c.table() == table) {
+                    Some(id) => s.views.get(id.as_str()),
+                    None => s.views.get(CoordinatorId::new(tenant, table).as_str()),
+                };
+                view.is_some_and(|v| v.admits(&entry.key, *stamp))
             })
         })
     }
 
-    /// Marks a miss in flight; `false` if another request is already fetching the key (and
-    /// started less than `stale_after_ms` ago).
-    pub fn begin_fill(&self, key: &str, now_ms: u64, stale_after_ms: u64) -> bool {
-        with(self.l1_max_bytes, |s| match s.inflight.get(key) {
-            Some(&since) if now_ms.saturating_sub(since) < stale_after_ms => false,
-            _ => {
-                s.inflight.insert(key.to_string(), now_ms);
-                true
-            }
-        })
+    /// Starts the fill of `key`, unless another request's fill of it started less than
+    /// `stale_after_ms` ago (`None`: that request is fetching it).
+    pub fn begin_fill(&self, key: &str, now_ms: u64, stale_after_ms: u64) -> Option<FillGuard> {
+        let busy = with(self.l1_max_bytes, |s| {
+            s.inflight
+                .get(key)
+                .is_some_and(|&since| now_ms.saturating_sub(since) < stale_after_ms)
+        });
+        if busy {
+            None
+        } else {
+            Some(self.take_fill(key, now_ms))
+        }
+    }
+
+    /// Starts the fill of `key` whatever is in flight; the first guard dropped ends it.
+    pub fn take_fill(&self, key: &str, now_ms: u64) -> FillGuard {
+        with(self.l1_max_bytes, |s| {
+            s.inflight.insert(key.to_string(), now_ms);
+        });
+        FillGuard {
+            edge: *self,
+            key: key.to_string(),
+        }
     }
 
     /// Whether a fill of the key is in flight.
@@ -182,17 +218,17 @@ impl Edge {
         with(self.l1_max_bytes, |s| s.inflight.contains_key(key))
     }
 
-    /// Ends a fill, stored or not.
-    pub fn end_fill(&self, key: &str) {
-        with(self.l1_max_bytes, |s| {
-            s.inflight.remove(key);
-        })
-    }
-
     /// Updates a tenant's counters.
     pub fn count(&self, tenant: &str, f: impl FnOnce(&mut TenantCounters)) {
         with(self.l1_max_bytes, |s| {
-            f(s.counters.entry(tenant.to_string()).or_default())
+            // Looked up before inserting: a hit allocates nothing for a tenant already counted.
+            if let Some(c) = s.counters.get_mut(tenant) {
+                f(c)
+            } else {
+                let mut c = TenantCounters::default();
+                f(&mut c);
+                s.counters.insert(tenant.to_string(), c);
+            }
         })
     }
 
@@ -208,9 +244,13 @@ impl Edge {
         with(self.l1_max_bytes, |s| s.l1.stats())
     }
 
-    /// The injected faults.
-    pub fn faults(&self) -> Faults {
-        with(self.l1_max_bytes, |s| s.faults.clone())
+    /// The faults tests injected; none unless the deployment enables test hooks.
+    pub fn faults(&self, config: &Config) -> Faults {
+        if config.test_hooks {
+            with(self.l1_max_bytes, |s| s.faults.clone())
+        } else {
+            Faults::default()
+        }
     }
 
     /// Replaces the injected faults.
@@ -224,6 +264,22 @@ impl Edge {
             edge: *self,
             now_ms,
         }
+    }
+}
+
+/// A miss in flight: dropping it ends the fill, stored or not, so followers stop waiting.
+/// Never drop one inside [`with`] (the isolate's state is borrowed there).
+#[must_use = "dropping the guard ends the fill at once"]
+pub struct FillGuard {
+    edge: Edge,
+    key: String,
+}
+
+impl Drop for FillGuard {
+    fn drop(&mut self) {
+        with(self.edge.l1_max_bytes, |s| {
+            s.inflight.remove(&self.key);
+        })
     }
 }
 
@@ -267,5 +323,68 @@ impl Weigh for SharedEntry {
             + self.body.len()
             + self.etag.len()
             + self.stamps.keys().map(|t| t.len() + 48).sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fill_ends_when_its_guard_drops() {
+        let edge = Edge::new(1 << 20);
+        let leader = edge
+            .begin_fill("t:/a", 1_000, 500)
+            .expect("nothing in flight");
+        assert!(edge.is_filling("t:/a"));
+        assert!(
+            edge.begin_fill("t:/a", 1_400, 500).is_none(),
+            "a follower waits"
+        );
+        drop(leader);
+        assert!(!edge.is_filling("t:/a"));
+        assert!(edge.begin_fill("t:/a", 1_400, 500).is_some());
+        assert!(!edge.is_filling("t:/a"), "an unbound guard ends at once");
+    }
+
+    #[test]
+    fn a_fill_older_than_the_wait_limit_is_taken_over() {
+        let edge = Edge::new(1 << 20);
+        let old = edge
+            .begin_fill("t:/b", 1_000, 500)
+            .expect("nothing in flight");
+        let new = edge
+            .begin_fill("t:/b", 1_500, 500)
+            .expect("the old fill is stale");
+        let forced = edge.take_fill("t:/b", 1_501);
+        drop(old);
+        assert!(
+            !edge.is_filling("t:/b"),
+            "the first guard dropped ends the fill"
+        );
+        drop((new, forced));
+        assert!(!edge.is_filling("t:/b"));
+    }
+
+    #[test]
+    fn faults_need_test_hooks() {
+        let edge = Edge::new(1 << 20);
+        let injected = Faults {
+            fail_reads: true,
+            ..Faults::default()
+        };
+        edge.set_faults(injected.clone());
+        let mut config = Config::from_vars(&NoVars).expect("defaults are valid");
+        assert_eq!(edge.faults(&config), Faults::default());
+        config.test_hooks = true;
+        assert_eq!(edge.faults(&config), injected);
+    }
+
+    struct NoVars;
+
+    impl edgecache_core::config::VarSource for NoVars {
+        fn var(&self, _: &str) -> Option<String> {
+            None
+        }
     }
 }

@@ -80,8 +80,6 @@ pub async fn purge(key: &CacheKey) {
 pub struct L2Tier<'a> {
     /// The key being looked up.
     pub key: &'a CacheKey,
-    /// Bench-only switch: pretend L2 is empty.
-    pub disabled: bool,
 }
 
 impl Tier for L2Tier<'_> {
@@ -90,15 +88,10 @@ impl Tier for L2Tier<'_> {
     }
 
     async fn get(&self, _key: &str) -> Option<SharedEntry> {
-        if self.disabled {
-            return None;
-        }
         get(self.key).await.map(SharedEntry::new)
     }
 
     async fn put(&self, entry: &SharedEntry) {
-        if !self.disabled {
-            let _ = put(self.key, entry).await;
-        }
+        let _ = put(self.key, entry).await;
     }
 }

@@ -24,10 +24,9 @@ pub async fn serve(
     let tenant = addressed.tenant.as_str();
     let record = tenants::load(env, tenant).await?;
     let catalog = admin::catalog_of(env, &record).await?;
-    let relation = catalog
+    let relation = &catalog
         .relation(&resource.relation)
         .ok_or_else(|| OriginError::UnknownRelation(resource.relation.clone()))?;
-    let relation = &relation;
     if req.method() == Method::Get {
         let rc = ReadContext {
             env,

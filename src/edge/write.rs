@@ -16,7 +16,7 @@ use edgecache_core::route::Resource;
 use edgecache_core::schema::{Relation, RelationKind};
 use edgecache_core::token::{set_cookie, SEQ_HEADER};
 use edgecache_core::write_body::{check_id, parse_object, parse_row, MAX_BODY_BYTES};
-use edgecache_core::ApiError;
+use edgecache_core::{ApiError, CoordinatorId};
 
 /// Serves POST/PUT/PATCH/DELETE.
 pub async fn serve(
@@ -84,11 +84,7 @@ pub async fn serve(
     }
     let table = relation.name.clone();
     let edge = Edge::new(config.l1_max_bytes);
-    let faults = if config.test_hooks {
-        edge.faults()
-    } else {
-        Default::default()
-    };
+    let faults = edge.faults(config);
     if faults.crash_next_write {
         edge.set_faults(Faults {
             crash_next_write: false,
@@ -105,7 +101,7 @@ pub async fn serve(
         .await?;
     // The next read of this table through this isolate asks the coordinator first.
     if !faults.keep_views_on_write {
-        edge.expire_view(&format!("{tenant}:{table}"));
+        edge.expire_view(CoordinatorId::new(tenant, &table).as_str());
     }
     let mut resp = match &written.body {
         serde_json::Value::Null => Response::empty()?.with_status(written.status),

@@ -36,6 +36,7 @@ pub mod schema;
 #[cfg(test)]
 mod testdb;
 pub mod time;
+pub mod timing;
 pub mod token;
 pub mod write_body;
 
