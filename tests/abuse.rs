@@ -44,7 +44,11 @@ fn rules_match_the_normalised_path_whatever_its_spelling() {
         for _ in 0..2 {
             let r = w().get(&path);
             assert_eq!(r.status, 200, "{path}: {}", r.text());
-            assert_eq!(r.outcome(), "BYPASS", "{path} must follow the no_store rule");
+            assert_eq!(
+                r.outcome(),
+                "BYPASS",
+                "{path} must follow the no_store rule"
+            );
         }
     }
 }
@@ -59,7 +63,9 @@ fn unknown_methods_are_405_with_allow_and_fill_nothing() {
         let a = w().request(method, &path, &[], None);
         assert_eq!(a.status, 405, "{method}: {}", a.text());
         assert_eq!(a.error_code(), "method_not_allowed", "{method}");
-        let allow = a.header("allow").unwrap_or_else(|| panic!("{method}: no allow"));
+        let allow = a
+            .header("allow")
+            .unwrap_or_else(|| panic!("{method}: no allow"));
         assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
         assert_eq!(a.header("cache-control"), Some("no-store"), "{method}");
     }
@@ -88,7 +94,12 @@ fn writes_refuse_ids_that_no_read_could_name() {
         "/v1/users",
         &json!({"id": id, "firstName": "Too", "lastName": "Long", "email": "too@long.example"}),
     );
-    assert_eq!(create.status, 414, "POST with such an id: {}", create.text());
+    assert_eq!(
+        create.status,
+        414,
+        "POST with such an id: {}",
+        create.text()
+    );
 }
 
 #[test]

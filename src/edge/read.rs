@@ -212,7 +212,8 @@ fn resolve<'r>(req: &Request, rc: &'r ReadContext<'r>) -> Result<Read<'r>, ApiEr
     };
     Ok(Read {
         edge: Edge::new(rc.config.l1_max_bytes),
-        policy: rules::resolve(rc.rules, rc.path),
+        // Rules see the normalised path, so no spelling of a path escapes its rule.
+        policy: rules::resolve(rc.rules, key.path()),
         coordinators: rc
             .relation
             .tables

@@ -5,7 +5,8 @@ use worker::{Context, Env, Method, Request, Response};
 use super::admin;
 use super::read::{self, ReadContext};
 use super::tenants;
-use super::write;
+use super::write::{self, WriteContext};
+use crate::runtime::http::method_of;
 use edgecache_core::config::Config;
 use edgecache_core::origin::OriginError;
 use edgecache_core::route::{Addressed, Resource};
@@ -27,7 +28,12 @@ pub async fn serve(
     let relation = &catalog
         .relation(&resource.relation)
         .ok_or_else(|| OriginError::UnknownRelation(resource.relation.clone()))?;
-    if req.method() == Method::Get {
+    let allowed = match resource.id {
+        Some(_) => write::RECORD_METHODS,
+        None => write::LIST_METHODS,
+    };
+    let method = method_of(&req, allowed)?;
+    if method == Method::Get {
         let rc = ReadContext {
             env,
             ctx,
@@ -42,14 +48,13 @@ pub async fn serve(
         };
         return read::serve(&req, rc).await;
     }
-    write::serve(
-        &mut req,
+    let wc = WriteContext {
         env,
         config,
         tenant,
         relation,
-        &resource,
-        &record.tenant.origin,
-    )
-    .await
+        resource: &resource,
+        origin: &record.tenant.origin,
+    };
+    write::serve(&mut req, method, wc).await
 }

@@ -1,5 +1,6 @@
 //! The write path: every write of a table goes through that table's coordinator, which
-//! forwards it to the origin, numbers it and invalidates what it made stale.
+//! forwards it to the origin, numbers it and invalidates what it made stale. Here: parse the
+//! write into a `WriteOp`, hand it to the coordinator, answer with the read-your-writes token.
 
 use worker::{Env, Method, Request, Response};
 
@@ -11,88 +12,127 @@ use edgecache_core::codec::encode_component;
 use edgecache_core::config::Config;
 use edgecache_core::id_text;
 use edgecache_core::origin::OriginError;
-use edgecache_core::protocol::{OriginConfig, WriteOp, WriteRequest};
+use edgecache_core::protocol::{OriginConfig, WriteOp, WriteRequest, WriteResponse};
 use edgecache_core::route::Resource;
 use edgecache_core::schema::{Relation, RelationKind};
 use edgecache_core::token::{set_cookie, SEQ_HEADER};
-use edgecache_core::write_body::{check_id, parse_object, parse_row, MAX_BODY_BYTES};
+use edgecache_core::write_body::{
+    check_id, check_id_readable, parse_object, parse_row, MAX_BODY_BYTES,
+};
 use edgecache_core::{ApiError, CoordinatorId};
 
-/// Serves POST/PUT/PATCH/DELETE.
+/// The methods a list accepts.
+pub const LIST_METHODS: &str = "GET, POST";
+/// The methods a record accepts.
+pub const RECORD_METHODS: &str = "GET, PUT, PATCH, DELETE";
+
+/// One write of one tenant's relation.
+pub struct WriteContext<'a> {
+    /// The worker's bindings.
+    pub env: &'a Env,
+    /// Configuration.
+    pub config: &'a Config,
+    /// The tenant.
+    pub tenant: &'a str,
+    /// The relation written.
+    pub relation: &'a Relation,
+    /// The resource addressed.
+    pub resource: &'a Resource,
+    /// The tenant's origin.
+    pub origin: &'a OriginConfig,
+}
+
+/// Serves POST/PUT/PATCH/DELETE (`method` is the request's, already checked to be known).
 pub async fn serve(
     req: &mut Request,
-    env: &Env,
-    config: &Config,
-    tenant: &str,
-    relation: &Relation,
-    resource: &Resource,
-    origin: &OriginConfig,
+    method: Method,
+    wc: WriteContext<'_>,
 ) -> Result<Response, ApiError> {
-    let method = req.method();
-    let op = match (&method, &resource.id, origin) {
-        (Method::Post, None, OriginConfig::Http { .. })
-        | (Method::Put | Method::Patch | Method::Delete, Some(_), OriginConfig::Http { .. }) => {
-            let body = match method {
-                Method::Delete => None,
-                _ => Some(parse_object(&read_body(req, MAX_BODY_BYTES).await?)?),
-            };
-            let mut path = format!("/v1/{}", encode_component(&relation.name));
-            if let Some(id) = &resource.id {
-                path = format!("{path}/{}", encode_component(id));
-            }
-            WriteOp::Forward {
-                method: method.to_string(),
-                path,
-                id: resource.id.clone(),
-                body,
-            }
+    let op = parse_op(req, &method, &wc).await?;
+    if wc.relation.kind == RelationKind::View {
+        return Err(OriginError::ReadOnlyView(wc.relation.name.clone()).into());
+    }
+    let written = send(&wc, op).await?;
+    respond(req, &wc.relation.name, &written)
+}
+
+/// The write as the coordinator takes it: typed for D1, forwarded as it came for an HTTP origin.
+/// Ids a read could never name (over the key limit) are refused here, before anything is written.
+async fn parse_op(
+    req: &mut Request,
+    method: &Method,
+    wc: &WriteContext<'_>,
+) -> Result<WriteOp, ApiError> {
+    let relation = wc.relation;
+    if let Some(id) = &wc.resource.id {
+        check_id_readable(wc.tenant, &relation.name, id)?;
+    }
+    let http = matches!(wc.origin, OriginConfig::Http { .. });
+    let op = match (method, &wc.resource.id) {
+        (Method::Post, None) | (Method::Put | Method::Patch | Method::Delete, Some(_)) if http => {
+            forward_op(req, method, wc).await?
         }
-        (Method::Post, None, _) => {
+        (Method::Post, None) => {
             let mut row = parse_row(&read_body(req, MAX_BODY_BYTES).await?, relation)?;
-            if row.get(&relation.id_column).and_then(id_text).is_none() {
-                row.insert(relation.id_column.clone(), platform::new_id()?.into());
+            match row.get(&relation.id_column).and_then(id_text) {
+                Some(id) => check_id_readable(wc.tenant, &relation.name, &id)?,
+                None => {
+                    row.insert(relation.id_column.clone(), platform::new_id()?.into());
+                }
             }
             WriteOp::Create { row }
         }
-        (Method::Put, Some(id), _) => {
+        (Method::Put | Method::Patch, Some(id)) => {
             let row = parse_row(&read_body(req, MAX_BODY_BYTES).await?, relation)?;
             check_id(&row, relation, id)?;
-            WriteOp::Replace {
-                id: id.clone(),
-                row,
+            let id = id.clone();
+            match method {
+                Method::Put => WriteOp::Replace { id, row },
+                _ => WriteOp::Patch { id, row },
             }
         }
-        (Method::Patch, Some(id), _) => {
-            let row = parse_row(&read_body(req, MAX_BODY_BYTES).await?, relation)?;
-            check_id(&row, relation, id)?;
-            WriteOp::Patch {
-                id: id.clone(),
-                row,
-            }
-        }
-        (Method::Delete, Some(id), _) => WriteOp::Delete { id: id.clone() },
-        (m, None, _) => return Err(ApiError::method_not_allowed(m.as_ref(), "GET, POST")),
-        (m, Some(_), _) => {
-            return Err(ApiError::method_not_allowed(
-                m.as_ref(),
-                "GET, PUT, PATCH, DELETE",
-            ))
-        }
+        (Method::Delete, Some(id)) => WriteOp::Delete { id: id.clone() },
+        (m, None) => return Err(ApiError::method_not_allowed(m.as_ref(), LIST_METHODS)),
+        (m, Some(_)) => return Err(ApiError::method_not_allowed(m.as_ref(), RECORD_METHODS)),
     };
-    if relation.kind == RelationKind::View {
-        return Err(OriginError::ReadOnlyView(relation.name.clone()).into());
+    Ok(op)
+}
+
+/// A write to an HTTP origin, forwarded to the canonical path with its JSON object body.
+async fn forward_op(
+    req: &mut Request,
+    method: &Method,
+    wc: &WriteContext<'_>,
+) -> Result<WriteOp, ApiError> {
+    let body = match method {
+        Method::Delete => None,
+        _ => Some(parse_object(&read_body(req, MAX_BODY_BYTES).await?)?),
+    };
+    let mut path = format!("/v1/{}", encode_component(&wc.relation.name));
+    if let Some(id) = &wc.resource.id {
+        path = format!("{path}/{}", encode_component(id));
     }
-    let table = relation.name.clone();
-    let edge = Edge::new(config.l1_max_bytes);
-    let faults = edge.faults(config);
+    Ok(WriteOp::Forward {
+        method: method.to_string(),
+        path,
+        id: wc.resource.id.clone(),
+        body,
+    })
+}
+
+/// Hands the write to its table's coordinator; then this isolate's view of the table is due.
+async fn send(wc: &WriteContext<'_>, op: WriteOp) -> Result<WriteResponse, ApiError> {
+    let table = &wc.relation.name;
+    let edge = Edge::new(wc.config.l1_max_bytes);
+    let faults = edge.faults(wc.config);
     if faults.crash_next_write {
         edge.set_faults(Faults {
             crash_next_write: false,
             ..faults.clone()
         });
     }
-    let written = Coordinator::of(env, tenant, &table)
-        .with_origin(origin)
+    let written = Coordinator::of(wc.env, wc.tenant, table)
+        .with_origin(wc.origin)
         .write(&WriteRequest {
             table: table.clone(),
             op,
@@ -101,8 +141,13 @@ pub async fn serve(
         .await?;
     // The next read of this table through this isolate asks the coordinator first.
     if !faults.keep_views_on_write {
-        edge.expire_view(CoordinatorId::new(tenant, &table).as_str());
+        edge.expire_view(CoordinatorId::new(wc.tenant, table).as_str());
     }
+    Ok(written)
+}
+
+/// The origin's answer with the write's token in a header and a cookie; never cached.
+fn respond(req: &Request, table: &str, written: &WriteResponse) -> Result<Response, ApiError> {
     let mut resp = match &written.body {
         serde_json::Value::Null => Response::empty()?.with_status(written.status),
         body => Response::from_json(body)?.with_status(written.status),
@@ -111,7 +156,7 @@ pub async fn serve(
     h.set(SEQ_HEADER, &format!("{table}={}", written.seq))?;
     h.set(
         "set-cookie",
-        &set_cookie(req.headers().get("cookie")?.as_deref(), &table, written.seq),
+        &set_cookie(req.headers().get("cookie")?.as_deref(), table, written.seq),
     )?;
     h.set("cache-control", "no-store")?;
     Ok(resp)

@@ -2,10 +2,10 @@
 
 use serde_json::Value;
 
-use crate::origin::OriginError;
-use crate::schema::Relation;
 use crate::codec::encode_component;
 use crate::key::{CacheKey, KeyError};
+use crate::origin::OriginError;
+use crate::schema::Relation;
 use crate::{id_text, Row};
 
 /// Largest accepted write body.
@@ -63,7 +63,11 @@ pub fn check_id(row: &Row, relation: &Relation, id: &str) -> Result<(), OriginEr
 /// be over the cache-key limit, so every GET of it is 414 (`uri_too_long`) and the write would
 /// make a record nobody can read through EdgeCache.
 pub fn check_id_readable(tenant: &str, relation: &str, id: &str) -> Result<(), KeyError> {
-    let path = format!("/v1/{}/{}", encode_component(relation), encode_component(id));
+    let path = format!(
+        "/v1/{}/{}",
+        encode_component(relation),
+        encode_component(id)
+    );
     CacheKey::from_request(tenant, &path, None).map(|_| ())
 }
 
