@@ -5,7 +5,8 @@ use std::fmt::Write;
 
 use crate::duration::{format_millis, format_secs};
 use crate::model::{
-    CreatedTenant, InvalidateResponse, KeyDeps, Origin, RecordDeps, Rule, Stats, Tenant, Whoami,
+    CreatedTenant, InvalidationResult, KeyDeps, OriginConfig, RecordDeps, Rule, Stats, Tenant,
+    Whoami,
 };
 use crate::table::Table;
 
@@ -23,11 +24,12 @@ pub fn whoami(endpoint: &str, who: &Whoami) -> String {
     }
 }
 
-/// One origin in a cell: `d1`, or `http <base_url>`.
-pub fn origin(origin: &Origin) -> String {
-    match origin.base_url.as_deref() {
-        Some(url) => format!("{} {url}", origin.kind),
-        None => origin.kind.clone(),
+/// One origin in a cell: `d1`, or `http <base_url>`; empty when the server gave none.
+pub fn origin(origin: Option<&OriginConfig>) -> String {
+    match origin {
+        Some(OriginConfig::D1) => "d1".to_string(),
+        Some(OriginConfig::Http { base_url }) => format!("http {base_url}"),
+        None => String::new(),
     }
 }
 
@@ -38,7 +40,7 @@ pub fn created_tenant(created: &CreatedTenant) -> String {
          admin token:     {}\n\
          webhook secret:  {}\n",
         created.tenant.name,
-        origin(&created.tenant.origin),
+        origin(created.tenant.origin.as_ref()),
         created.admin_token,
         created.webhook_secret
     )
@@ -53,7 +55,7 @@ pub fn tenant_list(tenants: &[Tenant]) -> String {
     for tenant in tenants {
         table.row(vec![
             tenant.name.clone(),
-            origin(&tenant.origin),
+            origin(tenant.origin.as_ref()),
             tenant.rules.len().to_string(),
             tenant.created_at.clone().unwrap_or_else(|| "-".into()),
         ]);
@@ -65,7 +67,7 @@ pub fn tenant_list(tenants: &[Tenant]) -> String {
 pub fn tenant(tenant: &Tenant) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "name:     {}", tenant.name);
-    let _ = writeln!(out, "origin:   {}", origin(&tenant.origin));
+    let _ = writeln!(out, "origin:   {}", origin(tenant.origin.as_ref()));
     if let Some(created) = &tenant.created_at {
         let _ = writeln!(out, "created:  {created}");
     }
@@ -111,7 +113,7 @@ pub fn rules(rules: &[Rule]) -> String {
 }
 
 /// `invalidate`.
-pub fn invalidated(answer: &InvalidateResponse) -> String {
+pub fn invalidated(answer: &InvalidationResult) -> String {
     let mut out = match answer.invalidated.len() {
         0 => "no cached keys matched; nothing was purged\n".to_string(),
         1 => "invalidated 1 key\n".to_string(),
@@ -120,10 +122,7 @@ pub fn invalidated(answer: &InvalidateResponse) -> String {
     if !answer.invalidated.is_empty() {
         let mut table = Table::new(&["KEY", "REASON"]);
         for item in &answer.invalidated {
-            table.row(vec![
-                item.key.clone(),
-                item.reason.clone().unwrap_or_else(|| "-".into()),
-            ]);
+            table.row(vec![item.key.clone(), item.reason.as_str().to_string()]);
         }
         out.push_str(&table.render());
     }
@@ -148,11 +147,11 @@ pub fn key_deps(deps: &KeyDeps) -> String {
     };
     let mut out = String::new();
     let _ = writeln!(out, "key:      {}", deps.key);
-    if let Some(kind) = &entry.kind {
-        let _ = writeln!(out, "kind:     {kind}");
+    if !entry.kind.is_empty() {
+        let _ = writeln!(out, "kind:     {}", entry.kind);
     }
-    if let Some(route) = &entry.route {
-        let _ = writeln!(out, "route:    {route}");
+    if !entry.route.is_empty() {
+        let _ = writeln!(out, "route:    {}", entry.route);
     }
     let tables: Vec<String> = entry
         .tables
@@ -356,7 +355,7 @@ mod tests {
 
     #[test]
     fn renders_invalidations() {
-        let answer: InvalidateResponse = serde_json::from_value(json!({
+        let answer: InvalidationResult = serde_json::from_value(json!({
             "invalidated": [{"key": "acme:/v1/users?limit=10", "reason": "manual"}],
             "seqs": {"users": 19, "orders": 4}
         }))
@@ -368,7 +367,7 @@ mod tests {
              acme:/v1/users?limit=10  manual\n\
              seqs: orders=4 users=19\n"
         );
-        let none: InvalidateResponse = serde_json::from_value(json!({})).unwrap();
+        let none: InvalidationResult = serde_json::from_value(json!({})).unwrap();
         assert!(invalidated(&none).starts_with("no cached keys matched"));
     }
 
