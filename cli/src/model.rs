@@ -1,9 +1,8 @@
 //! The admin API's JSON shapes. Requests and most answers are the worker's own types from
-//! `edgecache-core`; the two defined here are the CLI's lenient reading of shapes the core types
-//! read strictly (a tenant) or that the worker defines outside the core (its edge counters).
-//! Reading is lenient (unknown fields ignored, absent ones defaulted) because the server may
-//! grow fields the CLI does not know yet; `--json` prints the server's own JSON, so nothing is
-//! lost there.
+//! `edgecache-core`. Defined here are lenient views of a tenant (the core's `Tenant` needs every
+//! field) and of the edge's counters (their type lives in the worker, outside the core): unknown
+//! fields are ignored and absent ones defaulted, because the server may grow fields the CLI does
+//! not know yet. `--json` prints the server's own JSON, so nothing is lost there.
 
 use std::collections::BTreeMap;
 
@@ -11,8 +10,8 @@ use serde::Deserialize;
 
 pub use edgecache_core::invalidation::InvalidationSpec;
 pub use edgecache_core::protocol::{
-    CreateTenant, InvalidationResult, KeyDeps, L1Summary, OriginConfig, RecordDeps, RuleEnvelope,
-    RuleList, Whoami,
+    CoordinatorStats, CreateTenant, InvalidationResult, KeyDeps, L1Summary, OriginConfig,
+    RecordDeps, RuleEnvelope, RuleList, Whoami,
 };
 
 /// A cache rule, as the worker defines it; absent optional fields mean "the server's default".

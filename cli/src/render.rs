@@ -1,12 +1,13 @@
 //! Human renderings of admin API answers. Pure functions from model to text, so the exact
 //! output is tested without a server.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::duration::{format_millis, format_secs};
 use crate::model::{
-    CreatedTenant, InvalidationResult, KeyDeps, OriginConfig, RecordDeps, Rule, Stats, Tenant,
-    Whoami,
+    CoordinatorStats, CreatedTenant, EdgeStats, InvalidationResult, KeyDeps, OriginConfig,
+    RecordDeps, Rule, Stats, Tenant, Whoami,
 };
 use crate::table::Table;
 
@@ -204,22 +205,34 @@ fn none_if_empty(items: &[String]) -> String {
 pub fn stats(tenant: &str, stats: &Stats) -> String {
     let mut out = format!("tenant {tenant}\n\n");
     let edge = stats.edge.clone().unwrap_or_default();
-    let mut tiers = Table::new(&["TIER", "HITS", "MISSES", "HIT RATIO"]);
+    out.push_str(&tiers(&edge));
+    out.push('\n');
+    if edge.routes.is_empty() {
+        out.push_str("no route traffic yet\n");
+    } else {
+        let routes = edge
+            .routes
+            .iter()
+            .map(|(route, counts)| (route.clone(), counts.hits, counts.misses));
+        out.push_str(&hit_table("ROUTE", routes));
+    }
+    out.push('\n');
+    out.push_str(&coordinators(&stats.coordinators));
+    out
+}
+
+/// The hit ratio of each tier, the uncounted outcomes and L1's memory.
+fn tiers(edge: &EdgeStats) -> String {
     let l1_misses = edge.hits_l2.saturating_add(edge.misses);
     let all_hits = edge.hits_l1.saturating_add(edge.hits_l2);
-    for (tier, hits, misses) in [
-        ("L1", edge.hits_l1, l1_misses),
-        ("L2", edge.hits_l2, edge.misses),
-        ("all", all_hits, edge.misses),
-    ] {
-        tiers.row(vec![
-            tier.into(),
-            hits.to_string(),
-            misses.to_string(),
-            ratio(hits, misses),
-        ]);
-    }
-    out.push_str(&tiers.render());
+    let mut out = hit_table(
+        "TIER",
+        [
+            ("L1".to_string(), edge.hits_l1, l1_misses),
+            ("L2".to_string(), edge.hits_l2, edge.misses),
+            ("all".to_string(), all_hits, edge.misses),
+        ],
+    );
     let _ = writeln!(
         out,
         "stale {}  bypass {}  coalesced {}",
@@ -235,41 +248,41 @@ pub fn stats(tenant: &str, stats: &Stats) -> String {
             l1.evictions
         );
     }
-    out.push('\n');
-    if edge.routes.is_empty() {
-        out.push_str("no route traffic yet\n");
-    } else {
-        let mut routes = Table::new(&["ROUTE", "HITS", "MISSES", "HIT RATIO"]);
-        for (route, counts) in &edge.routes {
-            routes.row(vec![
-                route.clone(),
-                counts.hits.to_string(),
-                counts.misses.to_string(),
-                ratio(counts.hits, counts.misses),
-            ]);
-        }
-        out.push_str(&routes.render());
+    out
+}
+
+/// A table of `(name, hits, misses)` rows with their hit ratios; `first` heads the names.
+fn hit_table(first: &str, rows: impl IntoIterator<Item = (String, u64, u64)>) -> String {
+    let mut table = Table::new(&[first, "HITS", "MISSES", "HIT RATIO"]);
+    for (name, hits, misses) in rows {
+        table.row(vec![
+            name,
+            hits.to_string(),
+            misses.to_string(),
+            ratio(hits, misses),
+        ]);
     }
-    out.push('\n');
-    if stats.coordinators.is_empty() {
+    table.render()
+}
+
+/// Each table coordinator, then the rehydrates pending across them.
+fn coordinators(coordinators: &BTreeMap<String, CoordinatorStats>) -> String {
+    let mut out = String::new();
+    if coordinators.is_empty() {
         out.push_str("no coordinators yet\n");
     } else {
-        let mut coordinators = Table::new(&["TABLE", "SEQ", "KEYS", "PENDING REHYDRATES"]);
-        for (table, c) in &stats.coordinators {
-            coordinators.row(vec![
-                table.clone(),
+        let mut table = Table::new(&["TABLE", "SEQ", "KEYS", "PENDING REHYDRATES"]);
+        for (name, c) in coordinators {
+            table.row(vec![
+                name.clone(),
                 c.seq.to_string(),
                 c.keys.to_string(),
                 c.pending_rehydrates.to_string(),
             ]);
         }
-        out.push_str(&coordinators.render());
+        out.push_str(&table.render());
     }
-    let pending: u64 = stats
-        .coordinators
-        .values()
-        .map(|c| c.pending_rehydrates)
-        .sum();
+    let pending: u64 = coordinators.values().map(|c| c.pending_rehydrates).sum();
     let _ = writeln!(out, "pending rehydrates: {pending}");
     out
 }

@@ -12,9 +12,9 @@ use edgecache_core::config::Config;
 use edgecache_core::invalidation::{self, InvalidationSpec};
 use edgecache_core::ApiError;
 
-/// The body is signed with the tenant's webhook secret
-/// (`x-edgecache-signature: t=<unix secs>,v1=<hex hmac-sha256>`); signatures older than five
-/// minutes are refused, so a captured request cannot be replayed later.
+/// Checks the signature, then invalidates what the body names. The body is signed with the
+/// tenant's webhook secret (`x-edgecache-signature: t=<unix secs>,v1=<hex hmac-sha256>`);
+/// signatures older than five minutes are refused, so a captured request cannot be replayed.
 pub async fn serve(
     req: &mut Request,
     env: &Env,

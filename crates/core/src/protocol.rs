@@ -316,8 +316,8 @@ pub struct CreatedTenant<T = Tenant> {
     pub webhook_secret: String,
 }
 
-// Answers of the admin API. Readers default what is absent, so the CLI reads answers of servers
-// older or newer than itself; the edge answers them with sorted keys (see `edge::admin`).
+// Answers of the admin API. Most default what is absent, so the CLI reads answers of servers
+// older or newer than itself; the worker sends every object's keys sorted.
 
 /// `GET /whoami`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
