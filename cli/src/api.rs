@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::CliError;
-use crate::model::{CreateTenant, InvalidateRequest, Rule};
+use crate::model::{CreateTenant, InvalidationSpec, Rule};
 use crate::path::encode;
 
 /// Base path of the admin API on the worker.
@@ -82,7 +82,7 @@ impl AdminClient {
     }
 
     /// `POST /tenants/{name}/invalidate`.
-    pub fn invalidate(&self, tenant: &str, body: &InvalidateRequest) -> Result<Value, CliError> {
+    pub fn invalidate(&self, tenant: &str, body: &InvalidationSpec) -> Result<Value, CliError> {
         let path = tenant_path(tenant, "/invalidate");
         self.call("POST", &path, Some(to_json(body)))
     }

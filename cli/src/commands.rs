@@ -16,7 +16,7 @@ use crate::cli::{
 use crate::config::{self, ConfigFile, Overrides, Settings};
 use crate::error::CliError;
 use crate::model::{
-    CreateTenant, CreatedTenant, InvalidateRequest, InvalidateResponse, KeyDeps, Origin,
+    CreateTenant, CreatedTenant, InvalidationResult, InvalidationSpec, KeyDeps, OriginConfig,
     RecordDeps, Rule, RuleEnvelope, RuleList, Stats, TenantEnvelope, TenantList, Whoami,
 };
 use crate::path::{api_path, encode};
@@ -136,16 +136,14 @@ fn tenant(ctx: &Context, command: TenantCommand) -> Result<(), CliError> {
     match command {
         TenantCommand::Create { name, origin_url } => {
             let origin = match origin_url {
-                Some(base_url) => Origin {
-                    kind: "http".into(),
-                    base_url: Some(base_url),
-                },
-                None => Origin {
-                    kind: "d1".into(),
-                    base_url: None,
-                },
+                Some(base_url) => OriginConfig::Http { base_url },
+                None => OriginConfig::D1,
             };
-            let raw = client.create_tenant(&CreateTenant { name, origin })?;
+            let raw = client.create_tenant(&CreateTenant {
+                name,
+                origin: Some(origin),
+                views: None,
+            })?;
             let created: CreatedTenant = client.decode(raw.clone())?;
             ctx.emit(&raw, || render::created_tenant(&created));
             eprintln!(
@@ -261,14 +259,14 @@ fn invalidate(ctx: &Context, args: InvalidateArgs) -> Result<(), CliError> {
         .iter()
         .map(|url| api_path(url, tenant).map_err(CliError::Usage))
         .collect::<Result<Vec<_>, _>>()?;
-    let body = InvalidateRequest {
+    let body = InvalidationSpec {
         urls,
         records: args.records,
         tables: args.tables,
         prefixes: args.prefixes,
     };
     let raw = client.invalidate(tenant, &body)?;
-    let answer: InvalidateResponse = client.decode(raw.clone())?;
+    let answer: InvalidationResult = client.decode(raw.clone())?;
     ctx.emit(&raw, || render::invalidated(&answer));
     Ok(())
 }

@@ -1,11 +1,13 @@
 //! Human renderings of admin API answers. Pure functions from model to text, so the exact
 //! output is tested without a server.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::duration::{format_millis, format_secs};
 use crate::model::{
-    CreatedTenant, InvalidateResponse, KeyDeps, Origin, RecordDeps, Rule, Stats, Tenant, Whoami,
+    CoordinatorStats, CreatedTenant, EdgeStats, InvalidationResult, KeyDeps, OriginConfig,
+    RecordDeps, Rule, Stats, Tenant, Whoami,
 };
 use crate::table::Table;
 
@@ -23,11 +25,12 @@ pub fn whoami(endpoint: &str, who: &Whoami) -> String {
     }
 }
 
-/// One origin in a cell: `d1`, or `http <base_url>`.
-pub fn origin(origin: &Origin) -> String {
-    match origin.base_url.as_deref() {
-        Some(url) => format!("{} {url}", origin.kind),
-        None => origin.kind.clone(),
+/// One origin in a cell: `d1`, or `http <base_url>`; empty when the server gave none.
+pub fn origin(origin: Option<&OriginConfig>) -> String {
+    match origin {
+        Some(OriginConfig::D1) => "d1".to_string(),
+        Some(OriginConfig::Http { base_url }) => format!("http {base_url}"),
+        None => String::new(),
     }
 }
 
@@ -38,7 +41,7 @@ pub fn created_tenant(created: &CreatedTenant) -> String {
          admin token:     {}\n\
          webhook secret:  {}\n",
         created.tenant.name,
-        origin(&created.tenant.origin),
+        origin(created.tenant.origin.as_ref()),
         created.admin_token,
         created.webhook_secret
     )
@@ -53,7 +56,7 @@ pub fn tenant_list(tenants: &[Tenant]) -> String {
     for tenant in tenants {
         table.row(vec![
             tenant.name.clone(),
-            origin(&tenant.origin),
+            origin(tenant.origin.as_ref()),
             tenant.rules.len().to_string(),
             tenant.created_at.clone().unwrap_or_else(|| "-".into()),
         ]);
@@ -65,7 +68,7 @@ pub fn tenant_list(tenants: &[Tenant]) -> String {
 pub fn tenant(tenant: &Tenant) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "name:     {}", tenant.name);
-    let _ = writeln!(out, "origin:   {}", origin(&tenant.origin));
+    let _ = writeln!(out, "origin:   {}", origin(tenant.origin.as_ref()));
     if let Some(created) = &tenant.created_at {
         let _ = writeln!(out, "created:  {created}");
     }
@@ -111,7 +114,7 @@ pub fn rules(rules: &[Rule]) -> String {
 }
 
 /// `invalidate`.
-pub fn invalidated(answer: &InvalidateResponse) -> String {
+pub fn invalidated(answer: &InvalidationResult) -> String {
     let mut out = match answer.invalidated.len() {
         0 => "no cached keys matched; nothing was purged\n".to_string(),
         1 => "invalidated 1 key\n".to_string(),
@@ -120,10 +123,7 @@ pub fn invalidated(answer: &InvalidateResponse) -> String {
     if !answer.invalidated.is_empty() {
         let mut table = Table::new(&["KEY", "REASON"]);
         for item in &answer.invalidated {
-            table.row(vec![
-                item.key.clone(),
-                item.reason.clone().unwrap_or_else(|| "-".into()),
-            ]);
+            table.row(vec![item.key.clone(), item.reason.as_str().to_string()]);
         }
         out.push_str(&table.render());
     }
@@ -148,11 +148,11 @@ pub fn key_deps(deps: &KeyDeps) -> String {
     };
     let mut out = String::new();
     let _ = writeln!(out, "key:      {}", deps.key);
-    if let Some(kind) = &entry.kind {
-        let _ = writeln!(out, "kind:     {kind}");
+    if !entry.kind.is_empty() {
+        let _ = writeln!(out, "kind:     {}", entry.kind);
     }
-    if let Some(route) = &entry.route {
-        let _ = writeln!(out, "route:    {route}");
+    if !entry.route.is_empty() {
+        let _ = writeln!(out, "route:    {}", entry.route);
     }
     let tables: Vec<String> = entry
         .tables
@@ -205,22 +205,34 @@ fn none_if_empty(items: &[String]) -> String {
 pub fn stats(tenant: &str, stats: &Stats) -> String {
     let mut out = format!("tenant {tenant}\n\n");
     let edge = stats.edge.clone().unwrap_or_default();
-    let mut tiers = Table::new(&["TIER", "HITS", "MISSES", "HIT RATIO"]);
+    out.push_str(&tiers(&edge));
+    out.push('\n');
+    if edge.routes.is_empty() {
+        out.push_str("no route traffic yet\n");
+    } else {
+        let routes = edge
+            .routes
+            .iter()
+            .map(|(route, counts)| (route.clone(), counts.hits, counts.misses));
+        out.push_str(&hit_table("ROUTE", routes));
+    }
+    out.push('\n');
+    out.push_str(&coordinators(&stats.coordinators));
+    out
+}
+
+/// The hit ratio of each tier, the uncounted outcomes and L1's memory.
+fn tiers(edge: &EdgeStats) -> String {
     let l1_misses = edge.hits_l2.saturating_add(edge.misses);
     let all_hits = edge.hits_l1.saturating_add(edge.hits_l2);
-    for (tier, hits, misses) in [
-        ("L1", edge.hits_l1, l1_misses),
-        ("L2", edge.hits_l2, edge.misses),
-        ("all", all_hits, edge.misses),
-    ] {
-        tiers.row(vec![
-            tier.into(),
-            hits.to_string(),
-            misses.to_string(),
-            ratio(hits, misses),
-        ]);
-    }
-    out.push_str(&tiers.render());
+    let mut out = hit_table(
+        "TIER",
+        [
+            ("L1".to_string(), edge.hits_l1, l1_misses),
+            ("L2".to_string(), edge.hits_l2, edge.misses),
+            ("all".to_string(), all_hits, edge.misses),
+        ],
+    );
     let _ = writeln!(
         out,
         "stale {}  bypass {}  coalesced {}",
@@ -236,41 +248,41 @@ pub fn stats(tenant: &str, stats: &Stats) -> String {
             l1.evictions
         );
     }
-    out.push('\n');
-    if edge.routes.is_empty() {
-        out.push_str("no route traffic yet\n");
-    } else {
-        let mut routes = Table::new(&["ROUTE", "HITS", "MISSES", "HIT RATIO"]);
-        for (route, counts) in &edge.routes {
-            routes.row(vec![
-                route.clone(),
-                counts.hits.to_string(),
-                counts.misses.to_string(),
-                ratio(counts.hits, counts.misses),
-            ]);
-        }
-        out.push_str(&routes.render());
+    out
+}
+
+/// A table of `(name, hits, misses)` rows with their hit ratios; `first` heads the names.
+fn hit_table(first: &str, rows: impl IntoIterator<Item = (String, u64, u64)>) -> String {
+    let mut table = Table::new(&[first, "HITS", "MISSES", "HIT RATIO"]);
+    for (name, hits, misses) in rows {
+        table.row(vec![
+            name,
+            hits.to_string(),
+            misses.to_string(),
+            ratio(hits, misses),
+        ]);
     }
-    out.push('\n');
-    if stats.coordinators.is_empty() {
+    table.render()
+}
+
+/// Each table coordinator, then the rehydrates pending across them.
+fn coordinators(coordinators: &BTreeMap<String, CoordinatorStats>) -> String {
+    let mut out = String::new();
+    if coordinators.is_empty() {
         out.push_str("no coordinators yet\n");
     } else {
-        let mut coordinators = Table::new(&["TABLE", "SEQ", "KEYS", "PENDING REHYDRATES"]);
-        for (table, c) in &stats.coordinators {
-            coordinators.row(vec![
-                table.clone(),
+        let mut table = Table::new(&["TABLE", "SEQ", "KEYS", "PENDING REHYDRATES"]);
+        for (name, c) in coordinators {
+            table.row(vec![
+                name.clone(),
                 c.seq.to_string(),
                 c.keys.to_string(),
                 c.pending_rehydrates.to_string(),
             ]);
         }
-        out.push_str(&coordinators.render());
+        out.push_str(&table.render());
     }
-    let pending: u64 = stats
-        .coordinators
-        .values()
-        .map(|c| c.pending_rehydrates)
-        .sum();
+    let pending: u64 = coordinators.values().map(|c| c.pending_rehydrates).sum();
     let _ = writeln!(out, "pending rehydrates: {pending}");
     out
 }
@@ -356,7 +368,7 @@ mod tests {
 
     #[test]
     fn renders_invalidations() {
-        let answer: InvalidateResponse = serde_json::from_value(json!({
+        let answer: InvalidationResult = serde_json::from_value(json!({
             "invalidated": [{"key": "acme:/v1/users?limit=10", "reason": "manual"}],
             "seqs": {"users": 19, "orders": 4}
         }))
@@ -368,7 +380,7 @@ mod tests {
              acme:/v1/users?limit=10  manual\n\
              seqs: orders=4 users=19\n"
         );
-        let none: InvalidateResponse = serde_json::from_value(json!({})).unwrap();
+        let none: InvalidationResult = serde_json::from_value(json!({})).unwrap();
         assert!(invalidated(&none).starts_with("no cached keys matched"));
     }
 

@@ -3,25 +3,28 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::json;
-use worker::{Env, Method, Request, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use worker::{Env, Method, Request, Response, Url};
 
 use super::invalidate;
 use super::tenants::{self, registry};
 use crate::cache::isolate::Edge;
+use crate::cache::l1::L1Stats;
 use crate::coordinator::client::Coordinator;
-use crate::origin::d1::D1Origin;
-use crate::runtime::http::{json, read_body, read_json};
+use crate::runtime::http::{json, query_param, read_body, read_json};
 use edgecache_core::auth::{constant_time_eq, hash_token, parse_bearer};
-use edgecache_core::catalog::Catalog;
+use edgecache_core::codec::encode_component;
 use edgecache_core::config::Config;
 use edgecache_core::invalidation::InvalidationSpec;
 use edgecache_core::protocol::{
-    CreateTenant, CreatedTenant, InvalidateRequest, OriginConfig, Tenant, TenantRecord,
+    CreateTenant, CreatedTenant, InvalidateRequest, L1Summary, RuleEnvelope, RuleList, Tenant,
+    TenantEnvelope, TenantList, TenantRecord, TenantStats, Whoami,
 };
-use edgecache_core::rules::check_rule;
-use edgecache_core::rules::RouteRule;
+use edgecache_core::rules::{check_rule, RouteRule};
 use edgecache_core::ApiError;
+
+pub use super::tenants::catalog_of;
 
 /// Largest admin request body.
 pub const MAX_ADMIN_BODY: usize = 64 * 1024;
@@ -84,21 +87,6 @@ fn operator_only(p: &Principal) -> Result<(), ApiError> {
     }
 }
 
-/// What a tenant's requests are checked against.
-pub async fn catalog_of(env: &Env, tenant: &TenantRecord) -> Result<Catalog, ApiError> {
-    match tenant.tenant.origin {
-        OriginConfig::D1 => match D1Origin::cached_schema(&tenant.tenant.views) {
-            Some(schema) => Ok(Catalog::D1(schema)),
-            None => Ok(Catalog::D1(
-                D1Origin::new(env.d1("DB")?)
-                    .schema(&tenant.tenant.views)
-                    .await?,
-            )),
-        },
-        OriginConfig::Http { ref base_url } => Ok(Catalog::Http(base_url.clone())),
-    }
-}
-
 /// Serves `/_edgecache/admin/…`; `rest` is the path after that prefix.
 pub async fn serve(
     req: &mut Request,
@@ -106,175 +94,243 @@ pub async fn serve(
     config: &Config,
     rest: &str,
 ) -> Result<Response, ApiError> {
-    let principal = authenticate(req, env).await?;
-    let segments: Vec<&str> = rest.trim_matches('/').split('/').collect();
+    let p = authenticate(req, env).await?;
     let url = req.url()?;
-    let param = |name: &str| crate::runtime::http::query_param(&url, name);
+    let segments: Vec<&str> = rest.trim_matches('/').split('/').collect();
     match (req.method(), segments.as_slice()) {
-        (Method::Get, ["whoami"]) => match &principal {
-            Principal::Operator => json(&json!({ "role": "operator" })),
-            Principal::Tenant(t) => json(&json!({ "role": "tenant", "tenant": t })),
-        },
-        (Method::Get, ["tenants"]) => {
-            operator_only(&principal)?;
-            let list: Vec<Tenant> = registry::<(), _>(env, Method::Get, "/tenants", None).await?;
-            json(&json!({ "tenants": list }))
-        }
-        (Method::Post, ["tenants"]) => {
-            operator_only(&principal)?;
-            let body: CreateTenant = read_json(req, MAX_ADMIN_BODY).await?;
-            let created: CreatedTenant =
-                registry(env, Method::Post, "/tenants", Some(&body)).await?;
-            tenants::forget(&created.tenant.name);
-            Ok(Response::from_json(&created)?.with_status(201))
-        }
-        (Method::Get, ["tenants", name]) => {
-            authorize(&principal, name)?;
-            let t = tenants::load(env, name).await.map_err(not_found_tenant)?;
-            json(&json!({ "tenant": t.tenant }))
-        }
-        (Method::Delete, ["tenants", name]) => {
-            operator_only(&principal)?;
-            if *name == config.default_tenant {
-                return Err(ApiError::new(
-                    400,
-                    "default_tenant",
-                    "the default tenant cannot be deleted",
-                ));
-            }
-            let record = tenants::load(env, name).await.map_err(not_found_tenant)?;
-            // Drop what the tenant's coordinators know, so a tenant re-created under the same
-            // name starts from a clean slate.
-            if let Ok(catalog) = catalog_of(env, &record).await {
-                for table in catalog.tables() {
-                    Coordinator::of(env, name, &table)
-                        .invalidate(&InvalidateRequest {
-                            all: true,
-                            ..Default::default()
-                        })
-                        .await?;
-                }
-            }
-            let _: Tenant =
-                registry::<(), _>(env, Method::Delete, &format!("/tenant?name={name}"), None)
-                    .await?;
-            tenants::forget(name);
-            Ok(Response::empty()?.with_status(204))
-        }
-        (Method::Get, ["tenants", name, "rules"]) => {
-            authorize(&principal, name)?;
-            let t = tenants::load(env, name).await.map_err(not_found_tenant)?;
-            json(&json!({ "rules": t.tenant.rules }))
-        }
-        (Method::Put, ["tenants", name, "rules"]) => {
-            authorize(&principal, name)?;
-            let rule: RouteRule = read_json(req, MAX_ADMIN_BODY)
-                .await
-                .map_err(|e| ApiError::new(400, "invalid_rule", e.message))?;
-            check_rule(&rule)?;
-            let saved: RouteRule = registry(
-                env,
-                Method::Put,
-                &format!("/rules?name={name}"),
-                Some(&rule),
-            )
-            .await?;
-            tenants::forget(name);
-            json(&json!({ "rule": saved }))
-        }
-        (Method::Delete, ["tenants", name, "rules"]) => {
-            authorize(&principal, name)?;
-            let pattern = param("pattern")
-                .ok_or_else(|| ApiError::new(400, "bad_request", "give ?pattern="))?;
-            let q = format!(
-                "/rules?name={name}&pattern={}",
-                edgecache_core::codec::encode_component(&pattern)
-            );
-            let _: Tenant = registry::<(), _>(env, Method::Delete, &q, None).await?;
-            tenants::forget(name);
-            Ok(Response::empty()?.with_status(204))
-        }
+        (Method::Get, ["whoami"]) => answer(&whoami(&p)),
+        (Method::Get, ["tenants"]) => list_tenants(env, &p).await,
+        (Method::Post, ["tenants"]) => create_tenant(req, env, &p).await,
+        (Method::Get, ["tenants", name]) => show_tenant(env, &p, name).await,
+        (Method::Delete, ["tenants", name]) => delete_tenant(env, config, &p, name).await,
+        (Method::Get, ["tenants", name, "rules"]) => list_rules(env, &p, name).await,
+        (Method::Put, ["tenants", name, "rules"]) => put_rule(req, env, &p, name).await,
+        (Method::Delete, ["tenants", name, "rules"]) => delete_rule(env, &p, name, &url).await,
         (Method::Post, ["tenants", name, "invalidate"]) => {
-            authorize(&principal, name)?;
-            let bytes = read_body(req, MAX_ADMIN_BODY).await?;
-            let spec = InvalidationSpec::parse(&bytes)?;
-            let t = tenants::load(env, name).await.map_err(not_found_tenant)?;
-            let catalog = catalog_of(env, &t).await?;
-            json(&invalidate::invalidate(env, config.l1_max_bytes, name, &catalog, &spec).await?)
+            invalidate(req, env, config, &p, name).await
         }
-        (Method::Get, ["tenants", name, "deps"]) => {
-            authorize(&principal, name)?;
-            deps(
-                env,
-                name,
-                param("url").or_else(|| param("key")),
-                param("record"),
-            )
-            .await
-        }
-        (Method::Get, ["tenants", name, "stats"]) => {
-            authorize(&principal, name)?;
-            stats(env, config, name).await
-        }
+        (Method::Get, ["tenants", name, "deps"]) => deps(env, &p, name, &url).await,
+        (Method::Get, ["tenants", name, "stats"]) => stats(env, config, &p, name).await,
         _ => Err(ApiError::route_not_found(&format!(
             "/_edgecache/admin/{rest}"
         ))),
     }
 }
 
-/// What a URL depends on, or which keys hold a record.
-pub async fn deps(
-    env: &Env,
-    tenant: &str,
-    url: Option<String>,
-    record: Option<String>,
-) -> Result<Response, ApiError> {
-    let t = tenants::load(env, tenant).await?;
-    let catalog = catalog_of(env, &t).await?;
-    let body = match (url, record) {
-        (Some(u), None) => invalidate::deps_of_url(env, tenant, &catalog, &u).await?,
-        (None, Some(r)) => invalidate::deps_of_record(env, tenant, &catalog, &r).await?,
-        _ => {
-            return Err(ApiError::new(
-                400,
-                "bad_request",
-                "give exactly one of ?url=<path> or ?record=<table:id>",
-            ))
-        }
-    };
-    json(&body)
+/// `GET /whoami`.
+fn whoami(p: &Principal) -> Whoami {
+    match p {
+        Principal::Operator => Whoami {
+            role: "operator".into(),
+            tenant: None,
+        },
+        Principal::Tenant(t) => Whoami {
+            role: "tenant".into(),
+            tenant: Some(t.clone()),
+        },
+    }
 }
 
-/// This isolate's counters for the tenant, L1's, and each table coordinator's.
-pub async fn stats(env: &Env, config: &Config, tenant: &str) -> Result<Response, ApiError> {
-    let t = tenants::load(env, tenant).await?;
+/// `GET /tenants`.
+async fn list_tenants(env: &Env, p: &Principal) -> Result<Response, ApiError> {
+    operator_only(p)?;
+    let tenants: Vec<Tenant> = registry::<(), _>(env, Method::Get, "/tenants", None).await?;
+    answer(&TenantList { tenants })
+}
+
+/// `POST /tenants`: 201 with the new tenant's credentials.
+async fn create_tenant(req: &mut Request, env: &Env, p: &Principal) -> Result<Response, ApiError> {
+    operator_only(p)?;
+    let body: CreateTenant = read_json(req, MAX_ADMIN_BODY).await?;
+    let created: CreatedTenant =
+        change(env, Method::Post, "/tenants", Some(&body), &body.name).await?;
+    Ok(Response::from_json(&created)?.with_status(201))
+}
+
+/// `GET /tenants/{name}`.
+async fn show_tenant(env: &Env, p: &Principal, name: &str) -> Result<Response, ApiError> {
+    authorize(p, name)?;
+    let record = existing(env, name).await?;
+    answer(&TenantEnvelope {
+        tenant: record.tenant,
+    })
+}
+
+/// `DELETE /tenants/{name}`: every tenant but the default one.
+async fn delete_tenant(
+    env: &Env,
+    config: &Config,
+    p: &Principal,
+    name: &str,
+) -> Result<Response, ApiError> {
+    operator_only(p)?;
+    if name == config.default_tenant {
+        return Err(ApiError::new(
+            400,
+            "default_tenant",
+            "the default tenant cannot be deleted",
+        ));
+    }
+    let record = existing(env, name).await?;
+    // Drop what the tenant's coordinators know, so a tenant re-created under the same name
+    // starts from a clean slate.
+    if let Ok(catalog) = catalog_of(env, &record).await {
+        let all = InvalidateRequest {
+            all: true,
+            ..Default::default()
+        };
+        for table in catalog.tables() {
+            Coordinator::of(env, name, &table).invalidate(&all).await?;
+        }
+    }
+    let path = format!("/tenant?name={name}");
+    let _: Tenant = change::<(), _>(env, Method::Delete, &path, None, name).await?;
+    Ok(Response::empty()?.with_status(204))
+}
+
+/// `GET /tenants/{name}/rules`.
+async fn list_rules(env: &Env, p: &Principal, name: &str) -> Result<Response, ApiError> {
+    authorize(p, name)?;
+    let record = existing(env, name).await?;
+    answer(&RuleList {
+        rules: record.tenant.rules,
+    })
+}
+
+/// `PUT /tenants/{name}/rules`: adds the rule, or replaces the one with its pattern.
+async fn put_rule(
+    req: &mut Request,
+    env: &Env,
+    p: &Principal,
+    name: &str,
+) -> Result<Response, ApiError> {
+    authorize(p, name)?;
+    let rule: RouteRule = read_json(req, MAX_ADMIN_BODY)
+        .await
+        .map_err(|e| ApiError::new(400, "invalid_rule", e.message))?;
+    check_rule(&rule)?;
+    let path = format!("/rules?name={name}");
+    let rule: RouteRule = change(env, Method::Put, &path, Some(&rule), name).await?;
+    answer(&RuleEnvelope { rule })
+}
+
+/// `DELETE /tenants/{name}/rules?pattern=`.
+async fn delete_rule(
+    env: &Env,
+    p: &Principal,
+    name: &str,
+    url: &Url,
+) -> Result<Response, ApiError> {
+    authorize(p, name)?;
+    let pattern = query_param(url, "pattern")
+        .ok_or_else(|| ApiError::new(400, "bad_request", "give ?pattern="))?;
+    let path = format!("/rules?name={name}&pattern={}", encode_component(&pattern));
+    let _: Tenant = change::<(), _>(env, Method::Delete, &path, None, name).await?;
+    Ok(Response::empty()?.with_status(204))
+}
+
+/// `POST /tenants/{name}/invalidate`: the admin API's twin of the signed webhook.
+async fn invalidate(
+    req: &mut Request,
+    env: &Env,
+    config: &Config,
+    p: &Principal,
+    name: &str,
+) -> Result<Response, ApiError> {
+    authorize(p, name)?;
+    let bytes = read_body(req, MAX_ADMIN_BODY).await?;
+    let spec = InvalidationSpec::parse(&bytes)?;
+    let record = existing(env, name).await?;
+    answer(&invalidate::invalidate(env, config.l1_max_bytes, name, &record, &spec).await?)
+}
+
+/// `GET …/deps?url=<path>` (or `?key=`): what a URL depends on; `?record=<table:id>`: which
+/// keys hold a record.
+pub async fn deps(env: &Env, p: &Principal, tenant: &str, url: &Url) -> Result<Response, ApiError> {
+    authorize(p, tenant)?;
+    let param = |name: &str| query_param(url, name);
+    let record = tenants::load(env, tenant).await?;
+    let catalog = catalog_of(env, &record).await?;
+    match (param("url").or_else(|| param("key")), param("record")) {
+        (Some(u), None) => answer(&invalidate::deps_of_url(env, tenant, &catalog, &u).await?),
+        (None, Some(r)) => answer(&invalidate::deps_of_record(env, tenant, &catalog, &r).await?),
+        _ => Err(ApiError::new(
+            400,
+            "bad_request",
+            "give exactly one of ?url=<path> or ?record=<table:id>",
+        )),
+    }
+}
+
+/// `GET …/stats`: this isolate's counters for the tenant, L1's, and each table coordinator's.
+pub async fn stats(
+    env: &Env,
+    config: &Config,
+    p: &Principal,
+    tenant: &str,
+) -> Result<Response, ApiError> {
+    authorize(p, tenant)?;
+    let record = tenants::load(env, tenant).await?;
     let edge = Edge::new(config.l1_max_bytes);
-    let l1 = edge.l1_stats();
+    let l1 = l1_summary(edge.l1_stats());
     let mut coordinators = BTreeMap::new();
-    if let Ok(catalog) = catalog_of(env, &t).await {
+    if let Ok(catalog) = catalog_of(env, &record).await {
         for table in catalog.tables() {
             let stats = Coordinator::of(env, tenant, &table).stats().await?;
             coordinators.insert(table, stats);
         }
     }
-    let mut edge_json = serde_json::to_value(edge.counters(tenant))
-        .map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
-    edge_json["l1"] = json!({
-        "entries": l1.entries,
-        "bytes": l1.bytes,
-        "max_bytes": l1.max_bytes,
-        "evictions": l1.evictions,
-        "rejections": l1.rejections,
-    });
-    json(
-        &json!({ "tenant": tenant, "edge": edge_json, "l1": edge_json["l1"].clone(), "coordinators": coordinators }),
-    )
+    let mut counters = to_value(&edge.counters(tenant))?;
+    counters["l1"] = to_value(&l1)?;
+    answer(&TenantStats {
+        tenant: tenant.to_string(),
+        edge: counters,
+        l1,
+        coordinators,
+    })
 }
 
-fn not_found_tenant(e: ApiError) -> ApiError {
-    if e.code == "unknown_tenant" {
-        ApiError::new(404, "tenant_not_found", e.message)
-    } else {
-        e
+/// What the admin API shows of L1.
+fn l1_summary(l1: L1Stats) -> L1Summary {
+    L1Summary {
+        entries: l1.entries as u64,
+        bytes: l1.bytes as u64,
+        max_bytes: l1.max_bytes as u64,
+        evictions: l1.evictions,
+        rejections: l1.rejections,
     }
+}
+
+/// The tenant behind an admin path (404 `tenant_not_found` if there is none).
+async fn existing(env: &Env, name: &str) -> Result<TenantRecord, ApiError> {
+    tenants::load(env, name).await.map_err(|e| {
+        if e.code == "unknown_tenant" {
+            ApiError::new(404, "tenant_not_found", e.message)
+        } else {
+            e
+        }
+    })
+}
+
+/// Changes a tenant in the registry, then drops this isolate's copy of it.
+async fn change<B: Serialize, T: DeserializeOwned>(
+    env: &Env,
+    method: Method,
+    path: &str,
+    body: Option<&B>,
+    tenant: &str,
+) -> Result<T, ApiError> {
+    let changed = registry(env, method, path, body).await?;
+    tenants::forget(tenant);
+    Ok(changed)
+}
+
+/// A 200 JSON answer with every object's keys sorted: the order the admin API's answers have
+/// always had.
+pub fn answer<T: Serialize>(body: &T) -> Result<Response, ApiError> {
+    json(&to_value(body)?)
+}
+
+fn to_value<T: Serialize>(value: &T) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(value).map_err(|e| ApiError::internal(e.to_string()))
 }

@@ -2,41 +2,44 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Value};
 use worker::Env;
 
+use super::tenants::catalog_of;
 use crate::cache::isolate::Edge;
 use crate::coordinator::client::Coordinator;
 use edgecache_core::catalog::Catalog;
 use edgecache_core::invalidation::{key_of, InvalidationSpec};
-use edgecache_core::protocol::{Dependent, Invalidated};
+use edgecache_core::protocol::{
+    DepEntry, Dependent, InvalidationResult, KeyAtTable, KeyDeps, LastInvalidation, RecordDeps,
+    Registration, TenantRecord,
+};
 use edgecache_core::ApiError;
 
-/// Carries out an invalidation; answers what was invalidated and each table's new seq.
+/// Carries out an invalidation for tenant `name`; answers what was invalidated and each table's
+/// new seq.
 pub async fn invalidate(
     env: &Env,
     l1_max_bytes: usize,
-    tenant: &str,
-    catalog: &Catalog,
+    name: &str,
+    tenant: &TenantRecord,
     spec: &InvalidationSpec,
-) -> Result<Value, ApiError> {
-    let per_table = spec.per_table(tenant, catalog)?;
-    let mut invalidated: Vec<Invalidated> = Vec::new();
-    let mut seqs = BTreeMap::new();
-    for (table, req) in per_table {
-        let resp = Coordinator::of(env, tenant, &table)
+) -> Result<InvalidationResult, ApiError> {
+    let catalog = catalog_of(env, tenant).await?;
+    let mut result = InvalidationResult::default();
+    for (table, req) in spec.per_table(name, &catalog)? {
+        let resp = Coordinator::of(env, name, &table)
             .with_origin(&catalog.origin())
             .invalidate(&req)
             .await?;
         // What was invalidated through this isolate is gone from it at once; elsewhere within
         // the route's staleness bound, or at once for readers presenting `seqs` as a token.
-        Edge::new(l1_max_bytes).expire_view(&format!("{tenant}:{table}"));
-        seqs.insert(table, resp.seq);
-        invalidated.extend(resp.invalidated);
+        Edge::new(l1_max_bytes).expire_view(&format!("{name}:{table}"));
+        result.seqs.insert(table, resp.seq);
+        result.invalidated.extend(resp.invalidated);
     }
-    invalidated.sort_by(|a, b| a.key.cmp(&b.key));
-    invalidated.dedup_by(|a, b| a.key == b.key);
-    Ok(json!({ "invalidated": invalidated, "seqs": seqs }))
+    result.invalidated.sort_by(|a, b| a.key.cmp(&b.key));
+    result.invalidated.dedup_by(|a, b| a.key == b.key);
+    Ok(result)
 }
 
 /// What a URL's key depends on, per table.
@@ -45,39 +48,46 @@ pub async fn deps_of_url(
     tenant: &str,
     catalog: &Catalog,
     url: &str,
-) -> Result<Value, ApiError> {
+) -> Result<KeyDeps, ApiError> {
     let (key, tables) = key_of(tenant, catalog, url)?;
-    let mut entry = Value::Null;
-    let mut per_table = serde_json::Map::new();
+    let mut deps = KeyDeps {
+        key: key.as_str().to_string(),
+        ..KeyDeps::default()
+    };
     for table in &tables {
         let info = Coordinator::of(env, tenant, table)
             .inspect_key(key.as_str())
             .await?;
         if let Some(reg) = &info.entry {
-            if entry.is_null() {
-                entry = json!({
-                    "kind": reg.dependent.kind(),
-                    "query": match &reg.dependent {
-                        Dependent::List { query, .. } => json!(query),
-                        _ => Value::Null,
-                    },
-                    "records": reg.records.iter().map(|r| format!("{table}:{r}")).collect::<Vec<_>>(),
-                    "route": reg.route,
-                    "rehydrate": reg.rehydrate,
-                    "tables": {},
-                });
-            }
-            entry["tables"][table] = json!(reg.stamp);
+            deps.entry
+                .get_or_insert_with(|| entry_of(table, reg))
+                .tables
+                .insert(table.clone(), reg.stamp);
         }
-        per_table.insert(
-            table.clone(),
-            json!({
-                "registered_stamp": info.entry.as_ref().map(|r| r.stamp),
-                "last_invalidated": info.last_invalidated.map(|(seq, reason)| json!({"seq": seq, "reason": reason})),
-            }),
-        );
+        let at_table = KeyAtTable {
+            registered_stamp: info.entry.as_ref().map(|r| r.stamp),
+            last_invalidated: info
+                .last_invalidated
+                .map(|(seq, reason)| LastInvalidation { seq, reason }),
+        };
+        deps.coordinators.insert(table.clone(), at_table);
     }
-    Ok(json!({ "key": key.as_str(), "entry": entry, "coordinators": per_table }))
+    Ok(deps)
+}
+
+/// A key's entry as the first table that registered it describes it; stamps are added per table.
+fn entry_of(table: &str, reg: &Registration) -> DepEntry {
+    DepEntry {
+        kind: reg.dependent.kind().to_string(),
+        query: match &reg.dependent {
+            Dependent::List { query, .. } => Some(query.clone()),
+            _ => None,
+        },
+        records: reg.records.iter().map(|r| format!("{table}:{r}")).collect(),
+        route: reg.route.clone(),
+        rehydrate: reg.rehydrate,
+        tables: BTreeMap::new(),
+    }
 }
 
 /// Which cached keys contain a record (`users:123-abc`).
@@ -86,7 +96,7 @@ pub async fn deps_of_record(
     tenant: &str,
     catalog: &Catalog,
     record: &str,
-) -> Result<Value, ApiError> {
+) -> Result<RecordDeps, ApiError> {
     let (table, id) = record.split_once(':').ok_or_else(|| {
         ApiError::new(
             400,
@@ -98,5 +108,9 @@ pub async fn deps_of_record(
     let info = Coordinator::of(env, tenant, table)
         .inspect_record(id)
         .await?;
-    Ok(json!({ "record": record, "keys": info.keys, "last_write": info.last_write }))
+    Ok(RecordDeps {
+        record: record.to_string(),
+        keys: info.keys,
+        last_write: info.last_write,
+    })
 }

@@ -7,19 +7,16 @@ pub mod read;
 pub mod rest;
 pub mod tenants;
 pub mod token;
+pub mod webhook;
 pub mod write;
 
 use worker::{Context, Env, Method, Request, Response};
 
-use edgecache_core::auth;
-use edgecache_core::config::Config;
-use edgecache_core::invalidation::{self, InvalidationSpec};
 use edgecache_core::route;
 use edgecache_core::ApiError;
 
-use crate::runtime::env::{isolate_config, secret};
-use crate::runtime::http::{error_response, query_param, read_body};
-use crate::runtime::platform::now_ms;
+use crate::runtime::env::isolate_config;
+use crate::runtime::http::error_response;
 
 /// The worker's fetch handler: never panics on input, answers every error as typed JSON.
 pub async fn handle(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
@@ -48,25 +45,20 @@ async fn dispatch(mut req: Request, env: &Env, ctx: &Context) -> Result<Response
         return admin::serve(&mut req, env, &config, rest).await;
     }
     let tenant = addressed.tenant.as_str();
-    let param = |name: &str| query_param(&url, name);
     match (req.method(), addressed.path.as_str()) {
         (Method::Get, "/_edgecache/health") => {
             Ok(Response::from_json(&serde_json::json!({ "ok": true }))?)
         }
-        (Method::Post, "/_edgecache/invalidate") => webhook(&mut req, env, &config, tenant).await,
+        (Method::Post, "/_edgecache/invalidate") => {
+            webhook::serve(&mut req, env, &config, tenant).await
+        }
         (Method::Get, "/_edgecache/stats") => {
-            admin::authorize(&admin::authenticate(&req, env).await?, tenant)?;
-            admin::stats(env, &config, tenant).await
+            let caller = admin::authenticate(&req, env).await?;
+            admin::stats(env, &config, &caller, tenant).await
         }
         (Method::Get, "/_edgecache/deps") => {
-            admin::authorize(&admin::authenticate(&req, env).await?, tenant)?;
-            admin::deps(
-                env,
-                tenant,
-                param("url").or_else(|| param("key")),
-                param("record"),
-            )
-            .await
+            let caller = admin::authenticate(&req, env).await?;
+            admin::deps(env, &caller, tenant, &url).await
         }
         (Method::Put, "/_edgecache/test/faults") if config.test_hooks => {
             ops::set_faults(&mut req, &config).await
@@ -76,41 +68,4 @@ async fn dispatch(mut req: Request, env: &Env, ctx: &Context) -> Result<Response
         }
         _ => Err(ApiError::route_not_found(url.path())),
     }
-}
-
-/// `POST /_edgecache/invalidate`: the origin's signed webhook. The body is signed with the
-/// tenant's webhook secret (`x-edgecache-signature: t=<unix secs>,v1=<hex hmac-sha256>`);
-/// signatures older than five minutes are refused, so a captured request cannot be replayed later.
-async fn webhook(
-    req: &mut Request,
-    env: &Env,
-    config: &Config,
-    tenant: &str,
-) -> Result<Response, ApiError> {
-    let record = tenants::load(env, tenant).await?;
-    let secret = match record.webhook_secret.clone() {
-        Some(s) => s,
-        None => secret(env, "EDGECACHE_WEBHOOK_SECRET").ok_or_else(|| {
-            ApiError::new(
-                503,
-                "webhook_not_configured",
-                "set the EDGECACHE_WEBHOOK_SECRET secret",
-            )
-        })?,
-    };
-    let bytes = read_body(req, invalidation::MAX_BODY_BYTES).await?;
-    let header = req.headers().get(auth::SIGNATURE_HEADER)?;
-    let now_secs = (now_ms() / 1000) as i64;
-    auth::verify_signature(
-        secret.as_bytes(),
-        header.as_deref(),
-        &bytes,
-        now_secs,
-        auth::SIGNATURE_TOLERANCE_SECS,
-    )
-    .map_err(|e| ApiError::new(401, e.code(), e.to_string()))?;
-    let spec = InvalidationSpec::parse(&bytes)?;
-    let catalog = admin::catalog_of(env, &record).await?;
-    let body = invalidate::invalidate(env, config.l1_max_bytes, tenant, &catalog, &spec).await?;
-    Ok(Response::from_json(&body)?)
 }

@@ -1,4 +1,4 @@
-//! Operator endpoints of the edge: per-isolate stats, and (tests only) fault injection.
+//! Test-hook endpoints of the edge: fault injection and bulk registration.
 
 use worker::{Request, Response};
 
@@ -6,24 +6,6 @@ use crate::cache::isolate::{Edge, Faults};
 use crate::runtime::http::{read_json, INTERNAL_MAX_BODY};
 use edgecache_core::config::Config;
 use edgecache_core::ApiError;
-
-/// `GET /_edgecache/stats`: this isolate's counters for the tenant, and L1's.
-pub fn stats(config: &Config, tenant: &str) -> Result<Response, ApiError> {
-    let edge = Edge::new(config.l1_max_bytes);
-    let l1 = edge.l1_stats();
-    let body = serde_json::json!({
-        "tenant": tenant,
-        "edge": edge.counters(tenant),
-        "l1": {
-            "entries": l1.entries,
-            "bytes": l1.bytes,
-            "max_bytes": l1.max_bytes,
-            "evictions": l1.evictions,
-            "rejections": l1.rejections,
-        },
-    });
-    Ok(Response::from_json(&body)?)
-}
 
 /// `PUT /_edgecache/test/faults`: replaces the injected faults. Exists only with
 /// `EDGECACHE_TEST_HOOKS=1`; everywhere else the path is a plain 404.

@@ -6,9 +6,11 @@ use std::collections::HashMap;
 
 use worker::{Env, Method};
 
+use crate::origin::d1::D1Origin;
 pub use crate::registry::client::registry;
 use crate::runtime::platform::now_ms;
-use edgecache_core::protocol::TenantRecord;
+use edgecache_core::catalog::Catalog;
+use edgecache_core::protocol::{OriginConfig, TenantRecord};
 use edgecache_core::ApiError;
 
 /// How long an edge trusts its copy of a tenant's configuration (or of its absence).
@@ -55,6 +57,21 @@ pub fn forget(name: &str) {
     TENANTS.with(|c| {
         c.borrow_mut().remove(name);
     });
+}
+
+/// What a tenant's requests are checked against.
+pub async fn catalog_of(env: &Env, tenant: &TenantRecord) -> Result<Catalog, ApiError> {
+    match tenant.tenant.origin {
+        OriginConfig::D1 => match D1Origin::cached_schema(&tenant.tenant.views) {
+            Some(schema) => Ok(Catalog::D1(schema)),
+            None => Ok(Catalog::D1(
+                D1Origin::new(env.d1("DB")?)
+                    .schema(&tenant.tenant.views)
+                    .await?,
+            )),
+        },
+        OriginConfig::Http { ref base_url } => Ok(Catalog::Http(base_url.clone())),
+    }
 }
 
 fn unknown(name: &str) -> ApiError {

@@ -2,6 +2,8 @@
 //! checked, and how a URL they name becomes a cache key.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -16,13 +18,61 @@ pub const MAX_ITEMS: usize = 1000;
 /// Largest invalidation body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// A record named by table and id.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A record named by table and id: `{"table","id"}` on the wire, `table:id` as text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordRef {
     /// Table.
     pub table: String,
     /// Record id.
     pub id: String,
+}
+
+impl FromStr for RecordRef {
+    type Err = String;
+
+    /// Parses `table:id`; only the first `:` separates, so ids may contain colons.
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let invalid = |why: &str| {
+            format!("invalid record '{input}': {why}; expected TABLE:ID, e.g. users:123-abc")
+        };
+        let (table, id) = input
+            .split_once(':')
+            .ok_or_else(|| invalid("there is no ':'"))?;
+        check_table_name(table).map_err(|why| invalid(&why))?;
+        if id.is_empty() {
+            return Err(invalid("the id is empty"));
+        }
+        if id.chars().any(char::is_whitespace) {
+            return Err(invalid("the id contains whitespace"));
+        }
+        Ok(Self {
+            table: table.to_string(),
+            id: id.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for RecordRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.table, self.id)
+    }
+}
+
+/// Why `table` cannot name a table: only letters, digits, `_` and `-` can, so a pasted
+/// `users:123` is caught before it reaches a server.
+pub fn check_table_name(table: &str) -> Result<(), String> {
+    if table.is_empty() {
+        return Err("the table name is empty".to_string());
+    }
+    if let Some(bad) = table
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+    {
+        return Err(format!(
+            "the table name contains '{bad}' (allowed: letters, digits, _ and -)"
+        ));
+    }
+    Ok(())
 }
 
 /// What to invalidate: any mix of URLs, records, whole tables and key prefixes.
@@ -70,9 +120,7 @@ impl InvalidationSpec {
         }
         Ok(spec)
     }
-}
 
-impl InvalidationSpec {
     /// The request to send each table's coordinator: URLs become keys of every table their
     /// relation reads, records and tables go to their own table, prefixes to every table whose
     /// relations they can cover.
@@ -81,9 +129,8 @@ impl InvalidationSpec {
         tenant: &str,
         catalog: &Catalog,
     ) -> Result<BTreeMap<String, InvalidateRequest>, ApiError> {
-        let spec = self;
         let mut per_table: BTreeMap<String, InvalidateRequest> = BTreeMap::new();
-        for url in &spec.urls {
+        for url in &self.urls {
             let (key, tables) = key_of(tenant, catalog, url)?;
             for t in tables {
                 per_table
@@ -93,7 +140,7 @@ impl InvalidationSpec {
                     .push(key.as_str().to_string());
             }
         }
-        for r in &spec.records {
+        for r in &self.records {
             catalog.table(&r.table)?;
             per_table
                 .entry(r.table.clone())
@@ -101,11 +148,11 @@ impl InvalidationSpec {
                 .records
                 .push(r.id.clone());
         }
-        for t in &spec.tables {
+        for t in &self.tables {
             catalog.table(t)?;
             per_table.entry(t.clone()).or_default().all = true;
         }
-        for prefix in &spec.prefixes {
+        for prefix in &self.prefixes {
             if !prefix.starts_with("/v1/") {
                 return Err(ApiError::new(
                     400,
@@ -114,14 +161,12 @@ impl InvalidationSpec {
                 ));
             }
             for relation in catalog.relations_under(prefix) {
-                {
-                    for t in &relation.tables {
-                        per_table
-                            .entry(t.clone())
-                            .or_default()
-                            .prefixes
-                            .push(format!("{tenant}:{prefix}"));
-                    }
+                for t in &relation.tables {
+                    per_table
+                        .entry(t.clone())
+                        .or_default()
+                        .prefixes
+                        .push(format!("{tenant}:{prefix}"));
                 }
             }
         }
@@ -181,6 +226,41 @@ mod tests {
             ("/v1/users".into(), None)
         );
         assert_eq!(split_url("http://h"), ("/".into(), None));
+    }
+
+    #[test]
+    fn records_parse_from_table_and_id() {
+        let record: RecordRef = "users:123-abc".parse().unwrap();
+        assert_eq!(record.table, "users");
+        assert_eq!(record.id, "123-abc");
+        assert_eq!(record.to_string(), "users:123-abc");
+        // Only the first ':' separates, so ids may contain colons.
+        let record: RecordRef = "events:2026:01".parse().unwrap();
+        assert_eq!(record.id, "2026:01");
+    }
+
+    #[test]
+    fn malformed_records_are_refused() {
+        for (bad, why) in [
+            ("users", "no ':'"),
+            (":123", "table name is empty"),
+            ("users:", "id is empty"),
+            ("us ers:1", "contains ' '"),
+            ("users:1 2", "whitespace"),
+        ] {
+            let err = bad.parse::<RecordRef>().unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+            assert!(err.contains("expected TABLE:ID"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn records_serialise_as_the_api_expects() {
+        let record: RecordRef = "users:1".parse().unwrap();
+        assert_eq!(
+            serde_json::to_value(&record).unwrap(),
+            serde_json::json!({"table": "users", "id": "1"})
+        );
     }
 
     #[test]

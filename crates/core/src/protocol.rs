@@ -218,8 +218,9 @@ pub struct RecordInfo {
     pub last_write: Option<u64>,
 }
 
-/// Coordinator counters (`GET /stats`).
+/// Coordinator counters (`GET /stats`); absent counters read as 0.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CoordinatorStats {
     /// The table's seq.
     pub seq: u64,
@@ -296,20 +297,163 @@ pub struct CreateTenant {
     /// Name.
     pub name: String,
     /// Origin; the built-in D1 origin when absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<OriginConfig>,
     /// Named views; none when absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub views: Option<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
-/// A created tenant and its credentials, shown once.
+/// A created tenant and its credentials, shown once. `T` is how the tenant is read (the CLI
+/// reads it leniently).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CreatedTenant {
+pub struct CreatedTenant<T = Tenant> {
     /// The tenant.
-    pub tenant: Tenant,
+    pub tenant: T,
     /// Bearer token for the tenant's admin API.
     pub admin_token: String,
     /// Secret that signs the tenant's invalidation webhooks.
     pub webhook_secret: String,
+}
+
+// Answers of the admin API. Most default what is absent, so the CLI reads answers of servers
+// older or newer than itself; the worker sends every object's keys sorted.
+
+/// `GET /whoami`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Whoami {
+    /// `operator` or `tenant`.
+    pub role: String,
+    /// The tenant a tenant token belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+}
+
+/// `GET /tenants`. `T` is how a tenant is read, as in [`CreatedTenant`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantList<T = Tenant> {
+    /// Every tenant.
+    pub tenants: Vec<T>,
+}
+
+/// `GET /tenants/{name}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantEnvelope<T = Tenant> {
+    /// The tenant.
+    pub tenant: T,
+}
+
+/// `GET /tenants/{name}/rules`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleList {
+    /// The tenant's rules.
+    pub rules: Vec<crate::rules::RouteRule>,
+}
+
+/// `PUT /tenants/{name}/rules`: the rule as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleEnvelope {
+    /// The rule.
+    pub rule: crate::rules::RouteRule,
+}
+
+/// `POST /tenants/{name}/invalidate` and the webhook: what was invalidated, across tables.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct InvalidationResult {
+    /// Every key invalidated, once, by key.
+    pub invalidated: Vec<Invalidated>,
+    /// Each touched table's seq after invalidating.
+    pub seqs: std::collections::BTreeMap<String, u64>,
+}
+
+/// `GET /tenants/{name}/deps?url=`: what a URL's key depends on.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KeyDeps {
+    /// The cache key the URL maps to.
+    pub key: String,
+    /// Its registration; `None` when no coordinator knows the key.
+    pub entry: Option<DepEntry>,
+    /// What each table's coordinator knows of the key.
+    pub coordinators: std::collections::BTreeMap<String, KeyAtTable>,
+}
+
+/// A registered key, as the first coordinator that knows it registered it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DepEntry {
+    /// `record`, `list` or `opaque`.
+    pub kind: String,
+    /// A list's query.
+    pub query: Option<ListQuery>,
+    /// Records it contains, `table:id`.
+    pub records: Vec<String>,
+    /// The route it was filled for.
+    pub route: String,
+    /// Whether it is refilled after invalidation.
+    pub rehydrate: bool,
+    /// Each table that registered it, with the stamp it was filled at.
+    pub tables: std::collections::BTreeMap<String, u64>,
+}
+
+/// One table coordinator's view of a key.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KeyAtTable {
+    /// The stamp the key is registered with.
+    pub registered_stamp: Option<u64>,
+    /// Its last invalidation.
+    pub last_invalidated: Option<LastInvalidation>,
+}
+
+/// When and why a key was last invalidated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastInvalidation {
+    /// The table's seq at the time.
+    pub seq: u64,
+    /// Why.
+    pub reason: InvalidationReason,
+}
+
+/// `GET /tenants/{name}/deps?record=`: which keys hold a record.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RecordDeps {
+    /// The record, `table:id`.
+    pub record: String,
+    /// Keys whose responses contain it.
+    pub keys: Vec<String>,
+    /// Seq of its last write.
+    pub last_write: Option<u64>,
+}
+
+/// `GET /tenants/{name}/stats`. `E` is the edge's counters (their type lives with the edge).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, bound(deserialize = "E: Deserialize<'de> + Default"))]
+pub struct TenantStats<E> {
+    /// The tenant.
+    pub tenant: String,
+    /// The answering isolate's counters for the tenant, with `l1` among them.
+    pub edge: E,
+    /// The answering isolate's memory tier.
+    pub l1: L1Summary,
+    /// Each table coordinator's counters.
+    pub coordinators: std::collections::BTreeMap<String, CoordinatorStats>,
+}
+
+/// An isolate's memory tier (L1).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct L1Summary {
+    /// Entries held.
+    pub entries: u64,
+    /// Bytes held.
+    pub bytes: u64,
+    /// Byte budget.
+    pub max_bytes: u64,
+    /// Entries evicted to stay within budget.
+    pub evictions: u64,
+    /// Entries refused for being larger than the budget.
+    pub rejections: u64,
 }
