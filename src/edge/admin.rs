@@ -205,9 +205,13 @@ async fn put_rule(
     name: &str,
 ) -> Result<Response, ApiError> {
     authorize(p, name)?;
+    // A body that is not a rule is the rule's fault; one that is too large stays a 413.
     let rule: RouteRule = read_json(req, MAX_ADMIN_BODY)
         .await
-        .map_err(|e| ApiError::new(400, "invalid_rule", e.message))?;
+        .map_err(|e| match e.status {
+            400 => ApiError::new(400, "invalid_rule", e.message),
+            _ => e,
+        })?;
     check_rule(&rule)?;
     let path = format!("/rules?name={name}");
     let rule: RouteRule = change(env, Method::Put, &path, Some(&rule), name).await?;

@@ -75,6 +75,24 @@ pub fn check_table_name(table: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Most distinct prefixes one request may name, once those another covers are dropped: each is
+/// a scan of a coordinator's keys.
+pub const MAX_PREFIXES: usize = 100;
+
+/// The prefixes that cover all of `prefixes`: duplicates and any prefix that a shorter one
+/// already covers are dropped (`/v1/users` is inside `/v1/u`).
+pub fn covering_prefixes(mut prefixes: Vec<String>) -> Vec<String> {
+    // Sorted, a prefix comes before everything it covers, and so does everything between them.
+    prefixes.sort();
+    let mut out: Vec<String> = Vec::with_capacity(prefixes.len());
+    for p in prefixes {
+        if out.last().is_none_or(|kept| !p.starts_with(kept.as_str())) {
+            out.push(p);
+        }
+    }
+    out
+}
+
 /// What to invalidate: any mix of URLs, records, whole tables and key prefixes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -96,7 +114,7 @@ pub struct InvalidationSpec {
 impl InvalidationSpec {
     /// Parses and checks a request body.
     pub fn parse(bytes: &[u8]) -> Result<InvalidationSpec, ApiError> {
-        let spec: InvalidationSpec = serde_json::from_slice(bytes).map_err(|e| {
+        let mut spec: InvalidationSpec = serde_json::from_slice(bytes).map_err(|e| {
             ApiError::new(
                 400,
                 "bad_body",
@@ -118,6 +136,23 @@ impl InvalidationSpec {
                 format!("at most {MAX_ITEMS} items per request"),
             ));
         }
+        // Each prefix is a scan of a coordinator's keys: the same one named twice, or one
+        // another already covers, would only repeat work.
+        spec.prefixes = covering_prefixes(std::mem::take(&mut spec.prefixes));
+        if spec.prefixes.len() > MAX_PREFIXES {
+            return Err(ApiError::new(
+                413,
+                "too_many_items",
+                format!("at most {MAX_PREFIXES} distinct prefixes per request"),
+            ));
+        }
+        spec.urls.sort();
+        spec.urls.dedup();
+        spec.tables.sort();
+        spec.tables.dedup();
+        spec.records
+            .sort_by(|a, b| (&a.table, &a.id).cmp(&(&b.table, &b.id)));
+        spec.records.dedup();
         Ok(spec)
     }
 
@@ -261,6 +296,49 @@ mod tests {
             serde_json::to_value(&record).unwrap(),
             serde_json::json!({"table": "users", "id": "1"})
         );
+    }
+
+    #[test]
+    fn repeated_and_covered_prefixes_are_one_scan() {
+        let same = format!(
+            "{{\"prefixes\":[{}]}}",
+            vec!["\"/v1/u\""; MAX_ITEMS].join(",")
+        );
+        assert_eq!(
+            InvalidationSpec::parse(same.as_bytes()).unwrap().prefixes,
+            vec!["/v1/u"]
+        );
+        assert_eq!(
+            covering_prefixes(vec![
+                "/v1/users?limit=1".into(),
+                "/v1/orders".into(),
+                "/v1/u".into(),
+                "/v1/users".into(),
+                "/v1/orders".into(),
+            ]),
+            vec!["/v1/orders", "/v1/u"]
+        );
+        let distinct: Vec<String> = (0..=MAX_PREFIXES)
+            .map(|i| format!("\"/v1/users?offset={i:04}\""))
+            .collect();
+        let body = format!("{{\"prefixes\":[{}]}}", distinct.join(","));
+        assert_eq!(
+            InvalidationSpec::parse(body.as_bytes()).unwrap_err().code,
+            "too_many_items"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn covering_prefixes_cover_exactly_what_the_input_covers(
+            prefixes in proptest::collection::vec("/v1/[ab]{0,3}", 0..12),
+            key in "/v1/[ab]{0,4}",
+        ) {
+            let covered = |ps: &[String]| ps.iter().any(|p| key.starts_with(p.as_str()));
+            let cover = covering_prefixes(prefixes.clone());
+            proptest::prop_assert_eq!(covered(&cover), covered(&prefixes));
+            proptest::prop_assert!(cover.len() <= prefixes.len());
+        }
     }
 
     #[test]
