@@ -11,8 +11,6 @@ use crate::Row;
 
 pub use crate::freshness::Changes;
 
-/// Header naming the coordinator (`tenant:table`) on every call, so it can record who it is.
-pub const COORDINATOR_HEADER: &str = "x-edgecache-coordinator";
 /// Header carrying the tenant's origin (JSON `OriginConfig`) on calls that need it.
 pub const ORIGIN_HEADER: &str = "x-edgecache-origin";
 
