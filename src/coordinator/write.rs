@@ -60,6 +60,7 @@ impl TableCoordinator {
         }
         let log_limit = self.config()?.invalidation_log;
         let relation = self.relation(&table).await?;
+        // Intent, then forward: the only await between them and the record.
         let intent = self.graph()?.begin_intent(req.op.id().unwrap_or(""))?;
         let result = self.forward(&relation, &req.op).await;
         self.crash_hook(&req)?;
@@ -80,6 +81,7 @@ impl TableCoordinator {
             origin_refills: self.origin_refills(),
             log_limit,
         };
+        // Plan and apply, then rehydrate and purge.
         let recorded = record(&graph, intent, &images, ctx)?;
         self.writes.set(self.writes.get() + 1);
         self.schedule_rehydrate(&graph).await?;
