@@ -7,15 +7,14 @@ use worker::{Env, Headers, Method};
 use edgecache_core::codec::encode_component;
 use edgecache_core::protocol::{
     Changes, CoordinatorStats, InvalidateRequest, InvalidateResponse, KeyInfo, OriginConfig,
-    RecordInfo, RegisterRequest, RegisterResponse, WriteRequest, WriteResponse, COORDINATOR_HEADER,
-    ORIGIN_HEADER,
+    RecordInfo, RegisterRequest, RegisterResponse, WriteRequest, WriteResponse, ORIGIN_HEADER,
 };
-use edgecache_core::ApiError;
+use edgecache_core::{ApiError, CoordinatorId};
 
 /// A handle on the coordinator of one `tenant:table`.
 pub struct Coordinator<'a> {
     env: &'a Env,
-    name: String,
+    id: CoordinatorId,
     origin: Option<String>,
 }
 
@@ -24,7 +23,7 @@ impl<'a> Coordinator<'a> {
     pub fn of(env: &'a Env, tenant: &str, table: &str) -> Self {
         Coordinator {
             env,
-            name: format!("{tenant}:{table}"),
+            id: CoordinatorId::new(tenant, table),
             origin: None,
         }
     }
@@ -44,9 +43,9 @@ impl<'a> Coordinator<'a> {
         let stub = self
             .env
             .durable_object("COORDINATOR")?
-            .get_by_name(&self.name)?;
+            .get_by_name(self.id.as_str())?;
+        // The object learns its name from the stub it is reached by (`state.id().name()`).
         let headers = Headers::new();
-        headers.set(COORDINATOR_HEADER, &self.name)?;
         if let Some(origin) = &self.origin {
             headers.set(ORIGIN_HEADER, origin)?;
         }

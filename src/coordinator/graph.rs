@@ -1,29 +1,28 @@
 //! A coordinator's storage: the table's seq, its dependency graph, the bounded logs of writes and
-//! invalidations, pending write intents and the rehydrate queue, all in the object's SQLite.
-//! Every method is synchronous: statements with no `.await` between them are atomic, which is
+//! invalidations, pending write intents and the rehydrate queue, all in the object's SQLite
+//! (any [`Store`]: natively tested on an in-memory one). Every method is synchronous: statements with no `.await` between them are atomic, which is
 //! what keeps planning, logging and bumping the seq one indivisible step.
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use worker::{SqlStorage, SqlStorageValue};
 
+use super::store::{Param, Store, StoreError};
 use edgecache_core::freshness::ALL_KEYS;
 use edgecache_core::key::CacheKey;
-use edgecache_core::planner::{InvalidationReason, ListDependent, WriteImages};
+use edgecache_core::planner::{list_index_term, InvalidationReason, ListDependent, WriteImages};
 use edgecache_core::protocol::{Changes, Dependent, Registration};
 use edgecache_core::Row;
 
 /// Storage layout version; bump it with a new step in `migrate`.
 const SCHEMA_VERSION: i64 = 1;
-/// Invalidations remembered per table (the log edges read `changes since` from).
 /// SQLite in Durable Objects takes at most 100 bound parameters per statement.
 const MAX_PARAMS: usize = 90;
 
-type Result<T> = std::result::Result<T, worker::Error>;
+type Result<T> = std::result::Result<T, StoreError>;
 
-/// The coordinator's SQLite storage.
-pub struct Graph {
-    sql: SqlStorage,
+/// The coordinator's SQLite storage, over the object's own (`Graph<SqlStorage>`) or a test one.
+pub struct Graph<S> {
+    sql: S,
 }
 
 #[derive(Deserialize)]
@@ -67,25 +66,18 @@ pub struct RehydrateItem {
     pub attempts: f64,
 }
 
-/// A write that started but was never recorded.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Intent {
-    /// Record id.
-    pub record: String,
+fn int(v: u64) -> Param {
+    Param::from(v)
 }
 
-fn int(v: u64) -> SqlStorageValue {
-    SqlStorageValue::Integer(v as i64)
+fn text(v: &str) -> Param {
+    Param::from(v)
 }
 
-fn text(v: &str) -> SqlStorageValue {
-    SqlStorageValue::String(v.to_string())
-}
-
-impl Graph {
+impl<S: Store> Graph<S> {
     /// Opens the storage; with `migrate`, creates or migrates its tables first. `now_ms` seeds
-    /// a new table's seq (see `dependency::freshness`).
-    pub fn open(sql: SqlStorage, now_ms: u64, migrate: bool) -> Result<Graph> {
+    /// a new table's seq (see `edgecache_core::freshness`).
+    pub fn open(sql: S, now_ms: u64, migrate: bool) -> Result<Graph<S>> {
         let g = Graph { sql };
         if migrate {
             g.migrate(now_ms)?;
@@ -93,13 +85,12 @@ impl Graph {
         Ok(g)
     }
 
-    fn exec(&self, query: &str, args: Vec<SqlStorageValue>) -> Result<()> {
-        self.sql.exec(query, args)?;
-        Ok(())
+    fn exec(&self, query: &str, args: Vec<Param>) -> Result<()> {
+        self.sql.run(query, args)
     }
 
-    fn rows<T: DeserializeOwned>(&self, query: &str, args: Vec<SqlStorageValue>) -> Result<Vec<T>> {
-        self.sql.exec(query, args)?.to_array()
+    fn rows<T: DeserializeOwned>(&self, query: &str, args: Vec<Param>) -> Result<Vec<T>> {
+        self.sql.exec(query, args)
     }
 
     fn meta(&self, name: &str) -> Result<Option<f64>> {
@@ -172,32 +163,20 @@ impl Graph {
 
     /// Drops an intent once the write is recorded (or known not to have happened).
     pub fn end_intent(&self, id: i64) -> Result<()> {
-        self.exec(
-            "DELETE FROM intents WHERE id = ?",
-            vec![SqlStorageValue::Integer(id)],
-        )
+        self.exec("DELETE FROM intents WHERE id = ?", vec![Param::from(id)])
     }
 
-    /// Intents left by a coordinator that died mid-write.
-    pub fn pending_intents(&self) -> Result<Vec<(i64, Intent)>> {
-        #[derive(Deserialize)]
-        struct Row {
-            id: f64,
-            record: String,
-        }
-        let rows: Vec<Row> = self.rows("SELECT id, record FROM intents", vec![])?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (r.id as i64, Intent { record: r.record }))
-            .collect())
+    /// Ids of the intents left by a coordinator that died mid-write.
+    pub fn pending_intents(&self) -> Result<Vec<i64>> {
+        let rows: Vec<One<f64>> = self.rows("SELECT id AS v FROM intents", vec![])?;
+        Ok(rows.into_iter().map(|r| r.v as i64).collect())
     }
 
     /// Registers an entry (replacing an older registration of the same key).
     pub fn register(&self, reg: &Registration) -> Result<()> {
         self.unregister(&reg.key)?;
         let kind = reg.dependent.kind();
-        let json =
-            serde_json::to_string(reg).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let json = serde_json::to_string(reg).map_err(|e| StoreError(e.to_string()))?;
         self.exec(
             "INSERT INTO entries (key, stamp, kind, reg) VALUES (?, ?, ?, ?)",
             vec![text(&reg.key), int(reg.stamp), text(kind), text(&json)],
@@ -209,18 +188,16 @@ impl Graph {
             )?;
         }
         match &reg.dependent {
-            Dependent::List { query, .. } => {
-                match edgecache_core::planner::list_index_term(query) {
-                    Some((col, val)) => self.exec(
-                        "INSERT OR IGNORE INTO list_terms (col, val, key) VALUES (?, ?, ?)",
-                        vec![text(&col), text(&val), text(&reg.key)],
-                    )?,
-                    None => self.exec(
-                        "INSERT OR IGNORE INTO list_scan (key) VALUES (?)",
-                        vec![text(&reg.key)],
-                    )?,
-                }
-            }
+            Dependent::List { query, .. } => match list_index_term(query) {
+                Some((col, val)) => self.exec(
+                    "INSERT OR IGNORE INTO list_terms (col, val, key) VALUES (?, ?, ?)",
+                    vec![text(&col), text(&val), text(&reg.key)],
+                )?,
+                None => self.exec(
+                    "INSERT OR IGNORE INTO list_scan (key) VALUES (?)",
+                    vec![text(&reg.key)],
+                )?,
+            },
             Dependent::Opaque => self.exec(
                 "INSERT OR IGNORE INTO list_scan (key) VALUES (?)",
                 vec![text(&reg.key)],
@@ -268,12 +245,6 @@ impl Graph {
         Ok(rows.into_iter().map(|r| r.key).collect())
     }
 
-    /// Every registered key.
-    pub fn all_keys(&self) -> Result<Vec<String>> {
-        let rows: Vec<KeyRow> = self.rows("SELECT key FROM entries", vec![])?;
-        Ok(rows.into_iter().map(|r| r.key).collect())
-    }
-
     /// Lists and opaque entries a write of rows with these index terms could affect: lists
     /// indexed under one of the terms or on one of the `unindexed` columns (whose text the
     /// row does not pin down), plus every list without an index term and every opaque entry.
@@ -314,15 +285,7 @@ impl Graph {
                 let Ok(key) = CacheKey::parse(&reg.key) else {
                     continue;
                 };
-                match reg.dependent {
-                    Dependent::List { query, window } => lists.push(ListDependent {
-                        key,
-                        query,
-                        window: Some(window),
-                    }),
-                    Dependent::Opaque => opaque.push(key),
-                    Dependent::Record => {}
-                }
+                reg.dependent.plan_into(key, &mut lists, &mut opaque);
             }
         }
         Ok((lists, opaque))
@@ -452,7 +415,7 @@ impl Graph {
             let drop = n - max + max / 4;
             let cut: Vec<One<f64>> = self.rows(
                 &format!("SELECT seq AS v FROM {table} ORDER BY seq LIMIT 1 OFFSET ?"),
-                vec![SqlStorageValue::Integer(drop - 1)],
+                vec![Param::from(drop - 1)],
             )?;
             if let Some(cut) = cut.first() {
                 let cut = cut.v as u64;
@@ -527,4 +490,52 @@ impl Graph {
 fn reason_from(s: &str) -> InvalidationReason {
     serde_json::from_value(serde_json::Value::String(s.to_string()))
         .unwrap_or(InvalidationReason::Manual)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::coordinator::fixtures::{graph, registration, row, BORN};
+    use edgecache_core::planner::row_index_terms;
+
+    #[test]
+    fn candidates_follow_index_terms_and_chunk_past_the_parameter_limit() {
+        let g = graph();
+        let empty = || json!({"data": []});
+        for limit in 1..=120 {
+            let path = format!("/v1/users?firstName=Lane&limit={limit}");
+            g.register(&registration(&path, empty(), BORN)).unwrap();
+        }
+        g.register(&registration("/v1/users?firstName=Bob", empty(), BORN))
+            .unwrap();
+        g.register(&registration("/v1/users?limit=5", empty(), BORN))
+            .unwrap();
+        let lane = row(json!({"id": "9", "firstName": "Lane", "age": 30}));
+        let (lists, opaque) = g.candidates(&row_index_terms(&lane), &[]).unwrap();
+        assert_eq!(lists.len(), 121, "every Lane list and the unindexed one");
+        assert!(opaque.is_empty());
+        assert!(lists.iter().all(|l| !l.key.as_str().contains("Bob")));
+    }
+
+    #[test]
+    fn prune_bounds_the_logs_and_raises_their_floors() {
+        let g = graph();
+        for i in 0..100 {
+            let seq = g.bump().unwrap();
+            g.invalidate(
+                &format!("acme:/v1/users/{i}"),
+                seq,
+                InvalidationReason::Manual,
+            )
+            .unwrap();
+        }
+        g.prune(40).unwrap();
+        let changes = g.changes_since(0).unwrap();
+        assert!(changes.keys.len() <= 40);
+        assert!(changes.floor > BORN);
+        assert!(changes.keys.iter().all(|(_, seq)| *seq > changes.floor));
+        assert_eq!(changes.keys.last().map(|(_, s)| *s), Some(g.seq().unwrap()));
+    }
 }

@@ -1,7 +1,16 @@
-//! `TableCoordinator`: the Durable Object of one table, its storage (the dependency graph), its
+//! `TableCoordinator`: the Durable Object of one table (`object`, its routing), what it does
+//! (`register`, `write`, `invalidate`, `rehydrate`), its storage (`graph` over a `store`), its
 //! write queue, and the edge's typed client for it.
 
 pub mod client;
 pub mod graph;
+pub mod invalidate;
 pub mod object;
 pub mod queue;
+pub mod register;
+pub mod rehydrate;
+pub mod store;
+pub mod write;
+
+#[cfg(test)]
+mod fixtures;

@@ -10,7 +10,7 @@ use worker::{
     durable_object, DurableObject, Env, Method, Request, Response, SqlStorageValue, State,
 };
 
-use crate::runtime::env::EnvVars;
+use crate::runtime::env::ObjectConfig;
 use crate::runtime::http::{json, read_json, INTERNAL_MAX_BODY};
 use crate::runtime::platform::{now_ms, random_bytes};
 use edgecache_core::auth::{hash_token, token_from_bytes, TokenKind};
@@ -34,6 +34,8 @@ pub const REGISTRY_NAME: &str = "registry";
 pub struct TenantRegistry {
     state: State,
     env: Env,
+    /// Vars, parsed once per object.
+    config: ObjectConfig,
     migrated: Cell<bool>,
 }
 
@@ -47,6 +49,7 @@ impl DurableObject for TenantRegistry {
         TenantRegistry {
             state,
             env,
+            config: ObjectConfig::default(),
             migrated: Cell::new(false),
         }
     }
@@ -60,6 +63,10 @@ impl DurableObject for TenantRegistry {
 }
 
 impl TenantRegistry {
+    fn config(&self) -> Result<&Config, ApiError> {
+        self.config.get(&self.env)
+    }
+
     fn exec(&self, sql: &str, args: Vec<SqlStorageValue>) -> Result<Vec<Row>, ApiError> {
         Ok(self.state.storage().sql().exec(sql, args)?.to_array()?)
     }
@@ -103,7 +110,7 @@ impl TenantRegistry {
         if let Some(t) = self.load(name)? {
             return Ok(t);
         }
-        let config = Config::from_vars(&EnvVars(&self.env))?;
+        let config = self.config()?;
         if name != config.default_tenant {
             return Err(ApiError::new(
                 404,
@@ -133,116 +140,93 @@ impl TenantRegistry {
         let name = param("name").unwrap_or_default();
         match (req.method(), url.path()) {
             (Method::Get, "/tenant") => json(&self.tenant(&name)?),
-            (Method::Get, "/tenants") => {
-                let config = Config::from_vars(&EnvVars(&self.env))?;
-                self.tenant(&config.default_tenant)?;
-                let rows = self.exec("SELECT record FROM tenants ORDER BY name", vec![])?;
-                let tenants: Vec<Tenant> = rows
-                    .iter()
-                    .filter_map(|r| serde_json::from_str::<TenantRecord>(&r.record).ok())
-                    .map(|r| r.tenant)
-                    .collect();
-                json(&tenants)
-            }
+            (Method::Get, "/tenants") => json(&self.list()?),
             (Method::Post, "/tenants") => {
                 let body: CreateTenant = read_json(&mut req, INTERNAL_MAX_BODY).await?;
                 json(&self.create(body)?)
             }
-            (Method::Delete, "/tenant") => {
-                let existing = self.tenant(&name)?;
-                self.exec(
-                    "DELETE FROM tenants WHERE name = ?",
-                    vec![name.as_str().into()],
-                )?;
-                json(&existing.tenant)
-            }
+            (Method::Delete, "/tenant") => json(&self.delete(&name)?),
             (Method::Put, "/rules") => {
                 let rule: RouteRule = read_json(&mut req, INTERNAL_MAX_BODY).await?;
-                check_rule(&rule)?;
-                let mut record = self.tenant(&name)?;
-                record.tenant.rules.retain(|r| r.pattern != rule.pattern);
-                if record.tenant.rules.len() >= MAX_RULES {
-                    return Err(ApiError::new(
-                        400,
-                        "invalid_rule",
-                        format!("a tenant holds at most {MAX_RULES} rules"),
-                    ));
-                }
-                record.tenant.rules.push(rule.clone());
-                self.store(&record)?;
-                json(&rule)
+                json(&self.put_rule(&name, rule)?)
             }
             (Method::Delete, "/rules") => {
-                let pattern = param("pattern").unwrap_or_default();
-                let mut record = self.tenant(&name)?;
-                let before = record.tenant.rules.len();
-                record.tenant.rules.retain(|r| r.pattern != pattern);
-                if record.tenant.rules.len() == before {
-                    return Err(ApiError::new(
-                        404,
-                        "rule_not_found",
-                        format!("no rule with pattern `{pattern}`"),
-                    ));
-                }
-                self.store(&record)?;
-                json(&record.tenant)
+                json(&self.delete_rule(&name, &param("pattern").unwrap_or_default())?)
             }
-            (Method::Get, "/auth") => {
-                let hash = param("hash").unwrap_or_default();
-                let rows = self.exec(
-                    "SELECT record FROM tenants WHERE token_hash = ?",
-                    vec![hash.into()],
-                )?;
-                let record: TenantRecord = rows
-                    .first()
-                    .and_then(|r| serde_json::from_str(&r.record).ok())
-                    .ok_or_else(|| {
-                        ApiError::new(401, "unauthorized", "the token was not recognised")
-                    })?;
-                json(&record.tenant)
-            }
+            (Method::Get, "/auth") => json(&self.auth(&param("hash").unwrap_or_default())?),
             _ => Err(ApiError::route_not_found(url.path())),
         }
     }
 
+    /// `GET /tenants`: every tenant, the default one included, by name.
+    fn list(&self) -> Result<Vec<Tenant>, ApiError> {
+        self.tenant(&self.config()?.default_tenant)?;
+        let rows = self.exec("SELECT record FROM tenants ORDER BY name", vec![])?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| serde_json::from_str::<TenantRecord>(&r.record).ok())
+            .map(|r| r.tenant)
+            .collect())
+    }
+
+    /// `DELETE /tenant`: the deleted tenant.
+    fn delete(&self, name: &str) -> Result<Tenant, ApiError> {
+        let existing = self.tenant(name)?;
+        self.exec("DELETE FROM tenants WHERE name = ?", vec![name.into()])?;
+        Ok(existing.tenant)
+    }
+
+    /// `PUT /rules`: adds a rule or replaces the one with its pattern.
+    fn put_rule(&self, name: &str, rule: RouteRule) -> Result<RouteRule, ApiError> {
+        check_rule(&rule)?;
+        let mut record = self.tenant(name)?;
+        record.tenant.rules.retain(|r| r.pattern != rule.pattern);
+        if record.tenant.rules.len() >= MAX_RULES {
+            return Err(ApiError::new(
+                400,
+                "invalid_rule",
+                format!("a tenant holds at most {MAX_RULES} rules"),
+            ));
+        }
+        record.tenant.rules.push(rule.clone());
+        self.store(&record)?;
+        Ok(rule)
+    }
+
+    /// `DELETE /rules`: the tenant without the rule with `pattern`.
+    fn delete_rule(&self, name: &str, pattern: &str) -> Result<Tenant, ApiError> {
+        let mut record = self.tenant(name)?;
+        let before = record.tenant.rules.len();
+        record.tenant.rules.retain(|r| r.pattern != pattern);
+        if record.tenant.rules.len() == before {
+            return Err(ApiError::new(
+                404,
+                "rule_not_found",
+                format!("no rule with pattern `{pattern}`"),
+            ));
+        }
+        self.store(&record)?;
+        Ok(record.tenant)
+    }
+
+    /// `GET /auth`: the tenant whose admin token hashes to `hash`.
+    fn auth(&self, hash: &str) -> Result<Tenant, ApiError> {
+        let rows = self.exec(
+            "SELECT record FROM tenants WHERE token_hash = ?",
+            vec![hash.into()],
+        )?;
+        let record: TenantRecord = rows
+            .first()
+            .and_then(|r| serde_json::from_str(&r.record).ok())
+            .ok_or_else(|| ApiError::new(401, "unauthorized", "the token was not recognised"))?;
+        Ok(record.tenant)
+    }
+
+    /// `POST /tenants`: a new tenant and its credentials, shown once.
     fn create(&self, body: CreateTenant) -> Result<CreatedTenant, ApiError> {
-        if !valid_tenant_name(&body.name) {
-            return Err(ApiError::new(
-                400,
-                "bad_tenant_name",
-                "a tenant name is 1-63 lowercase letters, digits or '-', starting with a letter or digit",
-            ));
-        }
-        let config = Config::from_vars(&EnvVars(&self.env))?;
-        if body.name == config.default_tenant || self.load(&body.name)?.is_some() {
-            return Err(ApiError::new(
-                409,
-                "tenant_exists",
-                format!("a tenant named `{}` exists", body.name),
-            ));
-        }
-        let count = self
-            .exec("SELECT name AS record FROM tenants", vec![])?
-            .len();
-        if count >= MAX_TENANTS {
-            return Err(ApiError::new(
-                400,
-                "too_many_tenants",
-                format!("at most {MAX_TENANTS} tenants"),
-            ));
-        }
+        self.check_new(&body.name)?;
         let origin = body.origin.unwrap_or(OriginConfig::D1);
-        if let OriginConfig::Http { base_url } = &origin {
-            if !(base_url.starts_with("https://") || base_url.starts_with("http://"))
-                || base_url.len() > 2048
-            {
-                return Err(ApiError::new(
-                    400,
-                    "bad_origin",
-                    "base_url must be an http(s) URL",
-                ));
-            }
-        }
+        check_origin(&origin)?;
         let admin_token = token_from_bytes(TokenKind::Admin, &random_bytes::<32>()?);
         let webhook_secret = token_from_bytes(TokenKind::Webhook, &random_bytes::<32>()?);
         let record = TenantRecord {
@@ -263,4 +247,49 @@ impl TenantRegistry {
             webhook_secret,
         })
     }
+
+    /// Refuses a name that is invalid or taken, or a tenant too many.
+    fn check_new(&self, name: &str) -> Result<(), ApiError> {
+        if !valid_tenant_name(name) {
+            return Err(ApiError::new(
+                400,
+                "bad_tenant_name",
+                "a tenant name is 1-63 lowercase letters, digits or '-', starting with a letter or digit",
+            ));
+        }
+        if name == self.config()?.default_tenant || self.load(name)?.is_some() {
+            return Err(ApiError::new(
+                409,
+                "tenant_exists",
+                format!("a tenant named `{name}` exists"),
+            ));
+        }
+        let count = self
+            .exec("SELECT name AS record FROM tenants", vec![])?
+            .len();
+        if count >= MAX_TENANTS {
+            return Err(ApiError::new(
+                400,
+                "too_many_tenants",
+                format!("at most {MAX_TENANTS} tenants"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Refuses an HTTP origin whose base URL is not an http(s) URL of reasonable length.
+fn check_origin(origin: &OriginConfig) -> Result<(), ApiError> {
+    if let OriginConfig::Http { base_url } = origin {
+        if !(base_url.starts_with("https://") || base_url.starts_with("http://"))
+            || base_url.len() > 2048
+        {
+            return Err(ApiError::new(
+                400,
+                "bad_origin",
+                "base_url must be an http(s) URL",
+            ));
+        }
+    }
+    Ok(())
 }

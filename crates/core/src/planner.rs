@@ -93,11 +93,6 @@ pub struct InvalidationPlan {
 }
 
 impl InvalidationPlan {
-    /// The stale keys.
-    pub fn keys(&self) -> Vec<&CacheKey> {
-        self.entries.iter().map(|e| &e.key).collect()
-    }
-
     /// Why `key` is stale, or `None` if the plan leaves it alone.
     pub fn reason_for(&self, key: &CacheKey) -> Option<InvalidationReason> {
         self.entries
@@ -416,7 +411,8 @@ mod tests {
             std::slice::from_ref(&lanes),
             &[],
         );
-        assert_eq!(plan.keys(), vec![&record]);
+        let keys: Vec<&CacheKey> = plan.entries.iter().map(|e| &e.key).collect();
+        assert_eq!(keys, vec![&record]);
     }
 
     #[test]

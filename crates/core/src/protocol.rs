@@ -4,14 +4,13 @@
 use serde::{Deserialize, Serialize};
 
 use crate::extract::ListWindow;
-use crate::planner::InvalidationReason;
+use crate::key::CacheKey;
+use crate::planner::{InvalidationReason, ListDependent};
 use crate::query::ListQuery;
 use crate::Row;
 
 pub use crate::freshness::Changes;
 
-/// Header naming the coordinator (`tenant:table`) on every call, so it can record who it is.
-pub const COORDINATOR_HEADER: &str = "x-edgecache-coordinator";
 /// Header carrying the tenant's origin (JSON `OriginConfig`) on calls that need it.
 pub const ORIGIN_HEADER: &str = "x-edgecache-origin";
 
@@ -41,6 +40,26 @@ impl Dependent {
             Dependent::Opaque => "opaque",
         }
     }
+
+    /// Adds the entry `key` to what a write of the table is planned against: a list to
+    /// `lists`, an opaque dependent to `opaque`. A record response is added to neither: the
+    /// planner finds it by the record ids it contains.
+    pub fn plan_into(
+        &self,
+        key: CacheKey,
+        lists: &mut Vec<ListDependent>,
+        opaque: &mut Vec<CacheKey>,
+    ) {
+        match self {
+            Dependent::List { query, window } => lists.push(ListDependent {
+                key,
+                query: query.clone(),
+                window: Some(window.clone()),
+            }),
+            Dependent::Opaque => opaque.push(key),
+            Dependent::Record => {}
+        }
+    }
 }
 
 /// One cached entry to register with a table's coordinator.
@@ -62,6 +81,15 @@ pub struct Registration {
     pub rehydrate: bool,
     /// The route's TTL, for refilled copies.
     pub ttl_secs: u64,
+}
+
+impl Registration {
+    /// Whether the coordinator refills this entry after invalidating it: its route asks for
+    /// it, it depends on its table alone (a view's copy needs every table's stamp), and the
+    /// tenant's origin is one refills can read (`origin_refills`).
+    pub fn refills(&self, origin_refills: bool) -> bool {
+        self.rehydrate && self.tables.len() == 1 && origin_refills
+    }
 }
 
 /// `POST /register`.

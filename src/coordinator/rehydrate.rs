@@ -1,0 +1,154 @@
+//! The refill queue: invalidated keys whose routes ask for it are refilled from the origin by
+//! the object's alarm, so the next read is a hit with fresh data. The queue is a SQLite table
+//! and alarms are durable and retried on `Err`, so a refill survives the object's eviction.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::graph::{Graph, RehydrateItem};
+use super::object::TableCoordinator;
+use super::register::registration_is_fresh;
+use super::store::{Store, StoreError};
+use crate::cache::l2;
+use crate::origin::d1::D1Origin;
+use crate::runtime::platform::now_ms;
+use edgecache_core::entry::CachedEntry;
+use edgecache_core::fill;
+use edgecache_core::key::CacheKey;
+use edgecache_core::origin::read_target;
+use edgecache_core::protocol::OriginConfig;
+use edgecache_core::route;
+use edgecache_core::rules::RoutePolicy;
+use edgecache_core::schema::Relation;
+use edgecache_core::ApiError;
+
+/// Keys refilled per alarm run.
+const REHYDRATE_BATCH: usize = 16;
+/// Refills in flight at once.
+const REHYDRATE_CONCURRENCY: usize = 4;
+/// Attempts before a refill is dropped (the next read simply misses).
+const REHYDRATE_MAX_ATTEMPTS: u64 = 5;
+
+impl TableCoordinator {
+    /// Sets the alarm for the next due refill, if any.
+    pub(super) async fn schedule_rehydrate<S: Store>(
+        &self,
+        graph: &Graph<S>,
+    ) -> Result<(), ApiError> {
+        if let Some(due) = graph.next_rehydrate_due()? {
+            let delay = due.saturating_sub(now_ms());
+            self.state
+                .storage()
+                .set_alarm(Duration::from_millis(delay.max(1)))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The alarm: refills the due keys, a few at a time, and schedules the next run. An object
+    /// that does not know its name has nothing to refill for.
+    pub(super) async fn rehydrate(&self) -> Result<(), ApiError> {
+        let Some(id) = &self.id else {
+            return Ok(());
+        };
+        let table = id.table();
+        let graph = self.graph()?;
+        let due = graph.due_rehydrates(now_ms(), REHYDRATE_BATCH)?;
+        let relation = self.relation(table).await?;
+        for chunk in due.chunks(REHYDRATE_CONCURRENCY) {
+            let results = futures_util::future::join_all(
+                chunk
+                    .iter()
+                    .map(|item| self.refill(table, &relation, &item.key, item.ttl_secs as u64)),
+            )
+            .await;
+            let outcomes: Vec<bool> = results.iter().map(Result::is_ok).collect();
+            settle_refills(&self.graph()?, chunk, &outcomes, now_ms())?;
+        }
+        self.schedule_rehydrate(&graph).await
+    }
+
+    /// Refills one key: purges this data centre's stale L2 copy, reads the origin with a stamp
+    /// taken before the read (invariant 2), and registers and stores the copy unless a write
+    /// overtook it.
+    async fn refill(
+        &self,
+        table: &str,
+        relation: &Relation,
+        key: &str,
+        ttl_secs: u64,
+    ) -> Result<(), ApiError> {
+        let key = CacheKey::parse(key)?;
+        let resource = route::resource(key.encoded_path())
+            .ok_or_else(|| ApiError::route_not_found(key.encoded_path()))?;
+        let target = read_target(&OriginConfig::D1, relation, &resource, &key)?;
+        l2::purge(&key).await;
+        let stamp = self.graph()?.seq()?;
+        let origin = D1Origin::new(self.env.d1("DB")?);
+        let body = origin.read_json(relation, &target).await?;
+        let policy = RoutePolicy {
+            ttl_secs,
+            rehydrate: true,
+            ..RoutePolicy::default()
+        };
+        let reg = fill::registration(&key, relation, &target, &body, stamp, &policy);
+        let graph = self.graph()?;
+        if !registration_is_fresh(&graph, &reg, graph.seq()?, relation)? {
+            return Ok(()); // a write overtook the refill; that write queued its own
+        }
+        graph.register(&reg)?;
+        let bytes = serde_json::to_vec(&body).map_err(|e| ApiError::internal(e.to_string()))?;
+        let entry = CachedEntry::new(
+            key.as_str().to_string(),
+            bytes,
+            BTreeMap::from([(table.to_string(), stamp)]),
+            now_ms(),
+            ttl_secs,
+        );
+        l2::put(&key, &entry).await.map_err(ApiError::from)
+    }
+}
+
+/// Records how refills went (`refilled[i]` for `items[i]`): a done refill leaves the queue; a
+/// failed one is retried with exponential backoff, and dropped after its last attempt.
+pub fn settle_refills<S: Store>(
+    graph: &Graph<S>,
+    items: &[RehydrateItem],
+    refilled: &[bool],
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    for (item, &ok) in items.iter().zip(refilled) {
+        let attempts = item.attempts as u64 + 1;
+        if ok || attempts >= REHYDRATE_MAX_ATTEMPTS {
+            graph.finish_rehydrate(&item.key)?;
+        } else {
+            let backoff = 200u64 << attempts.min(10);
+            graph.retry_rehydrate(&item.key, attempts, now_ms + backoff)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coordinator::fixtures::graph;
+
+    #[test]
+    fn refills_leave_the_queue_or_back_off_until_their_last_attempt() {
+        let g = graph();
+        for key in ["done", "failed", "last"] {
+            g.enqueue_rehydrate(key, 60, 0).unwrap();
+        }
+        g.retry_rehydrate("last", REHYDRATE_MAX_ATTEMPTS - 1, 0)
+            .unwrap();
+        let due = g.due_rehydrates(0, 10).unwrap();
+        let outcome = |key: &str| key == "done";
+        let refilled: Vec<bool> = due.iter().map(|i| outcome(&i.key)).collect();
+        settle_refills(&g, &due, &refilled, 1_000).unwrap();
+        let left = g.due_rehydrates(u64::MAX >> 12, 10).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!((left[0].key.as_str(), left[0].attempts), ("failed", 1.0));
+        assert_eq!(g.next_rehydrate_due().unwrap(), Some(1_000 + 400));
+    }
+}

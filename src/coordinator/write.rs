@@ -1,0 +1,392 @@
+//! The write path, as explicit phases: **intent** (recorded before the origin sees the write,
+//! invariant 6) → **forward** (to the origin, the only await) → **settle** (what the origin's
+//! answer means: a refusal changes nothing, an unknown outcome invalidates everything) →
+//! **plan** and **apply** (one synchronous step: bump, log, plan, invalidate, queue refills,
+//! drop the intent) → **rehydrate/purge** (schedule the refills, free stale L2 copies).
+
+use super::graph::Graph;
+use super::object::TableCoordinator;
+use super::store::{Store, StoreError};
+use crate::cache::l2;
+use crate::origin::{AnyOrigin, Origin};
+use crate::runtime::platform::now_ms;
+use edgecache_core::key::CacheKey;
+use edgecache_core::origin::{OriginError, OriginWrite};
+use edgecache_core::planner::{
+    plan_write, row_index_terms, row_unindexed_columns, InvalidationPlan, InvalidationReason,
+    WriteImages,
+};
+use edgecache_core::protocol::{WriteOp, WriteRequest, WriteResponse};
+use edgecache_core::schema::Relation;
+use edgecache_core::ApiError;
+
+/// L2 copies purged after one write; the rest expire or fail validation.
+const MAX_PURGE_PER_WRITE: usize = 100;
+
+/// What one synchronous step of the coordinator needs to know besides the graph.
+#[derive(Debug, Clone, Copy)]
+pub struct StepContext {
+    /// Now, for the refill queue's due times.
+    pub now_ms: u64,
+    /// Whether refills can read the tenant's origin (see [`Registration::refills`]).
+    ///
+    /// [`Registration::refills`]: edgecache_core::protocol::Registration::refills
+    pub origin_refills: bool,
+    /// Invalidations the log keeps (`Config::invalidation_log`).
+    pub log_limit: u64,
+}
+
+/// A write recorded in the graph.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    /// The table's seq after the write.
+    pub seq: u64,
+    /// How many keys the write made stale.
+    pub invalidated: usize,
+    /// Stale keys with no refill queued, whose L2 copies to purge (bounded).
+    pub purge: Vec<CacheKey>,
+}
+
+impl TableCoordinator {
+    /// `POST /write`, run in the write queue's turn.
+    pub(super) async fn write(&self, req: WriteRequest) -> Result<WriteResponse, ApiError> {
+        let table = self.table()?.to_string();
+        if req.table != table {
+            return Err(ApiError::new(
+                400,
+                "bad_request",
+                "write sent to another table's coordinator",
+            ));
+        }
+        let log_limit = self.config()?.invalidation_log;
+        let relation = self.relation(&table).await?;
+        // Intent, then forward: the only await between them and the record.
+        let intent = self.graph()?.begin_intent(req.op.id().unwrap_or(""))?;
+        let result = self.forward(&relation, &req.op).await;
+        self.crash_hook(&req)?;
+        let graph = self.graph()?;
+        let forwarded = match settle(&graph, intent, result)? {
+            Settled::Changed(forwarded) => forwarded,
+            Settled::Unchanged(resp) => return Ok(resp),
+        };
+        let images = WriteImages {
+            table,
+            id: forwarded.id,
+            id_column: relation.id_column.clone(),
+            before: forwarded.before,
+            after: forwarded.after,
+        };
+        let ctx = StepContext {
+            now_ms: now_ms(),
+            origin_refills: self.origin_refills(),
+            log_limit,
+        };
+        // Plan and apply, then rehydrate and purge.
+        let recorded = record(&graph, intent, &images, ctx)?;
+        self.writes.set(self.writes.get() + 1);
+        self.schedule_rehydrate(&graph).await?;
+        self.purge_later(recorded.purge);
+        Ok(WriteResponse {
+            status: forwarded.status,
+            body: forwarded.body,
+            seq: recorded.seq,
+            invalidated: recorded.invalidated,
+        })
+    }
+
+    /// Forward: the write goes to the tenant's origin.
+    async fn forward(&self, relation: &Relation, op: &WriteOp) -> Result<OriginWrite, OriginError> {
+        AnyOrigin::open(&self.env, &self.origin())?
+            .write(relation, op)
+            .await
+    }
+
+    /// Test hooks only: dies between forwarding a write and recording it (invariant 6's
+    /// failure). Aborting the instance makes the runtime start a fresh one, as after a crash.
+    fn crash_hook(&self, req: &WriteRequest) -> Result<(), ApiError> {
+        if req.crash_after_forward && self.config()?.test_hooks {
+            panic!("test hook: coordinator crashed between forwarding a write and recording it");
+        }
+        Ok(())
+    }
+
+    /// Purge: frees this data centre's stale L2 copies after the response. Best effort and
+    /// bounded: a stale copy fails validation anyway, so nothing depends on this.
+    fn purge_later(&self, keys: Vec<CacheKey>) {
+        self.state.wait_until(async move {
+            for key in keys {
+                l2::purge(&key).await;
+            }
+        });
+    }
+}
+
+/// What the origin's answer to a forwarded write means for the cache.
+#[derive(Debug)]
+pub enum Settled {
+    /// The origin changed the record: plan and record the write.
+    Changed(OriginWrite),
+    /// Nothing changed: the answer for the client, intent dropped.
+    Unchanged(WriteResponse),
+}
+
+/// Settle: the failure policy. A refusal (by the origin or the database) changes nothing; an
+/// unavailable or timed-out origin may or may not have applied the write, so every entry of the
+/// table is invalidated as if it had.
+pub fn settle<S: Store>(
+    graph: &Graph<S>,
+    intent: i64,
+    result: Result<OriginWrite, OriginError>,
+) -> Result<Settled, ApiError> {
+    match result {
+        Ok(f) if f.changed => Ok(Settled::Changed(f)),
+        Ok(f) => {
+            graph.end_intent(intent)?;
+            Ok(Settled::Unchanged(WriteResponse {
+                status: f.status,
+                body: f.body,
+                seq: graph.seq()?,
+                invalidated: 0,
+            }))
+        }
+        Err(e @ (OriginError::Unavailable(_) | OriginError::Timeout(_))) => {
+            let seq = graph.bump()?;
+            graph.invalidate_all(seq, InvalidationReason::Recovery)?;
+            graph.end_intent(intent)?;
+            Err(e.into())
+        }
+        Err(e) => {
+            graph.end_intent(intent)?;
+            Err(e.into())
+        }
+    }
+}
+
+/// Plan and apply as one synchronous step (no await until the intent is gone): bumps the seq,
+/// logs the write for late registrations, invalidates what it made stale, drops the intent
+/// and keeps the logs bounded.
+pub fn record<S: Store>(
+    graph: &Graph<S>,
+    intent: i64,
+    images: &WriteImages,
+    ctx: StepContext,
+) -> Result<Recorded, StoreError> {
+    let seq = graph.bump()?;
+    graph.log_write(seq, images)?;
+    let plan = plan(graph, images)?;
+    let purge = apply(graph, seq, &plan, ctx)?;
+    graph.end_intent(intent)?;
+    graph.prune(ctx.log_limit)?;
+    Ok(Recorded {
+        seq,
+        invalidated: plan.entries.len(),
+        purge,
+    })
+}
+
+/// Plan: the keys the write makes stale, from the record's keys and the lists and opaque
+/// entries its images could affect.
+pub fn plan<S: Store>(
+    graph: &Graph<S>,
+    images: &WriteImages,
+) -> Result<InvalidationPlan, StoreError> {
+    let mut terms = Vec::new();
+    let mut unindexed = Vec::new();
+    for image in [&images.before, &images.after].into_iter().flatten() {
+        terms.extend(row_index_terms(image));
+        unindexed.extend(row_unindexed_columns(image));
+    }
+    let record_keys: Vec<CacheKey> = graph
+        .keys_for_record(&images.id)?
+        .iter()
+        .filter_map(|k| CacheKey::parse(k).ok())
+        .collect();
+    let (lists, opaque) = graph.candidates(&terms, &unindexed)?;
+    Ok(plan_write(images, &record_keys, &lists, &opaque))
+}
+
+/// Apply: invalidates each planned key at `seq` and queues a refill for those that get one
+/// (the refill purges before it refills); answers the others' keys to purge.
+fn apply<S: Store>(
+    graph: &Graph<S>,
+    seq: u64,
+    plan: &InvalidationPlan,
+    ctx: StepContext,
+) -> Result<Vec<CacheKey>, StoreError> {
+    let mut purge = Vec::new();
+    for planned in &plan.entries {
+        let reg = graph.registration(planned.key.as_str())?;
+        graph.invalidate(planned.key.as_str(), seq, planned.reason)?;
+        match reg.filter(|r| r.refills(ctx.origin_refills)) {
+            Some(reg) => graph.enqueue_rehydrate(&reg.key, reg.ttl_secs, ctx.now_ms)?,
+            None if purge.len() < MAX_PURGE_PER_WRITE => purge.push(planned.key.clone()),
+            None => {}
+        }
+    }
+    Ok(purge)
+}
+
+/// Invariant 6: an intent left by a coordinator that died between forwarding a write and
+/// recording it means the origin may have changed in ways nobody planned for, so every
+/// entry of the table is invalidated.
+pub fn recover<S: Store>(graph: &Graph<S>) -> Result<(), StoreError> {
+    let intents = graph.pending_intents()?;
+    if intents.is_empty() {
+        return Ok(());
+    }
+    let seq = graph.bump()?;
+    graph.invalidate_all(seq, InvalidationReason::Recovery)?;
+    for id in intents {
+        graph.end_intent(id)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::coordinator::fixtures::{
+        self, ctx, graph, key_of, registration, rename, user_reg, BORN,
+    };
+    use crate::coordinator::register::register;
+    use edgecache_core::freshness::ALL_KEYS;
+
+    fn accepted_write(changed: bool) -> OriginWrite {
+        OriginWrite {
+            changed,
+            status: if changed { 200 } else { 404 },
+            id: "1".into(),
+            before: None,
+            after: None,
+            body: json!({"ok": changed}),
+        }
+    }
+
+    #[test]
+    fn a_write_invalidates_its_record_and_the_lists_it_can_change() {
+        let g = graph();
+        let user = user_reg("1", "Ann", BORN);
+        let beas = registration("/v1/users?firstName=Bea", json!({"data": []}), BORN);
+        let zoes = registration("/v1/users?firstName=Zoe", json!({"data": []}), BORN);
+        for reg in [&user, &beas, &zoes] {
+            g.register(reg).unwrap();
+        }
+        let images = rename("1", "Ann", "Bea");
+        let planned = plan(&g, &images).unwrap();
+        assert_eq!(
+            planned.reason_for(&key_of(&user)),
+            Some(InvalidationReason::RecordWritten)
+        );
+        assert_eq!(
+            planned.reason_for(&key_of(&beas)),
+            Some(InvalidationReason::ListPredicateMatched)
+        );
+        assert_eq!(planned.reason_for(&key_of(&zoes)), None);
+
+        let recorded = fixtures::write(&g, &images);
+        assert_eq!((recorded.seq, recorded.invalidated), (BORN + 1, 2));
+        assert_eq!(g.registration(&zoes.key).unwrap(), Some(zoes));
+        assert_eq!(g.registration(&user.key).unwrap(), None);
+        assert_eq!(g.last_write("1").unwrap(), Some(BORN + 1));
+        assert!(g.pending_intents().unwrap().is_empty());
+    }
+
+    #[test]
+    fn refillable_keys_are_queued_and_the_others_purged() {
+        let g = graph();
+        let user = user_reg("1", "Ann", BORN);
+        g.register(&user).unwrap();
+        let intent = g.begin_intent("1").unwrap();
+        let recorded = record(&g, intent, &rename("1", "Ann", "Bea"), ctx(1000)).unwrap();
+        assert!(recorded.purge.is_empty(), "the refill purges");
+        let due = g.due_rehydrates(0, 10).unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].key, user.key);
+
+        let g = graph();
+        g.register(&user).unwrap();
+        let intent = g.begin_intent("1").unwrap();
+        let http = StepContext {
+            origin_refills: false,
+            ..ctx(1000)
+        };
+        let recorded = record(&g, intent, &rename("1", "Ann", "Bea"), http).unwrap();
+        assert_eq!(recorded.purge, vec![key_of(&user)]);
+        assert!(g.due_rehydrates(0, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_refused_write_changes_nothing() {
+        let g = graph();
+        g.register(&user_reg("1", "Ann", BORN)).unwrap();
+        let intent = g.begin_intent("1").unwrap();
+        let settled = settle(&g, intent, Ok(accepted_write(false))).unwrap();
+        let Settled::Unchanged(resp) = settled else {
+            panic!("a refusal is not planned");
+        };
+        assert_eq!((resp.status, resp.seq, resp.invalidated), (404, BORN, 0));
+        assert_eq!(g.counts().unwrap(), (1, 0));
+        assert!(g.pending_intents().unwrap().is_empty());
+
+        let intent = g.begin_intent("1").unwrap();
+        let err = settle(&g, intent, Err(OriginError::Constraint("no".into()))).unwrap_err();
+        assert_eq!(err.code, "constraint_failed");
+        assert_eq!((g.seq().unwrap(), g.counts().unwrap()), (BORN, (1, 0)));
+        assert!(g.pending_intents().unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_unknown_outcome_invalidates_the_whole_table() {
+        let g = graph();
+        g.register(&user_reg("1", "Ann", BORN)).unwrap();
+        let intent = g.begin_intent("1").unwrap();
+        let err = settle(&g, intent, Err(OriginError::Timeout(10))).unwrap_err();
+        assert_eq!(err.code, "origin_timeout");
+        assert_eq!(
+            g.last_invalidation(ALL_KEYS).unwrap(),
+            Some((BORN + 1, InvalidationReason::Recovery))
+        );
+        assert_eq!(g.counts().unwrap(), (0, 0));
+        assert!(g.pending_intents().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_pending_intent_on_startup_invalidates_everything() {
+        let g = graph();
+        let user = user_reg("1", "Ann", BORN);
+        g.register(&user).unwrap();
+        g.enqueue_rehydrate(&user.key, 60, 0).unwrap();
+        // The coordinator forwarded a write and died before recording it.
+        g.begin_intent("1").unwrap();
+        recover(&g).unwrap();
+        assert_eq!(g.seq().unwrap(), BORN + 1);
+        assert_eq!(
+            g.last_invalidation(ALL_KEYS).unwrap(),
+            Some((BORN + 1, InvalidationReason::Recovery))
+        );
+        assert_eq!(
+            g.counts().unwrap(),
+            (0, 0),
+            "registrations and refills dropped"
+        );
+        assert!(g.pending_intents().unwrap().is_empty());
+        let changes = g.changes_since(BORN).unwrap();
+        assert_eq!(changes.keys, vec![(ALL_KEYS.to_string(), BORN + 1)]);
+        // A fill that started before the crash cannot register afterwards.
+        let late = register(&g, &[user_reg("1", "Ann", BORN)], &fixtures::users()).unwrap();
+        assert_eq!(late.accepted, vec![false]);
+        // Once recovered, a second start has nothing to do.
+        recover(&g).unwrap();
+        assert_eq!(g.seq().unwrap(), late.seq);
+    }
+
+    #[test]
+    fn without_intents_startup_changes_nothing() {
+        let g = graph();
+        g.register(&user_reg("1", "Ann", BORN)).unwrap();
+        recover(&g).unwrap();
+        assert_eq!((g.seq().unwrap(), g.counts().unwrap()), (BORN, (1, 0)));
+    }
+}
