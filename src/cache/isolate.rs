@@ -145,28 +145,30 @@ impl Edge {
 
     /// Reads the view of `coordinator` (a [`CoordinatorId`]'s text) without copying it (a view
     /// can hold thousands of invalidated keys).
-    pub fn with_view<T>(&self, coordinator: &str, f: impl FnOnce(&TableView) -> T) -> T {
+    pub fn with_view<T>(&self, coordinator: &CoordinatorId, f: impl FnOnce(&TableView) -> T) -> T {
         static EMPTY: std::sync::OnceLock<TableView> = std::sync::OnceLock::new();
-        with(self.l1_max_bytes, |s| match s.views.get(coordinator) {
-            Some(v) => f(v),
-            None => f(EMPTY.get_or_init(TableView::default)),
+        with(self.l1_max_bytes, |s| {
+            match s.views.get(coordinator.as_str()) {
+                Some(v) => f(v),
+                None => f(EMPTY.get_or_init(TableView::default)),
+            }
         })
     }
 
     /// Applies a coordinator's answer to the view.
-    pub fn apply_changes(&self, coordinator: &str, changes: &Changes, now_ms: u64) {
+    pub fn apply_changes(&self, coordinator: &CoordinatorId, changes: &Changes, now_ms: u64) {
         with(self.l1_max_bytes, |s| {
             s.views
-                .entry(coordinator.to_string())
+                .entry(coordinator.as_str().to_string())
                 .or_default()
                 .apply(changes, now_ms)
         })
     }
 
     /// Makes the next read of the table refresh its view first (after a write through here).
-    pub fn expire_view(&self, coordinator: &str) {
+    pub fn expire_view(&self, coordinator: &CoordinatorId) {
         with(self.l1_max_bytes, |s| {
-            if let Some(v) = s.views.get_mut(coordinator) {
+            if let Some(v) = s.views.get_mut(coordinator.as_str()) {
                 v.refreshed_at_ms = v.refreshed_at_ms.min(1);
             }
         })

@@ -8,10 +8,11 @@ use serde::Serialize;
 use worker::{Env, Method, Request, Response, Url};
 
 use super::invalidate;
-use super::tenants::{self, registry};
+use super::tenants::{self, catalog_of, registry};
 use crate::cache::isolate::Edge;
 use crate::cache::l1::L1Stats;
 use crate::coordinator::client::Coordinator;
+use crate::runtime::env::secret;
 use crate::runtime::http::{json, query_param, read_body, read_json};
 use edgecache_core::auth::{constant_time_eq, hash_token, parse_bearer};
 use edgecache_core::codec::encode_component;
@@ -23,8 +24,6 @@ use edgecache_core::protocol::{
 };
 use edgecache_core::rules::{check_rule, RouteRule};
 use edgecache_core::ApiError;
-
-pub use super::tenants::catalog_of;
 
 /// Largest admin request body.
 pub const MAX_ADMIN_BODY: usize = 64 * 1024;
@@ -44,12 +43,7 @@ pub async fn authenticate(req: &Request, env: &Env) -> Result<Principal, ApiErro
     let token = parse_bearer(header.as_deref()).ok_or_else(|| {
         ApiError::new(401, "unauthorized", "send `Authorization: Bearer <token>`")
     })?;
-    let operator = env
-        .secret("EDGECACHE_OPERATOR_TOKEN")
-        .map(|s| s.to_string())
-        .or_else(|_| env.var("EDGECACHE_OPERATOR_TOKEN").map(|v| v.to_string()))
-        .ok()
-        .filter(|t| !t.is_empty());
+    let operator = secret(env, "EDGECACHE_OPERATOR_TOKEN");
     if operator.is_some_and(|op| constant_time_eq(op.as_bytes(), token.as_bytes())) {
         return Ok(Principal::Operator);
     }

@@ -13,7 +13,7 @@ use edgecache_core::protocol::{
     DepEntry, Dependent, InvalidationResult, KeyAtTable, KeyDeps, LastInvalidation, RecordDeps,
     Registration, TenantRecord,
 };
-use edgecache_core::ApiError;
+use edgecache_core::{ApiError, CoordinatorId};
 
 /// Carries out an invalidation for tenant `name`; answers what was invalidated and each table's
 /// new seq.
@@ -33,7 +33,7 @@ pub async fn invalidate(
             .await?;
         // What was invalidated through this isolate is gone from it at once; elsewhere within
         // the route's staleness bound, or at once for readers presenting `seqs` as a token.
-        Edge::new(l1_max_bytes).expire_view(&format!("{name}:{table}"));
+        Edge::new(l1_max_bytes).expire_view(&CoordinatorId::new(name, &table));
         result.seqs.insert(table, resp.seq);
         result.invalidated.extend(resp.invalidated);
     }

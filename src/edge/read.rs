@@ -244,7 +244,7 @@ async fn validate_views(read: &Read<'_>) -> Views {
     let mut views = Views::Validated;
     for (table, id) in rc.relation.tables.iter().zip(&read.coordinators) {
         let token = read.tokens.get(table).copied();
-        let (stale_view, since) = edge.with_view(id.as_str(), |v| {
+        let (stale_view, since) = edge.with_view(id, |v| {
             (
                 v.needs_refresh(now_ms(), read.policy.max_staleness_ms, token),
                 v.since(),
@@ -255,11 +255,11 @@ async fn validate_views(read: &Read<'_>) -> Views {
                 .changes(since)
                 .await
             {
-                Ok(changes) => edge.apply_changes(id.as_str(), &changes, now_ms()),
+                Ok(changes) => edge.apply_changes(id, &changes, now_ms()),
                 Err(_) => views = Views::Unvalidated,
             }
         }
-        if token.is_some_and(|t| t > edge.with_view(id.as_str(), |v| v.seq)) {
+        if token.is_some_and(|t| t > edge.with_view(id, |v| v.seq)) {
             views = Views::Unvalidated; // a token from a future we cannot see
         }
     }
@@ -309,7 +309,7 @@ async fn fetch(read: &Read<'_>, fill: FillGuard, timing: &mut ReadTiming) -> Fet
         .tables
         .iter()
         .zip(&read.coordinators)
-        .map(|(t, id)| (t.clone(), read.edge.with_view(id.as_str(), |v| v.seq)))
+        .map(|(t, id)| (t.clone(), read.edge.with_view(id, |v| v.seq)))
         .collect();
     let origin_started = now_ms();
     let origin = match fetch_origin(read).await {
@@ -376,7 +376,7 @@ fn store(read: &Read<'_>, views: Views, entry: &SharedEntry, json: &Value, fill:
                 // behind, so the next read refreshes them and stamps newer fills.
                 edge.count(&tenant, |c| c.overtaken += 1);
                 for (id, _) in &regs {
-                    edge.expire_view(id.as_str());
+                    edge.expire_view(id);
                 }
             }
             Err(_) => {}

@@ -2,7 +2,6 @@
 
 use worker::{Context, Env, Method, Request, Response};
 
-use super::admin;
 use super::read::{self, ReadContext};
 use super::tenants;
 use super::write::{self, WriteContext};
@@ -24,7 +23,7 @@ pub async fn serve(
 ) -> Result<Response, ApiError> {
     let tenant = addressed.tenant.as_str();
     let record = tenants::load(env, tenant).await?;
-    let catalog = admin::catalog_of(env, &record).await?;
+    let catalog = tenants::catalog_of(env, &record).await?;
     let relation = &catalog
         .relation(&resource.relation)
         .ok_or_else(|| OriginError::UnknownRelation(resource.relation.clone()))?;

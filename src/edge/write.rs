@@ -141,7 +141,7 @@ async fn send(wc: &WriteContext<'_>, op: WriteOp) -> Result<WriteResponse, ApiEr
         .await?;
     // The next read of this table through this isolate asks the coordinator first.
     if !faults.keep_views_on_write {
-        edge.expire_view(CoordinatorId::new(wc.tenant, table).as_str());
+        edge.expire_view(&CoordinatorId::new(wc.tenant, table));
     }
     Ok(written)
 }
