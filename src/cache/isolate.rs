@@ -261,11 +261,8 @@ impl Edge {
     }
 
     /// L1 as a lookup tier.
-    pub fn l1(&self, now_ms: u64) -> L1Tier {
-        L1Tier {
-            edge: *self,
-            now_ms,
-        }
+    pub fn l1(&self, _now_ms: u64) -> L1Tier {
+        L1Tier { edge: *self }
     }
 }
 
@@ -288,7 +285,6 @@ impl Drop for FillGuard {
 /// L1 as a lookup tier.
 pub struct L1Tier {
     edge: Edge,
-    now_ms: u64,
 }
 
 impl Tier for L1Tier {
@@ -301,7 +297,7 @@ impl Tier for L1Tier {
             if s.faults.disable_l1 {
                 return None;
             }
-            s.l1.get(key, self.now_ms).cloned()
+            s.l1.get(key).cloned()
         })
     }
 
@@ -310,7 +306,7 @@ impl Tier for L1Tier {
             if !s.faults.disable_l1 {
                 // L1 keeps copies past their TTL (for stale-if-error); the TTL is checked on
                 // lookup, so the L1's own expiry is set to "never".
-                s.l1.insert(&entry.key, entry.clone(), u64::MAX, self.now_ms);
+                s.l1.insert(&entry.key, entry.clone());
             }
         })
     }
