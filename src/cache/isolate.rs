@@ -7,12 +7,13 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use super::l1::{L1Cache, L1Stats, Weigh};
+use super::l1::{L1Cache, Weigh};
 use super::lookup::Tier;
 use edgecache_core::config::Config;
 use edgecache_core::entry::{CachedEntry, SharedEntry};
 use edgecache_core::freshness::{Changes, TableView};
 use edgecache_core::outcome::Outcome;
+use edgecache_core::protocol::L1Summary;
 use edgecache_core::CoordinatorId;
 
 /// Counters of one tenant in this isolate.
@@ -242,7 +243,7 @@ impl Edge {
     }
 
     /// L1's counters (isolate-wide).
-    pub fn l1_stats(&self) -> L1Stats {
+    pub fn l1_stats(&self) -> L1Summary {
         with(self.l1_max_bytes, |s| s.l1.stats())
     }
 
@@ -261,7 +262,7 @@ impl Edge {
     }
 
     /// L1 as a lookup tier.
-    pub fn l1(&self, _now_ms: u64) -> L1Tier {
+    pub fn l1(&self) -> L1Tier {
         L1Tier { edge: *self }
     }
 }
@@ -305,7 +306,7 @@ impl Tier for L1Tier {
         with(self.edge.l1_max_bytes, |s| {
             if !s.faults.disable_l1 {
                 // L1 keeps copies past their TTL (for stale-if-error); the TTL is checked on
-                // lookup, so the L1's own expiry is set to "never".
+                // lookup, so L1 itself has no expiry.
                 s.l1.insert(&entry.key, entry.clone());
             }
         })

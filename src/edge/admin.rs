@@ -10,7 +10,6 @@ use worker::{Env, Method, Request, Response, Url};
 use super::invalidate;
 use super::tenants::{self, catalog_of, registry};
 use crate::cache::isolate::Edge;
-use crate::cache::l1::L1Stats;
 use crate::coordinator::client::Coordinator;
 use crate::runtime::env::secret;
 use crate::runtime::http::{json, query_param, read_body, read_json};
@@ -19,8 +18,8 @@ use edgecache_core::codec::encode_component;
 use edgecache_core::config::Config;
 use edgecache_core::invalidation::InvalidationSpec;
 use edgecache_core::protocol::{
-    CreateTenant, CreatedTenant, InvalidateRequest, L1Summary, RuleEnvelope, RuleList, Tenant,
-    TenantEnvelope, TenantList, TenantRecord, TenantStats, Whoami,
+    CreateTenant, CreatedTenant, InvalidateRequest, RuleEnvelope, RuleList, Tenant, TenantEnvelope,
+    TenantList, TenantRecord, TenantStats, Whoami,
 };
 use edgecache_core::rules::{check_rule, RouteRule};
 use edgecache_core::ApiError;
@@ -270,7 +269,7 @@ pub async fn stats(
     authorize(p, tenant)?;
     let record = tenants::load(env, tenant).await?;
     let edge = Edge::new(config.l1_max_bytes);
-    let l1 = l1_summary(edge.l1_stats());
+    let l1 = edge.l1_stats();
     let mut coordinators = BTreeMap::new();
     if let Ok(catalog) = catalog_of(env, &record).await {
         for table in catalog.tables() {
@@ -286,17 +285,6 @@ pub async fn stats(
         l1,
         coordinators,
     })
-}
-
-/// What the admin API shows of L1.
-fn l1_summary(l1: L1Stats) -> L1Summary {
-    L1Summary {
-        entries: l1.entries as u64,
-        bytes: l1.bytes as u64,
-        max_bytes: l1.max_bytes as u64,
-        evictions: l1.evictions,
-        rejections: l1.rejections,
-    }
 }
 
 /// The tenant behind an admin path (404 `tenant_not_found` if there is none).

@@ -271,7 +271,7 @@ async fn look_up(read: &Read<'_>, views: Views) -> Lookup {
     if read.wants == Wants::Origin {
         return Lookup::Miss;
     }
-    let l1 = read.edge.l1(now_ms());
+    let l1 = read.edge.l1();
     let l2 = L2Tier { key: &read.key };
     lookup(&l1, &l2, read.key.as_str(), |e| read.is_fresh(views, e)).await
 }
@@ -293,7 +293,7 @@ async fn coalesce(read: &Read<'_>, views: Views) -> Coalesced {
             Delay::from(Duration::from_millis(FOLLOWER_POLL_MS)).await;
         }
     }
-    let landed = edge.l1(now_ms()).get(key).await;
+    let landed = edge.l1().get(key).await;
     if let Some(entry) = landed.filter(|e| read.is_fresh(views, e)) {
         return Coalesced::Landed(entry);
     }
@@ -368,7 +368,7 @@ fn store(read: &Read<'_>, views: Views, entry: &SharedEntry, json: &Value, fill:
     rc.ctx.wait_until(async move {
         match register_all(&env, &tenant, &origin, &regs).await {
             Ok(()) => {
-                edge.l1(now_ms()).put(&stored).await;
+                edge.l1().put(&stored).await;
                 let _ = l2::put(&key, &stored).await;
             }
             Err(NotStored::Overtaken) => {

@@ -1,11 +1,13 @@
-//! EdgeCache's L1 against `quick_cache::unsync::Cache`, natively, under one byte budget.
+//! EdgeCache's L1 against the LRU it replaced and against `quick_cache` with its own default
+//! hasher, natively, under one byte budget.
 //!
-//! Both caches hold `Rc<CachedEntry>` values shaped like the worker's (JSON-like bodies of 200 B
-//! to 4 KB, one table stamp) and are charged the same bytes per entry: L1's own charge,
-//! `2 × key + value.weight() + ENTRY_OVERHEAD`, which `quick_cache` gets as its weighter. So the
-//! budget is the same in the same currency, and the hit ratios compare eviction policies.
-//! `quick_cache` runs twice, with its default hasher (ahash) and with std's SipHash (what L1
-//! uses, and what `quick_cache` falls back to without its `ahash` feature, as on wasm32).
+//! Every cache holds `Rc<CachedEntry>` values shaped like the worker's (JSON-like bodies of 200 B
+//! to 4 KB, one table stamp). The LRU and raw quick_cache are charged the LRU's bytes per entry
+//! (`2 × key + value.weight() + lru::ENTRY_OVERHEAD`, quick_cache's weighter); L1 charges its
+//! own (`key + value.weight() + l1::ENTRY_OVERHEAD`, a few bytes less per entry). So the budget is
+//! the same in nearly the same currency, and the hit ratios compare eviction policies. L1 is
+//! quick_cache with std's SipHash (its build without the `ahash` feature, as on wasm32); the
+//! raw quick_cache row shows what its default hasher (ahash) would add.
 //!
 //! Measurements (fixed seed, one thread):
 //! * Hit ratio: a read-through trace (get; on a miss build the entry and insert it) of Zipf
@@ -22,12 +24,14 @@
 //! (requested sizes, by a counting global allocator) after the scan trace minus before the cache
 //! was made.
 
-use edgecache::cache::l1::{L1Cache, Weigh, ENTRY_OVERHEAD};
+mod lru;
+
+use edgecache::cache::l1::{L1Cache, Weigh};
 use edgecache_core::entry::{CachedEntry, SharedEntry};
+use lru::{LruCache, ENTRY_OVERHEAD};
 use quick_cache::unsync::{Cache as QuickCache, DefaultLifecycle};
 use quick_cache::Weighter;
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::collections::hash_map::RandomState;
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::hint::black_box;
@@ -190,24 +194,32 @@ trait Bench {
     fn len(&self) -> usize;
 }
 
-impl Bench for L1Cache<SharedEntry> {
-    #[inline]
-    fn get(&mut self, key: &str) -> Option<SharedEntry> {
-        L1Cache::get(self, key).cloned()
-    }
-    #[inline]
-    fn put(&mut self, entry: &SharedEntry) {
-        self.insert(&entry.key, entry.clone());
-    }
-    fn charged(&self) -> usize {
-        self.stats().bytes
-    }
-    fn len(&self) -> usize {
-        L1Cache::len(self)
-    }
+/// Both L1 and the LRU it replaced are called as `L1Tier` calls L1.
+macro_rules! bench_for_l1_shape {
+    ($cache:ident) => {
+        impl Bench for $cache<SharedEntry> {
+            #[inline]
+            fn get(&mut self, key: &str) -> Option<SharedEntry> {
+                $cache::get(self, key).cloned()
+            }
+            #[inline]
+            fn put(&mut self, entry: &SharedEntry) {
+                self.insert(&entry.key, entry.clone());
+            }
+            fn charged(&self) -> usize {
+                self.stats().bytes as usize
+            }
+            fn len(&self) -> usize {
+                $cache::len(self)
+            }
+        }
+    };
 }
 
-/// L1's charge, so both caches spend the budget in the same currency.
+bench_for_l1_shape!(L1Cache);
+bench_for_l1_shape!(LruCache);
+
+/// The LRU's charge, so raw quick_cache spends the budget in the same currency.
 #[derive(Clone)]
 struct L1Charge;
 
@@ -405,25 +417,25 @@ fn main() {
     };
     let mean_body = (0..KEYS as u64).map(body_len).sum::<usize>() / KEYS;
     println!(
-        "L1 vs quick_cache: budget {} MiB, {KEYS} keys Zipf s={ZIPF_S}, bodies {BODY_MIN}-{BODY_MAX} B \
+        "L1 (quick_cache) vs the LRU it replaced: budget {} MiB, {KEYS} keys Zipf s={ZIPF_S}, bodies {BODY_MIN}-{BODY_MAX} B \
          (mean {mean_body} B), {REQUESTS} requests ({WARMUP} warm-up), scans of {SCAN_LEN} one-off \
          keys every {SCAN_EVERY} requests, seed {SEED:#x}",
         BUDGET >> 20,
     );
     let (mut rows, mut subjects): (Vec<Row>, Vec<Box<dyn Subject>>) = [
         traced(
-            "edgecache L1 (LRU, SipHash)",
+            "previous L1 (LRU, SipHash)",
+            || LruCache::new(BUDGET),
+            &inputs,
+        ),
+        traced(
+            "L1: quick_cache unsync (SipHash)",
             || L1Cache::new(BUDGET),
             &inputs,
         ),
         traced(
             "quick_cache unsync (ahash)",
-            || quick(quick_cache::DefaultHashBuilder::default()),
-            &inputs,
-        ),
-        traced(
-            "quick_cache unsync (SipHash)",
-            || quick(RandomState::new()),
+            || quick(ahash::RandomState::default()),
             &inputs,
         ),
     ]
