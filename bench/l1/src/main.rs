@@ -518,7 +518,7 @@ fn main() {
          the full cache (each evicts)."
     );
     println!(
-        "charged: bytes by L1's charge (both caches use it); heap: live heap held by the cache \
+        "charged: bytes as each cache charges them (L1 its own; the LRU and raw quick_cache the LRU's); heap: live heap held by the cache \
          after the scan trace (counting allocator)."
     );
     println!("wall time {:.1} s", wall.elapsed().as_secs_f64());
