@@ -10,8 +10,8 @@ use serde::Deserialize;
 
 pub use edgecache_core::invalidation::InvalidationSpec;
 pub use edgecache_core::protocol::{
-    CoordinatorStats, CreateTenant, InvalidationResult, KeyDeps, L1Summary, OriginConfig,
-    RecordDeps, RuleEnvelope, RuleList, Whoami,
+    CoordinatorStats, CreateTenant, InvalidationResult, KeyDeps, OriginConfig, RecordDeps,
+    RuleEnvelope, RuleList, Whoami,
 };
 
 /// A cache rule, as the worker defines it; absent optional fields mean "the server's default".
@@ -43,39 +43,9 @@ pub type TenantList = edgecache_core::protocol::TenantList<Tenant>;
 /// `GET /tenants/{name}`.
 pub type TenantEnvelope = edgecache_core::protocol::TenantEnvelope<Tenant>;
 /// `GET /tenants/{name}/stats`.
-pub type Stats = edgecache_core::protocol::TenantStats<Option<EdgeStats>>;
-
-/// Counters of the edge that answered.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct EdgeStats {
-    /// Served from isolate memory.
-    pub hits_l1: u64,
-    /// Served from the Cache API.
-    pub hits_l2: u64,
-    /// Fetched from the origin.
-    pub misses: u64,
-    /// Served stale (origin failing).
-    pub stale: u64,
-    /// Not cacheable.
-    pub bypass: u64,
-    /// Misses that waited on another request's origin fetch.
-    pub coalesced: u64,
-    /// Isolate memory tier.
-    pub l1: Option<L1Summary>,
-    /// Per-route counters.
-    pub routes: BTreeMap<String, RouteStats>,
-}
-
-/// One route's counters.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct RouteStats {
-    /// Hits at any tier.
-    pub hits: u64,
-    /// Origin fetches.
-    pub misses: u64,
-}
+pub type Stats = edgecache_core::protocol::TenantStats;
+/// The answering edge's counters.
+pub use edgecache_core::protocol::EdgeCounters as EdgeStats;
 
 #[cfg(test)]
 mod tests {
@@ -113,11 +83,11 @@ mod tests {
             "coordinators": {"users": {"seq": 17}}
         }))
         .unwrap();
-        let edge = stats.edge.unwrap();
+        let edge = stats.edge;
         assert_eq!((edge.hits_l1, edge.misses), (3, 0));
         assert_eq!(edge.routes["/v1/users"].misses, 0);
         assert_eq!(stats.coordinators["users"].seq, 17);
         let empty: Stats = serde_json::from_value(json!({})).unwrap();
-        assert!(empty.edge.is_none());
+        assert_eq!(empty.edge, EdgeStats::default());
     }
 }

@@ -204,8 +204,8 @@ fn none_if_empty(items: &[String]) -> String {
 /// responses are not lookups that could have hit, so they are shown but not counted.
 pub fn stats(tenant: &str, stats: &Stats) -> String {
     let mut out = format!("tenant {tenant}\n\n");
-    let edge = stats.edge.clone().unwrap_or_default();
-    out.push_str(&tiers(&edge));
+    let edge = &stats.edge;
+    out.push_str(&tiers(edge));
     out.push('\n');
     if edge.routes.is_empty() {
         out.push_str("no route traffic yet\n");

@@ -3,7 +3,7 @@
 //! fails, and a panic resets all of it, so nothing here is the only copy of anything.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use serde::Serialize;
 
@@ -13,79 +13,8 @@ use edgecache_core::config::Config;
 use edgecache_core::entry::{CachedEntry, SharedEntry};
 use edgecache_core::freshness::{Changes, TableView};
 use edgecache_core::outcome::Outcome;
-use edgecache_core::protocol::L1Summary;
+use edgecache_core::protocol::{EdgeCounters, L1Summary};
 use edgecache_core::CoordinatorId;
-
-/// Counters of one tenant in this isolate.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct TenantCounters {
-    /// Reads served from L1.
-    pub hits_l1: u64,
-    /// Reads served from L2.
-    pub hits_l2: u64,
-    /// Reads that went to the origin.
-    pub misses: u64,
-    /// Reads served stale because the origin failed.
-    pub stale: u64,
-    /// Reads of `no-store` routes.
-    pub bypass: u64,
-    /// Misses that waited for another request's origin fetch instead of making their own.
-    pub coalesced: u64,
-    /// Origin reads made.
-    pub origin_fetches: u64,
-    /// Fills a coordinator refused because a write overtook them.
-    pub overtaken: u64,
-    /// Per route (relation): hits and misses.
-    pub routes: BTreeMap<String, RouteCounters>,
-}
-
-/// Hits and misses of one route.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct RouteCounters {
-    /// Hits in either tier.
-    pub hits: u64,
-    /// Misses.
-    pub misses: u64,
-}
-
-impl TenantCounters {
-    /// Counts a read's outcome.
-    pub fn count(&mut self, route: &str, outcome: Outcome) {
-        let (hits, misses) = match outcome {
-            Outcome::HitL1 => {
-                self.hits_l1 += 1;
-                (1, 0)
-            }
-            Outcome::HitL2 => {
-                self.hits_l2 += 1;
-                (1, 0)
-            }
-            Outcome::Miss => {
-                self.misses += 1;
-                (0, 1)
-            }
-            Outcome::Stale => {
-                self.stale += 1;
-                (0, 0)
-            }
-            Outcome::Bypass => {
-                self.bypass += 1;
-                (0, 0)
-            }
-        };
-        // Looked up before inserting: a hit allocates nothing for a route already counted.
-        match self.routes.get_mut(route) {
-            Some(r) => {
-                r.hits += hits;
-                r.misses += misses;
-            }
-            None => {
-                self.routes
-                    .insert(route.to_string(), RouteCounters { hits, misses });
-            }
-        }
-    }
-}
 
 /// Faults the integration tests inject (only with `EDGECACHE_TEST_HOOKS=1`).
 #[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, Serialize)]
@@ -108,7 +37,7 @@ struct EdgeState {
     l1: L1Cache<SharedEntry>,
     views: HashMap<String, TableView>,
     inflight: HashMap<String, u64>,
-    counters: HashMap<String, TenantCounters>,
+    counters: HashMap<String, EdgeCounters>,
     faults: Faults,
 }
 
@@ -222,13 +151,13 @@ impl Edge {
     }
 
     /// Updates a tenant's counters.
-    pub fn count(&self, tenant: &str, f: impl FnOnce(&mut TenantCounters)) {
+    pub fn count(&self, tenant: &str, f: impl FnOnce(&mut EdgeCounters)) {
         with(self.l1_max_bytes, |s| {
             // Looked up before inserting: a hit allocates nothing for a tenant already counted.
             if let Some(c) = s.counters.get_mut(tenant) {
                 f(c)
             } else {
-                let mut c = TenantCounters::default();
+                let mut c = EdgeCounters::default();
                 f(&mut c);
                 s.counters.insert(tenant.to_string(), c);
             }
@@ -236,7 +165,7 @@ impl Edge {
     }
 
     /// A tenant's counters.
-    pub fn counters(&self, tenant: &str) -> TenantCounters {
+    pub fn counters(&self, tenant: &str) -> EdgeCounters {
         with(self.l1_max_bytes, |s| {
             s.counters.get(tenant).cloned().unwrap_or_default()
         })

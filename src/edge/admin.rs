@@ -18,8 +18,8 @@ use edgecache_core::codec::encode_component;
 use edgecache_core::config::Config;
 use edgecache_core::invalidation::InvalidationSpec;
 use edgecache_core::protocol::{
-    CreateTenant, CreatedTenant, InvalidateRequest, RuleEnvelope, RuleList, Tenant, TenantEnvelope,
-    TenantList, TenantRecord, TenantStats, Whoami,
+    CreateTenant, CreatedTenant, EdgeCounters, InvalidateRequest, RuleEnvelope, RuleList, Tenant,
+    TenantEnvelope, TenantList, TenantRecord, TenantStats, Whoami,
 };
 use edgecache_core::rules::{check_rule, RouteRule};
 use edgecache_core::ApiError;
@@ -277,8 +277,10 @@ pub async fn stats(
             coordinators.insert(table, stats);
         }
     }
-    let mut counters = to_value(&edge.counters(tenant))?;
-    counters["l1"] = to_value(&l1)?;
+    let counters = EdgeCounters {
+        l1: Some(l1.clone()),
+        ..edge.counters(tenant)
+    };
     answer(&TenantStats {
         tenant: tenant.to_string(),
         edge: counters,

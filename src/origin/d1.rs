@@ -135,10 +135,9 @@ impl D1Origin {
                     "meta": { "limit": q.limit, "offset": q.offset, "count": count },
                 }))
             }
-            ReadTarget::Record(id) => match self.get(relation, id).await? {
-                Some(row) => Ok(serde_json::json!({ "data": row })),
-                None => Err(not_found(relation, id)),
-            },
+            ReadTarget::Record(id) => {
+                Ok(serde_json::json!({ "data": self.existing(relation, id).await? }))
+            }
             // Only HTTP origins read opaque lists.
             ReadTarget::Opaque => Err(OriginError::UnknownRelation(relation.name.clone())),
         }
@@ -156,6 +155,13 @@ impl D1Origin {
             .await?
             .into_iter()
             .next())
+    }
+
+    /// The current image of a record that must exist (`NotFound` otherwise).
+    async fn existing(&self, relation: &Relation, id: &str) -> Result<Row, OriginError> {
+        self.get(relation, id)
+            .await?
+            .ok_or_else(|| not_found(relation, id))
     }
 
     /// Inserts a new record; the id must be present in `row`.
@@ -224,10 +230,7 @@ impl D1Origin {
         match rows.into_iter().next() {
             Some(row) => Ok(row),
             // DO NOTHING on an existing row returns nothing: the record is as the body says.
-            None => self
-                .get(relation, id)
-                .await?
-                .ok_or_else(|| not_found(relation, id)),
+            None => self.existing(relation, id).await,
         }
     }
 
@@ -244,10 +247,7 @@ impl D1Origin {
             .filter(|(c, _)| **c != relation.id_column)
             .collect();
         if changes.is_empty() {
-            return self
-                .get(relation, id)
-                .await?
-                .ok_or_else(|| not_found(relation, id));
+            return self.existing(relation, id).await;
         }
         let sql = format!(
             "UPDATE {} SET {} WHERE {} = ?{} RETURNING *",

@@ -456,14 +456,14 @@ pub struct RecordDeps {
     pub last_write: Option<u64>,
 }
 
-/// `GET /tenants/{name}/stats`. `E` is the edge's counters (their type lives with the edge).
+/// `GET /tenants/{name}/stats`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, bound(deserialize = "E: Deserialize<'de> + Default"))]
-pub struct TenantStats<E> {
+#[serde(default)]
+pub struct TenantStats {
     /// The tenant.
     pub tenant: String,
     /// The answering isolate's counters for the tenant, with `l1` among them.
-    pub edge: E,
+    pub edge: EdgeCounters,
     /// The answering isolate's memory tier.
     pub l1: L1Summary,
     /// Each table coordinator's counters.
@@ -484,4 +484,81 @@ pub struct L1Summary {
     pub evictions: u64,
     /// Entries refused for being larger than the budget.
     pub rejections: u64,
+}
+
+/// One tenant's read counters in one isolate (`stats.edge`), counted by the edge and shown by
+/// the CLI.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EdgeCounters {
+    /// Reads served from L1.
+    pub hits_l1: u64,
+    /// Reads served from L2.
+    pub hits_l2: u64,
+    /// Reads that went to the origin.
+    pub misses: u64,
+    /// Reads served stale because the origin failed.
+    pub stale: u64,
+    /// Reads of `no-store` routes.
+    pub bypass: u64,
+    /// Misses that waited for another request's origin fetch instead of making their own.
+    pub coalesced: u64,
+    /// Origin reads made.
+    pub origin_fetches: u64,
+    /// Fills a coordinator refused because a write overtook them.
+    pub overtaken: u64,
+    /// Per route (relation): hits and misses.
+    pub routes: std::collections::BTreeMap<String, RouteCounters>,
+    /// The isolate's memory tier, filled in when the counters are answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub l1: Option<L1Summary>,
+}
+
+/// Hits and misses of one route.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RouteCounters {
+    /// Hits in either tier.
+    pub hits: u64,
+    /// Misses.
+    pub misses: u64,
+}
+
+impl EdgeCounters {
+    /// Counts a read's outcome.
+    pub fn count(&mut self, route: &str, outcome: crate::outcome::Outcome) {
+        let (hits, misses) = match outcome {
+            crate::outcome::Outcome::HitL1 => {
+                self.hits_l1 += 1;
+                (1, 0)
+            }
+            crate::outcome::Outcome::HitL2 => {
+                self.hits_l2 += 1;
+                (1, 0)
+            }
+            crate::outcome::Outcome::Miss => {
+                self.misses += 1;
+                (0, 1)
+            }
+            crate::outcome::Outcome::Stale => {
+                self.stale += 1;
+                (0, 0)
+            }
+            crate::outcome::Outcome::Bypass => {
+                self.bypass += 1;
+                (0, 0)
+            }
+        };
+        // Looked up before inserting: a hit allocates nothing for a route already counted.
+        match self.routes.get_mut(route) {
+            Some(r) => {
+                r.hits += hits;
+                r.misses += misses;
+            }
+            None => {
+                self.routes
+                    .insert(route.to_string(), RouteCounters { hits, misses });
+            }
+        }
+    }
 }
