@@ -127,7 +127,7 @@ export async function startMiniflare({ root, state, vars, log }) {
     const coordinatorStats = async (tenant, table) => {
       const name = `${tenant}:${table}`;
       const stub = ns.get(ns.idFromName(name));
-      const r = await stub.fetch("https://coordinator/stats", { headers: { "x-edgecache-coordinator": name } });
+      const r = await stub.fetch("https://coordinator/stats");
       const text = await r.text();
       if (r.status !== 200) throw new Error(`coordinator /stats answered ${r.status}: ${text.slice(0, 200)}`);
       return JSON.parse(text);
