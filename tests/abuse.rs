@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{unique, Worker};
+use common::Worker;
 use serde_json::json;
 
 fn w() -> &'static Worker {
@@ -13,19 +13,10 @@ fn w() -> &'static Worker {
 
 /// A fresh tenant on the built-in origin (so rules set here touch no other test).
 fn tenant(prefix: &str) -> String {
-    let name: String = unique(prefix)
-        .to_ascii_lowercase()
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .take(60)
-        .collect();
-    let a = w().admin(
-        "POST",
-        "/_edgecache/admin/tenants",
-        Some(&json!({ "name": name })),
-    );
-    assert_eq!(a.status, 201, "{}", a.text());
-    name
+    w().create_tenant(prefix)["tenant"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 #[test]

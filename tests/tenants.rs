@@ -11,20 +11,8 @@ fn w() -> &'static Worker {
 
 /// Creates a tenant and returns (name, admin token, webhook secret).
 fn create_tenant(prefix: &str) -> (String, String, String) {
-    let name = unique(prefix).to_ascii_lowercase();
-    let name: String = name
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .take(60)
-        .collect();
-    let a = w().admin(
-        "POST",
-        "/_edgecache/admin/tenants",
-        Some(&json!({"name": name})),
-    );
-    assert_eq!(a.status, 201, "{}", a.text());
-    let body = a.json();
-    assert_eq!(body["tenant"]["name"], name.as_str());
+    let body = w().create_tenant(prefix);
+    let name = body["tenant"]["name"].as_str().unwrap().to_string();
     let token = body["admin_token"].as_str().unwrap().to_string();
     let secret = body["webhook_secret"].as_str().unwrap().to_string();
     assert!(token.starts_with("eca_") && secret.starts_with("ecw_"));

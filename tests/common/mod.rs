@@ -413,6 +413,26 @@ impl Worker {
             .to_string()
     }
 
+    /// Creates a tenant on the built-in origin under a unique name made from `prefix` and
+    /// returns the admin API's answer (`tenant`, `admin_token`, `webhook_secret`).
+    pub fn create_tenant(&self, prefix: &str) -> Value {
+        let name: String = unique(prefix)
+            .to_ascii_lowercase()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .take(60)
+            .collect();
+        let a = self.admin(
+            "POST",
+            "/_edgecache/admin/tenants",
+            Some(&serde_json::json!({ "name": name })),
+        );
+        assert_eq!(a.status, 201, "{}", a.text());
+        let body = a.json();
+        assert_eq!(body["tenant"]["name"], name.as_str());
+        body
+    }
+
     /// Creates a user with a unique id and returns the id.
     pub fn create_user(&self, prefix: &str, first_name: &str) -> String {
         let id = unique(prefix);
