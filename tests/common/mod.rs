@@ -154,6 +154,8 @@ impl Worker {
         copy_dir(template, &state);
         let port = free_port();
         let log = state.join("wrangler.log");
+        let env_file = state.join("test.env");
+        std::fs::write(&env_file, "").unwrap();
         let log_file = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(root().join("node_modules/.bin/wrangler"));
         cmd.args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
@@ -165,6 +167,10 @@ impl Worker {
                 "warn",
                 "--show-interactive-dev-session=false",
             ])
+            // An env file of its own (empty), so wrangler does not load the developer's
+            // `.dev.vars` (written by `npm run dev`): a test sees only the vars it sets.
+            .arg("--env-file")
+            .arg(&env_file)
             .args(["--var", "EDGECACHE_TEST_HOOKS:1"])
             .args([
                 "--var",
