@@ -143,8 +143,21 @@ impl Worker {
         SHARED.get_or_init(|| Worker::start_with(&[]))
     }
 
-    /// Starts a private worker with extra `--var NAME:VALUE` settings.
+    /// Starts a private worker with extra `--var NAME:VALUE` settings. A start that fails (the
+    /// runtime can lose a race for a port picked a moment earlier) is tried again, with fresh
+    /// ports and state, up to three times in all.
     pub fn start_with(vars: &[(&str, &str)]) -> Worker {
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Worker::try_start(vars) {
+                Ok(worker) => return worker,
+                Err(e) => failures.push(e),
+            }
+        }
+        panic!("the worker did not start:\n{}", failures.join("\n---\n"));
+    }
+
+    fn try_start(vars: &[(&str, &str)]) -> Result<Worker, String> {
         let template = prepare();
         let state = std::env::temp_dir().join(format!(
             "edgecache-test-{}-{}",
@@ -205,30 +218,35 @@ impl Worker {
                 .max_idle_connections(0)
                 .build(),
         };
-        worker.wait_ready(&mut child);
-        worker
+        if let Err(e) = worker.wait_ready(&mut child) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &format!("-{}", child.id())])
+                .status();
+            return Err(e);
+        }
+        Ok(worker)
     }
 
-    fn wait_ready(&self, child: &mut std::process::Child) {
+    fn wait_ready(&self, child: &mut std::process::Child) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = child.try_wait() {
-                panic!(
+                return Err(format!(
                     "wrangler exited ({status}) before answering; log:\n{}",
                     self.log_tail()
-                );
+                ));
             }
             if let Ok(a) = self.try_request("GET", "/v1/users/123-abc", &[], None) {
                 if a.status == 200 {
-                    return;
+                    return Ok(());
                 }
             }
             std::thread::sleep(Duration::from_millis(250));
         }
-        panic!(
+        Err(format!(
             "the worker did not answer within 120 s; log:\n{}",
             self.log_tail()
-        );
+        ))
     }
 
     /// The last lines of the wrangler log.
