@@ -2,7 +2,7 @@
 //! a write makes stale. `ARCHITECTURE.md` has the shape and the dependency rule; in short:
 //!
 //! `edgecache_core` (pure) ← `runtime` ← {`origin`, `cache`} ← {`coordinator`, `registry`} ←
-//! `edge`. Nothing imports the edge; `scripts/check-layout.sh` fails the tests otherwise.
+//! `edge`. Nothing imports the edge; `scripts/check-layout.mjs` fails the tests otherwise.
 
 pub mod cache;
 pub mod coordinator;

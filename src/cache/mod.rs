@@ -1,4 +1,4 @@
-//! The edge's cache tiers: L1 (isolate memory, byte-bounded LRU) and L2 (the Cache API of the
+//! The edge's cache tiers: L1 (isolate memory, bounded in bytes) and L2 (the Cache API of the
 //! data centre), the lookup logic written once over both, and the isolate's state (views,
 //! fills in flight, counters).
 

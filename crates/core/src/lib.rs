@@ -7,7 +7,7 @@
 //! registrations, the reasons enums, the wire types between edges, coordinators, the registry and
 //! the CLI, configuration, and the error type with its one HTTP mapping.
 //!
-//! No I/O and no `worker` import (the layout check in `scripts/check-layout.sh` keeps it so): it
+//! No I/O and no `worker` import (the layout check in `scripts/check-layout.mjs` keeps it so): it
 //! compiles natively and is tested against a real SQLite. Everything else depends on it.
 
 #![warn(missing_docs)]
