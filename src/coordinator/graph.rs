@@ -10,7 +10,7 @@ use super::store::{Param, Store, StoreError};
 use edgecache_core::freshness::ALL_KEYS;
 use edgecache_core::key::CacheKey;
 use edgecache_core::planner::{list_index_term, InvalidationReason, ListDependent, WriteImages};
-use edgecache_core::protocol::{Changes, Dependent, Registration};
+use edgecache_core::protocol::{Changes, Dependent, Registration, SparedKey};
 use edgecache_core::Row;
 
 /// Storage layout version; bump it with a new step in `migrate`.
@@ -33,6 +33,12 @@ struct One<T> {
 #[derive(Deserialize)]
 struct KeyRow {
     key: String,
+}
+
+#[derive(Deserialize)]
+struct KindRow {
+    key: String,
+    kind: String,
 }
 
 #[derive(Deserialize)]
@@ -225,6 +231,21 @@ impl<S: Store> Graph<S> {
         let rows: Vec<RegRow> =
             self.rows("SELECT reg FROM entries WHERE key = ?", vec![text(key)])?;
         Ok(rows.first().and_then(|r| serde_json::from_str(&r.reg).ok()))
+    }
+
+    /// The first `limit` registered keys, by key, with their kind (`record`, `list`, `opaque`).
+    pub fn registered(&self, limit: usize) -> Result<Vec<SparedKey>> {
+        let rows: Vec<KindRow> = self.rows(
+            "SELECT key, kind FROM entries ORDER BY key LIMIT ?",
+            vec![int(limit as u64)],
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(|r| SparedKey {
+                key: r.key,
+                kind: r.kind,
+            })
+            .collect())
     }
 
     /// Keys whose responses contain the record.

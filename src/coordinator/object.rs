@@ -22,7 +22,7 @@ use edgecache_core::protocol::{
     CoordinatorStats, InvalidateRequest, KeyInfo, OriginConfig, RecordInfo, RegisterRequest,
     WriteRequest, ORIGIN_HEADER,
 };
-use edgecache_core::schema::Relation;
+use edgecache_core::schema::{Relation, Scope};
 use edgecache_core::{ApiError, CoordinatorId};
 
 /// The coordinator of one table of one tenant.
@@ -117,7 +117,7 @@ impl TableCoordinator {
         }
         // A coordinator's table is a real table: views play no part here.
         let origin = D1Origin::new(self.env.d1("DB")?);
-        let schema = origin.schema(&BTreeMap::new()).await?;
+        let schema = origin.schema(&BTreeMap::new(), Scope::All).await?;
         schema
             .relation(table)
             .cloned()

@@ -16,7 +16,9 @@ use edgecache_core::planner::{
     plan_write, row_index_terms, row_unindexed_columns, InvalidationPlan, InvalidationReason,
     WriteImages,
 };
-use edgecache_core::protocol::{WriteOp, WriteRequest, WriteResponse};
+use edgecache_core::protocol::{
+    StaleKey, WriteExplanation, WriteOp, WriteRequest, WriteResponse, MAX_EXPLAINED_KEYS,
+};
 use edgecache_core::schema::Relation;
 use edgecache_core::ApiError;
 
@@ -45,6 +47,8 @@ pub struct Recorded {
     pub invalidated: usize,
     /// Stale keys with no refill queued, whose L2 copies to purge (bounded).
     pub purge: Vec<CacheKey>,
+    /// Each stale key, why, and whether it is refilled (at most `MAX_EXPLAINED_KEYS`).
+    pub stale: Vec<StaleKey>,
 }
 
 impl TableCoordinator {
@@ -86,11 +90,19 @@ impl TableCoordinator {
         self.writes.set(self.writes.get() + 1);
         self.schedule_rehydrate(&graph).await?;
         self.purge_later(recorded.purge);
+        let explained = match req.explain {
+            true => Some(WriteExplanation {
+                stale: recorded.stale,
+                spared: graph.registered(MAX_EXPLAINED_KEYS)?,
+            }),
+            false => None,
+        };
         Ok(WriteResponse {
             status: forwarded.status,
             body: forwarded.body,
             seq: recorded.seq,
             invalidated: recorded.invalidated,
+            explained,
         })
     }
 
@@ -147,6 +159,7 @@ pub fn settle<S: Store>(
                 body: f.body,
                 seq: graph.seq()?,
                 invalidated: 0,
+                explained: None,
             }))
         }
         Err(e @ (OriginError::Unavailable(_) | OriginError::Timeout(_))) => {
@@ -174,13 +187,14 @@ pub fn record<S: Store>(
     let seq = graph.bump()?;
     graph.log_write(seq, images)?;
     let plan = plan(graph, images)?;
-    let purge = apply(graph, seq, &plan, ctx)?;
+    let (purge, stale) = apply(graph, seq, &plan, ctx)?;
     graph.end_intent(intent)?;
     graph.prune(ctx.log_limit)?;
     Ok(Recorded {
         seq,
         invalidated: plan.entries.len(),
         purge,
+        stale,
     })
 }
 
@@ -206,24 +220,40 @@ pub fn plan<S: Store>(
 }
 
 /// Apply: invalidates each planned key at `seq` and queues a refill for those that get one
-/// (the refill purges before it refills); answers the others' keys to purge.
+/// (the refill purges before it refills); answers the others' keys to purge, and the first
+/// stale keys with their reasons.
 fn apply<S: Store>(
     graph: &Graph<S>,
     seq: u64,
     plan: &InvalidationPlan,
     ctx: StepContext,
-) -> Result<Vec<CacheKey>, StoreError> {
+) -> Result<(Vec<CacheKey>, Vec<StaleKey>), StoreError> {
     let mut purge = Vec::new();
+    let mut stale = Vec::new();
     for planned in &plan.entries {
         let reg = graph.registration(planned.key.as_str())?;
         graph.invalidate(planned.key.as_str(), seq, planned.reason)?;
-        match reg.filter(|r| r.refills(ctx.origin_refills)) {
-            Some(reg) => graph.enqueue_rehydrate(&reg.key, reg.ttl_secs, ctx.now_ms)?,
-            None if purge.len() < MAX_PURGE_PER_WRITE => purge.push(planned.key.clone()),
-            None => {}
+        let refilled = match reg.filter(|r| r.refills(ctx.origin_refills)) {
+            Some(reg) => {
+                graph.enqueue_rehydrate(&reg.key, reg.ttl_secs, ctx.now_ms)?;
+                true
+            }
+            None => {
+                if purge.len() < MAX_PURGE_PER_WRITE {
+                    purge.push(planned.key.clone());
+                }
+                false
+            }
+        };
+        if stale.len() < MAX_EXPLAINED_KEYS {
+            stale.push(StaleKey {
+                key: planned.key.as_str().to_string(),
+                reason: planned.reason,
+                refilled,
+            });
         }
     }
-    Ok(purge)
+    Ok((purge, stale))
 }
 
 /// Invariant 6: an intent left by a coordinator that died between forwarding a write and
@@ -287,6 +317,21 @@ mod tests {
 
         let recorded = fixtures::write(&g, &images);
         assert_eq!((recorded.seq, recorded.invalidated), (BORN + 1, 2));
+        let explained: Vec<_> = recorded
+            .stale
+            .iter()
+            .map(|k| (k.key.as_str(), k.reason, k.refilled))
+            .collect();
+        assert_eq!(
+            explained,
+            vec![
+                (user.key.as_str(), InvalidationReason::RecordWritten, true),
+                (beas.key.as_str(), InvalidationReason::ListPredicateMatched, true),
+            ]
+        );
+        let spared = g.registered(MAX_EXPLAINED_KEYS).unwrap();
+        assert_eq!(spared.len(), 1);
+        assert_eq!((spared[0].key.as_str(), spared[0].kind.as_str()), (zoes.key.as_str(), "list"));
         assert_eq!(g.registration(&zoes.key).unwrap(), Some(zoes));
         assert_eq!(g.registration(&user.key).unwrap(), None);
         assert_eq!(g.last_write("1").unwrap(), Some(BORN + 1));

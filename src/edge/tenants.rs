@@ -8,9 +8,11 @@ use worker::{Env, Method};
 
 use crate::origin::d1::D1Origin;
 pub use crate::registry::client::registry;
+use crate::runtime::env::with_isolate_config;
 use crate::runtime::platform::now_ms;
 use edgecache_core::catalog::Catalog;
 use edgecache_core::protocol::{OriginConfig, TenantRecord};
+use edgecache_core::schema::Scope;
 use edgecache_core::ApiError;
 
 /// How long an edge trusts its copy of a tenant's configuration (or of its absence).
@@ -60,16 +62,21 @@ pub fn forget(name: &str) {
 }
 
 /// What a tenant's requests are checked against.
+/// On the D1 origin that is the schema in the tenant's scope: the demo tenant's `demo_*` tables
+/// only, every other table for the others.
 pub async fn catalog_of(env: &Env, tenant: &TenantRecord) -> Result<Catalog, ApiError> {
     match tenant.tenant.origin {
-        OriginConfig::D1 => match D1Origin::cached_schema(&tenant.tenant.views) {
-            Some(schema) => Ok(Catalog::D1(schema)),
-            None => Ok(Catalog::D1(
-                D1Origin::new(env.d1("DB")?)
-                    .schema(&tenant.tenant.views)
-                    .await?,
-            )),
-        },
+        OriginConfig::D1 => {
+            let name = &tenant.tenant.name;
+            let scope = with_isolate_config(env, |c| Scope::of(name, &c.demo_tenant))?;
+            let views = &tenant.tenant.views;
+            match D1Origin::cached_schema(views, scope) {
+                Some(schema) => Ok(Catalog::D1(schema)),
+                None => Ok(Catalog::D1(
+                    D1Origin::new(env.d1("DB")?).schema(views, scope).await?,
+                )),
+            }
+        }
         OriginConfig::Http { ref base_url } => Ok(Catalog::Http(base_url.clone())),
     }
 }

@@ -52,7 +52,7 @@ pub async fn serve(
     if wc.relation.kind == RelationKind::View {
         return Err(OriginError::ReadOnlyView(wc.relation.name.clone()).into());
     }
-    let written = send(&wc, op).await?;
+    let written = send(&wc, op, false).await?;
     respond(req, &wc.relation.name, &written)
 }
 
@@ -121,7 +121,12 @@ async fn forward_op(
 }
 
 /// Hands the write to its table's coordinator; then this isolate's view of the table is due.
-async fn send(wc: &WriteContext<'_>, op: WriteOp) -> Result<WriteResponse, ApiError> {
+/// With `explain`, the answer lists the keys the write made stale and those it spared.
+pub async fn send(
+    wc: &WriteContext<'_>,
+    op: WriteOp,
+    explain: bool,
+) -> Result<WriteResponse, ApiError> {
     let table = &wc.relation.name;
     let edge = Edge::new(wc.config.l1_max_bytes);
     let faults = edge.faults(wc.config);
@@ -137,6 +142,7 @@ async fn send(wc: &WriteContext<'_>, op: WriteOp) -> Result<WriteResponse, ApiEr
             table: table.clone(),
             op,
             crash_after_forward: faults.crash_next_write,
+            explain,
         })
         .await?;
     // The next read of this table through this isolate asks the coordinator first.

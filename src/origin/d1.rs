@@ -16,7 +16,7 @@ use edgecache_core::protocol::WriteOp;
 
 use super::Origin;
 use edgecache_core::query::{list_sql, quote_ident, SqlValue};
-use edgecache_core::schema::{is_internal, Column, Relation, RelationKind, Schema};
+use edgecache_core::schema::{is_internal, Column, Relation, RelationKind, Schema, Scope};
 use edgecache_core::Row;
 
 /// Tables and views of the database with their columns, as read from its catalogue.
@@ -31,6 +31,11 @@ thread_local! {
     static SCHEMAS: RefCell<HashMap<String, Rc<Schema>>> = RefCell::new(HashMap::new());
 }
 
+/// What a built schema is cached under: its scope and its set of views.
+fn schema_id(views: &BTreeMap<String, Vec<String>>, scope: Scope) -> String {
+    format!("{scope:?}:{}", serde_json::to_string(views).unwrap_or_default())
+}
+
 /// A D1 database speaking the REST shape of DESIGN.md.
 pub struct D1Origin {
     db: D1Database,
@@ -42,27 +47,29 @@ impl D1Origin {
         D1Origin { db }
     }
 
-    /// The schema with a tenant's declared views; the catalogue is read on first use in this
-    /// isolate.
-    /// The schema with a tenant's views if this isolate has built it already (no I/O, no
-    /// binding lookup: the read path asks this first).
-    pub fn cached_schema(views: &BTreeMap<String, Vec<String>>) -> Option<Rc<Schema>> {
-        let id = serde_json::to_string(views).unwrap_or_default();
-        SCHEMAS.with(|s| s.borrow().get(&id).cloned())
+    /// The schema with a tenant's views, limited to `scope`, if this isolate has built it
+    /// already (no I/O, no binding lookup: the read path asks this first).
+    pub fn cached_schema(
+        views: &BTreeMap<String, Vec<String>>,
+        scope: Scope,
+    ) -> Option<Rc<Schema>> {
+        SCHEMAS.with(|s| s.borrow().get(&schema_id(views, scope)).cloned())
     }
 
-    /// The schema with a tenant's views; the catalogue is read on first use in this isolate,
-    /// and each set of views is built once.
+    /// The schema with a tenant's views, limited to `scope`; the catalogue is read on first use
+    /// in this isolate, and each set of views is built once per scope.
     pub async fn schema(
         &self,
         views: &BTreeMap<String, Vec<String>>,
+        scope: Scope,
     ) -> Result<Rc<Schema>, OriginError> {
-        if let Some(schema) = Self::cached_schema(views) {
+        if let Some(schema) = Self::cached_schema(views, scope) {
             return Ok(schema);
         }
-        let id = serde_json::to_string(views).unwrap_or_default();
+        let id = schema_id(views, scope);
         let (tables, catalogue_views) = self.catalogue().await?;
-        let schema = Rc::new(Schema::from_catalogue(tables, catalogue_views, views));
+        let schema =
+            Rc::new(Schema::from_catalogue(tables, catalogue_views, views).scoped(scope));
         SCHEMAS.with(|s| {
             let mut s = s.borrow_mut();
             if s.len() >= MAX_CACHED_SCHEMAS {

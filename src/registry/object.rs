@@ -4,6 +4,7 @@
 //! propagation; edges still cache tenant configuration for a couple of seconds.
 
 use std::cell::Cell;
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use worker::{
@@ -104,26 +105,31 @@ impl TenantRegistry {
         Ok(())
     }
 
-    /// A tenant; the default tenant is created from configuration on first use, so the demo
-    /// needs no setup.
+    /// A tenant; the default tenant (with the configured rules and views) and the website
+    /// demo's tenant (no rules, no views: its catalogue is the `demo_*` tables) are created on
+    /// first use, so neither needs any setup.
     fn tenant(&self, name: &str) -> Result<TenantRecord, ApiError> {
         if let Some(t) = self.load(name)? {
             return Ok(t);
         }
         let config = self.config()?;
-        if name != config.default_tenant {
+        let (rules, views) = if name == config.default_tenant {
+            (config.rules.clone(), config.views.clone())
+        } else if name == config.demo_tenant {
+            (Vec::new(), BTreeMap::new())
+        } else {
             return Err(ApiError::new(
                 404,
                 "tenant_not_found",
                 format!("no tenant named `{name}`"),
             ));
-        }
+        };
         let record = TenantRecord {
             tenant: Tenant {
                 name: name.to_string(),
                 origin: OriginConfig::D1,
-                rules: config.rules.clone(),
-                views: config.views.clone(),
+                rules,
+                views,
                 created_at: rfc3339(now_ms()),
             },
             admin_token_hash: None,
@@ -257,7 +263,9 @@ impl TenantRegistry {
                 "a tenant name is 1-63 lowercase letters, digits or '-', starting with a letter or digit",
             ));
         }
-        if name == self.config()?.default_tenant || self.load(name)?.is_some() {
+        let config = self.config()?;
+        if name == config.default_tenant || name == config.demo_tenant || self.load(name)?.is_some()
+        {
             return Err(ApiError::new(
                 409,
                 "tenant_exists",

@@ -41,6 +41,14 @@ pub fn isolate_config(env: &Env) -> Result<Config, ApiError> {
     ISOLATE_CONFIG.with(|c| c.get_or_init(|| read_config(env)).clone())
 }
 
+/// Reads this isolate's configuration without copying it.
+pub fn with_isolate_config<T>(env: &Env, f: impl FnOnce(&Config) -> T) -> Result<T, ApiError> {
+    ISOLATE_CONFIG.with(|c| match c.get_or_init(|| read_config(env)) {
+        Ok(config) => Ok(f(config)),
+        Err(e) => Err(e.clone()),
+    })
+}
+
 /// A Durable Object's configuration, parsed on its first use by that object.
 #[derive(Default)]
 pub struct ObjectConfig(OnceCell<Config>);

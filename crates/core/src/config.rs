@@ -16,6 +16,8 @@ pub const DEFAULT_ORIGIN_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_INVALIDATION_LOG: u64 = 4096;
 /// Default tenant for requests that name none (the demo works with no setup).
 pub const DEFAULT_TENANT: &str = "local";
+/// Default name of the website's demo tenant, whose data is the `demo_*` sandbox.
+pub const DEFAULT_DEMO_TENANT: &str = "demo";
 
 /// What is wrong with the deployment's configuration.
 #[derive(Debug, Error)]
@@ -40,6 +42,8 @@ pub struct Config {
     pub base_domain: Option<String>,
     /// Tenant for requests that name none.
     pub default_tenant: String,
+    /// The website demo's tenant: created on first use, sees only the `demo_*` tables.
+    pub demo_tenant: String,
     /// L1 bound in bytes.
     pub l1_max_bytes: usize,
     /// How long a read waits for the origin.
@@ -86,6 +90,10 @@ impl Config {
                 .var("EDGECACHE_DEFAULT_TENANT")
                 .filter(|t| !t.is_empty())
                 .unwrap_or_else(|| DEFAULT_TENANT.to_string()),
+            demo_tenant: vars
+                .var("EDGECACHE_DEMO_TENANT")
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| DEFAULT_DEMO_TENANT.to_string()),
             l1_max_bytes: number(vars, "EDGECACHE_L1_MAX_BYTES", DEFAULT_L1_MAX_BYTES as u64)?
                 as usize,
             origin_timeout_ms: number(
@@ -125,6 +133,7 @@ mod tests {
     fn defaults_apply_when_unset() {
         let c = Config::from_vars(&Vars(HashMap::new())).unwrap();
         assert_eq!(c.default_tenant, "local");
+        assert_eq!(c.demo_tenant, "demo");
         assert_eq!(c.l1_max_bytes, DEFAULT_L1_MAX_BYTES);
         assert!(c.views.is_empty());
         assert!(!c.test_hooks);

@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod beta;
 pub mod cache_control;
 pub mod catalog;
 pub mod codec;
@@ -30,6 +31,7 @@ pub mod planner;
 pub mod predicate;
 pub mod protocol;
 pub mod query;
+pub mod ratelimit;
 pub mod route;
 pub mod rules;
 pub mod schema;

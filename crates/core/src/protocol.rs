@@ -174,6 +174,10 @@ pub struct WriteRequest {
     /// recording it (invariant 6's failure). Ignored unless `EDGECACHE_TEST_HOOKS=1`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub crash_after_forward: bool,
+    /// Answer with [`WriteResponse::explained`]: which keys the write made stale and why,
+    /// and which registered keys it spared (the website's demo asks; bounded).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub explain: bool,
 }
 
 /// A write's outcome: the origin's answer plus the table's new seq.
@@ -187,6 +191,43 @@ pub struct WriteResponse {
     pub seq: u64,
     /// How many cached keys the write made stale.
     pub invalidated: usize,
+    /// What the write did to the cache, key by key, when the request asked to `explain`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explained: Option<WriteExplanation>,
+}
+
+/// Keys listed at most in each part of a [`WriteExplanation`].
+pub const MAX_EXPLAINED_KEYS: usize = 100;
+
+/// A write's effect on the cache, key by key (at most [`MAX_EXPLAINED_KEYS`] of each kind).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WriteExplanation {
+    /// Keys the write made stale, in planning order.
+    pub stale: Vec<StaleKey>,
+    /// Keys still registered after the write: the write could not have changed them.
+    pub spared: Vec<SparedKey>,
+}
+
+/// A key a write made stale.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StaleKey {
+    /// The key.
+    pub key: String,
+    /// Why the planner made it stale.
+    pub reason: InvalidationReason,
+    /// Whether the coordinator refills it from the origin in the background (rehydrate).
+    #[serde(default)]
+    pub refilled: bool,
+}
+
+/// A registered key a write left alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SparedKey {
+    /// The key.
+    pub key: String,
+    /// `record`, `list` or `opaque` (see [`Dependent::kind`]).
+    pub kind: String,
 }
 
 /// A manual invalidation (webhook, admin API).

@@ -107,11 +107,62 @@ impl Schema {
         }
         Schema { relations }
     }
+
+    /// The relations `scope` may name: a view only if every table it reads is in scope.
+    pub fn scoped(&self, scope: Scope) -> Schema {
+        let relations = self
+            .relations
+            .iter()
+            .filter(|(name, r)| scope.admits(name) && r.tables.iter().all(|t| scope.admits(t)))
+            .map(|(name, r)| (name.clone(), r.clone()))
+            .collect();
+        Schema { relations }
+    }
 }
 
-/// Whether a catalogue name is internal to SQLite, D1 or wrangler and never exposed.
+/// Tables of the website's live demo start with this; only the demo tenant sees them.
+pub const DEMO_TABLE_PREFIX: &str = "demo_";
+
+/// Which of the database's relations a tenant's requests can name. The demo tenant's data is a
+/// sandbox: its tables (`demo_*`) are its only tables, and no other tenant can name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Every relation (a coordinator, which is reached only for relations an edge admitted).
+    All,
+    /// The demo tenant: the `demo_*` tables only.
+    Demo,
+    /// Every other tenant of the D1 origin: everything but the `demo_*` tables.
+    Tenant,
+}
+
+impl Scope {
+    /// The scope of `tenant` when the demo tenant is named `demo_tenant`.
+    pub fn of(tenant: &str, demo_tenant: &str) -> Scope {
+        if tenant == demo_tenant {
+            Scope::Demo
+        } else {
+            Scope::Tenant
+        }
+    }
+
+    /// Whether a relation or table named `name` is in scope.
+    pub fn admits(self, name: &str) -> bool {
+        let demo = name.starts_with(DEMO_TABLE_PREFIX);
+        match self {
+            Scope::All => true,
+            Scope::Demo => demo,
+            Scope::Tenant => !demo,
+        }
+    }
+}
+
+/// Whether a catalogue name is internal to SQLite, D1, wrangler or EdgeCache itself (its
+/// `edgecache_*` tables: beta sign-ups, the demo's seed) and never exposed to any tenant.
 pub fn is_internal(name: &str) -> bool {
-    name.starts_with("sqlite_") || name.starts_with("_cf_") || name == "d1_migrations"
+    name.starts_with("sqlite_")
+        || name.starts_with("_cf_")
+        || name == "d1_migrations"
+        || name.starts_with("edgecache_")
 }
 
 #[cfg(test)]
@@ -149,5 +200,29 @@ mod tests {
         );
         assert!(s.relation("secret").is_none());
         assert!(is_internal("d1_migrations") && is_internal("_cf_KV") && !is_internal("users"));
+        assert!(is_internal("edgecache_beta_signups") && is_internal("edgecache_demo_seed"));
+    }
+
+    #[test]
+    fn the_demo_tables_are_the_demo_tenants_only_tables() {
+        let declared = BTreeMap::from([
+            ("mixed".to_string(), vec!["users".into(), "demo_users".into()]),
+            ("demo_view".to_string(), vec!["demo_users".into()]),
+        ]);
+        let s = Schema::from_catalogue(
+            vec![
+                ("users".into(), vec![col("id", true)]),
+                ("demo_users".into(), vec![col("id", true)]),
+            ],
+            vec![
+                ("mixed".into(), vec![col("id", false)]),
+                ("demo_view".into(), vec![col("id", false)]),
+            ],
+            &declared,
+        );
+        let names = |scope| -> Vec<String> { s.scoped(scope).relations.into_keys().collect() };
+        assert_eq!(names(Scope::of("demo", "demo")), vec!["demo_users", "demo_view"]);
+        assert_eq!(names(Scope::of("local", "demo")), vec!["users"]);
+        assert_eq!(names(Scope::All).len(), 4);
     }
 }
