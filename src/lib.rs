@@ -11,9 +11,14 @@ pub mod origin;
 pub mod registry;
 pub mod runtime;
 
-use worker::{event, Context, Env, Request, Response};
+use worker::{event, Context, Env, Request, Response, ScheduleContext, ScheduledEvent};
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     edge::handle(req, env, ctx).await
+}
+
+#[event(scheduled)]
+async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    edge::scheduled(event, env).await
 }

@@ -104,6 +104,10 @@ pub async fn serve(
         }
         (Method::Get, ["tenants", name, "deps"]) => deps(env, &p, name, &url).await,
         (Method::Get, ["tenants", name, "stats"]) => stats(env, config, &p, name).await,
+        (Method::Get, ["beta"]) => {
+            operator_only(&p)?;
+            answer(&super::beta::list(env).await?)
+        }
         _ => Err(ApiError::route_not_found(&format!(
             "/_edgecache/admin/{rest}"
         ))),

@@ -1,16 +1,20 @@
 //! The edge: maps HTTP requests to the read path, the write path and the operator endpoints.
 
 pub mod admin;
+pub mod beta;
+pub mod demo;
 pub mod invalidate;
 pub mod ops;
 pub mod read;
 pub mod rest;
+pub mod site;
 pub mod tenants;
+pub mod throttle;
 pub mod token;
 pub mod webhook;
 pub mod write;
 
-use worker::{Context, Env, Method, Request, Response};
+use worker::{Context, Env, Method, Request, Response, ScheduledEvent};
 
 use edgecache_core::route;
 use edgecache_core::ApiError;
@@ -24,6 +28,11 @@ pub async fn handle(req: Request, env: Env, ctx: Context) -> worker::Result<Resp
         Ok(resp) => Ok(resp),
         Err(e) => error_response(&e),
     }
+}
+
+/// The cron trigger (`wrangler.toml` `[triggers]`): restores the website demo's sandbox.
+pub async fn scheduled(_event: ScheduledEvent, env: Env) {
+    demo::reset_on_schedule(&env).await;
 }
 
 async fn dispatch(mut req: Request, env: &Env, ctx: &Context) -> Result<Response, ApiError> {
@@ -45,6 +54,9 @@ async fn dispatch(mut req: Request, env: &Env, ctx: &Context) -> Result<Response
         return admin::serve(&mut req, env, &config, rest).await;
     }
     let tenant = addressed.tenant.as_str();
+    if req.method() == Method::Get && site::serves(url.path()) {
+        return site::serve(&req, &config, url.path());
+    }
     match (req.method(), addressed.path.as_str()) {
         (Method::Get, "/_edgecache/health") => {
             Ok(Response::from_json(&serde_json::json!({ "ok": true }))?)
@@ -66,6 +78,12 @@ async fn dispatch(mut req: Request, env: &Env, ctx: &Context) -> Result<Response
         (Method::Post, "/_edgecache/test/register") if config.test_hooks => {
             ops::register(&mut req, env, tenant).await
         }
+        (Method::Post, "/_edgecache/beta") => beta::sign_up(&mut req, env).await,
+        (Method::Post, "/_edgecache/demo/write") => demo::write(&mut req, env, &config).await,
+        (Method::Post, "/_edgecache/demo/reset") => {
+            demo::reset_on_demand(&req, env, &config).await
+        }
+        (Method::Get, _) if site::wants_html(&req) => site::not_found_page(url.path()),
         _ => Err(ApiError::route_not_found(url.path())),
     }
 }

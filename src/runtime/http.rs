@@ -71,5 +71,8 @@ pub fn error_response(e: &ApiError) -> worker::Result<Response> {
     if let Some(allow) = &e.allow {
         resp.headers_mut().set("allow", allow)?;
     }
+    if let Some(secs) = e.retry_after {
+        resp.headers_mut().set("retry-after", &secs.to_string())?;
+    }
     Ok(resp)
 }

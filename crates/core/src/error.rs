@@ -19,6 +19,8 @@ pub struct ApiError {
     pub message: String,
     /// For a 405: the methods the resource accepts (the `allow` header RFC 9110 asks for).
     pub allow: Option<String>,
+    /// For a 429: seconds until the client may try again (the `retry-after` header).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -29,6 +31,7 @@ impl ApiError {
             code: code.to_string(),
             message: message.into(),
             allow: None,
+            retry_after: None,
         }
     }
 
@@ -54,6 +57,18 @@ impl ApiError {
                 405,
                 "method_not_allowed",
                 format!("{method} is not allowed here; allowed: {allowed}"),
+            )
+        }
+    }
+
+    /// 429 for a client over a rate limit, retrying after `secs`.
+    pub fn rate_limited(secs: u64) -> Self {
+        ApiError {
+            retry_after: Some(secs),
+            ..Self::new(
+                429,
+                "rate_limited",
+                format!("too many requests from this client; try again in {secs} s"),
             )
         }
     }
