@@ -104,6 +104,11 @@ impl AdminClient {
         self.call("GET", &tenant_path(tenant, "/stats"), None)
     }
 
+    /// `GET /beta`.
+    pub fn beta_signups(&self) -> Result<Value, CliError> {
+        self.call("GET", "/beta", None)
+    }
+
     /// Decodes a raw answer into the shape the human renderers use.
     pub fn decode<T: DeserializeOwned>(&self, value: Value) -> Result<T, CliError> {
         serde_json::from_value(value).map_err(|err| CliError::Protocol {

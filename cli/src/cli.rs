@@ -67,6 +67,9 @@ pub enum Command {
     Stats,
     /// Fetch a list of paths or URLs through the cache to fill it
     Warm(WarmArgs),
+    /// Beta sign-ups from the website (operator token)
+    #[command(subcommand)]
+    Beta(BetaCommand),
     /// Print a shell completion script
     Completions {
         /// The shell
@@ -100,6 +103,13 @@ pub enum TenantCommand {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+}
+
+/// `beta …`.
+#[derive(Debug, Subcommand)]
+pub enum BetaCommand {
+    /// List sign-ups, newest first: address, sign-ups merged into it, first and last time
+    List,
 }
 
 /// `rules …`.
@@ -314,6 +324,14 @@ mod tests {
         assert_eq!(cli.global.tenant.as_deref(), Some("acme"));
         let cli = parse(&["--endpoint", "http://x", "tenant", "list"]).unwrap();
         assert_eq!(cli.global.endpoint.as_deref(), Some("http://x"));
+    }
+
+    #[test]
+    fn parses_beta_list() {
+        let cli = parse(&["beta", "list", "--json"]).unwrap();
+        assert!(matches!(cli.command, Command::Beta(BetaCommand::List)));
+        assert!(cli.global.json);
+        assert_eq!(parse(&["beta"]).unwrap_err().exit_code(), 2);
     }
 
     #[test]

@@ -10,14 +10,15 @@ use serde_json::{json, Value};
 
 use crate::api::{self, AdminClient};
 use crate::cli::{
-    Cli, Command, CompletionShell, DepsArgs, GlobalArgs, InvalidateArgs, RulesCommand,
+    BetaCommand, Cli, Command, CompletionShell, DepsArgs, GlobalArgs, InvalidateArgs, RulesCommand,
     TenantCommand, WarmArgs,
 };
 use crate::config::{self, ConfigFile, Overrides, Settings};
 use crate::error::CliError;
 use crate::model::{
-    CreateTenant, CreatedTenant, InvalidationResult, InvalidationSpec, KeyDeps, OriginConfig,
-    RecordDeps, Rule, RuleEnvelope, RuleList, Stats, TenantEnvelope, TenantList, Whoami,
+    BetaList, CreateTenant, CreatedTenant, InvalidationResult, InvalidationSpec, KeyDeps,
+    OriginConfig, RecordDeps, Rule, RuleEnvelope, RuleList, Stats, TenantEnvelope, TenantList,
+    Whoami,
 };
 use crate::path::{api_path, encode};
 use crate::render;
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Deps(args) => deps(&ctx, args),
         Command::Stats => stats(&ctx),
         Command::Warm(args) => warm(&ctx, args),
+        Command::Beta(command) => beta(&ctx, command),
         Command::Completions { shell } => {
             completions(shell);
             Ok(())
@@ -297,6 +299,18 @@ fn stats(ctx: &Context) -> Result<(), CliError> {
     let raw = client.stats(tenant)?;
     let answer: Stats = client.decode(raw.clone())?;
     ctx.emit(&raw, || render::stats(tenant, &answer));
+    Ok(())
+}
+
+fn beta(ctx: &Context, command: BetaCommand) -> Result<(), CliError> {
+    let (_, client) = ctx.client()?;
+    match command {
+        BetaCommand::List => {
+            let raw = client.beta_signups()?;
+            let list: BetaList = client.decode(raw.clone())?;
+            ctx.emit(&raw, || render::beta_list(&list));
+        }
+    }
     Ok(())
 }
 

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+pub use edgecache_core::beta::BetaList;
 pub use edgecache_core::invalidation::InvalidationSpec;
 pub use edgecache_core::protocol::{
     CoordinatorStats, CreateTenant, InvalidationResult, KeyDeps, OriginConfig, RecordDeps,

@@ -6,8 +6,8 @@ use std::fmt::Write;
 
 use crate::duration::{format_millis, format_secs};
 use crate::model::{
-    CoordinatorStats, CreatedTenant, EdgeStats, InvalidationResult, KeyDeps, OriginConfig,
-    RecordDeps, Rule, Stats, Tenant, Whoami,
+    BetaList, CoordinatorStats, CreatedTenant, EdgeStats, InvalidationResult, KeyDeps,
+    OriginConfig, RecordDeps, Rule, Stats, Tenant, Whoami,
 };
 use crate::table::Table;
 
@@ -62,6 +62,25 @@ pub fn tenant_list(tenants: &[Tenant]) -> String {
         ]);
     }
     table.render()
+}
+
+/// `beta list`.
+pub fn beta_list(list: &BetaList) -> String {
+    if list.signups.is_empty() {
+        return "no beta sign-ups yet\n".to_string();
+    }
+    let mut table = Table::new(&["EMAIL", "SIGN-UPS", "FIRST", "LATEST"]);
+    for signup in &list.signups {
+        table.row(vec![
+            signup.email.clone(),
+            signup.count.to_string(),
+            signup.created_at.clone(),
+            signup.updated_at.clone(),
+        ]);
+    }
+    let mut out = table.render();
+    let _ = writeln!(out, "{} addresses", list.signups.len());
+    out
 }
 
 /// `tenant show`.

@@ -371,6 +371,39 @@ fn stats_tables_and_json() {
 }
 
 #[test]
+fn beta_list_as_table_and_json() {
+    let body = json!({"signups": [
+        {"email": "grace@example.com", "created_at": "2026-12-01T09:00:00Z",
+         "updated_at": "2026-12-02T10:00:00Z", "count": 2, "later_field": true},
+        {"email": "ada@example.com", "created_at": "2026-12-01T08:00:00Z",
+         "updated_at": "2026-12-01T08:00:00Z", "count": 1}
+    ]});
+    let answer = body.clone();
+    let server = Server::start(move |_| Reply::json(200, answer.clone()));
+    let sandbox = Sandbox::new();
+    let out = sandbox.run_against(&server, &["beta", "list"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(server.requests()[0].target, "/_edgecache/admin/beta");
+    assert_eq!(
+        out.stdout,
+        "EMAIL              SIGN-UPS  FIRST                 LATEST\n\
+         grace@example.com  2         2026-12-01T09:00:00Z  2026-12-02T10:00:00Z\n\
+         ada@example.com    1         2026-12-01T08:00:00Z  2026-12-01T08:00:00Z\n\
+         2 addresses\n"
+    );
+    let out = sandbox.run_against(&server, &["beta", "list", "--json"]);
+    assert_eq!(
+        parse(&out.stdout),
+        body,
+        "the server's JSON, unknown fields included"
+    );
+
+    let empty = Server::start(|_| Reply::json(200, json!({"signups": []})));
+    let out = sandbox.run_against(&empty, &["beta", "list"]);
+    assert_eq!(out.stdout, "no beta sign-ups yet\n");
+}
+
+#[test]
 fn completions_for_each_shell() {
     let sandbox = Sandbox::new();
     for (shell, marker) in [

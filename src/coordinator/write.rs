@@ -326,12 +326,19 @@ mod tests {
             explained,
             vec![
                 (user.key.as_str(), InvalidationReason::RecordWritten, true),
-                (beas.key.as_str(), InvalidationReason::ListPredicateMatched, true),
+                (
+                    beas.key.as_str(),
+                    InvalidationReason::ListPredicateMatched,
+                    true
+                ),
             ]
         );
         let spared = g.registered(MAX_EXPLAINED_KEYS).unwrap();
         assert_eq!(spared.len(), 1);
-        assert_eq!((spared[0].key.as_str(), spared[0].kind.as_str()), (zoes.key.as_str(), "list"));
+        assert_eq!(
+            (spared[0].key.as_str(), spared[0].kind.as_str()),
+            (zoes.key.as_str(), "list")
+        );
         assert_eq!(g.registration(&zoes.key).unwrap(), Some(zoes));
         assert_eq!(g.registration(&user.key).unwrap(), None);
         assert_eq!(g.last_write("1").unwrap(), Some(BORN + 1));

@@ -48,6 +48,14 @@ async fn dispatch(mut req: Request, env: &Env, ctx: &Context) -> Result<Response
     if addressed.path.starts_with("/v1/") {
         let resource = route::resource(&addressed.path)
             .ok_or_else(|| ApiError::route_not_found(&addressed.path))?;
+        if addressed.tenant == config.demo_tenant && req.method() != Method::Get {
+            // The demo's sandbox is written only through the rate-limited demo endpoint.
+            return Err(ApiError::new(
+                403,
+                "demo_read_only",
+                "the demo tenant is written through POST /_edgecache/demo/write",
+            ));
+        }
         return rest::serve(req, env, ctx, &config, &url, &addressed, resource).await;
     }
     if let Some(rest) = url.path().strip_prefix("/_edgecache/admin/") {
@@ -80,9 +88,7 @@ async fn dispatch(mut req: Request, env: &Env, ctx: &Context) -> Result<Response
         }
         (Method::Post, "/_edgecache/beta") => beta::sign_up(&mut req, env).await,
         (Method::Post, "/_edgecache/demo/write") => demo::write(&mut req, env, &config).await,
-        (Method::Post, "/_edgecache/demo/reset") => {
-            demo::reset_on_demand(&req, env, &config).await
-        }
+        (Method::Post, "/_edgecache/demo/reset") => demo::reset_on_demand(&req, env, &config).await,
         (Method::Get, _) if site::wants_html(&req) => site::not_found_page(url.path()),
         _ => Err(ApiError::route_not_found(url.path())),
     }

@@ -113,9 +113,7 @@ thread_local! {
 
 /// Whether the site serves `path` (a GET of it is answered by [`serve`]).
 pub fn serves(path: &str) -> bool {
-    PAGES.iter().any(|p| p.path == path)
-        || ASSETS.iter().any(|a| a.path == path)
-        || path == "/docs"
+    PAGES.iter().any(|p| p.path == path) || ASSETS.iter().any(|a| a.path == path) || path == "/docs"
 }
 
 /// `GET` of a site path (see [`serves`]).
@@ -178,13 +176,7 @@ pub fn beta_page(
         Ok(_) => "You are on the EdgeCache beta list",
         Err(_) => "EdgeCache beta sign-up: please check your address",
     };
-    let html = render(
-        title,
-        "Sign up for the EdgeCache beta.",
-        "/beta",
-        &main,
-        "",
-    );
+    let html = render(title, "Sign up for the EdgeCache beta.", "/beta", &main, "");
     let resp = Response::from_html(html)?.with_status(status);
     let mut resp = headers(resp, "text/html; charset=utf-8", None)?;
     resp.headers_mut().set("cache-control", "no-store")?;
@@ -205,7 +197,13 @@ pub fn not_found_page(path: &str) -> Result<Response, ApiError> {
          <code>{}</code>. Try the <a href=\"/\">home page</a> or the <a href=\"/docs/\">docs</a>.</p></div>",
         escape(path)
     );
-    let html = render("Not found: EdgeCache", "Nothing is served here.", path, &main, "");
+    let html = render(
+        "Not found: EdgeCache",
+        "Nothing is served here.",
+        path,
+        &main,
+        "",
+    );
     let resp = Response::from_html(html)?.with_status(404);
     let mut resp = headers(resp, "text/html; charset=utf-8", None)?;
     resp.headers_mut().set("cache-control", "no-store")?;
@@ -214,7 +212,12 @@ pub fn not_found_page(path: &str) -> Result<Response, ApiError> {
 
 /// Whether a request is a browser's navigation (it asks for HTML first).
 pub fn wants_html(req: &Request) -> bool {
-    let accept = req.headers().get("accept").ok().flatten().unwrap_or_default();
+    let accept = req
+        .headers()
+        .get("accept")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
     match (accept.find("text/html"), accept.find("application/json")) {
         (Some(html), Some(json)) => html < json,
         (Some(_), None) => true,
@@ -274,7 +277,10 @@ fn front_matter(source: &str) -> (&str, &str, &str) {
     let mut rest = source;
     let mut field = |name: &str| -> &str {
         let prefix = format!("<!-- {name}: ");
-        match rest.strip_prefix(prefix.as_str()).and_then(|r| r.split_once(" -->\n")) {
+        match rest
+            .strip_prefix(prefix.as_str())
+            .and_then(|r| r.split_once(" -->\n"))
+        {
             Some((value, after)) => {
                 rest = after;
                 value
@@ -354,7 +360,11 @@ mod tests {
             let (title, description, main) = front_matter(page.source);
             assert!(title.len() > 10, "{}: title {title:?}", page.path);
             assert!(description.len() > 40, "{}: description", page.path);
-            assert!(main.contains("<h1") || main.contains("<h2"), "{}", page.path);
+            assert!(
+                main.contains("<h1") || main.contains("<h2"),
+                "{}",
+                page.path
+            );
             assert!(!main.contains("{{title}}"), "{}", page.path);
         }
     }
@@ -363,7 +373,13 @@ mod tests {
     fn pages_are_wrapped_in_the_layout_with_their_own_metadata() {
         let docs = PAGES.iter().find(|p| p.path == "/docs/api").unwrap();
         let (title, _, _) = front_matter(docs.source);
-        let html = render(title, "d <b>", "/docs/api", "<h1>x</h1>", &docs_nav("/docs/api"));
+        let html = render(
+            title,
+            "d <b>",
+            "/docs/api",
+            "<h1>x</h1>",
+            &docs_nav("/docs/api"),
+        );
         assert!(html.contains(&format!("<title>{}</title>", escape(title))));
         assert!(html.contains("content=\"d &lt;b&gt;\""));
         assert!(html.contains("<a href=\"/docs/api\" aria-current=\"page\">"));
@@ -385,6 +401,9 @@ mod tests {
 
     #[test]
     fn escaping_covers_markup_and_quotes() {
-        assert_eq!(escape(r#"<a href="x">'&"#), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;");
+        assert_eq!(
+            escape(r#"<a href="x">'&"#),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;"
+        );
     }
 }

@@ -33,7 +33,10 @@ thread_local! {
 
 /// What a built schema is cached under: its scope and its set of views.
 fn schema_id(views: &BTreeMap<String, Vec<String>>, scope: Scope) -> String {
-    format!("{scope:?}:{}", serde_json::to_string(views).unwrap_or_default())
+    format!(
+        "{scope:?}:{}",
+        serde_json::to_string(views).unwrap_or_default()
+    )
 }
 
 /// A D1 database speaking the REST shape of DESIGN.md.
@@ -68,8 +71,7 @@ impl D1Origin {
         }
         let id = schema_id(views, scope);
         let (tables, catalogue_views) = self.catalogue().await?;
-        let schema =
-            Rc::new(Schema::from_catalogue(tables, catalogue_views, views).scoped(scope));
+        let schema = Rc::new(Schema::from_catalogue(tables, catalogue_views, views).scoped(scope));
         SCHEMAS.with(|s| {
             let mut s = s.borrow_mut();
             if s.len() >= MAX_CACHED_SCHEMAS {

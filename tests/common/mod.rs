@@ -184,6 +184,8 @@ impl Worker {
             // `.dev.vars` (written by `npm run dev`): a test sees only the vars it sets.
             .arg("--env-file")
             .arg(&env_file)
+            // `GET /__scheduled?cron=…` runs the cron trigger (the demo's reset).
+            .arg("--test-scheduled")
             .args(["--var", "EDGECACHE_TEST_HOOKS:1"])
             .args([
                 "--var",

@@ -61,13 +61,15 @@ impl RateLimiter {
         if !self.windows.contains_key(client) && self.windows.len() >= self.max_clients {
             self.windows.retain(|_, (start, _)| !expired(*start));
         }
-        let client = if self.windows.contains_key(client) || self.windows.len() < self.max_clients
-        {
+        let client = if self.windows.contains_key(client) || self.windows.len() < self.max_clients {
             client
         } else {
             OVERFLOW
         };
-        let window = self.windows.entry(client.to_string()).or_insert((now_ms, 0));
+        let window = self
+            .windows
+            .entry(client.to_string())
+            .or_insert((now_ms, 0));
         if expired(window.0) {
             *window = (now_ms, 0);
         }
@@ -142,7 +144,11 @@ mod tests {
             .map(|(t, _)| *t)
             .collect();
         mine.iter()
-            .map(|t| mine.iter().filter(|u| **u >= *t && **u < t + window_ms).count())
+            .map(|t| {
+                mine.iter()
+                    .filter(|u| **u >= *t && **u < t + window_ms)
+                    .count()
+            })
             .max()
             .unwrap_or(0)
     }

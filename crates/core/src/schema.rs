@@ -206,7 +206,10 @@ mod tests {
     #[test]
     fn the_demo_tables_are_the_demo_tenants_only_tables() {
         let declared = BTreeMap::from([
-            ("mixed".to_string(), vec!["users".into(), "demo_users".into()]),
+            (
+                "mixed".to_string(),
+                vec!["users".into(), "demo_users".into()],
+            ),
             ("demo_view".to_string(), vec!["demo_users".into()]),
         ]);
         let s = Schema::from_catalogue(
@@ -221,7 +224,10 @@ mod tests {
             &declared,
         );
         let names = |scope| -> Vec<String> { s.scoped(scope).relations.into_keys().collect() };
-        assert_eq!(names(Scope::of("demo", "demo")), vec!["demo_users", "demo_view"]);
+        assert_eq!(
+            names(Scope::of("demo", "demo")),
+            vec!["demo_users", "demo_view"]
+        );
         assert_eq!(names(Scope::of("local", "demo")), vec!["users"]);
         assert_eq!(names(Scope::All).len(), 4);
     }
