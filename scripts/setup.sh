@@ -37,3 +37,16 @@ if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
   npm ci --no-audit --no-fund --loglevel=error
   cp package-lock.json "$stamp"
 fi
+
+# Headless Chromium for the website's browser tests (tests/site/browser.mjs, driven by
+# playwright-core, which downloads no browser): Debian's package, installed once if missing.
+if ! command -v chromium > /dev/null; then
+  say "installing Debian's chromium for the browser tests"
+  if [ "$(id -u)" = "0" ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq chromium > /dev/null
+  else
+    sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+      sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null
+  fi
+fi

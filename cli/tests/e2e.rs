@@ -196,3 +196,40 @@ fn bad_credentials_and_input_fail_with_hints_and_change_nothing() {
     assert_eq!(out.status.code(), Some(1));
     operator.ok(&["tenant", "delete", &name, "--yes"]);
 }
+
+#[test]
+fn the_operator_lists_beta_signups_from_the_website() {
+    let email = format!("{}@example.com", unique("beta"));
+    for _ in 0..2 {
+        let a = w().send_json(
+            "POST",
+            "/_edgecache/beta",
+            &serde_json::json!({ "email": email.to_ascii_uppercase() }),
+        );
+        assert_eq!(a.status, 201, "{}", a.text());
+    }
+    let operator = Cli::new();
+    operator.ok(&["login", "--endpoint", &w().base, "--token", OPERATOR_TOKEN]);
+    let stored = email.to_ascii_lowercase();
+    let list = operator.json(&["beta", "list"]);
+    let row = list["signups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["email"] == stored.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("{stored} not in {list}"));
+    assert_eq!(row["count"], 2, "two sign-ups of one address are one row");
+    let table = operator.ok(&["beta", "list"]);
+    assert!(table.starts_with("EMAIL"), "{table}");
+    assert!(table.lines().any(|l| l.starts_with(&stored) && l.contains(" 2 ")), "{table}");
+
+    let tenant = Cli::new();
+    let token = w().create_tenant("beta-cli")["admin_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    tenant.ok(&["login", "--endpoint", &w().base, "--token", &token]);
+    let out = tenant.run(&["beta", "list"]);
+    assert!(!out.status.success(), "a tenant token cannot list sign-ups");
+}
