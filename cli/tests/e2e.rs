@@ -222,7 +222,12 @@ fn the_operator_lists_beta_signups_from_the_website() {
     assert_eq!(row["count"], 2, "two sign-ups of one address are one row");
     let table = operator.ok(&["beta", "list"]);
     assert!(table.starts_with("EMAIL"), "{table}");
-    assert!(table.lines().any(|l| l.starts_with(&stored) && l.contains(" 2 ")), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(&stored) && l.contains(" 2 ")),
+        "{table}"
+    );
 
     let tenant = Cli::new();
     let token = w().create_tenant("beta-cli")["admin_token"]

@@ -12,6 +12,7 @@ use worker::{Request, Response};
 
 use edgecache_core::beta::BetaJoined;
 use edgecache_core::config::Config;
+use edgecache_core::entry::if_none_match;
 use edgecache_core::ApiError;
 
 /// The layout every page is wrapped in.
@@ -24,40 +25,26 @@ struct Page {
     source: &'static str,
 }
 
+/// A page of `site/pages/`.
+macro_rules! page {
+    ($path:literal, $file:literal) => {
+        Page {
+            path: $path,
+            source: include_str!(concat!("../../site/pages/", $file)),
+        }
+    };
+}
+
 /// Every page. The docs pages are listed in the docs navigation in this order.
 const PAGES: &[Page] = &[
-    Page {
-        path: "/",
-        source: include_str!("../../site/pages/index.html"),
-    },
-    Page {
-        path: "/docs/",
-        source: include_str!("../../site/pages/docs/index.html"),
-    },
-    Page {
-        path: "/docs/api",
-        source: include_str!("../../site/pages/docs/api.html"),
-    },
-    Page {
-        path: "/docs/headers",
-        source: include_str!("../../site/pages/docs/headers.html"),
-    },
-    Page {
-        path: "/docs/consistency",
-        source: include_str!("../../site/pages/docs/consistency.html"),
-    },
-    Page {
-        path: "/docs/admin",
-        source: include_str!("../../site/pages/docs/admin.html"),
-    },
-    Page {
-        path: "/docs/cli",
-        source: include_str!("../../site/pages/docs/cli.html"),
-    },
-    Page {
-        path: "/docs/limits",
-        source: include_str!("../../site/pages/docs/limits.html"),
-    },
+    page!("/", "index.html"),
+    page!("/docs/", "docs/index.html"),
+    page!("/docs/api", "docs/api.html"),
+    page!("/docs/headers", "docs/headers.html"),
+    page!("/docs/consistency", "docs/consistency.html"),
+    page!("/docs/admin", "docs/admin.html"),
+    page!("/docs/cli", "docs/cli.html"),
+    page!("/docs/limits", "docs/limits.html"),
 ];
 
 /// A file served as it is.
@@ -67,32 +54,31 @@ struct Asset {
     body: &'static [u8],
 }
 
+/// A file of `site/`.
+macro_rules! asset {
+    ($path:literal, $type:literal, $file:literal) => {
+        Asset {
+            path: $path,
+            content_type: $type,
+            body: include_bytes!(concat!("../../site/", $file)),
+        }
+    };
+}
+
 const ASSETS: &[Asset] = &[
-    Asset {
-        path: "/assets/site.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_bytes!("../../site/assets/site.css"),
-    },
-    Asset {
-        path: "/assets/demo.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../site/assets/demo.js"),
-    },
-    Asset {
-        path: "/favicon.svg",
-        content_type: "image/svg+xml",
-        body: include_bytes!("../../site/favicon.svg"),
-    },
-    Asset {
-        path: "/robots.txt",
-        content_type: "text/plain; charset=utf-8",
-        body: include_bytes!("../../site/robots.txt"),
-    },
-    Asset {
-        path: "/openapi.json",
-        content_type: "application/json",
-        body: include_bytes!("../../site/openapi.json"),
-    },
+    asset!(
+        "/assets/site.css",
+        "text/css; charset=utf-8",
+        "assets/site.css"
+    ),
+    asset!(
+        "/assets/demo.js",
+        "text/javascript; charset=utf-8",
+        "assets/demo.js"
+    ),
+    asset!("/favicon.svg", "image/svg+xml", "favicon.svg"),
+    asset!("/robots.txt", "text/plain; charset=utf-8", "robots.txt"),
+    asset!("/openapi.json", "application/json", "openapi.json"),
 ];
 
 /// Same-origin only: the site makes no third-party request, and a browser refuses any.
@@ -135,7 +121,7 @@ pub fn serve(req: &Request, config: &Config, path: &str) -> Result<Response, Api
     let matches = req
         .headers()
         .get("if-none-match")?
-        .is_some_and(|h| h.split(',').any(|t| t.trim() == served.etag));
+        .is_some_and(|h| if_none_match(&h, &served.etag));
     let resp = if matches {
         Response::empty()?.with_status(304)
     } else {
