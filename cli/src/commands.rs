@@ -136,13 +136,17 @@ fn tenant(ctx: &Context, command: TenantCommand) -> Result<(), CliError> {
     match command {
         TenantCommand::Create { name, origin_url } => {
             let origin = match origin_url {
-                Some(base_url) => OriginConfig::Http { base_url },
+                Some(base_url) => OriginConfig::Http {
+                    base_url,
+                    headers: Vec::new(),
+                },
                 None => OriginConfig::D1,
             };
             let raw = client.create_tenant(&CreateTenant {
                 name,
                 origin: Some(origin),
                 views: None,
+                access: None,
             })?;
             let created: CreatedTenant = client.decode(raw.clone())?;
             ctx.emit(&raw, || render::created_tenant(&created));

@@ -29,7 +29,7 @@ pub fn whoami(endpoint: &str, who: &Whoami) -> String {
 pub fn origin(origin: Option<&OriginConfig>) -> String {
     match origin {
         Some(OriginConfig::D1) => "d1".to_string(),
-        Some(OriginConfig::Http { base_url }) => format!("http {base_url}"),
+        Some(OriginConfig::Http { base_url, .. }) => format!("http {base_url}"),
         None => String::new(),
     }
 }
