@@ -352,6 +352,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn one_api_is_one_data_source_however_its_url_is_spelled() {
+        let a = DataSource::http("https://API.Acme.example:443/v2/");
+        assert_eq!(a, DataSource::http("https://api.acme.example/v2"));
+        assert_eq!(a, DataSource::http(" https://api.acme.example/v2// "));
+        assert_ne!(a, DataSource::http("https://api.acme.example/v3"));
+        assert_ne!(a, DataSource::http("http://api.acme.example/v2"));
+        assert_ne!(a, DataSource::http("https://api.acme.example:8443/v2"));
+        assert_ne!(a, DataSource::d1());
+        assert!(DataSource::d1().is_d1() && !a.is_d1());
+        let id = CoordinatorId::new(&a, "users");
+        assert_eq!(CoordinatorId::parse(id.as_str()), Some(id.clone()));
+        assert_eq!((id.source(), id.table()), (a, "users"));
+        assert_eq!(CoordinatorId::new(&DataSource::d1(), "a:b").table(), "a:b");
+    }
+
+    #[test]
     fn tenant_names() {
         for ok in ["local", "acme", "a1-b2", "9lives"] {
             assert!(valid_tenant_name(ok), "{ok}");

@@ -756,3 +756,54 @@ impl EdgeCounters {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn origin_headers_are_checked_and_lowercased() {
+        let h = parse_header_line("X-Origin-Key:  abc def ").unwrap();
+        assert_eq!((h.name.as_str(), h.value.as_str()), ("x-origin-key", "abc def"));
+        for bad in ["no colon", ": v", "bad name: v", "Host: x", "x-edgecache-key: k", "x:"] {
+            let e = parse_header_line(bad).unwrap_err();
+            assert_eq!((e.status, e.code.as_str()), (400, "bad_header"), "{bad}");
+        }
+        assert!(parse_header_line("x: caf\u{e9}").is_err(), "visible ASCII only");
+        let mut many: Vec<OriginHeader> = (0..=MAX_TENANT_HEADERS)
+            .map(|i| OriginHeader {
+                name: format!("x-{i}"),
+                value: "v".into(),
+            })
+            .collect();
+        assert!(check_headers(&mut many).is_err());
+    }
+
+    #[test]
+    fn redaction_keeps_names_and_hides_values() {
+        let origin = OriginConfig::Http {
+            base_url: "https://api.example".into(),
+            headers: vec![OriginHeader {
+                name: "x-origin-key".into(),
+                value: "secret".into(),
+            }],
+        };
+        let shown = serde_json::to_string(&origin.redacted()).unwrap();
+        assert!(shown.contains("x-origin-key") && shown.contains(REDACTED));
+        assert!(!shown.contains("secret"));
+        assert_eq!(OriginConfig::D1.redacted(), OriginConfig::D1);
+    }
+
+    proptest! {
+        /// Any header line is either refused with a typed error or accepted as a lowercase
+        /// token name and a value with no control characters; never a panic.
+        #[test]
+        fn header_lines_never_panic(line in "\\PC{0,80}") {
+            if let Ok(h) = parse_header_line(&line) {
+                prop_assert_eq!(h.name.clone(), h.name.to_ascii_lowercase());
+                prop_assert!(!h.value.is_empty() && h.value.bytes().all(|b| b >= 0x20 && b < 0x7f || b == b'\t'));
+            }
+        }
+    }
+}
