@@ -23,7 +23,10 @@ fn city_in_d1(id: &str) -> Value {
 /// Creates a key of `scope` for `tenant`; returns the key.
 fn create_key(tenant: &str, scope: &str) -> String {
     let name = unique("k").to_ascii_lowercase();
-    let name: String = name.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+    let name: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
     let a = w().admin(
         "POST",
         &format!("/_edgecache/admin/tenants/{tenant}/keys"),
@@ -64,12 +67,23 @@ fn anonymous_and_wrongly_keyed_writes_change_nothing() {
         (&[("authorization", "Bearer eck_not_a_key")], 401, "bad_key"),
         (&[("x-edgecache-key", "eck_nope")], 401, "bad_key"),
         // The operator's token is no write key.
-        (&[("authorization", "Bearer eco_test_operator_token")], 401, "bad_key"),
+        (
+            &[("authorization", "Bearer eco_test_operator_token")],
+            401,
+            "bad_key",
+        ),
     ];
     for (headers, status, code) in cases {
         let a = patch_city(&path, headers, "Hacked");
-        assert_eq!((a.status, a.error_code().as_str()), (status, code), "{headers:?}");
-        assert!(a.header("x-edgecache-seq").is_none(), "no token for a refused write");
+        assert_eq!(
+            (a.status, a.error_code().as_str()),
+            (status, code),
+            "{headers:?}"
+        );
+        assert!(
+            a.header("x-edgecache-seq").is_none(),
+            "no token for a refused write"
+        );
         assert_eq!(a.header("cache-control"), Some("no-store"));
     }
     let body = json!({"id": unique("anon-new"), "firstName": "X", "lastName": "Y", "email": "x@y"});
@@ -84,7 +98,11 @@ fn anonymous_and_wrongly_keyed_writes_change_nothing() {
     assert_eq!(deleted.status, 401);
     assert_eq!(city_in_d1(&id), before, "D1 unchanged");
     // The same write with the deployment's key goes through.
-    let a = patch_city(&path, &[("authorization", &format!("Bearer {WRITE_KEY}"))], "Keyed");
+    let a = patch_city(
+        &path,
+        &[("authorization", &format!("Bearer {WRITE_KEY}"))],
+        "Keyed",
+    );
     assert_eq!(a.status, 200, "{}", a.text());
     assert_eq!(city_in_d1(&id), json!("Keyed"));
 }
@@ -103,9 +121,17 @@ fn tenant_keys_have_scopes_and_stop_working_when_revoked() {
 
     let reader = create_key(&tenant, "read");
     let writer = create_key(&tenant, "write");
-    let a = patch_city(&path, &[("authorization", &format!("Bearer {reader}"))], "Nope");
+    let a = patch_city(
+        &path,
+        &[("authorization", &format!("Bearer {reader}"))],
+        "Nope",
+    );
     assert_eq!((a.status, a.error_code().as_str()), (403, "read_only_key"));
-    let a = patch_city(&path, &[("authorization", &format!("Bearer {writer}"))], "Oslo");
+    let a = patch_city(
+        &path,
+        &[("authorization", &format!("Bearer {writer}"))],
+        "Oslo",
+    );
     assert_eq!(a.status, 200, "{}", a.text());
     let a = patch_city(&path, &[("x-edgecache-key", &writer)], "Bergen");
     assert_eq!(a.status, 200, "{}", a.text());
@@ -135,13 +161,23 @@ fn tenant_keys_have_scopes_and_stop_working_when_revoked() {
     let revoked = w().admin("DELETE", &format!("{keys_path}/{name}"), None);
     assert_eq!(revoked.status, 204, "{}", revoked.text());
     let again = w().admin("DELETE", &format!("{keys_path}/{name}"), None);
-    assert_eq!((again.status, again.error_code().as_str()), (404, "key_not_found"));
+    assert_eq!(
+        (again.status, again.error_code().as_str()),
+        (404, "key_not_found")
+    );
     // Edges trust their copy of a tenant for 2 s: the key stops working within that bound.
     let stopped = eventually(Duration::from_millis(3_000), || {
         patch_city(&path, &[("x-edgecache-key", &writer)], "Late").status == 401
     });
-    assert!(stopped, "a revoked key stops working within the tenant-config bound");
-    assert_ne!(city_in_d1(&id), json!("Late"), "or the last write was before the bound");
+    assert!(
+        stopped,
+        "a revoked key stops working within the tenant-config bound"
+    );
+    assert_ne!(
+        city_in_d1(&id),
+        json!("Late"),
+        "or the last write was before the bound"
+    );
 }
 
 #[test]
@@ -176,19 +212,25 @@ fn tenants_need_an_origin_and_never_see_origin_credentials() {
         "/_edgecache/admin/tenants",
         Some(&json!({"name": unique("noorigin").to_ascii_lowercase()})),
     );
-    assert_eq!((a.status, a.error_code().as_str()), (400, "origin_required"));
+    assert_eq!(
+        (a.status, a.error_code().as_str()),
+        (400, "origin_required")
+    );
     let name = unique("cred").to_ascii_lowercase();
     let secret = "s3cret-origin-value";
     let a = w().admin(
         "POST",
         "/_edgecache/admin/tenants",
-        Some(&json!({"name": name, "origin": {"kind": "http", "base_url": "http://127.0.0.1:9",
-            "headers": [{"name": "X-Origin-Key", "value": secret}]}})),
+        Some(
+            &json!({"name": name, "origin": {"kind": "http", "base_url": "http://127.0.0.1:9",
+            "headers": [{"name": "X-Origin-Key", "value": secret}]}}),
+        ),
     );
     assert_eq!(a.status, 201, "{}", a.text());
     let shown = [
         a.text(),
-        w().admin("GET", &format!("/_edgecache/admin/tenants/{name}"), None).text(),
+        w().admin("GET", &format!("/_edgecache/admin/tenants/{name}"), None)
+            .text(),
         w().admin("GET", "/_edgecache/admin/tenants", None).text(),
         w().admin(
             "PATCH",
@@ -198,16 +240,30 @@ fn tenants_need_an_origin_and_never_see_origin_credentials() {
         .text(),
     ];
     for text in &shown {
-        assert!(!text.contains(secret) && !text.contains("rotated-value"), "{text}");
-        assert!(text.contains("x-origin-key") && text.contains("[redacted]"), "{text}");
+        assert!(
+            !text.contains(secret) && !text.contains("rotated-value"),
+            "{text}"
+        );
+        assert!(
+            text.contains("x-origin-key") && text.contains("[redacted]"),
+            "{text}"
+        );
     }
     for bad in [
         json!({"origin_headers": [{"name": "bad header", "value": "x"}]}),
         json!({"origin_headers": [{"name": "host", "value": "x"}]}),
         json!({"forward_headers": ["x-edgecache-key"]}),
     ] {
-        let a = w().admin("PATCH", &format!("/_edgecache/admin/tenants/{name}"), Some(&bad));
-        assert_eq!((a.status, a.error_code().as_str()), (400, "bad_header"), "{bad}");
+        let a = w().admin(
+            "PATCH",
+            &format!("/_edgecache/admin/tenants/{name}"),
+            Some(&bad),
+        );
+        assert_eq!(
+            (a.status, a.error_code().as_str()),
+            (400, "bad_header"),
+            "{bad}"
+        );
     }
 }
 
@@ -224,8 +280,18 @@ fn tenants_sharing_the_database_share_its_invalidations_both_ways() {
     let local = format!("/v1/users/{id}");
     let theirs = format!("/t/{other}/v1/users/{id}");
     let cases = [
-        (local.clone(), theirs.clone(), WRITE_KEY.to_string(), "FromLocal"),
-        (theirs.clone(), local.clone(), other_key.clone(), "FromOther"),
+        (
+            local.clone(),
+            theirs.clone(),
+            WRITE_KEY.to_string(),
+            "FromLocal",
+        ),
+        (
+            theirs.clone(),
+            local.clone(),
+            other_key.clone(),
+            "FromOther",
+        ),
     ];
     for (write_path, read_path, key, city) in cases {
         w().warm(&read_path);
@@ -235,11 +301,19 @@ fn tenants_sharing_the_database_share_its_invalidations_both_ways() {
         assert!(seq_of(&token) > 0);
         // With the token: never the old copy.
         let fresh = w().get_with(&read_path, &[("x-edgecache-min-seq", &token)]);
-        assert_eq!(fresh.json()["data"]["city"], city, "{read_path} with {token}");
+        assert_eq!(
+            fresh.json()["data"]["city"],
+            city,
+            "{read_path} with {token}"
+        );
         // Without it: the old copy at most for the staleness bound.
         std::thread::sleep(Duration::from_millis(1_100));
         let later = w().get(&read_path);
-        assert_eq!(later.json()["data"]["city"], city, "{read_path} after the bound");
+        assert_eq!(
+            later.json()["data"]["city"],
+            city,
+            "{read_path} after the bound"
+        );
     }
 }
 

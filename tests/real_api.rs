@@ -37,8 +37,10 @@ fn setup() -> &'static Setup {
         let a = w().admin(
             "POST",
             "/_edgecache/admin/tenants",
-            Some(&json!({"name": tenant, "origin": {"kind": "http", "base_url": api.base_url,
-                "headers": [{"name": "X-Origin-Key", "value": ORIGIN_KEY}]}})),
+            Some(
+                &json!({"name": tenant, "origin": {"kind": "http", "base_url": api.base_url,
+                "headers": [{"name": "X-Origin-Key", "value": ORIGIN_KEY}]}}),
+            ),
         );
         assert_eq!(a.status, 201, "{}", a.text());
         Setup { api, tenant }
@@ -58,7 +60,12 @@ fn write(method: &str, path: &str, auth: Option<&str>, body: serde_json::Value) 
     if let Some(auth) = auth {
         headers.push(("authorization", auth));
     }
-    w().anonymous(method, &url(path), &headers, Some(body.to_string().as_bytes()))
+    w().anonymous(
+        method,
+        &url(path),
+        &headers,
+        Some(body.to_string().as_bytes()),
+    )
 }
 
 #[test]
@@ -86,7 +93,11 @@ fn a_write_the_api_refuses_passes_through_and_invalidates_nothing() {
     w().warm(&url("/v1/notes"));
     let a = write("PATCH", &path, None, json!({"text": "anonymous"}));
     assert_eq!(a.status, 401, "the API's own refusal: {}", a.text());
-    assert_eq!(a.json()["error"]["code"], "unauthorized", "its body, unchanged");
+    assert_eq!(
+        a.json()["error"]["code"],
+        "unauthorized",
+        "its body, unchanged"
+    );
     assert_eq!(api.note(&id).unwrap()["text"], "kept");
     // Nothing was invalidated: both keys are still hits, even for a reader with the token.
     let token = a.header("x-edgecache-seq").map(str::to_string);
@@ -96,7 +107,11 @@ fn a_write_the_api_refuses_passes_through_and_invalidates_nothing() {
     }
     for p in [path.as_str(), "/v1/notes"] {
         let r = w().get_with(&url(p), &headers);
-        assert_eq!(r.outcome(), "HIT-L1", "{p} after a refused write ({token:?})");
+        assert_eq!(
+            r.outcome(),
+            "HIT-L1",
+            "{p} after a refused write ({token:?})"
+        );
     }
 }
 
@@ -129,7 +144,11 @@ fn a_user_write_reaches_the_api_with_both_credentials_and_is_refilled() {
     assert!(refilled, "the coordinator refetched the invalidated key");
     let refill = api.seen_at("GET", &path).pop().unwrap();
     assert_eq!(refill.header(ORIGIN_KEY_HEADER), Some(ORIGIN_KEY));
-    assert_eq!(refill.header("authorization"), None, "refills are anonymous");
+    assert_eq!(
+        refill.header("authorization"),
+        None,
+        "refills are anonymous"
+    );
     // Registered again at a stamp at or after the write, then stored in L2.
     let token = Worker::token_of(&a);
     let deps = format!(
@@ -162,9 +181,11 @@ fn a_tenant_can_require_edgecache_write_keys_in_front_of_its_api() {
     let a = w().admin(
         "POST",
         "/_edgecache/admin/tenants",
-        Some(&json!({"name": name, "origin": {"kind": "http", "base_url": s.api.base_url,
+        Some(
+            &json!({"name": name, "origin": {"kind": "http", "base_url": s.api.base_url,
             "headers": [{"name": "x-origin-key", "value": ORIGIN_KEY}]},
-            "access": {"require_write_key": true}})),
+            "access": {"require_write_key": true}}),
+        ),
     );
     assert_eq!(a.status, 201, "{}", a.text());
     let key = w().admin(
@@ -209,10 +230,28 @@ fn the_origin_credential_is_never_shown() {
     s.api.put_note(&id, "x");
     let mut texts = vec![
         w().get_debug(&url(&format!("/v1/notes/{id}"))),
-        write("PATCH", &format!("/v1/notes/{id}"), Some(&user("c")), json!({"text": "z"})),
-        write("PATCH", &format!("/v1/notes/{id}"), None, json!({"text": "z"})),
-        w().admin("GET", &format!("/_edgecache/admin/tenants/{}", s.tenant), None),
-        w().admin("GET", &format!("/_edgecache/admin/tenants/{}/stats", s.tenant), None),
+        write(
+            "PATCH",
+            &format!("/v1/notes/{id}"),
+            Some(&user("c")),
+            json!({"text": "z"}),
+        ),
+        write(
+            "PATCH",
+            &format!("/v1/notes/{id}"),
+            None,
+            json!({"text": "z"}),
+        ),
+        w().admin(
+            "GET",
+            &format!("/_edgecache/admin/tenants/{}", s.tenant),
+            None,
+        ),
+        w().admin(
+            "GET",
+            &format!("/_edgecache/admin/tenants/{}/stats", s.tenant),
+            None,
+        ),
     ]
     .into_iter()
     .map(|a| format!("{:?} {}", a.headers, a.text()))

@@ -79,7 +79,11 @@ impl TestApi {
     /// Puts a note straight into the API's data (as another client of the API would).
     pub fn put_note(&self, id: &str, text: &str) {
         let mut s = self.state.lock().unwrap();
-        let version = s.notes.get(id).map_or(0, |n| n["version"].as_u64().unwrap_or(0)) + 1;
+        let version = s
+            .notes
+            .get(id)
+            .map_or(0, |n| n["version"].as_u64().unwrap_or(0))
+            + 1;
         s.notes.insert(
             id.to_string(),
             json!({"id": id, "text": text, "version": version, "by": "seed"}),

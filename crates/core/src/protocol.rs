@@ -765,12 +765,25 @@ mod tests {
     #[test]
     fn origin_headers_are_checked_and_lowercased() {
         let h = parse_header_line("X-Origin-Key:  abc def ").unwrap();
-        assert_eq!((h.name.as_str(), h.value.as_str()), ("x-origin-key", "abc def"));
-        for bad in ["no colon", ": v", "bad name: v", "Host: x", "x-edgecache-key: k", "x:"] {
+        assert_eq!(
+            (h.name.as_str(), h.value.as_str()),
+            ("x-origin-key", "abc def")
+        );
+        for bad in [
+            "no colon",
+            ": v",
+            "bad name: v",
+            "Host: x",
+            "x-edgecache-key: k",
+            "x:",
+        ] {
             let e = parse_header_line(bad).unwrap_err();
             assert_eq!((e.status, e.code.as_str()), (400, "bad_header"), "{bad}");
         }
-        assert!(parse_header_line("x: caf\u{e9}").is_err(), "visible ASCII only");
+        assert!(
+            parse_header_line("x: caf\u{e9}").is_err(),
+            "visible ASCII only"
+        );
         let mut many: Vec<OriginHeader> = (0..=MAX_TENANT_HEADERS)
             .map(|i| OriginHeader {
                 name: format!("x-{i}"),
