@@ -62,7 +62,8 @@ fn anonymous_and_wrongly_keyed_writes_change_nothing() {
     let id = w().create_user("anon", "Anon");
     let before = city_in_d1(&id);
     let path = format!("/v1/users/{id}");
-    let cases: [(&[(&str, &str)], u16, &str); 4] = [
+    type Case<'a> = (&'a [(&'a str, &'a str)], u16, &'a str);
+    let cases: [Case; 4] = [
         (&[], 401, "missing_key"),
         (&[("authorization", "Bearer eck_not_a_key")], 401, "bad_key"),
         (&[("x-edgecache-key", "eck_nope")], 401, "bad_key"),
