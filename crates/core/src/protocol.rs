@@ -815,7 +815,7 @@ mod tests {
         fn header_lines_never_panic(line in "\\PC{0,80}") {
             if let Ok(h) = parse_header_line(&line) {
                 prop_assert_eq!(h.name.clone(), h.name.to_ascii_lowercase());
-                prop_assert!(!h.value.is_empty() && h.value.bytes().all(|b| b >= 0x20 && b < 0x7f || b == b'\t'));
+                prop_assert!(!h.value.is_empty() && h.value.bytes().all(|b| (0x20..0x7f).contains(&b) || b == b'\t'));
             }
         }
     }
