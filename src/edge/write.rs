@@ -129,9 +129,9 @@ async fn send(wc: &WriteContext<'_>, op: WriteOp) -> Result<WriteResponse, ApiEr
     let table = &wc.relation.name;
     let edge = Edge::new(wc.config.l1_max_bytes);
     let faults = edge.faults(wc.config);
-    if faults.crash_next_write {
+    if faults.next_write_fault.is_some() {
         edge.set_faults(Faults {
-            crash_next_write: false,
+            next_write_fault: None,
             ..faults.clone()
         });
     }
@@ -141,7 +141,7 @@ async fn send(wc: &WriteContext<'_>, op: WriteOp) -> Result<WriteResponse, ApiEr
         .write(&WriteRequest {
             table: table.clone(),
             op,
-            crash_after_forward: faults.crash_next_write,
+            fault: faults.next_write_fault,
         })
         .await?;
     // The next read of this table through this isolate asks the coordinator first.
