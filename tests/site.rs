@@ -182,7 +182,7 @@ fn tenants_cannot_name_the_sandbox_the_signups_or_each_others_tables() {
     let a = w.admin(
         "POST",
         "/_edgecache/admin/tenants",
-        Some(&json!({"name": "demo"})),
+        Some(&json!({"name": "demo", "origin": {"kind": "d1"}})),
     );
     assert_eq!((a.status, a.error_code().as_str()), (409, "tenant_exists"));
 }
@@ -278,6 +278,7 @@ fn the_openapi_document_is_valid_and_every_operation_answers_as_documented() {
         path.replace("{relation}", "users")
             .replace("{id}", "openapi-probe")
             .replace("{name}", &tenant)
+            .replace("{key}", "probe")
     };
     let body_for = |path: &str, method: &str| -> Option<Value> {
         match (path, method) {
@@ -285,7 +286,13 @@ fn the_openapi_document_is_valid_and_every_operation_answers_as_documented() {
                 json!({"id": "openapi-probe", "firstName": "Open", "lastName": "Api", "email": "o@a.io"}),
             ),
             ("/v1/{relation}/{id}", "patch") => Some(json!({"city": "Lima"})),
-            ("/_edgecache/admin/tenants", "post") => Some(json!({"name": format!("{tenant}-2")})),
+            ("/_edgecache/admin/tenants", "post") => {
+                Some(json!({"name": format!("{tenant}-2"), "origin": {"kind": "d1"}}))
+            }
+            ("/_edgecache/admin/tenants/{name}", "patch") => Some(json!({"private_reads": false})),
+            ("/_edgecache/admin/tenants/{name}/keys", "post") => {
+                Some(json!({"name": "probe", "scope": "read"}))
+            }
             ("/_edgecache/admin/tenants/{name}/rules", "put") => {
                 Some(json!({"pattern": "/v1/orders*", "ttl_secs": 60}))
             }
@@ -343,7 +350,7 @@ fn the_openapi_document_is_valid_and_every_operation_answers_as_documented() {
         }
     }
     // Every operation of the REST, admin, webhook and site endpoints, each called once.
-    assert_eq!(checked, 23, "operations checked");
+    assert_eq!(checked, 27, "operations checked");
 }
 
 /// The demo's endpoints end to end (a private worker: it writes the sandbox), then the whole

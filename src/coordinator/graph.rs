@@ -213,6 +213,18 @@ impl<S: Store> Graph<S> {
         Ok(())
     }
 
+    /// Keys beyond the `cap` most recently registered (registrations keep their insertion
+    /// order in the rowid), at most `limit` of them, oldest first. Gaps left by unregistered
+    /// keys only make the bound tighter.
+    pub fn over_cap(&self, cap: u64, limit: usize) -> Result<Vec<String>> {
+        let rows: Vec<KeyRow> = self.rows(
+            "SELECT key FROM entries WHERE rowid <= (SELECT MAX(rowid) FROM entries) - ? \
+             ORDER BY rowid LIMIT ?",
+            vec![int(cap), int(limit as u64)],
+        )?;
+        Ok(rows.into_iter().map(|r| r.key).collect())
+    }
+
     /// Forgets a key's registration.
     pub fn unregister(&self, key: &str) -> Result<()> {
         for q in [
@@ -233,11 +245,13 @@ impl<S: Store> Graph<S> {
         Ok(rows.first().and_then(|r| serde_json::from_str(&r.reg).ok()))
     }
 
-    /// The first `limit` registered keys, by key, with their kind (`record`, `list`, `opaque`).
-    pub fn registered(&self, limit: usize) -> Result<Vec<SparedKey>> {
+    /// The first `limit` registered keys starting with `prefix`, by key, with their kind
+    /// (`record`, `list`, `opaque`).
+    pub fn registered(&self, prefix: &str, limit: usize) -> Result<Vec<SparedKey>> {
         let rows: Vec<KindRow> = self.rows(
-            "SELECT key, kind FROM entries ORDER BY key LIMIT ?",
-            vec![int(limit as u64)],
+            "SELECT key, kind FROM entries WHERE substr(key, 1, length(?1)) = ?1 \
+             ORDER BY key LIMIT ?2",
+            vec![text(prefix), int(limit as u64)],
         )?;
         Ok(rows
             .into_iter()

@@ -17,7 +17,8 @@ use edgecache_core::planner::{
     WriteImages,
 };
 use edgecache_core::protocol::{
-    StaleKey, WriteExplanation, WriteOp, WriteRequest, WriteResponse, MAX_EXPLAINED_KEYS,
+    OriginConfig, StaleKey, WriteExplanation, WriteFault, WriteOp, WriteRequest, WriteResponse,
+    MAX_EXPLAINED_KEYS,
 };
 use edgecache_core::schema::Relation;
 use edgecache_core::ApiError;
@@ -30,10 +31,6 @@ const MAX_PURGE_PER_WRITE: usize = 100;
 pub struct StepContext {
     /// Now, for the refill queue's due times.
     pub now_ms: u64,
-    /// Whether refills can read the tenant's origin (see [`Registration::refills`]).
-    ///
-    /// [`Registration::refills`]: edgecache_core::protocol::Registration::refills
-    pub origin_refills: bool,
     /// Invalidations the log keeps (`Config::invalidation_log`).
     pub log_limit: u64,
 }
@@ -52,8 +49,13 @@ pub struct Recorded {
 }
 
 impl TableCoordinator {
-    /// `POST /write`, run in the write queue's turn.
-    pub(super) async fn write(&self, req: WriteRequest) -> Result<WriteResponse, ApiError> {
+    /// `POST /write` of `tenant`, run in the write queue's turn.
+    pub(super) async fn write(
+        &self,
+        req: WriteRequest,
+        tenant: &str,
+        origin: &OriginConfig,
+    ) -> Result<WriteResponse, ApiError> {
         let table = self.table()?.to_string();
         if req.table != table {
             return Err(ApiError::new(
@@ -66,8 +68,14 @@ impl TableCoordinator {
         let relation = self.relation(&table).await?;
         // Intent, then forward: the only await between them and the record.
         let intent = self.graph()?.begin_intent(req.op.id().unwrap_or(""))?;
-        let result = self.forward(&relation, &req.op).await;
-        self.crash_hook(&req)?;
+        self.fault_hook(&req, WriteFault::CrashBeforeForward)?;
+        let mut result = self.forward(origin, &relation, &req.op).await;
+        self.fault_hook(&req, WriteFault::CrashAfterForward)?;
+        if self.fault_hook(&req, WriteFault::AnswerLost)? {
+            result = Err(OriginError::Unavailable(
+                "test hook: the origin's answer was lost".into(),
+            ));
+        }
         let graph = self.graph()?;
         let forwarded = match settle(&graph, intent, result)? {
             Settled::Changed(forwarded) => forwarded,
@@ -82,19 +90,20 @@ impl TableCoordinator {
         };
         let ctx = StepContext {
             now_ms: now_ms(),
-            origin_refills: self.origin_refills(),
             log_limit,
         };
-        // Plan and apply, then rehydrate and purge.
-        let recorded = record(&graph, intent, &images, ctx)?;
+        // Plan, then record and apply in one synchronous step; then rehydrate and purge.
+        let plan = plan(&graph, &images)?;
+        self.fault_hook(&req, WriteFault::CrashAfterPlan)?;
+        if self.fault_hook(&req, WriteFault::CrashDuringRehydrate)? {
+            self.crash_next_refill.set(true);
+        }
+        let recorded = record(&graph, intent, &images, &plan, ctx)?;
         self.writes.set(self.writes.get() + 1);
         self.schedule_rehydrate(&graph).await?;
         self.purge_later(recorded.purge);
         let explained = match req.explain {
-            true => Some(WriteExplanation {
-                stale: recorded.stale,
-                spared: graph.registered(MAX_EXPLAINED_KEYS)?,
-            }),
+            true => Some(explain(&graph, tenant, recorded.stale)?),
             false => None,
         };
         Ok(WriteResponse {
@@ -106,20 +115,31 @@ impl TableCoordinator {
         })
     }
 
-    /// Forward: the write goes to the tenant's origin.
-    async fn forward(&self, relation: &Relation, op: &WriteOp) -> Result<OriginWrite, OriginError> {
-        AnyOrigin::open(&self.env, &self.origin())?
+    /// Forward: the write goes to the tenant's origin, with the tenant's credentials.
+    async fn forward(
+        &self,
+        origin: &OriginConfig,
+        relation: &Relation,
+        op: &WriteOp,
+    ) -> Result<OriginWrite, OriginError> {
+        AnyOrigin::open(&self.env, origin)?
             .write(relation, op)
             .await
     }
 
-    /// Test hooks only: dies between forwarding a write and recording it (invariant 6's
-    /// failure). Aborting the instance makes the runtime start a fresh one, as after a crash.
-    fn crash_hook(&self, req: &WriteRequest) -> Result<(), ApiError> {
-        if req.crash_after_forward && self.config()?.test_hooks {
-            panic!("test hook: coordinator crashed between forwarding a write and recording it");
+    /// Test hooks only: whether `req` asks for `fault` here. A crash aborts the instance, so
+    /// the runtime starts a fresh one, as after a real crash; the other faults are the
+    /// caller's to apply.
+    fn fault_hook(&self, req: &WriteRequest, fault: WriteFault) -> Result<bool, ApiError> {
+        if req.fault != Some(fault) || !self.config()?.test_hooks {
+            return Ok(false);
         }
-        Ok(())
+        match fault {
+            WriteFault::CrashBeforeForward
+            | WriteFault::CrashAfterForward
+            | WriteFault::CrashAfterPlan => panic!("test hook: coordinator crashed ({fault:?})"),
+            WriteFault::CrashDuringRehydrate | WriteFault::AnswerLost => Ok(true),
+        }
     }
 
     /// Purge: frees this data centre's stale L2 copies after the response. Best effort and
@@ -175,19 +195,19 @@ pub fn settle<S: Store>(
     }
 }
 
-/// Plan and apply as one synchronous step (no await until the intent is gone): bumps the seq,
-/// logs the write for late registrations, invalidates what it made stale, drops the intent
-/// and keeps the logs bounded.
+/// Records a planned write as one synchronous step with its planning (no await until the
+/// intent is gone): bumps the seq, logs the write for late registrations, invalidates what it
+/// made stale, drops the intent and keeps the logs bounded.
 pub fn record<S: Store>(
     graph: &Graph<S>,
     intent: i64,
     images: &WriteImages,
+    plan: &InvalidationPlan,
     ctx: StepContext,
 ) -> Result<Recorded, StoreError> {
     let seq = graph.bump()?;
     graph.log_write(seq, images)?;
-    let plan = plan(graph, images)?;
-    let (purge, stale) = apply(graph, seq, &plan, ctx)?;
+    let (purge, stale) = apply(graph, seq, plan, ctx)?;
     graph.end_intent(intent)?;
     graph.prune(ctx.log_limit)?;
     Ok(Recorded {
@@ -233,7 +253,7 @@ fn apply<S: Store>(
     for planned in &plan.entries {
         let reg = graph.registration(planned.key.as_str())?;
         graph.invalidate(planned.key.as_str(), seq, planned.reason)?;
-        let refilled = match reg.filter(|r| r.refills(ctx.origin_refills)) {
+        let refilled = match reg.filter(|r| r.refills()) {
             Some(reg) => {
                 graph.enqueue_rehydrate(&reg.key, reg.ttl_secs, ctx.now_ms)?;
                 true
@@ -254,6 +274,23 @@ fn apply<S: Store>(
         }
     }
     Ok((purge, stale))
+}
+
+/// What a write did to `tenant`'s keys: those it made stale and those still registered. A
+/// coordinator serves every tenant of its data source; other tenants' keys are left out.
+pub fn explain<S: Store>(
+    graph: &Graph<S>,
+    tenant: &str,
+    stale: Vec<StaleKey>,
+) -> Result<WriteExplanation, StoreError> {
+    let prefix = format!("{tenant}:");
+    Ok(WriteExplanation {
+        stale: stale
+            .into_iter()
+            .filter(|k| k.key.starts_with(&prefix))
+            .collect(),
+        spared: graph.registered(&prefix, MAX_EXPLAINED_KEYS)?,
+    })
 }
 
 /// Invariant 6: an intent left by a coordinator that died between forwarding a write and
@@ -282,6 +319,7 @@ mod tests {
     };
     use crate::coordinator::register::register;
     use edgecache_core::freshness::ALL_KEYS;
+    use edgecache_core::protocol::Registration;
 
     fn accepted_write(changed: bool) -> OriginWrite {
         OriginWrite {
@@ -333,11 +371,18 @@ mod tests {
                 ),
             ]
         );
-        let spared = g.registered(MAX_EXPLAINED_KEYS).unwrap();
-        assert_eq!(spared.len(), 1);
+        let tenant = user.key.split(':').next().unwrap();
+        let shown = explain(&g, tenant, recorded.stale.clone()).unwrap();
+        assert_eq!(shown.stale, recorded.stale);
+        assert_eq!(shown.spared.len(), 1);
         assert_eq!(
-            (spared[0].key.as_str(), spared[0].kind.as_str()),
+            (shown.spared[0].key.as_str(), shown.spared[0].kind.as_str()),
             (zoes.key.as_str(), "list")
+        );
+        let other = explain(&g, "someone-else", recorded.stale.clone()).unwrap();
+        assert!(
+            other.stale.is_empty() && other.spared.is_empty(),
+            "only the writer's keys"
         );
         assert_eq!(g.registration(&zoes.key).unwrap(), Some(zoes));
         assert_eq!(g.registration(&user.key).unwrap(), None);
@@ -351,21 +396,25 @@ mod tests {
         let user = user_reg("1", "Ann", BORN);
         g.register(&user).unwrap();
         let intent = g.begin_intent("1").unwrap();
-        let recorded = record(&g, intent, &rename("1", "Ann", "Bea"), ctx(1000)).unwrap();
+        let images = rename("1", "Ann", "Bea");
+        let planned = plan(&g, &images).unwrap();
+        let recorded = record(&g, intent, &images, &planned, ctx(1000)).unwrap();
         assert!(recorded.purge.is_empty(), "the refill purges");
         let due = g.due_rehydrates(0, 10).unwrap();
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].key, user.key);
 
         let g = graph();
-        g.register(&user).unwrap();
-        let intent = g.begin_intent("1").unwrap();
-        let http = StepContext {
-            origin_refills: false,
-            ..ctx(1000)
+        let no_rehydrate = Registration {
+            rehydrate: false,
+            ..user
         };
-        let recorded = record(&g, intent, &rename("1", "Ann", "Bea"), http).unwrap();
-        assert_eq!(recorded.purge, vec![key_of(&user)]);
+        g.register(&no_rehydrate).unwrap();
+        let intent = g.begin_intent("1").unwrap();
+        let images = rename("1", "Ann", "Bea");
+        let planned = plan(&g, &images).unwrap();
+        let recorded = record(&g, intent, &images, &planned, ctx(1000)).unwrap();
+        assert_eq!(recorded.purge, vec![key_of(&no_rehydrate)]);
         assert!(g.due_rehydrates(0, 10).unwrap().is_empty());
     }
 

@@ -80,6 +80,7 @@ pub async fn write(req: &mut Request, env: &Env, config: &Config) -> Result<Resp
         relation: &relation,
         resource: &resource,
         origin: &record.tenant.origin,
+        access: &record.tenant.access,
     };
     let op = WriteOp::Patch { id: body.id, row };
     let written = write::send(&wc, op, true).await?;
@@ -140,14 +141,16 @@ async fn reset(env: &Env, config: &Config) -> Result<DemoReset, ApiError> {
         .unwrap_or(0);
     let tenant = config.demo_tenant.as_str();
     let record = tenants::load(env, tenant).await?;
-    let invalidated = Coordinator::of(env, tenant, DEMO_TABLE)
-        .with_origin(&record.tenant.origin)
+    let origin = &record.tenant.origin;
+    let coordinator = CoordinatorId::new(&origin.source(), DEMO_TABLE);
+    let invalidated = Coordinator::of(env, &coordinator)
+        .for_tenant(tenant, origin)
         .invalidate(&InvalidateRequest {
             all: true,
             ..InvalidateRequest::default()
         })
         .await?;
-    Edge::new(config.l1_max_bytes).expire_view(&CoordinatorId::new(tenant, DEMO_TABLE));
+    Edge::new(config.l1_max_bytes).expire_view(&coordinator);
     Ok(DemoReset {
         rows,
         seq: invalidated.seq,

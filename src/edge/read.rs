@@ -175,7 +175,7 @@ impl Read<'_> {
     fn is_fresh(&self, views: Views, entry: &CachedEntry) -> bool {
         views == Views::Validated
             && !entry.is_expired(now_ms())
-            && self.edge.admits(self.rc.tenant, &self.coordinators, entry)
+            && self.edge.admits(&self.coordinators, entry)
     }
 
     /// Counts the read's outcome for its tenant and route.
@@ -210,6 +210,7 @@ fn resolve<'r>(req: &Request, rc: &'r ReadContext<'r>) -> Result<Read<'r>, ApiEr
     } else {
         Wants::Cached
     };
+    let source = rc.origin.source();
     Ok(Read {
         edge: Edge::new(rc.config.l1_max_bytes),
         // Rules see the normalised path, so no spelling of a path escapes its rule.
@@ -218,7 +219,7 @@ fn resolve<'r>(req: &Request, rc: &'r ReadContext<'r>) -> Result<Read<'r>, ApiEr
             .relation
             .tables
             .iter()
-            .map(|t| CoordinatorId::new(rc.tenant, t))
+            .map(|t| CoordinatorId::new(&source, t))
             .collect(),
         if_none_match: h.get("if-none-match")?,
         debug: h.get("x-edgecache-debug")?.is_some(),
@@ -251,10 +252,7 @@ async fn validate_views(read: &Read<'_>) -> Views {
             )
         });
         if stale_view {
-            match Coordinator::of(rc.env, rc.tenant, table)
-                .changes(since)
-                .await
-            {
+            match Coordinator::of(rc.env, id).changes(since).await {
                 Ok(changes) => edge.apply_changes(id, &changes, now_ms()),
                 Err(_) => views = Views::Unvalidated,
             }
@@ -413,8 +411,8 @@ async fn register_all(
     regs: &[(CoordinatorId, RegisterRequest)],
 ) -> Result<(), NotStored> {
     for (id, req) in regs {
-        match Coordinator::of(env, tenant, id.table())
-            .with_origin(origin)
+        match Coordinator::of(env, id)
+            .for_tenant(tenant, origin)
             .register(req)
             .await
         {

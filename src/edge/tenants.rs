@@ -77,7 +77,7 @@ pub async fn catalog_of(env: &Env, tenant: &TenantRecord) -> Result<Catalog, Api
                 )),
             }
         }
-        OriginConfig::Http { ref base_url } => Ok(Catalog::Http(base_url.clone())),
+        OriginConfig::Http { ref base_url, .. } => Ok(Catalog::Http(base_url.clone())),
     }
 }
 

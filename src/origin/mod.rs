@@ -46,7 +46,9 @@ impl AnyOrigin {
                 env.d1("DB")
                     .map_err(|e| OriginError::Unavailable(e.to_string()))?,
             ))),
-            OriginConfig::Http { base_url } => Ok(AnyOrigin::Http(HttpOrigin::new(base_url))),
+            OriginConfig::Http { base_url, headers } => {
+                Ok(AnyOrigin::Http(HttpOrigin::new(base_url, headers)))
+            }
         }
     }
 }
