@@ -87,6 +87,12 @@ fn pages_and_assets_are_served_with_types_etags_and_no_third_parties() {
         );
     }
 
+    let head = w.request("HEAD", "/", &[], None);
+    assert_eq!(
+        (head.status, head.body.len()),
+        (200, 0),
+        "HEAD / answers without a body"
+    );
     let etag = home.header("etag").expect("an etag").to_string();
     let again = w.get_with("/", &[("if-none-match", &etag)]);
     assert_eq!(again.status, 304);

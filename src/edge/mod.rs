@@ -63,7 +63,7 @@ async fn dispatch(mut req: Request, env: &Env, ctx: &Context) -> Result<Response
         return admin::serve(&mut req, env, &config, rest).await;
     }
     let tenant = addressed.tenant.as_str();
-    if req.method() == Method::Get && site::serves(url.path()) {
+    if matches!(req.method(), Method::Get | Method::Head) && site::serves(url.path()) {
         return site::serve(&req, &config, url.path());
     }
     match (req.method(), addressed.path.as_str()) {

@@ -97,12 +97,12 @@ thread_local! {
     static RENDERED: RefCell<HashMap<&'static str, Rc<Served>>> = RefCell::new(HashMap::new());
 }
 
-/// Whether the site serves `path` (a GET of it is answered by [`serve`]).
+/// Whether the site serves `path` (a GET or HEAD of it is answered by [`serve`]).
 pub fn serves(path: &str) -> bool {
     PAGES.iter().any(|p| p.path == path) || ASSETS.iter().any(|a| a.path == path) || path == "/docs"
 }
 
-/// `GET` of a site path (see [`serves`]).
+/// `GET` or `HEAD` of a site path (see [`serves`]; the runtime drops a HEAD's body).
 pub fn serve(req: &Request, config: &Config, path: &str) -> Result<Response, ApiError> {
     if path == "/docs" {
         let mut resp = Response::empty()?.with_status(301);
@@ -162,7 +162,7 @@ pub fn beta_page(
         Ok(_) => "You are on the EdgeCache beta list",
         Err(_) => "EdgeCache beta sign-up: please check your address",
     };
-    let html = render(title, "Sign up for the EdgeCache beta.", "/beta", &main, "");
+    let html = render(title, "Sign up for the EdgeCache beta.", &main, "");
     let resp = Response::from_html(html)?.with_status(status);
     let mut resp = headers(resp, "text/html; charset=utf-8", None)?;
     resp.headers_mut().set("cache-control", "no-store")?;
@@ -183,13 +183,7 @@ pub fn not_found_page(path: &str) -> Result<Response, ApiError> {
          <code>{}</code>. Try the <a href=\"/\">home page</a> or the <a href=\"/docs/\">docs</a>.</p></div>",
         escape(path)
     );
-    let html = render(
-        "Not found: EdgeCache",
-        "Nothing is served here.",
-        path,
-        &main,
-        "",
-    );
+    let html = render("Not found: EdgeCache", "Nothing is served here.", &main, "");
     let resp = Response::from_html(html)?.with_status(404);
     let mut resp = headers(resp, "text/html; charset=utf-8", None)?;
     resp.headers_mut().set("cache-control", "no-store")?;
@@ -286,7 +280,7 @@ fn render_page(page: &Page) -> String {
     } else {
         String::new()
     };
-    render(title, description, page.path, main, &docs_nav)
+    render(title, description, main, &docs_nav)
 }
 
 /// The docs pages' own navigation, each page named by its title's first part.
@@ -311,11 +305,10 @@ fn docs_nav(current: &str) -> String {
 }
 
 /// The layout filled in. `main` and `docs_nav` are HTML; `title` and `description` are text.
-fn render(title: &str, description: &str, path: &str, main: &str, docs_nav: &str) -> String {
+fn render(title: &str, description: &str, main: &str, docs_nav: &str) -> String {
     LAYOUT
         .replace("{{title}}", &escape(title))
         .replace("{{description}}", &escape(description))
-        .replace("{{path}}", &escape(path))
         .replace("{{docsnav}}", docs_nav)
         .replace("{{main}}", main)
 }
@@ -359,13 +352,7 @@ mod tests {
     fn pages_are_wrapped_in_the_layout_with_their_own_metadata() {
         let docs = PAGES.iter().find(|p| p.path == "/docs/api").unwrap();
         let (title, _, _) = front_matter(docs.source);
-        let html = render(
-            title,
-            "d <b>",
-            "/docs/api",
-            "<h1>x</h1>",
-            &docs_nav("/docs/api"),
-        );
+        let html = render(title, "d <b>", "<h1>x</h1>", &docs_nav("/docs/api"));
         assert!(html.contains(&format!("<title>{}</title>", escape(title))));
         assert!(html.contains("content=\"d &lt;b&gt;\""));
         assert!(html.contains("<a href=\"/docs/api\" aria-current=\"page\">"));
