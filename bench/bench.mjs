@@ -14,6 +14,7 @@ import { client, closeClients, expectStatus } from "./lib/http.mjs";
 import { pickLoadGenerator } from "./lib/load.mjs";
 import { startMiniflare, startWrangler } from "./lib/worker.mjs";
 import { readTable } from "./reads.mjs";
+import { soakTable } from "./soak.mjs";
 import { fanOutTable, writeTable } from "./writes.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -33,6 +34,9 @@ const runtime = process.env.BENCH_RUNTIME ?? "auto";
 // The operator token of this run's workers (stats and deps need it).
 const OPERATOR_TOKEN = `eco_bench_${randomBytes(16).toString("hex")}`;
 const admin = (w) => client(w.url, { authorization: `Bearer ${OPERATOR_TOKEN}` });
+// The default tenant's write key of this run's workers: writes need one.
+const WRITE_KEY = `eck_bench_${randomBytes(16).toString("hex")}`;
+const writer = (w) => client(w.url, { "x-edgecache-key": WRITE_KEY });
 
 const lines = [];
 function out(line = "") {
@@ -72,7 +76,12 @@ async function startWorker(name, vars) {
   stateDirs.push(state);
   cpSync(template, state, { recursive: true });
   const logPath = path.join(OUT_DIR, `worker-${name}.log`);
-  const allVars = { EDGECACHE_TEST_HOOKS: "1", EDGECACHE_OPERATOR_TOKEN: OPERATOR_TOKEN, ...vars };
+  const allVars = {
+    EDGECACHE_TEST_HOOKS: "1",
+    EDGECACHE_OPERATOR_TOKEN: OPERATOR_TOKEN,
+    EDGECACHE_WRITE_KEY: WRITE_KEY,
+    ...vars,
+  };
   let w;
   if (runtime === "wrangler") {
     w = await startWrangler({ root: ROOT, state, vars: allVars, logPath });
@@ -192,16 +201,31 @@ async function main() {
     writeReadIterations: Number(process.env.BENCH_WRITE_READS ?? 200),
     fanOutTotal: 100_000,
     fanOutRepetitions: 3,
+    writeKey: WRITE_KEY,
   };
-  const writer = await startWorker("write", {});
-  if (writer.path !== reader.path) out(`(the write worker runs differently: ${writer.path})\n`);
-  await writeTable({ ...settings, http: client(writer.url), admin: admin(writer) }, ids);
-  await stopWorker(writer);
+  const writes = await startWorker("write", {});
+  if (writes.path !== reader.path) out(`(the write worker runs differently: ${writes.path})\n`);
+  await writeTable({ ...settings, http: writer(writes), admin: admin(writes) }, ids);
+  await stopWorker(writes);
 
   const fan = await startWorker("fanout", {});
   if (fan.path !== reader.path) out(`(the fan-out worker runs differently: ${fan.path})\n`);
-  await fanOutTable({ ...settings, http: client(fan.url), admin: admin(fan), coordinatorStats: fan.coordinatorStats }, ids);
+  await fanOutTable({ ...settings, http: writer(fan), admin: admin(fan), coordinatorStats: fan.coordinatorStats }, ids);
   await stopWorker(fan);
+
+  const webhookSecret = `ecw_bench_${randomBytes(16).toString("hex")}`;
+  const soak = await startWorker("soak", { EDGECACHE_WEBHOOK_SECRET: webhookSecret });
+  await soakTable({
+    http: writer(soak),
+    anon: client(soak.url),
+    admin: admin(soak),
+    ids,
+    webhookSecret,
+    logPath: soak.logPath ?? path.join(OUT_DIR, "worker-soak.log"),
+    out,
+    total: Number(process.env.BENCH_SOAK_REQUESTS ?? 100_000),
+  });
+  await stopWorker(soak);
 
   out(`Took ${((Date.now() - t0) / 1000).toFixed(0)} s. Worker logs: target/bench/worker-*.log`);
   writeFileSync(path.join(OUT_DIR, "latest.txt"), lines.join("\n") + "\n");

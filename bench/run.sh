@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `npm run bench`: installs a load generator if none is there, builds the worker, prepares the
 # seeded D1 state, and runs bench/bench.mjs in its own process group, which is killed on any exit
-# (success, failure, Ctrl-C), so no workerd outlives the run. Loopback only; about two minutes.
+# (success, failure, Ctrl-C), so no workerd outlives the run. Loopback only; about two minutes, plus
+# the soak (100,000 requests; BENCH_SOAK_REQUESTS sets how many).
 #
 # Environment: EDGECACHE_SKIP_BUILD=1 measures the existing build/ without rebuilding;
 # BENCH_RUNTIME=auto|miniflare|wrangler; BENCH_LOADGEN=wrk|oha|autocannon|node; BENCH_SECONDS=5.
@@ -34,7 +35,7 @@ template=$(bash scripts/prepare-state.sh)
 # 3. The benchmark, in its own process group, bounded in time.
 mkdir -p target/bench
 set -m
-BENCH_STATE_TEMPLATE="$template" timeout --signal=TERM --kill-after=10 330 node bench/bench.mjs &
+BENCH_STATE_TEMPLATE="$template" timeout --signal=TERM --kill-after=10 720 node bench/bench.mjs &
 bench_pid=$!
 set +m
 cleanup() {
@@ -49,5 +50,5 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 status=0
 wait "$bench_pid" || status=$?
-[ "$status" = 124 ] && say "the benchmark ran out of time (330 s) and was stopped"
+[ "$status" = 124 ] && say "the benchmark ran out of time (720 s) and was stopped"
 exit "$status"

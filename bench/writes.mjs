@@ -132,7 +132,7 @@ export async function writeTable(ctx, ids) {
     ...ctx.loadParams,
     method: "PATCH",
     body: JSON.stringify({ age: 40 }),
-    header: "content-type: application/json",
+    header: `x-edgecache-key: ${ctx.writeKey}`,
     paths: throughputIds.map((id) => `/v1/users/${id}`),
   });
 

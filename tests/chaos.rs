@@ -196,3 +196,47 @@ fn a_write_whose_answer_is_lost_is_invalidated_everywhere() {
     assert_eq!(truth(&id), "After", "the database applied the write");
     check("answer_lost", &id, &first_name, &acked);
 }
+
+/// The origin applies a write and answers only after the client stopped waiting: the client is
+/// told the outcome is unknown (504), and the coordinator still records the write when the
+/// answer comes, so no read serves the old row once it has.
+#[test]
+fn a_write_that_stalls_past_the_timeout_is_unknown_to_the_client_and_still_recorded() {
+    const TIMEOUT_MS: u64 = 1_000;
+    let w = Worker::start_with(&[("EDGECACHE_ORIGIN_TIMEOUT_MS", &TIMEOUT_MS.to_string())]);
+    let first_name = unique("Stall").replace('-', "");
+    let id = unique("stall");
+    let body = json!({"id": id, "firstName": first_name, "lastName": "Test", "email": "s@x"});
+    assert_eq!(w.send_json("POST", "/v1/users", &body).status, 201);
+    let point = format!("/v1/users/{id}");
+    let list = format!("/v1/users?firstName={first_name}&limit=5");
+    for p in [&point, &list] {
+        w.warm(p);
+    }
+    w.faults(json!({"next_write_fault": "stall_after_forward"}));
+    let started = Instant::now();
+    let a = w.send_json("PATCH", &point, &json!({"lastName": "After"}));
+    assert_eq!(
+        (a.status, a.error_code().as_str()),
+        (504, "write_outcome_unknown"),
+        "{}",
+        a.text()
+    );
+    assert!(started.elapsed() < Duration::from_millis(2 * TIMEOUT_MS + 900));
+    // The stall ends 2 × timeout + 1 s after the origin applied it; then it is recorded.
+    std::thread::sleep(Duration::from_millis(2 * TIMEOUT_MS + 2_500));
+    let truth =
+        w.get_with(&point, &[("cache-control", "no-cache")]).json()["data"]["lastName"].clone();
+    assert_eq!(truth, "After", "the database applied the write");
+    for p in [&point, &list] {
+        let a = w.get(p);
+        let seen = &a.json()["data"];
+        let seen = if seen.is_array() { &seen[0] } else { seen };
+        assert_eq!(
+            seen["lastName"],
+            "After",
+            "{p} served {} stale",
+            a.outcome()
+        );
+    }
+}

@@ -27,12 +27,13 @@ function once(base, method, path, headers, body) {
 }
 
 /**
- * Sends one request and reads the whole answer: { status, headers, text, bytes, json() }.
+ * Sends one request (`json`, or a `body` string as is) and reads the whole answer:
+ * { status, headers, text, bytes, json() }.
  * A request that fails on a reused keep-alive connection the server had closed is sent again once.
  */
-export async function request(base, method, path, { headers = {}, json } = {}) {
+export async function request(base, method, path, { headers = {}, json, body: raw } = {}) {
   const h = { ...headers };
-  let body;
+  let body = raw;
   if (json !== undefined) {
     body = JSON.stringify(json);
     h["content-type"] = "application/json";

@@ -76,6 +76,10 @@ impl TableCoordinator {
                 "test hook: the origin's answer was lost".into(),
             ));
         }
+        if self.fault_hook(&req, WriteFault::StallAfterForward)? {
+            let stall = 2 * self.config()?.origin_timeout_ms + 1_000;
+            worker::Delay::from(std::time::Duration::from_millis(stall)).await;
+        }
         let graph = self.graph()?;
         let forwarded = match settle(&graph, intent, result)? {
             Settled::Changed(forwarded) => forwarded,
@@ -138,7 +142,9 @@ impl TableCoordinator {
             WriteFault::CrashBeforeForward
             | WriteFault::CrashAfterForward
             | WriteFault::CrashAfterPlan => panic!("test hook: coordinator crashed ({fault:?})"),
-            WriteFault::CrashDuringRehydrate | WriteFault::AnswerLost => Ok(true),
+            WriteFault::CrashDuringRehydrate
+            | WriteFault::AnswerLost
+            | WriteFault::StallAfterForward => Ok(true),
         }
     }
 

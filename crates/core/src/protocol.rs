@@ -210,6 +210,8 @@ pub enum WriteFault {
     CrashDuringRehydrate,
     /// The origin applies the write, but its answer never arrives (a dropped connection).
     AnswerLost,
+    /// The origin applies the write and answers only after the edge stopped waiting.
+    StallAfterForward,
 }
 
 /// A write's outcome: the origin's answer plus the table's new seq.
