@@ -46,6 +46,7 @@ pub async fn get(key: &CacheKey) -> Option<CachedEntry> {
         stamps,
         filled_at_ms,
         expires_at_ms,
+        vary: None,
     })
 }
 

@@ -3,7 +3,7 @@
 
 use worker::{Fetch, Headers, Method, Request, RequestInit};
 
-use edgecache_core::cache_control::response_forbids_storing;
+use edgecache_core::cache_control::ResponseDirectives;
 use edgecache_core::id_text;
 use edgecache_core::key::CacheKey;
 use edgecache_core::origin::{OriginError, OriginRead, OriginWrite, ReadTarget};
@@ -32,7 +32,8 @@ pub struct HttpAnswer {
 impl HttpAnswer {
     /// Whether the origin forbids shared caching (`no-store` or `private`).
     pub fn forbids_caching(&self) -> bool {
-        response_forbids_storing(self.cache_control.as_deref())
+        let d = ResponseDirectives::parse(self.cache_control.as_deref());
+        d.no_store || d.private
     }
 
     /// Whether the body is JSON (the only kind EdgeCache caches).
