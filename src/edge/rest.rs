@@ -32,7 +32,7 @@ pub async fn serve(
         None => write::LIST_METHODS,
     };
     let method = method_of(&req, allowed)?;
-    if method == Method::Get {
+    if method == Method::Get || method == Method::Head {
         let rc = ReadContext {
             env,
             ctx,
@@ -44,6 +44,7 @@ pub async fn serve(
             relation,
             origin: &record.tenant.origin,
             resource: &resource,
+            head: method == Method::Head,
         };
         return read::serve(&req, rc).await;
     }

@@ -398,6 +398,7 @@ impl Origin for D1Origin {
         relation: &Relation,
         target: &ReadTarget,
         _key: &CacheKey,
+        _forward: &[(String, String)],
     ) -> Result<OriginRead, OriginError> {
         let json = self.read_json(relation, target).await?;
         let body =
@@ -408,6 +409,8 @@ impl Origin for D1Origin {
             json,
             content_type: "application/json".into(),
             not_storable: None,
+            cache_control: None,
+            vary: None,
         })
     }
 

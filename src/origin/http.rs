@@ -1,9 +1,11 @@
 //! The HTTP origin: the tenant's own REST API. Reads and writes are forwarded to
-//! `<base_url><path>?<canonical query>`; what the API answers is what clients get.
+//! `<base_url><path>?<canonical query>`; what the API answers is what clients get. Reads carry
+//! the client's credentials and language (`vary::FORWARDED_READ_HEADERS`); whether the answer
+//! may be stored is the read path's decision (`shared_cache`), from the `Cache-Control` and
+//! `Vary` returned here.
 
 use worker::{Fetch, Headers, Method, Request, RequestInit};
 
-use edgecache_core::cache_control::ResponseDirectives;
 use edgecache_core::id_text;
 use edgecache_core::key::CacheKey;
 use edgecache_core::origin::{OriginError, OriginRead, OriginWrite, ReadTarget};
@@ -25,17 +27,13 @@ pub struct HttpAnswer {
     pub content_type: Option<String>,
     /// `cache-control`, if any.
     pub cache_control: Option<String>,
+    /// `vary`, if any.
+    pub vary: Option<String>,
     /// The body.
     pub body: Vec<u8>,
 }
 
 impl HttpAnswer {
-    /// Whether the origin forbids shared caching (`no-store` or `private`).
-    pub fn forbids_caching(&self) -> bool {
-        let d = ResponseDirectives::parse(self.cache_control.as_deref());
-        d.no_store || d.private
-    }
-
     /// Whether the body is JSON (the only kind EdgeCache caches).
     pub fn is_json(&self) -> bool {
         self.content_type.as_deref().is_some_and(|c| {
@@ -61,16 +59,21 @@ impl HttpOrigin {
         }
     }
 
-    /// Sends a request; network failures and 5xx answers are `Unavailable` (stale-if-error
-    /// applies), anything else is returned as the origin's answer.
+    /// Sends a request with the headers in `forward` added (the client's, passed on); network
+    /// failures and 5xx answers are `Unavailable` (stale-if-error applies), anything else is
+    /// returned as the origin's answer.
     pub async fn send(
         &self,
         method: Method,
         path_and_query: &str,
         body: Option<&[u8]>,
+        forward: &[(String, String)],
     ) -> Result<HttpAnswer, OriginError> {
         let url = format!("{}{}", self.base_url.trim_end_matches('/'), path_and_query);
         let headers = Headers::new();
+        for (name, value) in forward {
+            headers.set(name, value).map_err(unavailable)?;
+        }
         headers
             .set("accept", "application/json")
             .map_err(unavailable)?;
@@ -89,6 +92,7 @@ impl HttpOrigin {
         let h = resp.headers();
         let content_type = h.get("content-type").ok().flatten();
         let cache_control = h.get("cache-control").ok().flatten();
+        let vary = h.get("vary").ok().flatten();
         let body = resp.bytes().await.map_err(unavailable)?;
         if status >= 500 {
             return Err(OriginError::Unavailable(format!(
@@ -104,6 +108,7 @@ impl HttpOrigin {
             status,
             content_type,
             cache_control,
+            vary,
             body,
         })
     }
@@ -115,16 +120,13 @@ impl Origin for HttpOrigin {
         _relation: &Relation,
         _target: &ReadTarget,
         key: &CacheKey,
+        forward: &[(String, String)],
     ) -> Result<OriginRead, OriginError> {
-        let answer = self.send(Method::Get, key.path_and_query(), None).await?;
+        let answer = self
+            .send(Method::Get, key.path_and_query(), None, forward)
+            .await?;
         let json = serde_json::from_slice(&answer.body).unwrap_or(serde_json::Value::Null);
-        let not_storable = if answer.forbids_caching() {
-            Some(NotStored::OriginNoStore)
-        } else if !answer.is_json() {
-            Some(NotStored::NotJson)
-        } else {
-            None
-        };
+        let not_storable = (!answer.is_json()).then_some(NotStored::NotJson);
         Ok(OriginRead {
             status: answer.status,
             content_type: answer
@@ -133,6 +135,8 @@ impl Origin for HttpOrigin {
             body: answer.body,
             json,
             not_storable,
+            cache_control: answer.cache_control,
+            vary: answer.vary,
         })
     }
 
@@ -163,7 +167,7 @@ impl Origin for HttpOrigin {
                 .into_bytes()
         });
         let is_delete = method == Method::Delete;
-        let answer = self.send(method, path, bytes.as_deref()).await?;
+        let answer = self.send(method, path, bytes.as_deref(), &[]).await?;
         let json: serde_json::Value =
             serde_json::from_slice(&answer.body).unwrap_or(serde_json::Value::Null);
         let changed = (200..300).contains(&answer.status);
@@ -204,6 +208,7 @@ mod tests {
             status: 200,
             content_type: ct.map(String::from),
             cache_control: None,
+            vary: None,
             body: vec![],
         };
         assert!(a(Some("application/json; charset=utf-8")).is_json());
