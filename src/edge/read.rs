@@ -391,25 +391,25 @@ async fn look_up(read: &Read<'_>, views: Views) -> Found {
         return own(found);
     };
     match read.variant_key(&read.key, &names) {
-        Some(key) if matches!(found, Lookup::Fresh(..)) => Found {
-            lookup: look_in(read, views, &key).await,
-            key,
-        },
+        Some(key) if matches!(found, Lookup::Fresh(..)) => {
+            // Only the request's own key holds variance records; one anywhere else is a miss.
+            let lookup = match look_in(read, views, &key).await {
+                Lookup::Fresh(e, _) | Lookup::Stale(e) if e.vary.is_some() => Lookup::Miss,
+                found => found,
+            };
+            Found { lookup, key }
+        }
         _ => own(Lookup::Miss),
     }
 }
 
-/// L1 then L2 for one key; a variance record where an entry must be is a miss.
+/// L1 then L2 for one key.
 async fn look_in(read: &Read<'_>, views: Views, key: &CacheKey) -> Lookup {
     let l2 = L2Tier { key };
-    let found = lookup(&read.edge.l1(), &l2, key.as_str(), |e| {
+    lookup(&read.edge.l1(), &l2, key.as_str(), |e| {
         read.is_fresh(views, e)
     })
-    .await;
-    match (&found, key.variant()) {
-        (Lookup::Fresh(e, _) | Lookup::Stale(e), Some(_)) if e.vary.is_some() => Lookup::Miss,
-        _ => found,
-    }
+    .await
 }
 
 /// Coalesce phase: one origin fetch per key per isolate. A follower waits for the leader's

@@ -5,15 +5,16 @@
 use crate::cache_control::ResponseDirectives;
 use crate::outcome::NotStored;
 use crate::rules::RoutePolicy;
-use crate::vary::{parse_vary, Vary, MAX_VARY_HEADERS};
+use crate::vary::{parse_vary, Vary, CREDENTIAL_HEADERS, MAX_VARY_HEADERS};
 
 /// An answer that may be stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Storable {
     /// How long the entry lives.
     pub ttl_secs: u64,
-    /// The request headers its variant key covers (the origin's `Vary`); empty: the entry is
-    /// stored under the request's key itself.
+    /// The request headers its variant key covers (the origin's `Vary` and the rule's
+    /// `vary_by`, credentials aside: the request's key already covers those); empty: the entry
+    /// is stored under the request's key itself.
     pub vary: Vec<String>,
 }
 
@@ -42,13 +43,22 @@ pub fn storable(
     if d.private {
         return Err(NotStored::OriginPrivate);
     }
-    let vary = match parse_vary(origin.vary) {
+    let mut vary = match parse_vary(origin.vary) {
         Vary::Any => return Err(NotStored::VaryAny),
-        Vary::Headers(names) if names.len() > MAX_VARY_HEADERS => {
-            return Err(NotStored::VaryTooWide)
-        }
         Vary::Headers(names) => names,
     };
+    vary.extend(
+        policy
+            .vary_by
+            .iter()
+            .filter(|h| !CREDENTIAL_HEADERS.contains(&h.as_str()))
+            .cloned(),
+    );
+    vary.sort();
+    vary.dedup();
+    if vary.len() > MAX_VARY_HEADERS {
+        return Err(NotStored::VaryTooWide);
+    }
     let shareable = d.public || d.s_maxage.is_some();
     let declared = credentials
         .iter()
@@ -164,6 +174,15 @@ mod tests {
                 vary: vec!["accept-language".into()]
             })
         );
+    }
+
+    #[test]
+    fn a_rules_vary_by_joins_the_origins_vary_credentials_aside() {
+        let p = vary_by(&["authorization", "accept-language"]);
+        let s = storable(headers(None, Some("Accept, accept-language")), &[], &p).unwrap();
+        assert_eq!(s.vary, vec!["accept", "accept-language"]);
+        let s = storable(headers(None, None), &["authorization"], &p).unwrap();
+        assert_eq!(s.vary, vec!["accept-language"]);
     }
 
     #[test]
