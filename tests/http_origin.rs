@@ -19,13 +19,16 @@ use std::sync::{Arc, Mutex, OnceLock};
 use common::{unique, Worker};
 use serde_json::{json, Value};
 
+/// What the origin received of a request's credentials: target, `Authorization`, `Cookie`.
+type Received = (String, Option<String>, Option<String>);
+
 /// The origin: items in memory, a request log, and a switch that makes it fail.
 #[derive(Default)]
 struct Api {
     items: Mutex<BTreeMap<String, Value>>,
     log: Mutex<Vec<(String, String)>>,
     /// `(target, authorization, cookie)` of every request, as the origin received it.
-    credentials: Mutex<Vec<(String, Option<String>, Option<String>)>>,
+    credentials: Mutex<Vec<Received>>,
     failing: AtomicBool,
 }
 
