@@ -6,8 +6,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
 bash scripts/setup.sh
 
-# The bootstrap operator token (admin API) and the default tenant's webhook secret, generated
-# once and kept out of git.
+# The bootstrap operator token (admin API), the default tenant's webhook secret and write key,
+# generated once and kept out of git.
 random_hex() { node -e 'process.stdout.write(require("crypto").randomBytes(32).toString("hex"))'; }
 if ! grep -qs '^EDGECACHE_OPERATOR_TOKEN=' .dev.vars; then
   echo "EDGECACHE_OPERATOR_TOKEN=eco_$(random_hex)" >> .dev.vars
@@ -15,6 +15,11 @@ if ! grep -qs '^EDGECACHE_OPERATOR_TOKEN=' .dev.vars; then
 fi
 if ! grep -qs '^EDGECACHE_WEBHOOK_SECRET=' .dev.vars; then
   echo "EDGECACHE_WEBHOOK_SECRET=ecw_$(random_hex)" >> .dev.vars
+fi
+# The default tenant's write key: writes through /v1/* need one (the README tour uses it).
+if ! grep -qs '^EDGECACHE_WRITE_KEY=' .dev.vars; then
+  echo "EDGECACHE_WRITE_KEY=eck_$(random_hex)" >> .dev.vars
+  echo "dev: wrote a write key for the default tenant to .dev.vars (EDGECACHE_WRITE_KEY)" >&2
 fi
 
 wrangler d1 migrations apply DB --local > .wrangler-migrate.log 2>&1 < /dev/null || {

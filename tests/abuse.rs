@@ -120,3 +120,32 @@ fn admin_bodies_over_the_limit_are_413() {
     );
     assert_eq!((a.status, a.error_code().as_str()), (400, "invalid_rule"));
 }
+
+/// Anonymous reads of ever new keys cannot grow a coordinator without bound: past
+/// `EDGECACHE_MAX_REGISTRATIONS` it forgets the least recently filled keys, and a forgotten key
+/// is never served from a copy it no longer tracks (the next read of it is a miss, and a write
+/// of its record still reaches every reader).
+#[test]
+fn a_coordinator_tracks_at_most_its_cap_of_keys() {
+    const CAP: u64 = 8;
+    let w = Worker::start_with(&[("EDGECACHE_MAX_REGISTRATIONS", &CAP.to_string())]);
+    let orders = |i: u32| format!("/v1/orders?limit=1&offset={i}");
+    for i in 0..20 {
+        let a = w.get(&orders(i));
+        assert_eq!(a.status, 200, "{}", a.text());
+    }
+    let first = orders(0);
+    // Registration happens after the response; give the last ones a moment to land.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let keys = w.stat("coordinators.orders.keys");
+    assert!(keys <= CAP, "{keys} keys tracked, cap {CAP}");
+    assert!(keys > 0, "the most recent fills are tracked");
+    let again = w.get(&first);
+    assert_eq!(
+        again.outcome(),
+        "MISS",
+        "the least recently filled key was forgotten and its copy dropped"
+    );
+    let recent = w.get(&orders(19));
+    assert_eq!(recent.outcome(), "HIT-L1", "a recent key is still cached");
+}

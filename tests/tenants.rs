@@ -442,7 +442,7 @@ fn a_name_read_before_its_tenant_exists_works_as_soon_as_it_is_created() {
     let created = w().admin(
         "POST",
         "/_edgecache/admin/tenants",
-        Some(&json!({"name": name})),
+        Some(&json!({"name": name, "origin": {"kind": "d1"}})),
     );
     assert_eq!(created.status, 201, "{}", created.text());
     assert_eq!(

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::CliError;
-use crate::model::{CreateTenant, InvalidationSpec, Rule};
+use crate::model::{CreateKey, CreateTenant, InvalidationSpec, Rule, TenantSettings};
 use crate::path::encode;
 
 /// Base path of the admin API on the worker.
@@ -60,9 +60,30 @@ impl AdminClient {
         self.call("GET", &tenant_path(name, ""), None)
     }
 
+    /// `PATCH /tenants/{name}`.
+    pub fn update_tenant(&self, name: &str, body: &TenantSettings) -> Result<Value, CliError> {
+        self.call("PATCH", &tenant_path(name, ""), Some(to_json(body)))
+    }
+
     /// `DELETE /tenants/{name}`.
     pub fn delete_tenant(&self, name: &str) -> Result<Value, CliError> {
         self.call("DELETE", &tenant_path(name, ""), None)
+    }
+
+    /// `GET /tenants/{name}/keys`.
+    pub fn list_keys(&self, tenant: &str) -> Result<Value, CliError> {
+        self.call("GET", &tenant_path(tenant, "/keys"), None)
+    }
+
+    /// `POST /tenants/{name}/keys`.
+    pub fn create_key(&self, tenant: &str, body: &CreateKey) -> Result<Value, CliError> {
+        self.call("POST", &tenant_path(tenant, "/keys"), Some(to_json(body)))
+    }
+
+    /// `DELETE /tenants/{name}/keys/{key}`.
+    pub fn revoke_key(&self, tenant: &str, key: &str) -> Result<Value, CliError> {
+        let path = tenant_path(tenant, &format!("/keys/{}", encode(key)));
+        self.call("DELETE", &path, None)
     }
 
     /// `GET /tenants/{name}/rules`.

@@ -1,8 +1,13 @@
 //! The command line: every command, flag and client-side validation clap can do.
 
+use std::ffi::OsStr;
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser;
+use clap::error::ErrorKind;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use edgecache_core::access::{valid_key_name, KeyScope};
+use edgecache_core::protocol::{check_header_name, parse_header_line, OriginHeader};
 
 use crate::duration;
 use crate::path::parse_prefix;
@@ -59,6 +64,9 @@ pub enum Command {
     /// Set, list and remove a tenant's cache rules
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Create, list and revoke a tenant's API keys (for reads and writes through the cache)
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Purge cached responses by URL, record, table or prefix
     Invalidate(InvalidateArgs),
     /// Show what a cached URL depends on, or which cached URLs contain a record
@@ -78,20 +86,16 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum TenantCommand {
     /// Create a tenant; prints its admin token and webhook secret once
-    Create {
-        /// Tenant name (its URL segment: /t/NAME)
-        name: String,
-        /// Proxy this HTTP API instead of using the built-in D1 origin
-        #[arg(long, value_name = "URL", value_parser = parse_origin_url)]
-        origin_url: Option<String>,
-    },
+    Create(TenantCreateArgs),
     /// List tenants
     List,
-    /// Show a tenant's origin, rules and views
+    /// Show a tenant's origin, access settings, rules and views
     Show {
         /// Tenant name
         name: String,
     },
+    /// Change a tenant's access settings or origin credentials; prints the tenant
+    Set(TenantSetArgs),
     /// Delete a tenant and everything cached for it
     Delete {
         /// Tenant name
@@ -100,6 +104,144 @@ pub enum TenantCommand {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+}
+
+/// `tenant create …`: exactly one origin, named on purpose.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("origin").required(true).args(["origin_url", "d1"])))]
+pub struct TenantCreateArgs {
+    /// Tenant name (its URL segment: /t/NAME)
+    pub name: String,
+    /// Proxy this HTTP API (its base URL; /v1/... paths are appended)
+    #[arg(long, value_name = "URL", value_parser = parse_origin_url)]
+    pub origin_url: Option<String>,
+    /// Use the deployment's own D1 database, which is shared with every other --d1 tenant
+    /// (they all read and write the same tables)
+    #[arg(long)]
+    pub d1: bool,
+    /// A credential EdgeCache adds to every request to the origin, e.g. 'X-Origin-Key: s3cr3t'
+    /// (repeatable; shown back only by name)
+    #[arg(
+        long = "origin-header",
+        value_name = "NAME: VALUE",
+        requires = "origin_url",
+        // Spelled out: clap waives `requires` when the required flag conflicts with one given.
+        conflicts_with = "d1",
+        value_parser = OriginHeaderParser
+    )]
+    pub origin_headers: Vec<OriginHeader>,
+    /// Reads need a key (read or write scope) too
+    #[arg(long)]
+    pub private_reads: bool,
+    /// Writes to the HTTP origin need an EdgeCache write key (x-edgecache-key) as well as
+    /// whatever the origin asks (writes to D1 always need one)
+    #[arg(long)]
+    pub require_write_key: bool,
+    /// A request header, beyond authorization and cookie, passed on to the HTTP origin
+    /// (repeatable)
+    #[arg(long = "forward-header", value_name = "NAME", value_parser = parse_header_name)]
+    pub forward_headers: Vec<String>,
+}
+
+/// `tenant set …`: each flag changes one setting; what is not named stays as it is.
+#[derive(Debug, Args)]
+#[command(override_usage = "edgecache tenant set <NAME> <OPTION>... (at least one option)")]
+#[command(group(
+    ArgGroup::new("change")
+        .required(true)
+        .multiple(true)
+        .args([
+            "private_reads",
+            "public_reads",
+            "require_write_key",
+            "no_require_write_key",
+            "forward_headers",
+            "no_forward_headers",
+            "origin_headers",
+            "no_origin_headers",
+        ])
+))]
+pub struct TenantSetArgs {
+    /// Tenant name
+    pub name: String,
+    /// Reads need a key (read or write scope)
+    #[arg(long, conflicts_with = "public_reads")]
+    pub private_reads: bool,
+    /// Anyone may read
+    #[arg(long)]
+    pub public_reads: bool,
+    /// Writes to the HTTP origin need an EdgeCache write key as well
+    #[arg(long, conflicts_with = "no_require_write_key")]
+    pub require_write_key: bool,
+    /// Writes to the HTTP origin are left to the origin's own authentication
+    #[arg(long)]
+    pub no_require_write_key: bool,
+    /// Request headers passed on to the HTTP origin; replaces the current list (repeatable)
+    #[arg(
+        long = "forward-header",
+        value_name = "NAME",
+        value_parser = parse_header_name,
+        conflicts_with = "no_forward_headers"
+    )]
+    pub forward_headers: Vec<String>,
+    /// Pass on no headers beyond authorization and cookie
+    #[arg(long)]
+    pub no_forward_headers: bool,
+    /// The HTTP origin's credentials, 'Name: value'; replaces all current ones, which is how a
+    /// credential is rotated (repeatable)
+    #[arg(
+        long = "origin-header",
+        value_name = "NAME: VALUE",
+        value_parser = OriginHeaderParser,
+        conflicts_with = "no_origin_headers"
+    )]
+    pub origin_headers: Vec<OriginHeader>,
+    /// Remove every origin credential header
+    #[arg(long)]
+    pub no_origin_headers: bool,
+}
+
+/// `keys …`: on the tenant named by --tenant (or the config).
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; prints it once
+    Create {
+        /// The key's name, e.g. ci-deploy (lowercase letters, digits, '-' and '_')
+        #[arg(value_parser = parse_key_name)]
+        name: String,
+        /// What it allows: read (reads of a tenant with private reads) or write (reads and
+        /// writes)
+        #[arg(long, value_enum)]
+        scope: Scope,
+    },
+    /// List the keys (names, scopes and times; never the keys)
+    List,
+    /// Revoke a key: every edge refuses it within seconds
+    Revoke {
+        /// The key's name
+        name: String,
+        /// Do not ask for confirmation
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+}
+
+/// A key's scope on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Scope {
+    /// Reads only
+    Read,
+    /// Reads and writes
+    Write,
+}
+
+impl From<Scope> for KeyScope {
+    fn from(scope: Scope) -> Self {
+        match scope {
+            Scope::Read => KeyScope::Read,
+            Scope::Write => KeyScope::Write,
+        }
+    }
 }
 
 /// `rules …`.
@@ -220,6 +362,58 @@ fn parse_origin_url(input: &str) -> Result<String, String> {
         .map_err(|_| format!("invalid origin URL '{input}': expected an http:// or https:// URL"))
 }
 
+/// `Name: value`, checked as the server checks it; a bad line is a usage error. Unlike clap's
+/// own "invalid value" errors, the message never quotes the line: it holds a credential.
+#[derive(Clone, Copy, Debug)]
+struct OriginHeaderParser;
+
+impl TypedValueParser for OriginHeaderParser {
+    type Value = OriginHeader;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<OriginHeader, clap::Error> {
+        let flag = arg
+            .and_then(clap::Arg::get_long)
+            .map_or_else(|| "--origin-header".to_string(), |long| format!("--{long}"));
+        let invalid = |detail: String| {
+            clap::Error::raw(
+                ErrorKind::ValueValidation,
+                format!("invalid {flag}: {detail}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let line = value
+            .to_str()
+            .ok_or_else(|| invalid("not valid UTF-8".to_string()))?;
+        if !line.contains(':') {
+            return Err(invalid("expected 'Name: value'".to_string()));
+        }
+        // The core's messages name the header, never its value.
+        parse_header_line(line).map_err(|err| invalid(err.message))
+    }
+}
+
+/// A header name to forward, lowercased.
+fn parse_header_name(input: &str) -> Result<String, String> {
+    check_header_name(input).map_err(|err| err.message)
+}
+
+/// A key name the server accepts.
+fn parse_key_name(input: &str) -> Result<String, String> {
+    if valid_key_name(input) {
+        Ok(input.to_string())
+    } else {
+        Err(format!(
+            "invalid key name '{input}': 1-63 lowercase letters, digits, '-' or '_', starting \
+             with a letter or digit"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,9 +487,194 @@ mod tests {
                 "api.example.com",
             ],
             &["completions", "powershell"],
+            // An origin is named on purpose: exactly one of --origin-url and --d1.
+            &["tenant", "create", "acme"],
+            &[
+                "tenant",
+                "create",
+                "acme",
+                "--d1",
+                "--origin-url",
+                "https://api.example.com",
+            ],
+            &["tenant", "create", "acme", "--origin-header", "X-Key: v"],
+            &[
+                "tenant",
+                "create",
+                "acme",
+                "--d1",
+                "--origin-header",
+                "X-Key: v",
+            ],
+            &[
+                "tenant",
+                "create",
+                "acme",
+                "--d1",
+                "--forward-header",
+                "bad name",
+            ],
+            &["tenant", "set", "acme"],
+            &["tenant", "set", "acme", "--private-reads", "--public-reads"],
+            &[
+                "tenant",
+                "set",
+                "acme",
+                "--require-write-key",
+                "--no-require-write-key",
+            ],
+            &[
+                "tenant",
+                "set",
+                "acme",
+                "--origin-header",
+                "X-Key: v",
+                "--no-origin-headers",
+            ],
+            &["keys", "create", "ci"],
+            &["keys", "create", "ci", "--scope", "admin"],
+            &["keys", "create", "Bad Name", "--scope", "read"],
+            &["keys", "revoke"],
         ] {
             let err = parse(args).expect_err(&args.join(" "));
             assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    fn create_args(args: &[&str]) -> TenantCreateArgs {
+        let all: Vec<&str> = ["tenant", "create"].iter().chain(args).copied().collect();
+        match parse(&all).unwrap().command {
+            Command::Tenant(TenantCommand::Create(args)) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_tenant_create_with_an_http_origin_and_access() {
+        let args = create_args(&[
+            "acme",
+            "--origin-url",
+            "https://api.example.com/",
+            "--origin-header",
+            "X-Origin-Key:  s3cr3t ",
+            "--origin-header",
+            "Authorization: Bearer abc",
+            "--private-reads",
+            "--require-write-key",
+            "--forward-header",
+            "X-Tenant-Id",
+        ]);
+        assert_eq!(args.origin_url.as_deref(), Some("https://api.example.com"));
+        assert!(!args.d1);
+        let headers: Vec<(&str, &str)> = args
+            .origin_headers
+            .iter()
+            .map(|h| (h.name.as_str(), h.value.as_str()))
+            .collect();
+        assert_eq!(
+            headers,
+            [("x-origin-key", "s3cr3t"), ("authorization", "Bearer abc")]
+        );
+        assert!(args.private_reads && args.require_write_key);
+        assert_eq!(args.forward_headers, ["x-tenant-id"]);
+
+        let args = create_args(&["acme", "--d1"]);
+        assert!(args.d1 && args.origin_url.is_none() && args.origin_headers.is_empty());
+        assert!(!args.private_reads && !args.require_write_key);
+    }
+
+    #[test]
+    fn bad_origin_headers_are_usage_errors_that_do_not_echo_the_value() {
+        for (line, says) in [
+            ("X-Key s3cr3t", "expected 'Name: value'"),
+            ("Bad Name: s3cr3t", "is not a header name"),
+            ("Host: s3cr3t", "cannot be set"),
+            ("X-Key:   ", "must be 1-4096"),
+            ("X-Key: s3cr3t\u{7f}", "must be 1-4096"),
+        ] {
+            for command in [
+                &["create", "acme", "--origin-url", "https://a.example"][..],
+                &["set", "acme"],
+            ] {
+                let mut args = vec!["tenant"];
+                args.extend_from_slice(command);
+                args.extend_from_slice(&["--origin-header", line]);
+                let err = parse(&args).expect_err(line);
+                assert_eq!(err.exit_code(), 2, "{line}");
+                let text = err.to_string();
+                assert!(text.contains(says), "{line}: {text}");
+                assert!(text.contains("--origin-header"), "{line}: {text}");
+                assert!(!text.contains("s3cr3t"), "{line}: {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn parses_tenant_set() {
+        let Command::Tenant(TenantCommand::Set(args)) = parse(&[
+            "tenant",
+            "set",
+            "acme",
+            "--public-reads",
+            "--forward-header",
+            "X-A",
+            "--forward-header",
+            "x-b",
+            "--origin-header",
+            "X-Origin-Key: new",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not tenant set")
+        };
+        assert_eq!(args.name, "acme");
+        assert!(args.public_reads && !args.private_reads);
+        assert!(!args.require_write_key && !args.no_require_write_key);
+        assert_eq!(args.forward_headers, ["x-a", "x-b"]);
+        assert_eq!(args.origin_headers[0].name, "x-origin-key");
+        assert!(!args.no_forward_headers && !args.no_origin_headers);
+
+        // Each flag on its own is a change.
+        for flag in [
+            "--private-reads",
+            "--public-reads",
+            "--require-write-key",
+            "--no-require-write-key",
+            "--no-forward-headers",
+            "--no-origin-headers",
+        ] {
+            parse(&["tenant", "set", "acme", flag]).expect(flag);
+        }
+    }
+
+    #[test]
+    fn parses_keys() {
+        let cli = parse(&[
+            "keys",
+            "create",
+            "ci-deploy_1",
+            "--scope",
+            "write",
+            "--tenant",
+            "acme",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.tenant.as_deref(), Some("acme"));
+        match cli.command {
+            Command::Keys(KeysCommand::Create { name, scope }) => {
+                assert_eq!(name, "ci-deploy_1");
+                assert_eq!(KeyScope::from(scope), KeyScope::Write);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse(&["keys", "list"]).unwrap().command,
+            Command::Keys(KeysCommand::List)
+        ));
+        match parse(&["keys", "revoke", "ci", "-y"]).unwrap().command {
+            Command::Keys(KeysCommand::Revoke { name, yes }) => assert!(name == "ci" && yes),
+            other => panic!("{other:?}"),
         }
     }
 

@@ -10,14 +10,15 @@ use serde_json::{json, Value};
 
 use crate::api::{self, AdminClient};
 use crate::cli::{
-    Cli, Command, CompletionShell, DepsArgs, GlobalArgs, InvalidateArgs, RulesCommand,
-    TenantCommand, WarmArgs,
+    Cli, Command, CompletionShell, DepsArgs, GlobalArgs, InvalidateArgs, KeysCommand, RulesCommand,
+    TenantCommand, TenantCreateArgs, TenantSetArgs, WarmArgs,
 };
 use crate::config::{self, ConfigFile, Overrides, Settings};
 use crate::error::CliError;
 use crate::model::{
-    CreateTenant, CreatedTenant, InvalidationResult, InvalidationSpec, KeyDeps, OriginConfig,
-    RecordDeps, Rule, RuleEnvelope, RuleList, Stats, TenantEnvelope, TenantList, Whoami,
+    Access, CreateKey, CreateTenant, CreatedKey, CreatedTenant, InvalidationResult,
+    InvalidationSpec, KeyDeps, KeyList, OriginConfig, RecordDeps, Rule, RuleEnvelope, RuleList,
+    Stats, TenantEnvelope, TenantList, TenantSettings, Whoami,
 };
 use crate::path::{api_path, encode};
 use crate::render;
@@ -30,6 +31,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Login => login(&ctx),
         Command::Tenant(command) => tenant(&ctx, command),
         Command::Rules(command) => rules(&ctx, command),
+        Command::Keys(command) => keys(&ctx, command),
         Command::Invalidate(args) => invalidate(&ctx, args),
         Command::Deps(args) => deps(&ctx, args),
         Command::Stats => stats(&ctx),
@@ -134,22 +136,20 @@ fn login(ctx: &Context) -> Result<(), CliError> {
 fn tenant(ctx: &Context, command: TenantCommand) -> Result<(), CliError> {
     let (_, client) = ctx.client()?;
     match command {
-        TenantCommand::Create { name, origin_url } => {
-            let origin = match origin_url {
-                Some(base_url) => OriginConfig::Http { base_url },
-                None => OriginConfig::D1,
-            };
-            let raw = client.create_tenant(&CreateTenant {
-                name,
-                origin: Some(origin),
-                views: None,
-            })?;
+        TenantCommand::Create(args) => {
+            let raw = client.create_tenant(&create_body(args))?;
             let created: CreatedTenant = client.decode(raw.clone())?;
             ctx.emit(&raw, || render::created_tenant(&created));
             eprintln!(
                 "warning: the admin token and webhook secret are shown only this once and \
                  cannot be retrieved later; store them somewhere safe now"
             );
+        }
+        TenantCommand::Set(args) => {
+            let name = args.name.clone();
+            let raw = client.update_tenant(&name, &settings_body(args))?;
+            let updated: TenantEnvelope = client.decode(raw.clone())?;
+            ctx.emit(&raw, || render::updated_tenant(&updated.tenant));
         }
         TenantCommand::List => {
             let raw = client.list_tenants()?;
@@ -163,7 +163,13 @@ fn tenant(ctx: &Context, command: TenantCommand) -> Result<(), CliError> {
         }
         TenantCommand::Delete { name, yes } => {
             if !yes {
-                confirm_delete(&name)?;
+                confirm(
+                    &format!("delete tenant '{name}'"),
+                    &format!(
+                        "This deletes tenant '{name}', its rules and everything cached for it."
+                    ),
+                    &name,
+                )?;
             }
             client.delete_tenant(&name)?;
             // 204 has no body; --json still prints an object so scripts can parse stdout.
@@ -175,16 +181,54 @@ fn tenant(ctx: &Context, command: TenantCommand) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Asks the user to type the tenant's name; refuses outright when nobody is at a terminal.
-fn confirm_delete(name: &str) -> Result<(), CliError> {
+/// The `POST /tenants` body: clap has made sure exactly one origin was named.
+fn create_body(args: TenantCreateArgs) -> CreateTenant {
+    let origin = match args.origin_url {
+        Some(base_url) => OriginConfig::Http {
+            base_url,
+            headers: args.origin_headers,
+        },
+        None => OriginConfig::D1,
+    };
+    let access = Access {
+        private_reads: args.private_reads,
+        require_write_key: args.require_write_key,
+        forward_headers: args.forward_headers,
+    };
+    CreateTenant {
+        name: args.name,
+        origin: Some(origin),
+        views: None,
+        // The defaults are the server's own: sent only when something differs.
+        access: (access != Access::default()).then_some(access),
+    }
+}
+
+/// The `PATCH /tenants/{name}` body: only what the flags change (clap has made sure there is
+/// something, and that no setting is both turned on and off).
+fn settings_body(args: TenantSetArgs) -> TenantSettings {
+    fn flag(on: bool, off: bool) -> Option<bool> {
+        (on || off).then_some(on)
+    }
+    fn list<T>(items: Vec<T>, clear: bool) -> Option<Vec<T>> {
+        (clear || !items.is_empty()).then_some(items)
+    }
+    TenantSettings {
+        private_reads: flag(args.private_reads, args.public_reads),
+        require_write_key: flag(args.require_write_key, args.no_require_write_key),
+        forward_headers: list(args.forward_headers, args.no_forward_headers),
+        origin_headers: list(args.origin_headers, args.no_origin_headers),
+    }
+}
+
+/// Asks the user to type `name` to go ahead with `action` (explained by `warning`); refuses
+/// outright when nobody is at a terminal.
+fn confirm(action: &str, warning: &str, name: &str) -> Result<(), CliError> {
     let stdin = io::stdin();
     if !stdin.is_terminal() {
-        return Err(CliError::ConfirmationRequired(name.to_string()));
+        return Err(CliError::ConfirmationRequired(action.to_string()));
     }
-    eprint!(
-        "This deletes tenant '{name}', its rules and everything cached for it.\n\
-         Type the tenant's name to confirm: "
-    );
+    eprint!("{warning}\nType '{name}' to confirm: ");
     let mut typed = String::new();
     stdin
         .lock()
@@ -195,6 +239,48 @@ fn confirm_delete(name: &str) -> Result<(), CliError> {
     } else {
         Err(CliError::ConfirmationMismatch(name.to_string()))
     }
+}
+
+fn keys(ctx: &Context, command: KeysCommand) -> Result<(), CliError> {
+    let (settings, client) = ctx.client()?;
+    let tenant = settings.tenant()?;
+    match command {
+        KeysCommand::Create { name, scope } => {
+            let body = CreateKey {
+                name,
+                scope: scope.into(),
+            };
+            let raw = client.create_key(tenant, &body)?;
+            let created: CreatedKey = client.decode(raw.clone())?;
+            ctx.emit(&raw, || render::created_key(tenant, &created));
+            eprintln!(
+                "warning: the key is shown only this once and cannot be retrieved later; store \
+                 it somewhere safe now"
+            );
+        }
+        KeysCommand::List => {
+            let raw = client.list_keys(tenant)?;
+            let list: KeyList = client.decode(raw.clone())?;
+            ctx.emit(&raw, || render::keys(tenant, &list.keys));
+        }
+        KeysCommand::Revoke { name, yes } => {
+            if !yes {
+                confirm(
+                    &format!("revoke key '{name}' of tenant '{tenant}'"),
+                    &format!(
+                        "This revokes key '{name}' of tenant '{tenant}': every request that \
+                         presents it is refused within seconds."
+                    ),
+                    &name,
+                )?;
+            }
+            client.revoke_key(tenant, &name)?;
+            ctx.emit(&json!({"revoked": {"tenant": tenant, "key": name}}), || {
+                format!("revoked key '{name}' of tenant '{tenant}'\n")
+            });
+        }
+    }
+    Ok(())
 }
 
 fn rules(ctx: &Context, command: RulesCommand) -> Result<(), CliError> {

@@ -70,12 +70,13 @@ pub enum CliError {
         requested: String,
     },
 
-    /// A destructive command was run without `--yes` where nobody can confirm it.
-    #[error("refusing to delete tenant '{0}' without confirmation")]
+    /// A destructive command was run without `--yes` where nobody can confirm it; holds what
+    /// it would have done, e.g. `delete tenant 'acme'`.
+    #[error("refusing to {0} without confirmation")]
     ConfirmationRequired(String),
 
-    /// The user was asked to confirm and typed something else.
-    #[error("confirmation did not match '{0}'; nothing was deleted")]
+    /// The user was asked to confirm and typed something other than this name.
+    #[error("confirmation did not match '{0}'; nothing was changed")]
     ConfirmationMismatch(String),
 
     /// A local file (e.g. the warm list) cannot be read.
@@ -145,7 +146,7 @@ impl CliError {
                 "use --tenant {token_tenant}, or the operator token to manage other tenants"
             )),
             Self::ConfirmationRequired(_) => {
-                Some("pass --yes to delete without being asked".to_string())
+                Some("pass --yes to go ahead without being asked".to_string())
             }
             Self::Unreachable { .. } => Some(format!(
                 "is the worker running? `npm run dev` starts it on {DEV_ENDPOINT}"
@@ -175,6 +176,14 @@ fn api_hint(status: u16, code: Option<&str>) -> Option<String> {
         }
         (404, Some("tenant_not_found")) => "`edgecache tenant list` shows the tenants that exist",
         (404, Some("rule_not_found")) => "`edgecache rules list` shows the tenant's rules",
+        (404, Some("key_not_found")) => "`edgecache keys list` shows the tenant's keys",
+        (409, Some("key_exists")) => {
+            "pick another name, or revoke the old key first with `edgecache keys revoke NAME`"
+        }
+        (400, Some("too_many_keys")) => {
+            "revoke keys that are no longer used (`edgecache keys list` shows when each was last \
+             used)"
+        }
         (404, None) => {
             "is the endpoint an EdgeCache worker? its admin API lives under /_edgecache/admin"
         }
@@ -243,6 +252,15 @@ mod tests {
             .contains("`edgecache tenant list`"));
         assert!(api(409, Some("tenant_exists")).hint().is_some());
         assert!(api(400, Some("invalid_rule")).hint().is_none());
+        assert!(api(404, Some("key_not_found"))
+            .hint()
+            .unwrap()
+            .contains("`edgecache keys list`"));
+        assert!(api(409, Some("key_exists"))
+            .hint()
+            .unwrap()
+            .contains("keys revoke"));
+        assert!(api(400, Some("too_many_keys")).hint().is_some());
         assert!(CliError::MissingSetting(Setting::Tenant)
             .hint()
             .unwrap()

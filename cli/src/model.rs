@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+pub use edgecache_core::access::CreateKey;
 pub use edgecache_core::invalidation::InvalidationSpec;
 pub use edgecache_core::protocol::{
-    CoordinatorStats, CreateTenant, InvalidationResult, KeyDeps, OriginConfig, RecordDeps,
-    RuleEnvelope, RuleList, Whoami,
+    Access, CoordinatorStats, CreateTenant, InvalidationResult, KeyDeps, OriginConfig, RecordDeps,
+    RuleEnvelope, RuleList, TenantSettings, Whoami,
 };
 
 /// A cache rule, as the worker defines it; absent optional fields mean "the server's default".
@@ -34,6 +35,45 @@ pub struct Tenant {
     /// When it was created (RFC 3339), shown as given.
     #[serde(default)]
     pub created_at: Option<String>,
+    /// Who may read and write; the defaults (public reads, no extra write key, nothing
+    /// forwarded) when a server does not say.
+    #[serde(default)]
+    pub access: Access,
+}
+
+/// One API key as listed: never the key or its hash. The scope is kept as text so a scope
+/// newer than this CLI is still shown.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Key {
+    /// The key's name.
+    pub name: String,
+    /// `read` or `write`.
+    #[serde(default)]
+    pub scope: String,
+    /// When it was created (RFC 3339).
+    #[serde(default)]
+    pub created_at: Option<String>,
+    /// When it was last used (RFC 3339, to the minute); `None` if never.
+    #[serde(default)]
+    pub last_used_at: Option<String>,
+}
+
+/// `POST /tenants/{name}/keys` answer: the only time the key itself is shown.
+#[derive(Clone, Debug, Deserialize)]
+pub struct CreatedKey {
+    /// The key's description.
+    #[serde(flatten)]
+    pub info: Key,
+    /// The key (`eck_…`).
+    pub key: String,
+}
+
+/// `GET /tenants/{name}/keys`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct KeyList {
+    /// Every key of the tenant.
+    #[serde(default)]
+    pub keys: Vec<Key>,
 }
 
 /// `POST /tenants` answer: the only time the secrets are shown.
@@ -75,6 +115,24 @@ mod tests {
                 .unwrap();
         assert_eq!(tenant.name, "acme");
         assert!(tenant.rules.is_empty() && tenant.created_at.is_none());
+        assert_eq!(tenant.access, Access::default());
+    }
+
+    #[test]
+    fn keys_tolerate_missing_and_unknown_fields() {
+        let created: CreatedKey = serde_json::from_value(json!({
+            "name": "ci", "scope": "write", "created_at": "2026-01-01T00:00:00Z",
+            "key": "eck_1", "future": true
+        }))
+        .unwrap();
+        assert_eq!(
+            (created.info.name.as_str(), created.key.as_str()),
+            ("ci", "eck_1")
+        );
+        let list: KeyList =
+            serde_json::from_value(json!({"keys": [{"name": "r", "scope": "admin"}]})).unwrap();
+        assert_eq!(list.keys[0].scope, "admin");
+        assert!(list.keys[0].last_used_at.is_none());
     }
 
     #[test]

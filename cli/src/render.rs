@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::duration::{format_millis, format_secs};
+use edgecache_core::protocol::REDACTED;
+
 use crate::model::{
-    CoordinatorStats, CreatedTenant, EdgeStats, InvalidationResult, KeyDeps, OriginConfig,
-    RecordDeps, Rule, Stats, Tenant, Whoami,
+    CoordinatorStats, CreatedKey, CreatedTenant, EdgeStats, InvalidationResult, Key, KeyDeps,
+    OriginConfig, RecordDeps, Rule, Stats, Tenant, Whoami,
 };
 use crate::table::Table;
 
@@ -29,22 +31,30 @@ pub fn whoami(endpoint: &str, who: &Whoami) -> String {
 pub fn origin(origin: Option<&OriginConfig>) -> String {
     match origin {
         Some(OriginConfig::D1) => "d1".to_string(),
-        Some(OriginConfig::Http { base_url }) => format!("http {base_url}"),
+        Some(OriginConfig::Http { base_url, .. }) => format!("http {base_url}"),
         None => String::new(),
     }
 }
 
-/// `tenant create`: the tenant and its secrets. The one-time warning goes to stderr separately.
+/// `tenant create`: the secrets, then the tenant. The one-time warning goes to stderr
+/// separately.
 pub fn created_tenant(created: &CreatedTenant) -> String {
     format!(
-        "created tenant '{}' (origin: {})\n\
+        "created tenant '{}'\n\
          admin token:     {}\n\
-         webhook secret:  {}\n",
+         webhook secret:  {}\n\
+         \n\
+         {}",
         created.tenant.name,
-        origin(created.tenant.origin.as_ref()),
         created.admin_token,
-        created.webhook_secret
+        created.webhook_secret,
+        tenant_summary(&created.tenant)
     )
+}
+
+/// `tenant set`: the tenant as it now is.
+pub fn updated_tenant(updated: &Tenant) -> String {
+    format!("updated tenant '{}'\n\n{}", updated.name, tenant(updated))
 }
 
 /// `tenant list`.
@@ -66,12 +76,7 @@ pub fn tenant_list(tenants: &[Tenant]) -> String {
 
 /// `tenant show`.
 pub fn tenant(tenant: &Tenant) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "name:     {}", tenant.name);
-    let _ = writeln!(out, "origin:   {}", origin(tenant.origin.as_ref()));
-    if let Some(created) = &tenant.created_at {
-        let _ = writeln!(out, "created:  {created}");
-    }
+    let mut out = tenant_summary(tenant);
     out.push('\n');
     out.push_str(&rules(&tenant.rules));
     out.push('\n');
@@ -83,6 +88,49 @@ pub fn tenant(tenant: &Tenant) -> String {
             table.row(vec![view.clone(), tables.join(", ")]);
         }
         out.push_str(&table.render());
+    }
+    out
+}
+
+/// Name, origin with its credential headers (by name), creation time and access settings.
+///
+/// A credential's value is never printed: every one reads [`REDACTED`], as the server shows it,
+/// even if a server (an old one, say) sent the value itself.
+fn tenant_summary(tenant: &Tenant) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "name:     {}", tenant.name);
+    let _ = writeln!(out, "origin:   {}", origin(tenant.origin.as_ref()));
+    let http = matches!(tenant.origin, Some(OriginConfig::Http { .. }));
+    if let Some(OriginConfig::Http { headers, .. }) = &tenant.origin {
+        for header in headers {
+            let _ = writeln!(out, "          {}: {REDACTED}", header.name);
+        }
+    }
+    if let Some(created) = &tenant.created_at {
+        let _ = writeln!(out, "created:  {created}");
+    }
+    let access = &tenant.access;
+    let reads = if access.private_reads {
+        "key required (read or write scope)"
+    } else {
+        "public"
+    };
+    let _ = writeln!(out, "reads:    {reads}");
+    let writes = match (&tenant.origin, access.require_write_key) {
+        (Some(OriginConfig::D1), _) | (None, true) => "write key required",
+        (Some(OriginConfig::Http { .. }), true) => {
+            "write key required (x-edgecache-key), then the origin's own auth"
+        }
+        (Some(OriginConfig::Http { .. }), false) => "left to the origin's own auth",
+        (None, false) => "-",
+    };
+    let _ = writeln!(out, "writes:   {writes}");
+    if http || !access.forward_headers.is_empty() {
+        let forwarded: Vec<&str> = ["authorization", "cookie"]
+            .into_iter()
+            .chain(access.forward_headers.iter().map(String::as_str))
+            .collect();
+        let _ = writeln!(out, "forward:  {} (on writes)", forwarded.join(", "));
     }
     out
 }
@@ -120,6 +168,37 @@ pub fn rules(rules: &[Rule]) -> String {
             } else {
                 rule.vary_by.join(",")
             },
+        ]);
+    }
+    table.render()
+}
+
+/// `keys create`: the key, shown this once. The warning goes to stderr separately.
+pub fn created_key(tenant: &str, created: &CreatedKey) -> String {
+    format!(
+        "created {} key '{}' for tenant '{tenant}'\n\
+         key:  {}\n\
+         send it as `x-edgecache-key: <key>` (or, on the built-in D1 origin, \
+         `Authorization: Bearer <key>`)\n",
+        created.info.scope, created.info.name, created.key
+    )
+}
+
+/// `keys list`: names, scopes and times.
+pub fn keys(tenant: &str, keys: &[Key]) -> String {
+    if keys.is_empty() {
+        return format!(
+            "tenant '{tenant}' has no keys; `edgecache keys create NAME --scope read|write` \
+             creates one\n"
+        );
+    }
+    let mut table = Table::new(&["NAME", "SCOPE", "CREATED", "LAST USED"]);
+    for key in keys {
+        table.row(vec![
+            key.name.clone(),
+            key.scope.clone(),
+            key.created_at.clone().unwrap_or_else(|| "-".into()),
+            key.last_used_at.clone().unwrap_or_else(|| "never".into()),
         ]);
     }
     table.render()
@@ -336,7 +415,11 @@ mod tests {
     fn tenant_json() -> Tenant {
         serde_json::from_value(json!({
             "name": "acme",
-            "origin": {"kind": "http", "base_url": "https://api.example.com"},
+            "origin": {"kind": "http", "base_url": "https://api.example.com",
+                       "headers": [{"name": "x-origin-key", "value": "[redacted]"},
+                                   {"name": "authorization", "value": "[redacted]"}]},
+            "access": {"private_reads": true, "require_write_key": true,
+                       "forward_headers": ["x-tenant-id"]},
             "rules": [
                 {"pattern": "/v1/users*", "ttl_secs": 3600, "no_store": false,
                  "max_staleness_ms": 500, "rehydrate": true},
@@ -354,7 +437,12 @@ mod tests {
             tenant(&tenant_json()),
             "name:     acme\n\
              origin:   http https://api.example.com\n\
+             \x20         x-origin-key: [redacted]\n\
+             \x20         authorization: [redacted]\n\
              created:  2026-11-25T12:00:00Z\n\
+             reads:    key required (read or write scope)\n\
+             writes:   write key required (x-edgecache-key), then the origin's own auth\n\
+             forward:  authorization, cookie, x-tenant-id (on writes)\n\
              \n\
              PATTERN     TTL      STORE  MAX STALENESS  REHYDRATE  VARY BY\n\
              /v1/users*  1h       yes    500ms          yes        -\n\
@@ -363,6 +451,106 @@ mod tests {
              VIEW             TABLES\n\
              usersWithOrders  users, orders\n"
         );
+    }
+
+    #[test]
+    fn renders_access_of_d1_and_default_http_tenants() {
+        let d1: Tenant =
+            serde_json::from_value(json!({"name": "globex", "origin": {"kind": "d1"}})).unwrap();
+        assert!(tenant(&d1).starts_with(
+            "name:     globex\n\
+             origin:   d1\n\
+             reads:    public\n\
+             writes:   write key required\n\
+             \n"
+        ));
+        let http: Tenant = serde_json::from_value(json!({
+            "name": "initech",
+            "origin": {"kind": "http", "base_url": "https://api.example.com"},
+            "access": {"private_reads": false}
+        }))
+        .unwrap();
+        assert!(tenant(&http).starts_with(
+            "name:     initech\n\
+             origin:   http https://api.example.com\n\
+             reads:    public\n\
+             writes:   left to the origin's own auth\n\
+             forward:  authorization, cookie (on writes)\n\
+             \n"
+        ));
+    }
+
+    #[test]
+    fn origin_header_values_are_never_printed() {
+        // A server that (wrongly) sent a value: the rendering still shows only the name.
+        let leaky: Tenant = serde_json::from_value(json!({
+            "name": "acme",
+            "origin": {"kind": "http", "base_url": "https://api.example.com",
+                       "headers": [{"name": "x-origin-key", "value": "s3cr3t"}]}
+        }))
+        .unwrap();
+        let created = CreatedTenant {
+            tenant: leaky.clone(),
+            admin_token: "eca_1".into(),
+            webhook_secret: "ecw_1".into(),
+        };
+        for text in [
+            tenant(&leaky),
+            updated_tenant(&leaky),
+            created_tenant(&created),
+            tenant_list(std::slice::from_ref(&leaky)),
+        ] {
+            assert!(!text.contains("s3cr3t"), "{text}");
+        }
+        assert!(tenant(&leaky).contains("          x-origin-key: [redacted]\n"));
+    }
+
+    #[test]
+    fn renders_a_created_tenant_with_its_secrets_and_access() {
+        let created: CreatedTenant = serde_json::from_value(json!({
+            "tenant": {"name": "acme", "origin": {"kind": "d1"},
+                       "access": {"private_reads": true}},
+            "admin_token": "eca_abc", "webhook_secret": "ecw_def"
+        }))
+        .unwrap();
+        assert_eq!(
+            created_tenant(&created),
+            "created tenant 'acme'\n\
+             admin token:     eca_abc\n\
+             webhook secret:  ecw_def\n\
+             \n\
+             name:     acme\n\
+             origin:   d1\n\
+             reads:    key required (read or write scope)\n\
+             writes:   write key required\n"
+        );
+    }
+
+    #[test]
+    fn renders_keys() {
+        let created: CreatedKey = serde_json::from_value(json!({
+            "name": "ci", "scope": "write", "created_at": "2026-01-01T00:00:00Z",
+            "key": "eck_0123"
+        }))
+        .unwrap();
+        let text = created_key("acme", &created);
+        assert!(
+            text.starts_with("created write key 'ci' for tenant 'acme'\nkey:  eck_0123\n"),
+            "{text}"
+        );
+        let list: crate::model::KeyList = serde_json::from_value(json!({"keys": [
+            {"name": "ci", "scope": "write", "created_at": "2026-01-01T00:00:00Z",
+             "last_used_at": "2026-01-02T10:11:00Z"},
+            {"name": "dashboard", "scope": "read", "created_at": "2026-01-03T00:00:00Z"}
+        ]}))
+        .unwrap();
+        assert_eq!(
+            keys("acme", &list.keys),
+            "NAME       SCOPE  CREATED               LAST USED\n\
+             ci         write  2026-01-01T00:00:00Z  2026-01-02T10:11:00Z\n\
+             dashboard  read   2026-01-03T00:00:00Z  never\n"
+        );
+        assert!(keys("acme", &[]).contains("edgecache keys create"));
     }
 
     #[test]

@@ -31,14 +31,17 @@ fn tenant_create_with_d1_prints_secrets_once_with_a_warning() {
         )
     });
     let sandbox = Sandbox::new();
-    let out = sandbox.run_against(&server, &["tenant", "create", "acme"]);
+    let out = sandbox.run_against(&server, &["tenant", "create", "acme", "--d1"]);
     assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(
-        out.stdout,
-        "created tenant 'acme' (origin: d1)\n\
+    // The secrets, then the tenant as `tenant show` begins (render.rs tests the layout).
+    assert!(out.stdout.starts_with(
+        "created tenant 'acme'\n\
          admin token:     eca_abc\n\
-         webhook secret:  ecw_def\n"
-    );
+         webhook secret:  ecw_def\n\
+         \n\
+         name:     acme\n"
+    ));
+    assert!(out.stdout.contains("writes:   write key required\n"));
     assert!(out.stderr.starts_with("warning: "));
     assert!(out.stderr.contains("shown only this once"));
     let request = &server.requests()[0];
@@ -51,19 +54,30 @@ fn tenant_create_with_d1_prints_secrets_once_with_a_warning() {
         json!({"name": "acme", "origin": {"kind": "d1"}})
     );
 
-    let out = sandbox.run_against(&server, &["tenant", "create", "acme", "--json"]);
+    let out = sandbox.run_against(&server, &["tenant", "create", "acme", "--d1", "--json"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(parse(&out.stdout)["admin_token"], "eca_abc");
     assert!(out.stderr.contains("shown only this once"));
 }
 
+/// A tenant on an HTTP origin as the server shows it: credentials by name only.
+fn http_tenant_json() -> Value {
+    json!({
+        "name": "globex",
+        "origin": {"kind": "http", "base_url": "https://api.example.com",
+                   "headers": [{"name": "x-origin-key", "value": "[redacted]"}]},
+        "access": {"private_reads": true, "require_write_key": true,
+                   "forward_headers": ["x-tenant-id"]},
+        "rules": [], "views": {}, "created_at": "2026-11-25T12:00:00Z"
+    })
+}
+
 #[test]
-fn tenant_create_with_an_http_origin() {
+fn tenant_create_with_an_http_origin_credentials_and_access() {
     let server = Server::start(|_| {
         Reply::json(
             201,
-            json!({"tenant": {"name": "globex", "origin": {"kind": "http", "base_url": "https://api.example.com"}},
-                   "admin_token": "eca_1", "webhook_secret": "ecw_1"}),
+            json!({"tenant": http_tenant_json(), "admin_token": "eca_1", "webhook_secret": "ecw_1"}),
         )
     });
     let out = Sandbox::new().run_against(
@@ -74,16 +88,163 @@ fn tenant_create_with_an_http_origin() {
             "globex",
             "--origin-url",
             "https://api.example.com",
+            "--origin-header",
+            "X-Origin-Key: s3cr3t-value",
+            "--private-reads",
+            "--require-write-key",
+            "--forward-header",
+            "X-Tenant-Id",
         ],
     );
     assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains(
+        "origin:   http https://api.example.com\n\
+         \x20         x-origin-key: [redacted]\n"
+    ));
     assert!(out
         .stdout
-        .contains("(origin: http https://api.example.com)"));
+        .contains("reads:    key required (read or write scope)\n"));
+    assert!(out
+        .stdout
+        .contains("forward:  authorization, cookie, x-tenant-id (on writes)\n"));
+    assert!(!out.stdout.contains("s3cr3t") && !out.stderr.contains("s3cr3t"));
     assert_eq!(
         server.requests()[0].json(),
-        json!({"name": "globex", "origin": {"kind": "http", "base_url": "https://api.example.com"}})
+        json!({"name": "globex",
+               "origin": {"kind": "http", "base_url": "https://api.example.com",
+                          "headers": [{"name": "x-origin-key", "value": "s3cr3t-value"}]},
+               "access": {"private_reads": true, "require_write_key": true,
+                          "forward_headers": ["x-tenant-id"]}})
     );
+}
+
+#[test]
+fn tenant_set_sends_only_the_changes_and_prints_the_tenant() {
+    let server = Server::start(|_| Reply::json(200, json!({"tenant": http_tenant_json()})));
+    let sandbox = Sandbox::new();
+    let out = sandbox.run_against(
+        &server,
+        &[
+            "tenant",
+            "set",
+            "globex",
+            "--private-reads",
+            "--origin-header",
+            "X-Origin-Key: rotated-s3cr3t",
+        ],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let request = &server.requests()[0];
+    assert_eq!(request.method, "PATCH");
+    assert_eq!(request.target, "/_edgecache/admin/tenants/globex");
+    assert_eq!(
+        request.json(),
+        json!({"private_reads": true,
+               "origin_headers": [{"name": "x-origin-key", "value": "rotated-s3cr3t"}]})
+    );
+    assert!(out
+        .stdout
+        .starts_with("updated tenant 'globex'\n\nname:     globex\n"));
+    assert!(out.stdout.contains("x-origin-key: [redacted]\n"));
+    assert!(!out.stdout.contains("s3cr3t"));
+
+    let out = sandbox.run_against(
+        &server,
+        &[
+            "tenant",
+            "set",
+            "globex",
+            "--public-reads",
+            "--no-require-write-key",
+            "--no-forward-headers",
+            "--no-origin-headers",
+            "--json",
+        ],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        server.requests()[1].json(),
+        json!({"private_reads": false, "require_write_key": false,
+               "forward_headers": [], "origin_headers": []})
+    );
+    assert_eq!(parse(&out.stdout), json!({"tenant": http_tenant_json()}));
+}
+
+#[test]
+fn keys_create_list_and_revoke() {
+    let server = Server::start(|request| match request.method.as_str() {
+        "POST" => Reply::json(
+            201,
+            json!({"name": "ci", "scope": "write", "created_at": "2026-01-01T00:00:00Z",
+                   "key": "eck_0123abcd"}),
+        ),
+        "GET" => Reply::json(
+            200,
+            json!({"keys": [{"name": "ci", "scope": "write",
+                             "created_at": "2026-01-01T00:00:00Z",
+                             "last_used_at": "2026-01-02T10:11:00Z"}]}),
+        ),
+        _ if request.target.ends_with("/missing") => {
+            Reply::error(404, "key_not_found", "no key `missing`")
+        }
+        _ => Reply::empty(204),
+    });
+    let sandbox = Sandbox::new();
+    let out = sandbox.run_against(&server, &["keys", "create", "ci", "--scope", "write"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out
+        .stdout
+        .starts_with("created write key 'ci' for tenant 'acme'\nkey:  eck_0123abcd\n"));
+    assert!(out
+        .stderr
+        .starts_with("warning: the key is shown only this once"));
+    let request = &server.requests()[0];
+    assert_eq!(
+        (request.method.as_str(), request.target.as_str()),
+        ("POST", "/_edgecache/admin/tenants/acme/keys")
+    );
+    assert_eq!(request.json(), json!({"name": "ci", "scope": "write"}));
+    let out = sandbox.run_against(
+        &server,
+        &["keys", "create", "ci", "--scope", "read", "--json"],
+    );
+    assert_eq!(parse(&out.stdout)["key"], "eck_0123abcd");
+    assert!(out.stderr.contains("shown only this once"));
+
+    let out = sandbox.run_against(&server, &["keys", "list"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.stdout,
+        "NAME  SCOPE  CREATED               LAST USED\n\
+         ci    write  2026-01-01T00:00:00Z  2026-01-02T10:11:00Z\n"
+    );
+
+    // Without a terminal and without --yes nothing is revoked.
+    let out = sandbox.run_against(&server, &["keys", "revoke", "ci"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out
+        .stderr
+        .starts_with("error: refusing to revoke key 'ci' of tenant 'acme' without confirmation\n"));
+    assert_eq!(server.requests().len(), 3);
+
+    let out = sandbox.run_against(&server, &["keys", "revoke", "ci", "--yes"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout, "revoked key 'ci' of tenant 'acme'\n");
+    let request = &server.requests()[3];
+    assert_eq!(
+        (request.method.as_str(), request.target.as_str()),
+        ("DELETE", "/_edgecache/admin/tenants/acme/keys/ci")
+    );
+    let out = sandbox.run_against(&server, &["keys", "revoke", "ci", "-y", "--json"]);
+    assert_eq!(
+        parse(&out.stdout),
+        json!({"revoked": {"tenant": "acme", "key": "ci"}})
+    );
+
+    let out = sandbox.run_against(&server, &["keys", "revoke", "missing", "-y"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("(404 key_not_found)"));
+    assert!(out.stderr.contains("hint: `edgecache keys list`"));
 }
 
 #[test]
@@ -384,6 +545,8 @@ fn completions_for_each_shell() {
         assert_eq!(out.code, 0, "{shell}: {out:?}");
         assert!(out.stdout.contains(marker), "{shell}");
         assert!(out.stdout.contains("invalidate"), "{shell}");
+        assert!(out.stdout.contains("keys"), "{shell}");
+        assert!(out.stdout.contains("origin-header"), "{shell}");
     }
 }
 

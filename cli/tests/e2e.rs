@@ -1,14 +1,16 @@
 //! The real `edgecache` binary against the real worker (wrangler dev): provision a tenant, set a
 //! rule, cache a URL, inspect and invalidate it, read stats, warm a list of URLs, and fail
-//! clearly on bad credentials.
+//! clearly on bad credentials; API keys guard writes and private reads and stop working when
+//! revoked; origin credentials are never shown back.
 
 #[path = "../../tests/common/mod.rs"]
 mod worker;
 
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use worker::{unique, Worker, OPERATOR_TOKEN};
+use serde_json::{json, Value};
+use worker::{unique, Answer, Worker, OPERATOR_TOKEN};
 
 struct Cli {
     config: tempfile::TempDir,
@@ -72,7 +74,7 @@ fn operator_provisions_a_tenant_and_the_tenant_operates_its_cache() {
     assert!(out.contains("operator"), "{out}");
 
     let name = tenant_name();
-    let created = operator.json(&["tenant", "create", &name]);
+    let created = operator.json(&["tenant", "create", &name, "--d1"]);
     let token = created["admin_token"]
         .as_str()
         .expect("token shown once")
@@ -171,7 +173,7 @@ fn bad_credentials_and_input_fail_with_hints_and_change_nothing() {
     let operator = Cli::new();
     operator.ok(&["login", "--endpoint", &w().base, "--token", OPERATOR_TOKEN]);
     let name = tenant_name();
-    let created = operator.json(&["tenant", "create", &name]);
+    let created = operator.json(&["tenant", "create", &name, "--d1"]);
     let token = created["admin_token"].as_str().unwrap().to_string();
     let tenant = Cli::new();
     tenant.ok(&["login", "--endpoint", &w().base, "--token", &token]);
@@ -192,7 +194,230 @@ fn bad_credentials_and_input_fail_with_hints_and_change_nothing() {
         serde_json::json!([])
     );
     // A tenant token cannot manage tenants.
-    let out = tenant.run(&["tenant", "create", "made-by-tenant"]);
+    let out = tenant.run(&["tenant", "create", "made-by-tenant", "--d1"]);
     assert_eq!(out.status.code(), Some(1));
     operator.ok(&["tenant", "delete", &name, "--yes"]);
+}
+
+/// How long a changed tenant configuration may take to reach an edge (edges cache it for 2 s).
+const CONFIG_BOUND: Duration = Duration::from_millis(2_500);
+
+/// Sends `request` until `done` says its answer is the expected one; fails if a request started
+/// after `CONFIG_BOUND` (counted from now) still is not.
+fn within_config_bound(what: &str, request: impl Fn() -> Answer, done: impl Fn(&Answer) -> bool) {
+    let start = Instant::now();
+    loop {
+        let late = start.elapsed() > CONFIG_BOUND;
+        let a = request();
+        if done(&a) {
+            return;
+        }
+        assert!(
+            !late,
+            "{what}: still {} {} after {:?}",
+            a.status,
+            a.text(),
+            start.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A JSON request to the worker with extra headers.
+fn send(method: &str, path: &str, headers: &[(&str, &str)], body: &Value) -> Answer {
+    let mut all = vec![("content-type", "application/json")];
+    all.extend_from_slice(headers);
+    w().request(method, path, &all, Some(body.to_string().as_bytes()))
+}
+
+#[test]
+fn api_keys_guard_writes_and_private_reads_and_stop_working_when_revoked() {
+    let operator = Cli::new();
+    operator.ok(&["login", "--endpoint", &w().base, "--token", OPERATOR_TOKEN]);
+    let name = tenant_name();
+    operator.ok(&["tenant", "create", &name, "--d1"]);
+
+    let created = operator.json(&[
+        "--tenant", &name, "keys", "create", "writer", "--scope", "write",
+    ]);
+    assert_eq!(created["name"], "writer");
+    assert_eq!(created["scope"], "write");
+    let writer = created["key"]
+        .as_str()
+        .expect("the key is shown")
+        .to_string();
+    assert!(writer.starts_with("eck_"), "{writer}");
+    let out = operator.run(&[
+        "--tenant", &name, "keys", "create", "reader", "--scope", "read",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let human = String::from_utf8_lossy(&out.stdout).into_owned();
+    let reader = human
+        .lines()
+        .find_map(|l| l.strip_prefix("key:  "))
+        .unwrap_or_else(|| panic!("the key is printed: {human}"))
+        .to_string();
+    assert!(reader.starts_with("eck_"), "{human}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shown only this once"));
+
+    // The write key writes through the built-in origin; no key or a read key does not.
+    let users = format!("/t/{name}/v1/users");
+    let id = unique("cli-key-user");
+    let bearer = |key: &str| format!("Bearer {key}");
+    let writer_auth = bearer(&writer);
+    let a = send(
+        "POST",
+        &users,
+        &[("authorization", &writer_auth)],
+        &json!({"id": id, "firstName": "Key", "lastName": "Test",
+                "email": format!("{id}@example.com"), "city": "Testville"}),
+    );
+    assert_eq!(a.status, 201, "{}", a.text());
+    let user = format!("{users}/{id}");
+    let patch = json!({"city": "Keyville"});
+    let a = send("PATCH", &user, &[], &patch);
+    assert_eq!((a.status, a.error_code().as_str()), (401, "missing_key"));
+    let a = send("PATCH", &user, &[("authorization", &writer_auth)], &patch);
+    assert_eq!(a.status, 200, "{}", a.text());
+    let reader_auth = bearer(&reader);
+    let a = send("PATCH", &user, &[("authorization", &reader_auth)], &patch);
+    assert_eq!((a.status, a.error_code().as_str()), (403, "read_only_key"));
+    let a = send("PATCH", &user, &[("x-edgecache-key", &writer)], &patch);
+    assert_eq!(a.status, 200, "{}", a.text());
+
+    // Listing shows names and scopes, never a key or its hash.
+    let listed = operator.ok(&["--tenant", &name, "keys", "list"]);
+    assert!(listed.starts_with("NAME    SCOPE  CREATED"), "{listed}");
+    assert!(
+        listed.contains("writer  write") && listed.contains("reader  read"),
+        "{listed}"
+    );
+    let listed_json = operator.json(&["--tenant", &name, "keys", "list"]);
+    let raw = listed_json.to_string();
+    for secret in [&writer, &reader] {
+        assert!(!listed.contains(secret.as_str()) && !raw.contains(secret.as_str()));
+    }
+    assert!(!raw.contains("hash") && !raw.contains("eck_"), "{raw}");
+    assert_eq!(
+        listed_json["keys"].as_array().map(Vec::len),
+        Some(2),
+        "{raw}"
+    );
+
+    // Private reads: anonymous reads are refused, a read key reads.
+    let shown = operator.ok(&["tenant", "set", &name, "--private-reads"]);
+    assert!(shown.contains("reads:    key required"), "{shown}");
+    within_config_bound(
+        "anonymous read of a private tenant",
+        || w().get(&user),
+        |a| a.status == 401 && a.error_code() == "missing_key",
+    );
+    let a = w().get_with(&user, &[("authorization", &reader_auth)]);
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.json()["data"]["city"], "Keyville", "{}", a.text());
+
+    // A revoked key stops working on the edge within the configuration bound.
+    let out = operator.run(&["--tenant", &name, "keys", "revoke", "writer"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "no --yes and no terminal: refused"
+    );
+    operator.ok(&["--tenant", &name, "keys", "revoke", "writer", "--yes"]);
+    within_config_bound(
+        "a write with a revoked key",
+        || send("PATCH", &user, &[("authorization", &writer_auth)], &patch),
+        |a| a.status == 401 && a.error_code() == "bad_key",
+    );
+    let left = operator.json(&["--tenant", &name, "keys", "list"]);
+    assert_eq!(left["keys"][0]["name"], "reader", "{left}");
+    assert_eq!(left["keys"].as_array().map(Vec::len), Some(1), "{left}");
+    let out = operator.run(&["--tenant", &name, "keys", "revoke", "writer", "-y"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("key_not_found"));
+
+    operator.ok(&["tenant", "delete", &name, "--yes"]);
+}
+
+#[test]
+fn origin_credentials_are_never_shown_back() {
+    let operator = Cli::new();
+    operator.ok(&["login", "--endpoint", &w().base, "--token", OPERATOR_TOKEN]);
+    let secret = format!(
+        "s3cr3t-{}",
+        unique("v").replace(|c: char| !c.is_ascii_alphanumeric(), "")
+    );
+    let header = format!("X-Origin-Key: {secret}");
+    let name = tenant_name();
+    // Never contacted here: only what the admin API shows back matters.
+    let created = operator.ok(&[
+        "tenant",
+        "create",
+        &name,
+        "--origin-url",
+        "http://127.0.0.1:9/api",
+        "--origin-header",
+        &header,
+        "--forward-header",
+        "X-Tenant-Id",
+    ]);
+    assert!(!created.contains(&secret), "{created}");
+    assert!(
+        created.contains("          x-origin-key: [redacted]\n"),
+        "{created}"
+    );
+
+    let shown = operator.ok(&["tenant", "show", &name]);
+    assert!(!shown.contains(&secret), "{shown}");
+    assert!(
+        shown.contains(
+            "origin:   http http://127.0.0.1:9/api\n          x-origin-key: [redacted]\n"
+        ),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("forward:  authorization, cookie, x-tenant-id"),
+        "{shown}"
+    );
+    let shown_json = operator.json(&["tenant", "show", &name]);
+    assert!(!shown_json.to_string().contains(&secret), "{shown_json}");
+    assert_eq!(
+        shown_json["tenant"]["origin"]["headers"],
+        json!([{"name": "x-origin-key", "value": "[redacted]"}])
+    );
+    let listed = operator.json(&["tenant", "list"]);
+    assert!(!listed.to_string().contains(&secret));
+
+    // Rotation replaces the credential; still shown by name only.
+    let rotated = format!("{secret}-rotated");
+    let updated = operator.ok(&[
+        "tenant",
+        "set",
+        &name,
+        "--origin-header",
+        &format!("X-Origin-Key: {rotated}"),
+        "--require-write-key",
+    ]);
+    assert!(!updated.contains(&secret), "{updated}");
+    assert!(updated.contains("x-origin-key: [redacted]"), "{updated}");
+    assert!(
+        updated.contains("writes:   write key required (x-edgecache-key)"),
+        "{updated}"
+    );
+    let updated_json = operator.json(&["tenant", "set", &name, "--public-reads"]);
+    assert!(
+        !updated_json.to_string().contains(&secret),
+        "{updated_json}"
+    );
+    assert_eq!(updated_json["tenant"]["access"]["require_write_key"], true);
+
+    // A D1 tenant has no origin credentials to set.
+    let d1 = tenant_name();
+    operator.ok(&["tenant", "create", &d1, "--d1"]);
+    let out = operator.run(&["tenant", "set", &d1, "--origin-header", "X-Origin-Key: v"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad_header"));
+
+    operator.ok(&["tenant", "delete", &name, "--yes"]);
+    operator.ok(&["tenant", "delete", &d1, "--yes"]);
 }

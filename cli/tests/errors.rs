@@ -72,7 +72,7 @@ fn unknown_tenant_points_at_tenant_list() {
 #[test]
 fn existing_tenant_is_a_conflict() {
     let server = refusing(409, "tenant_exists");
-    let out = Sandbox::new().run_against(&server, &["tenant", "create", "acme"]);
+    let out = Sandbox::new().run_against(&server, &["tenant", "create", "acme", "--d1"]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("(409 tenant_exists)"));
     assert!(out.stderr.contains("hint: "));

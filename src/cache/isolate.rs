@@ -104,15 +104,17 @@ impl Edge {
         })
     }
 
-    /// Whether every table view of `tenant` admits the entry. `known` are the coordinators the
-    /// read already named, so a hit builds no names; an entry stamped by other tables (filled
-    /// before its relation was redefined) has those named here.
-    pub fn admits(&self, tenant: &str, known: &[CoordinatorId], entry: &CachedEntry) -> bool {
+    /// Whether every table view admits the entry. `known` are the coordinators the read
+    /// already named (all of one data source), so a hit builds no names; an entry stamped by
+    /// other tables (filled before its relation was redefined) has those named here.
+    pub fn admits(&self, known: &[CoordinatorId], entry: &CachedEntry) -> bool {
         with(self.l1_max_bytes, |s| {
             entry.stamps.iter().all(|(table, stamp)| {
                 let view = match known.iter().find(|c| c.table() == table) {
                     Some(id) => s.views.get(id.as_str()),
-                    None => s.views.get(CoordinatorId::new(tenant, table).as_str()),
+                    None => known
+                        .first()
+                        .and_then(|c| s.views.get(CoordinatorId::new(&c.source(), table).as_str())),
                 };
                 view.is_some_and(|v| v.admits(&entry.key, *stamp))
             })

@@ -7,11 +7,12 @@ use worker::{Env, Headers, Method};
 use edgecache_core::codec::encode_component;
 use edgecache_core::protocol::{
     Changes, CoordinatorStats, InvalidateRequest, InvalidateResponse, KeyInfo, OriginConfig,
-    RecordInfo, RegisterRequest, RegisterResponse, WriteRequest, WriteResponse, ORIGIN_HEADER,
+    OriginContext, RecordInfo, RegisterRequest, RegisterResponse, WriteRequest, WriteResponse,
+    ORIGIN_HEADER,
 };
 use edgecache_core::{ApiError, CoordinatorId};
 
-/// A handle on the coordinator of one `tenant:table`.
+/// A handle on the coordinator of one `source:table`.
 pub struct Coordinator<'a> {
     env: &'a Env,
     id: CoordinatorId,
@@ -19,18 +20,23 @@ pub struct Coordinator<'a> {
 }
 
 impl<'a> Coordinator<'a> {
-    /// The coordinator of `table` for `tenant`.
-    pub fn of(env: &'a Env, tenant: &str, table: &str) -> Self {
+    /// The coordinator `id`.
+    pub fn of(env: &'a Env, id: &CoordinatorId) -> Self {
         Coordinator {
             env,
-            id: CoordinatorId::new(tenant, table),
+            id: id.clone(),
             origin: None,
         }
     }
 
-    /// Tells the coordinator the tenant's origin (needed to register entries and to write).
-    pub fn with_origin(mut self, origin: &OriginConfig) -> Self {
-        self.origin = serde_json::to_string(origin).ok();
+    /// Says which tenant calls and tells the coordinator its origin with its credentials
+    /// (needed to write, and to refill that tenant's keys).
+    pub fn for_tenant(mut self, tenant: &str, origin: &OriginConfig) -> Self {
+        self.origin = serde_json::to_string(&OriginContext {
+            tenant: tenant.to_string(),
+            origin: origin.clone(),
+        })
+        .ok();
         self
     }
 

@@ -92,7 +92,6 @@ pub fn rename(id: &str, before: &str, after: &str) -> WriteImages {
 pub fn ctx(log_limit: u64) -> StepContext {
     StepContext {
         now_ms: 0,
-        origin_refills: true,
         log_limit,
     }
 }

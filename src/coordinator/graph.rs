@@ -207,6 +207,18 @@ impl<S: Store> Graph<S> {
         Ok(())
     }
 
+    /// Keys beyond the `cap` most recently registered (registrations keep their insertion
+    /// order in the rowid), at most `limit` of them, oldest first. Gaps left by unregistered
+    /// keys only make the bound tighter.
+    pub fn over_cap(&self, cap: u64, limit: usize) -> Result<Vec<String>> {
+        let rows: Vec<KeyRow> = self.rows(
+            "SELECT key FROM entries WHERE rowid <= (SELECT MAX(rowid) FROM entries) - ? \
+             ORDER BY rowid LIMIT ?",
+            vec![int(cap), int(limit as u64)],
+        )?;
+        Ok(rows.into_iter().map(|r| r.key).collect())
+    }
+
     /// Forgets a key's registration.
     pub fn unregister(&self, key: &str) -> Result<()> {
         for q in [

@@ -22,7 +22,6 @@ impl TableCoordinator {
     ) -> Result<InvalidateResponse, ApiError> {
         let ctx = StepContext {
             now_ms: now_ms(),
-            origin_refills: self.origin_refills(),
             log_limit: self.config()?.invalidation_log,
         };
         let resp = invalidate(graph, &req, ctx)?;
@@ -50,7 +49,7 @@ pub fn invalidate<S: Store>(
         for key in named_keys(graph, req)? {
             let reg = graph.registration(&key)?;
             graph.invalidate(&key, seq, InvalidationReason::Manual)?;
-            if let Some(reg) = reg.filter(|r| r.refills(ctx.origin_refills)) {
+            if let Some(reg) = reg.filter(|r| r.refills()) {
                 graph.enqueue_rehydrate(&key, reg.ttl_secs, ctx.now_ms)?;
             }
             invalidated.push(manual(key));

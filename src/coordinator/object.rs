@@ -1,10 +1,11 @@
-//! `TableCoordinator`: one Durable Object per `tenant:table`. Every write of the table passes
-//! through it, so writes are serialized and numbered; it owns the dependency graph and tells
-//! edges what changed since the seq they know. This file is the object and its routing; the
+//! `TableCoordinator`: one Durable Object per `source:table` (a data source's table: the
+//! built-in D1 database's, or one HTTP API's), shared by every tenant on that source. Every
+//! write of the table passes through it, so writes are serialized and numbered; it owns the
+//! dependency graph and tells edges what changed since the seq they know. This file is the object and its routing; the
 //! work is in `register`, `write`, `invalidate` and `rehydrate`.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use worker::{durable_object, DurableObject, Env, Method, Request, Response, SqlStorage, State};
 
@@ -19,23 +20,27 @@ use edgecache_core::catalog::Catalog;
 use edgecache_core::config::Config;
 use edgecache_core::origin::OriginError;
 use edgecache_core::protocol::{
-    CoordinatorStats, InvalidateRequest, KeyInfo, OriginConfig, RecordInfo, RegisterRequest,
-    WriteRequest, ORIGIN_HEADER,
+    CoordinatorStats, InvalidateRequest, KeyInfo, OriginConfig, OriginContext, RecordInfo,
+    RegisterRequest, WriteRequest, ORIGIN_HEADER,
 };
 use edgecache_core::schema::Relation;
 use edgecache_core::{ApiError, CoordinatorId};
 
-/// The coordinator of one table of one tenant.
+/// Most tenants whose origin credentials one coordinator remembers.
+const MAX_KNOWN_TENANTS: usize = 1024;
+
+/// The coordinator of one table of one data source.
 #[durable_object]
 pub struct TableCoordinator {
     pub(super) state: State,
     pub(super) env: Env,
-    /// `tenant:table`, the object's own name (`None` only if it was not addressed by name).
+    /// `source:table`, the object's own name (`None` only if it was not addressed by name).
     pub(super) id: Option<CoordinatorId>,
     /// Vars, parsed once per object.
     config: ObjectConfig,
-    /// The tenant's origin, learned from the edge's header (D1 until told otherwise).
-    origin: RefCell<OriginConfig>,
+    /// Each tenant's origin as its last request told it (in memory only: the registry keeps
+    /// the credentials; after an eviction a tenant's refills wait for its next request).
+    origins: RefCell<HashMap<String, OriginConfig>>,
     migrated: Cell<bool>,
     recovered: Cell<bool>,
     /// Serializes writes: awaiting the origin lets other requests run in between.
@@ -52,7 +57,7 @@ impl DurableObject for TableCoordinator {
             env,
             id,
             config: ObjectConfig::default(),
-            origin: RefCell::new(OriginConfig::D1),
+            origins: RefCell::new(HashMap::new()),
             migrated: Cell::new(false),
             recovered: Cell::new(false),
             writes_queue: WriteQueue::default(),
@@ -89,15 +94,33 @@ impl TableCoordinator {
         self.config.get(&self.env)
     }
 
-    /// The tenant's origin.
-    pub(super) fn origin(&self) -> OriginConfig {
-        self.origin.borrow().clone()
+    /// `tenant`'s origin: the built-in database for a D1 coordinator; for an HTTP one, as the
+    /// tenant's last request told it (`None` if none has since the object started).
+    pub(super) fn origin_of(&self, tenant: &str) -> Option<OriginConfig> {
+        match self.id.as_ref().map(CoordinatorId::source) {
+            Some(source) if source.is_d1() => Some(OriginConfig::D1),
+            _ => self.origins.borrow().get(tenant).cloned(),
+        }
     }
 
-    /// Whether refills can read this tenant's origin: they read D1; keys of HTTP origins are
-    /// left for the next read.
-    pub(super) fn origin_refills(&self) -> bool {
-        self.origin() == OriginConfig::D1
+    /// Whether this coordinator's data source is an HTTP API.
+    fn is_http(&self) -> bool {
+        self.id.as_ref().is_some_and(|id| !id.source().is_d1())
+    }
+
+    /// Remembers what a request says of its tenant's origin, if it belongs to this source.
+    fn learn_origin(&self, header: Option<String>) -> Option<OriginContext> {
+        let ctx: OriginContext = serde_json::from_str(&header?).ok()?;
+        let mine = self.id.as_ref().map(CoordinatorId::source);
+        if mine != Some(ctx.origin.source()) {
+            return None;
+        }
+        let mut origins = self.origins.borrow_mut();
+        if origins.len() >= MAX_KNOWN_TENANTS && !origins.contains_key(&ctx.tenant) {
+            origins.clear();
+        }
+        origins.insert(ctx.tenant.clone(), ctx.origin.clone());
+        Some(ctx)
     }
 
     /// The coordinated table.
@@ -110,7 +133,7 @@ impl TableCoordinator {
 
     /// The coordinated table as the origin describes it.
     pub(super) async fn relation(&self, table: &str) -> Result<Relation, ApiError> {
-        if let OriginConfig::Http { .. } = self.origin() {
+        if self.is_http() {
             return Catalog::Http(String::new())
                 .relation(table)
                 .ok_or_else(|| OriginError::UnknownRelation(table.to_string()).into());
@@ -126,11 +149,7 @@ impl TableCoordinator {
 
     /// Takes what the request says about the tenant, then recovers (once) and routes.
     async fn serve(&self, mut req: Request) -> Result<Response, ApiError> {
-        if let Some(origin) = req.headers().get(ORIGIN_HEADER)? {
-            if let Ok(origin) = serde_json::from_str::<OriginConfig>(&origin) {
-                *self.origin.borrow_mut() = origin;
-            }
-        }
+        let caller = self.learn_origin(req.headers().get(ORIGIN_HEADER)?);
         let graph = self.graph()?;
         if !self.recovered.get() {
             recover(&graph)?;
@@ -149,8 +168,11 @@ impl TableCoordinator {
             }
             (Method::Post, "/write") => {
                 let body: WriteRequest = read_json(&mut req, INTERNAL_MAX_BODY).await?;
+                let origin = caller.map(|c| c.origin).ok_or_else(|| {
+                    ApiError::internal("a write reached a coordinator without its origin")
+                })?;
                 let _turn = self.writes_queue.turn().await;
-                json(&self.write(body).await?)
+                json(&self.write(body, &origin).await?)
             }
             (Method::Post, "/invalidate") => {
                 let body: InvalidateRequest = read_json(&mut req, INTERNAL_MAX_BODY).await?;

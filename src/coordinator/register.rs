@@ -22,8 +22,30 @@ impl TableCoordinator {
         req: RegisterRequest,
     ) -> Result<RegisterResponse, ApiError> {
         let relation = self.relation(self.table()?).await?;
-        Ok(register(graph, &req.entries, &relation)?)
+        let cap = self.config()?.max_registrations;
+        let resp = register(graph, &req.entries, &relation)?;
+        evict_over_cap(graph, cap)?;
+        Ok(resp)
     }
+}
+
+/// Evictions one registration call does at most; each call registers few keys, so this keeps
+/// pace while bounding the work of one request.
+const MAX_EVICTIONS_PER_CALL: usize = 64;
+
+/// Forgets the least recently filled keys beyond `cap`, invalidating each at one new seq: a key
+/// the coordinator no longer tracks would miss later writes, so its copies must not be served.
+pub fn evict_over_cap<S: Store>(graph: &Graph<S>, cap: u64) -> Result<usize, StoreError> {
+    let evicted = graph.over_cap(cap, MAX_EVICTIONS_PER_CALL)?;
+    if evicted.is_empty() {
+        return Ok(0);
+    }
+    let seq = graph.bump()?;
+    for key in &evicted {
+        graph.unregister(key)?;
+        graph.invalidate(key, seq, InvalidationReason::Evicted)?;
+    }
+    Ok(evicted.len())
 }
 
 /// Registers each fresh entry and invalidates each late one, answering which were accepted.
@@ -106,6 +128,39 @@ mod tests {
     fn accepted<S: Store>(graph: &Graph<S>, reg: &Registration) -> bool {
         let resp = register(graph, std::slice::from_ref(reg), &users()).unwrap();
         resp.accepted == [true]
+    }
+
+    #[test]
+    fn past_the_cap_the_least_recently_filled_keys_are_forgotten_and_invalidated() {
+        let g = graph();
+        let ids: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+        for id in &ids {
+            assert!(accepted(&g, &user_reg(id, "Ann", BORN)));
+        }
+        // Refilling key 0 makes it the most recently filled.
+        assert!(accepted(&g, &user_reg("0", "Ann", BORN)));
+        assert_eq!(evict_over_cap(&g, 100).unwrap(), 0, "under the cap");
+        let before = g.seq().unwrap();
+        assert_eq!(evict_over_cap(&g, 4).unwrap(), 6);
+        let kept: Vec<&String> = ids
+            .iter()
+            .filter(|id| {
+                g.registration(&user_reg(id, "Ann", BORN).key)
+                    .unwrap()
+                    .is_some()
+            })
+            .collect();
+        assert_eq!(kept, ["0", "7", "8", "9"], "the four most recently filled");
+        for id in ["1", "6"] {
+            let key = user_reg(id, "Ann", BORN).key;
+            assert_eq!(
+                g.last_invalidation(&key).unwrap(),
+                Some((before + 1, InvalidationReason::Evicted)),
+                "an evicted key is invalidated, so its copies are never served untracked"
+            );
+            assert!(g.keys_for_record(id).unwrap().is_empty());
+        }
+        assert_eq!(g.counts().unwrap().0, 4);
     }
 
     #[test]

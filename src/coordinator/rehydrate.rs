@@ -10,16 +10,16 @@ use super::object::TableCoordinator;
 use super::register::registration_is_fresh;
 use super::store::{Store, StoreError};
 use crate::cache::l2;
-use crate::origin::d1::D1Origin;
+use crate::origin::{AnyOrigin, Origin};
 use crate::runtime::platform::now_ms;
 use edgecache_core::entry::CachedEntry;
 use edgecache_core::fill;
 use edgecache_core::key::CacheKey;
 use edgecache_core::origin::read_target;
-use edgecache_core::protocol::OriginConfig;
 use edgecache_core::route;
 use edgecache_core::rules::RoutePolicy;
 use edgecache_core::schema::Relation;
+use edgecache_core::shared_cache::{storable, OriginHeaders};
 use edgecache_core::ApiError;
 
 /// Keys refilled per alarm run.
@@ -68,9 +68,11 @@ impl TableCoordinator {
         self.schedule_rehydrate(&graph).await
     }
 
-    /// Refills one key: purges this data centre's stale L2 copy, reads the origin with a stamp
-    /// taken before the read (invariant 2), and registers and stores the copy unless a write
-    /// overtook it.
+    /// Refills one key: purges this data centre's stale L2 copy, reads the key's tenant's
+    /// origin (with that tenant's credentials) with a stamp taken before the read (invariant 2),
+    /// and registers and stores the copy unless a write overtook it or the origin's answer may
+    /// not be stored. A key whose tenant's origin this object has not been told since it
+    /// started (an HTTP source after an eviction) is left for the next read.
     async fn refill(
         &self,
         table: &str,
@@ -79,28 +81,47 @@ impl TableCoordinator {
         ttl_secs: u64,
     ) -> Result<(), ApiError> {
         let key = CacheKey::parse(key)?;
+        let Some(origin) = self.origin_of(key.tenant()) else {
+            return Ok(());
+        };
+        if key.variant().is_some() {
+            return Ok(()); // a variant needs its user's headers; the next read refills it
+        }
         let resource = route::resource(key.encoded_path())
             .ok_or_else(|| ApiError::route_not_found(key.encoded_path()))?;
-        let target = read_target(&OriginConfig::D1, relation, &resource, &key)?;
+        let target = read_target(&origin, relation, &resource, &key)?;
         l2::purge(&key).await;
         let stamp = self.graph()?.seq()?;
-        let origin = D1Origin::new(self.env.d1("DB")?);
-        let body = origin.read_json(relation, &target).await?;
+        let read = AnyOrigin::open(&self.env, &origin)?
+            .read(relation, &target, &key, &[])
+            .await?;
+        if read.status != 200 || read.not_storable.is_some() {
+            return Ok(()); // nothing storable; the next read passes it through
+        }
+        let headers = OriginHeaders {
+            cache_control: read.cache_control.as_deref(),
+            vary: read.vary.as_deref(),
+        };
         let policy = RoutePolicy {
             ttl_secs,
             rehydrate: true,
             ..RoutePolicy::default()
         };
-        let reg = fill::registration(&key, relation, &target, &body, stamp, &policy);
+        // What a read may not store, a refill may not either; a varied answer is stored per
+        // variant, by reads.
+        let ttl_secs = match storable(headers, &[], &policy) {
+            Ok(allowed) if allowed.vary.is_empty() => allowed.ttl_secs,
+            _ => return Ok(()),
+        };
+        let reg = fill::registration(&key, relation, &target, &read.json, stamp, &policy);
         let graph = self.graph()?;
         if !registration_is_fresh(&graph, &reg, graph.seq()?, relation)? {
             return Ok(()); // a write overtook the refill; that write queued its own
         }
         graph.register(&reg)?;
-        let bytes = serde_json::to_vec(&body).map_err(|e| ApiError::internal(e.to_string()))?;
         let entry = CachedEntry::new(
             key.as_str().to_string(),
-            bytes,
+            read.body,
             BTreeMap::from([(table.to_string(), stamp)]),
             now_ms(),
             ttl_secs,

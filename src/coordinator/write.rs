@@ -16,7 +16,7 @@ use edgecache_core::planner::{
     plan_write, row_index_terms, row_unindexed_columns, InvalidationPlan, InvalidationReason,
     WriteImages,
 };
-use edgecache_core::protocol::{WriteOp, WriteRequest, WriteResponse};
+use edgecache_core::protocol::{OriginConfig, WriteOp, WriteRequest, WriteResponse};
 use edgecache_core::schema::Relation;
 use edgecache_core::ApiError;
 
@@ -28,10 +28,6 @@ const MAX_PURGE_PER_WRITE: usize = 100;
 pub struct StepContext {
     /// Now, for the refill queue's due times.
     pub now_ms: u64,
-    /// Whether refills can read the tenant's origin (see [`Registration::refills`]).
-    ///
-    /// [`Registration::refills`]: edgecache_core::protocol::Registration::refills
-    pub origin_refills: bool,
     /// Invalidations the log keeps (`Config::invalidation_log`).
     pub log_limit: u64,
 }
@@ -49,7 +45,11 @@ pub struct Recorded {
 
 impl TableCoordinator {
     /// `POST /write`, run in the write queue's turn.
-    pub(super) async fn write(&self, req: WriteRequest) -> Result<WriteResponse, ApiError> {
+    pub(super) async fn write(
+        &self,
+        req: WriteRequest,
+        origin: &OriginConfig,
+    ) -> Result<WriteResponse, ApiError> {
         let table = self.table()?.to_string();
         if req.table != table {
             return Err(ApiError::new(
@@ -62,7 +62,7 @@ impl TableCoordinator {
         let relation = self.relation(&table).await?;
         // Intent, then forward: the only await between them and the record.
         let intent = self.graph()?.begin_intent(req.op.id().unwrap_or(""))?;
-        let result = self.forward(&relation, &req.op).await;
+        let result = self.forward(origin, &relation, &req.op).await;
         self.crash_hook(&req)?;
         let graph = self.graph()?;
         let forwarded = match settle(&graph, intent, result)? {
@@ -78,7 +78,6 @@ impl TableCoordinator {
         };
         let ctx = StepContext {
             now_ms: now_ms(),
-            origin_refills: self.origin_refills(),
             log_limit,
         };
         // Plan and apply, then rehydrate and purge.
@@ -94,9 +93,14 @@ impl TableCoordinator {
         })
     }
 
-    /// Forward: the write goes to the tenant's origin.
-    async fn forward(&self, relation: &Relation, op: &WriteOp) -> Result<OriginWrite, OriginError> {
-        AnyOrigin::open(&self.env, &self.origin())?
+    /// Forward: the write goes to the tenant's origin, with the tenant's credentials.
+    async fn forward(
+        &self,
+        origin: &OriginConfig,
+        relation: &Relation,
+        op: &WriteOp,
+    ) -> Result<OriginWrite, OriginError> {
+        AnyOrigin::open(&self.env, origin)?
             .write(relation, op)
             .await
     }
@@ -217,7 +221,7 @@ fn apply<S: Store>(
     for planned in &plan.entries {
         let reg = graph.registration(planned.key.as_str())?;
         graph.invalidate(planned.key.as_str(), seq, planned.reason)?;
-        match reg.filter(|r| r.refills(ctx.origin_refills)) {
+        match reg.filter(|r| r.refills()) {
             Some(reg) => graph.enqueue_rehydrate(&reg.key, reg.ttl_secs, ctx.now_ms)?,
             None if purge.len() < MAX_PURGE_PER_WRITE => purge.push(planned.key.clone()),
             None => {}
@@ -252,6 +256,7 @@ mod tests {
     };
     use crate::coordinator::register::register;
     use edgecache_core::freshness::ALL_KEYS;
+    use edgecache_core::protocol::Registration;
 
     fn accepted_write(changed: bool) -> OriginWrite {
         OriginWrite {
@@ -306,14 +311,14 @@ mod tests {
         assert_eq!(due[0].key, user.key);
 
         let g = graph();
-        g.register(&user).unwrap();
-        let intent = g.begin_intent("1").unwrap();
-        let http = StepContext {
-            origin_refills: false,
-            ..ctx(1000)
+        let no_rehydrate = Registration {
+            rehydrate: false,
+            ..user
         };
-        let recorded = record(&g, intent, &rename("1", "Ann", "Bea"), http).unwrap();
-        assert_eq!(recorded.purge, vec![key_of(&user)]);
+        g.register(&no_rehydrate).unwrap();
+        let intent = g.begin_intent("1").unwrap();
+        let recorded = record(&g, intent, &rename("1", "Ann", "Bea"), ctx(1000)).unwrap();
+        assert_eq!(recorded.purge, vec![key_of(&no_rehydrate)]);
         assert!(g.due_rehydrates(0, 10).unwrap().is_empty());
     }
 

@@ -13,16 +13,17 @@ use crate::cache::isolate::Edge;
 use crate::coordinator::client::Coordinator;
 use crate::runtime::env::secret;
 use crate::runtime::http::{json, query_param, read_body, read_json};
+use edgecache_core::access::{CreateKey, CreatedKey, KeyInfo, KeyList};
 use edgecache_core::auth::{constant_time_eq, hash_token, parse_bearer};
 use edgecache_core::codec::encode_component;
 use edgecache_core::config::Config;
 use edgecache_core::invalidation::InvalidationSpec;
 use edgecache_core::protocol::{
     CreateTenant, CreatedTenant, EdgeCounters, InvalidateRequest, RuleEnvelope, RuleList, Tenant,
-    TenantEnvelope, TenantList, TenantRecord, TenantStats, Whoami,
+    TenantEnvelope, TenantList, TenantRecord, TenantSettings, TenantStats, Whoami,
 };
 use edgecache_core::rules::{check_rule, RouteRule};
-use edgecache_core::ApiError;
+use edgecache_core::{ApiError, CoordinatorId};
 
 /// Largest admin request body.
 pub const MAX_ADMIN_BODY: usize = 64 * 1024;
@@ -95,6 +96,10 @@ pub async fn serve(
         (Method::Get, ["tenants"]) => list_tenants(env, &p).await,
         (Method::Post, ["tenants"]) => create_tenant(req, env, &p).await,
         (Method::Get, ["tenants", name]) => show_tenant(env, &p, name).await,
+        (Method::Patch, ["tenants", name]) => update_tenant(req, env, &p, name).await,
+        (Method::Get, ["tenants", name, "keys"]) => list_keys(env, &p, name).await,
+        (Method::Post, ["tenants", name, "keys"]) => create_key(req, env, &p, name).await,
+        (Method::Delete, ["tenants", name, "keys", key]) => revoke_key(env, &p, name, key).await,
         (Method::Delete, ["tenants", name]) => delete_tenant(env, config, &p, name).await,
         (Method::Get, ["tenants", name, "rules"]) => list_rules(env, &p, name).await,
         (Method::Put, ["tenants", name, "rules"]) => put_rule(req, env, &p, name).await,
@@ -145,8 +150,60 @@ async fn show_tenant(env: &Env, p: &Principal, name: &str) -> Result<Response, A
     authorize(p, name)?;
     let record = existing(env, name).await?;
     answer(&TenantEnvelope {
-        tenant: record.tenant,
+        tenant: record.tenant.redacted(),
     })
+}
+
+/// `PATCH /tenants/{name}`: access settings and origin credentials (a tenant's own admin may
+/// change them: they protect its own API).
+async fn update_tenant(
+    req: &mut Request,
+    env: &Env,
+    p: &Principal,
+    name: &str,
+) -> Result<Response, ApiError> {
+    authorize(p, name)?;
+    let settings: TenantSettings = read_json(req, MAX_ADMIN_BODY).await?;
+    existing(env, name).await?;
+    let path = format!("/tenant?name={name}");
+    let tenant: Tenant = change(env, Method::Patch, &path, Some(&settings), name).await?;
+    answer(&TenantEnvelope { tenant })
+}
+
+/// `GET /tenants/{name}/keys`: names, scopes and times; never a key or its hash.
+async fn list_keys(env: &Env, p: &Principal, name: &str) -> Result<Response, ApiError> {
+    authorize(p, name)?;
+    existing(env, name).await?;
+    let keys: KeyList =
+        registry::<(), _>(env, Method::Get, &format!("/keys?name={name}"), None).await?;
+    answer(&keys)
+}
+
+/// `POST /tenants/{name}/keys`: 201 with the key, shown this once.
+async fn create_key(
+    req: &mut Request,
+    env: &Env,
+    p: &Principal,
+    name: &str,
+) -> Result<Response, ApiError> {
+    authorize(p, name)?;
+    let body: CreateKey = read_json(req, MAX_ADMIN_BODY).await?;
+    existing(env, name).await?;
+    let path = format!("/keys?name={name}");
+    let created: CreatedKey = change(env, Method::Post, &path, Some(&body), name).await?;
+    let mut resp = Response::from_json(&created)?.with_status(201);
+    resp.headers_mut().set("cache-control", "no-store")?;
+    Ok(resp)
+}
+
+/// `DELETE /tenants/{name}/keys/{key}`: the key stops working on every edge within the
+/// tenant-configuration bound.
+async fn revoke_key(env: &Env, p: &Principal, name: &str, key: &str) -> Result<Response, ApiError> {
+    authorize(p, name)?;
+    existing(env, name).await?;
+    let path = format!("/keys?name={name}&key={}", encode_component(key));
+    let _: KeyInfo = change::<(), _>(env, Method::Delete, &path, None, name).await?;
+    Ok(Response::empty()?.with_status(204))
 }
 
 /// `DELETE /tenants/{name}`: every tenant but the default one.
@@ -165,15 +222,18 @@ async fn delete_tenant(
         ));
     }
     let record = existing(env, name).await?;
-    // Drop what the tenant's coordinators know, so a tenant re-created under the same name
-    // starts from a clean slate.
+    // Drop the tenant's keys from its coordinators (which other tenants of its data source
+    // share), so a tenant re-created under the same name starts from a clean slate.
     if let Ok(catalog) = catalog_of(env, &record).await {
-        let all = InvalidateRequest {
-            all: true,
+        let own = InvalidateRequest {
+            prefixes: vec![format!("{name}:")],
             ..Default::default()
         };
+        let source = record.tenant.origin.source();
         for table in catalog.tables() {
-            Coordinator::of(env, name, &table).invalidate(&all).await?;
+            Coordinator::of(env, &CoordinatorId::new(&source, &table))
+                .invalidate(&own)
+                .await?;
         }
     }
     let path = format!("/tenant?name={name}");
@@ -249,8 +309,8 @@ pub async fn deps(env: &Env, p: &Principal, tenant: &str, url: &Url) -> Result<R
     let record = tenants::load(env, tenant).await?;
     let catalog = catalog_of(env, &record).await?;
     match (param("url").or_else(|| param("key")), param("record")) {
-        (Some(u), None) => answer(&invalidate::deps_of_url(env, tenant, &catalog, &u).await?),
-        (None, Some(r)) => answer(&invalidate::deps_of_record(env, tenant, &catalog, &r).await?),
+        (Some(u), None) => answer(&invalidate::deps_of_url(env, &record, &catalog, &u).await?),
+        (None, Some(r)) => answer(&invalidate::deps_of_record(env, &record, &catalog, &r).await?),
         _ => Err(ApiError::new(
             400,
             "bad_request",
@@ -272,8 +332,10 @@ pub async fn stats(
     let l1 = edge.l1_stats();
     let mut coordinators = BTreeMap::new();
     if let Ok(catalog) = catalog_of(env, &record).await {
+        let source = record.tenant.origin.source();
         for table in catalog.tables() {
-            let stats = Coordinator::of(env, tenant, &table).stats().await?;
+            let id = CoordinatorId::new(&source, &table);
+            let stats = Coordinator::of(env, &id).stats().await?;
             coordinators.insert(table, stats);
         }
     }

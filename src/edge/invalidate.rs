@@ -25,15 +25,18 @@ pub async fn invalidate(
     spec: &InvalidationSpec,
 ) -> Result<InvalidationResult, ApiError> {
     let catalog = catalog_of(env, tenant).await?;
+    let origin = &tenant.tenant.origin;
+    let source = origin.source();
     let mut result = InvalidationResult::default();
     for (table, req) in spec.per_table(name, &catalog)? {
-        let resp = Coordinator::of(env, name, &table)
-            .with_origin(&catalog.origin())
+        let id = CoordinatorId::new(&source, &table);
+        let resp = Coordinator::of(env, &id)
+            .for_tenant(name, origin)
             .invalidate(&req)
             .await?;
         // What was invalidated through this isolate is gone from it at once; elsewhere within
         // the route's staleness bound, or at once for readers presenting `seqs` as a token.
-        Edge::new(l1_max_bytes).expire_view(&CoordinatorId::new(name, &table));
+        Edge::new(l1_max_bytes).expire_view(&id);
         result.seqs.insert(table, resp.seq);
         result.invalidated.extend(resp.invalidated);
     }
@@ -45,17 +48,18 @@ pub async fn invalidate(
 /// What a URL's key depends on, per table.
 pub async fn deps_of_url(
     env: &Env,
-    tenant: &str,
+    tenant: &TenantRecord,
     catalog: &Catalog,
     url: &str,
 ) -> Result<KeyDeps, ApiError> {
-    let (key, tables) = key_of(tenant, catalog, url)?;
+    let source = tenant.tenant.origin.source();
+    let (key, tables) = key_of(&tenant.tenant.name, catalog, url)?;
     let mut deps = KeyDeps {
         key: key.as_str().to_string(),
         ..KeyDeps::default()
     };
     for table in &tables {
-        let info = Coordinator::of(env, tenant, table)
+        let info = Coordinator::of(env, &CoordinatorId::new(&source, table))
             .inspect_key(key.as_str())
             .await?;
         if let Some(reg) = &info.entry {
@@ -90,10 +94,11 @@ fn entry_of(table: &str, reg: &Registration) -> DepEntry {
     }
 }
 
-/// Which cached keys contain a record (`users:123-abc`).
+/// Which of the tenant's cached keys contain a record (`users:123-abc`). Other tenants on the
+/// same data source hold keys of it too; those are theirs to see.
 pub async fn deps_of_record(
     env: &Env,
-    tenant: &str,
+    tenant: &TenantRecord,
     catalog: &Catalog,
     record: &str,
 ) -> Result<RecordDeps, ApiError> {
@@ -105,12 +110,18 @@ pub async fn deps_of_record(
         )
     })?;
     catalog.table(table)?;
-    let info = Coordinator::of(env, tenant, table)
+    let source = tenant.tenant.origin.source();
+    let info = Coordinator::of(env, &CoordinatorId::new(&source, table))
         .inspect_record(id)
         .await?;
+    let own = format!("{}:", tenant.tenant.name);
     Ok(RecordDeps {
         record: record.to_string(),
-        keys: info.keys,
+        keys: info
+            .keys
+            .into_iter()
+            .filter(|k| k.starts_with(&own))
+            .collect(),
         last_write: info.last_write,
     })
 }

@@ -1,5 +1,6 @@
 //! The edge: maps HTTP requests to the read path, the write path and the operator endpoints.
 
+pub mod access;
 pub mod admin;
 pub mod invalidate;
 pub mod ops;

@@ -28,7 +28,9 @@ pub async fn register(
         entries: Vec<edgecache_core::protocol::Registration>,
     }
     let bulk: Bulk = read_json(req, INTERNAL_MAX_BODY).await?;
-    let resp = crate::coordinator::client::Coordinator::of(env, tenant, &bulk.table)
+    let record = super::tenants::load(env, tenant).await?;
+    let id = edgecache_core::CoordinatorId::new(&record.tenant.origin.source(), &bulk.table);
+    let resp = crate::coordinator::client::Coordinator::of(env, &id)
         .register(&edgecache_core::protocol::RegisterRequest {
             entries: bulk.entries,
         })

@@ -33,7 +33,7 @@ use edgecache_core::fill::registration;
 use edgecache_core::key::CacheKey;
 use edgecache_core::origin::{read_target, OriginError, OriginRead, ReadTarget};
 use edgecache_core::outcome::{NotStored, Outcome};
-use edgecache_core::protocol::{OriginConfig, RegisterRequest};
+use edgecache_core::protocol::{OriginConfig, OriginHeader, RegisterRequest};
 use edgecache_core::route::Resource;
 use edgecache_core::rules::{self, RoutePolicy, RouteRule};
 use edgecache_core::schema::Relation;
@@ -145,7 +145,7 @@ struct Read<'r> {
     target: ReadTarget,
     policy: RoutePolicy,
     /// The client's headers an HTTP origin is sent (credentials, language).
-    forward: Vec<(String, String)>,
+    forward: Vec<OriginHeader>,
     /// The credential headers the read carries (HTTP origins; D1 ignores them).
     credentials: Vec<&'static str>,
     /// The request's headers, for the values an answer's `Vary` names.
@@ -231,7 +231,7 @@ impl Read<'_> {
     fn is_fresh(&self, views: Views, entry: &CachedEntry) -> bool {
         views == Views::Validated
             && !entry.is_expired(now_ms())
-            && self.edge.admits(self.rc.tenant, &self.coordinators, entry)
+            && self.edge.admits(&self.coordinators, entry)
     }
 
     /// Counts the read's outcome for its tenant and route.
@@ -280,12 +280,15 @@ fn resolve<'r>(req: &Request, rc: &'r ReadContext<'r>) -> Result<Read<'r>, ApiEr
     if matches!(rc.origin, OriginConfig::Http { .. }) {
         for name in FORWARDED_READ_HEADERS {
             if let Some(value) = h.get(name)? {
-                forward.push((name.to_string(), value));
+                forward.push(OriginHeader {
+                    name: name.to_string(),
+                    value,
+                });
             }
         }
         credentials = CREDENTIAL_HEADERS
             .into_iter()
-            .filter(|c| forward.iter().any(|(n, _)| n == c))
+            .filter(|c| forward.iter().any(|f| f.name == *c))
             .collect();
     }
     let keyer = OnceCell::new();
@@ -295,7 +298,12 @@ fn resolve<'r>(req: &Request, rc: &'r ReadContext<'r>) -> Result<Read<'r>, ApiEr
             .get_or_init(|| variant_keyer(rc.env))
             .as_ref()
             .and_then(|k: &VariantKeyer| {
-                k.credentials_tag(|n| forward.iter().find(|(f, _)| f == n).map(|(_, v)| v.clone()))
+                k.credentials_tag(|n| {
+                    forward
+                        .iter()
+                        .find(|f| f.name == n)
+                        .map(|f| f.value.clone())
+                })
             });
         match tag.map(|t| key.with_variant(&t)) {
             Some(Ok(keyed)) => key = keyed,
@@ -310,6 +318,7 @@ fn resolve<'r>(req: &Request, rc: &'r ReadContext<'r>) -> Result<Read<'r>, ApiEr
     } else {
         Wants::Cached
     };
+    let source = rc.origin.source();
     Ok(Read {
         edge: Edge::new(rc.config.l1_max_bytes),
         // Rules see the normalised path, so no spelling of a path escapes its rule.
@@ -318,7 +327,7 @@ fn resolve<'r>(req: &Request, rc: &'r ReadContext<'r>) -> Result<Read<'r>, ApiEr
             .relation
             .tables
             .iter()
-            .map(|t| CoordinatorId::new(rc.tenant, t))
+            .map(|t| CoordinatorId::new(&source, t))
             .collect(),
         if_none_match: h.get("if-none-match")?,
         debug: h.get("x-edgecache-debug")?.is_some(),
@@ -356,10 +365,7 @@ async fn validate_views(read: &Read<'_>) -> Views {
             )
         });
         if stale_view {
-            match Coordinator::of(rc.env, rc.tenant, table)
-                .changes(since)
-                .await
-            {
+            match Coordinator::of(rc.env, id).changes(since).await {
                 Ok(changes) => edge.apply_changes(id, &changes, now_ms()),
                 Err(_) => views = Views::Unvalidated,
             }
@@ -602,8 +608,8 @@ async fn register_all(
     regs: &[(CoordinatorId, RegisterRequest)],
 ) -> Result<(), NotStored> {
     for (id, req) in regs {
-        match Coordinator::of(env, tenant, id.table())
-            .with_origin(origin)
+        match Coordinator::of(env, id)
+            .for_tenant(tenant, origin)
             .register(req)
             .await
         {

@@ -2,10 +2,12 @@
 
 use worker::{Context, Env, Method, Request, Response};
 
+use super::access;
 use super::read::{self, ReadContext};
 use super::tenants;
 use super::write::{self, WriteContext};
 use crate::runtime::http::method_of;
+use edgecache_core::access::Need;
 use edgecache_core::config::Config;
 use edgecache_core::origin::OriginError;
 use edgecache_core::route::{Addressed, Resource};
@@ -32,6 +34,11 @@ pub async fn serve(
         None => write::LIST_METHODS,
     };
     let method = method_of(&req, allowed)?;
+    let need = match method {
+        Method::Get | Method::Head => Need::Read,
+        _ => Need::Write,
+    };
+    access::check(&req, env, ctx, config, &record, need)?;
     if method == Method::Get || method == Method::Head {
         let rc = ReadContext {
             env,
@@ -55,6 +62,7 @@ pub async fn serve(
         relation,
         resource: &resource,
         origin: &record.tenant.origin,
+        access: &record.tenant.access,
     };
     write::serve(&mut req, method, wc).await
 }

@@ -70,7 +70,7 @@ pub async fn catalog_of(env: &Env, tenant: &TenantRecord) -> Result<Catalog, Api
                     .await?,
             )),
         },
-        OriginConfig::Http { ref base_url } => Ok(Catalog::Http(base_url.clone())),
+        OriginConfig::Http { ref base_url, .. } => Ok(Catalog::Http(base_url.clone())),
     }
 }
 

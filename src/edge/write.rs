@@ -4,6 +4,7 @@
 
 use worker::{Env, Method, Request, Response};
 
+use super::access::forwarded_headers;
 use crate::cache::isolate::{Edge, Faults};
 use crate::coordinator::client::Coordinator;
 use crate::runtime::http::read_body;
@@ -12,7 +13,7 @@ use edgecache_core::codec::encode_component;
 use edgecache_core::config::Config;
 use edgecache_core::id_text;
 use edgecache_core::origin::OriginError;
-use edgecache_core::protocol::{OriginConfig, WriteOp, WriteRequest, WriteResponse};
+use edgecache_core::protocol::{Access, OriginConfig, WriteOp, WriteRequest, WriteResponse};
 use edgecache_core::route::Resource;
 use edgecache_core::schema::{Relation, RelationKind};
 use edgecache_core::token::{set_cookie, SEQ_HEADER};
@@ -40,6 +41,8 @@ pub struct WriteContext<'a> {
     pub resource: &'a Resource,
     /// The tenant's origin.
     pub origin: &'a OriginConfig,
+    /// The tenant's access settings (which client headers its origin gets).
+    pub access: &'a Access,
 }
 
 /// Serves POST/PUT/PATCH/DELETE (`method` is the request's, already checked to be known).
@@ -117,6 +120,7 @@ async fn forward_op(
         path,
         id: wc.resource.id.clone(),
         body,
+        headers: forwarded_headers(req, wc.access)?,
     })
 }
 
@@ -131,8 +135,9 @@ async fn send(wc: &WriteContext<'_>, op: WriteOp) -> Result<WriteResponse, ApiEr
             ..faults.clone()
         });
     }
-    let written = Coordinator::of(wc.env, wc.tenant, table)
-        .with_origin(wc.origin)
+    let coordinator = CoordinatorId::new(&wc.origin.source(), table);
+    let written = Coordinator::of(wc.env, &coordinator)
+        .for_tenant(wc.tenant, wc.origin)
         .write(&WriteRequest {
             table: table.clone(),
             op,
@@ -141,7 +146,7 @@ async fn send(wc: &WriteContext<'_>, op: WriteOp) -> Result<WriteResponse, ApiEr
         .await?;
     // The next read of this table through this isolate asks the coordinator first.
     if !faults.keep_views_on_write {
-        edge.expire_view(&CoordinatorId::new(wc.tenant, table));
+        edge.expire_view(&coordinator);
     }
     Ok(written)
 }

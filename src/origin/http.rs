@@ -10,7 +10,7 @@ use edgecache_core::id_text;
 use edgecache_core::key::CacheKey;
 use edgecache_core::origin::{OriginError, OriginRead, OriginWrite, ReadTarget};
 use edgecache_core::outcome::NotStored;
-use edgecache_core::protocol::WriteOp;
+use edgecache_core::protocol::{OriginHeader, WriteOp};
 use edgecache_core::schema::Relation;
 
 use super::Origin;
@@ -49,30 +49,34 @@ impl HttpAnswer {
 /// A tenant's REST API.
 pub struct HttpOrigin {
     base_url: String,
+    /// The tenant's credentials for it, sent on every request.
+    credentials: Vec<OriginHeader>,
 }
 
 impl HttpOrigin {
-    /// The API at `base_url` (no trailing slash needed).
-    pub fn new(base_url: &str) -> Self {
+    /// The API at `base_url` (no trailing slash needed), called with `credentials`.
+    pub fn new(base_url: &str, credentials: &[OriginHeader]) -> Self {
         HttpOrigin {
             base_url: base_url.to_string(),
+            credentials: credentials.to_vec(),
         }
     }
 
-    /// Sends a request with the headers in `forward` added (the client's, passed on); network
-    /// failures and 5xx answers are `Unavailable` (stale-if-error applies), anything else is
-    /// returned as the origin's answer.
+    /// Sends a request with the client headers `forward` and the tenant's credentials;
+    /// network failures and 5xx answers are `Unavailable` (stale-if-error applies), anything
+    /// else is returned as the origin's answer.
     pub async fn send(
         &self,
         method: Method,
         path_and_query: &str,
         body: Option<&[u8]>,
-        forward: &[(String, String)],
+        forward: &[OriginHeader],
     ) -> Result<HttpAnswer, OriginError> {
         let url = format!("{}{}", self.base_url.trim_end_matches('/'), path_and_query);
         let headers = Headers::new();
-        for (name, value) in forward {
-            headers.set(name, value).map_err(unavailable)?;
+        // Client headers first, so a client can never override the tenant's credentials.
+        for h in forward.iter().chain(&self.credentials) {
+            headers.set(&h.name, &h.value).map_err(unavailable)?;
         }
         headers
             .set("accept", "application/json")
@@ -120,7 +124,7 @@ impl Origin for HttpOrigin {
         _relation: &Relation,
         _target: &ReadTarget,
         key: &CacheKey,
-        forward: &[(String, String)],
+        forward: &[OriginHeader],
     ) -> Result<OriginRead, OriginError> {
         let answer = self
             .send(Method::Get, key.path_and_query(), None, forward)
@@ -148,6 +152,7 @@ impl Origin for HttpOrigin {
             path,
             id,
             body,
+            headers,
         } = op
         else {
             return Err(OriginError::BadBody(
@@ -167,7 +172,7 @@ impl Origin for HttpOrigin {
                 .into_bytes()
         });
         let is_delete = method == Method::Delete;
-        let answer = self.send(method, path, bytes.as_deref(), &[]).await?;
+        let answer = self.send(method, path, bytes.as_deref(), headers).await?;
         let json: serde_json::Value =
             serde_json::from_slice(&answer.body).unwrap_or(serde_json::Value::Null);
         let changed = (200..300).contains(&answer.status);

@@ -8,7 +8,7 @@ pub mod http;
 
 use edgecache_core::key::CacheKey;
 use edgecache_core::origin::{OriginError, OriginRead, OriginWrite, ReadTarget};
-use edgecache_core::protocol::{OriginConfig, WriteOp};
+use edgecache_core::protocol::{OriginConfig, OriginHeader, WriteOp};
 use edgecache_core::schema::Relation;
 use worker::Env;
 
@@ -25,7 +25,7 @@ pub trait Origin {
         relation: &Relation,
         target: &ReadTarget,
         key: &CacheKey,
-        forward: &[(String, String)],
+        forward: &[OriginHeader],
     ) -> Result<OriginRead, OriginError>;
 
     /// Carries out a write, with the record's images where the origin can tell them.
@@ -48,7 +48,9 @@ impl AnyOrigin {
                 env.d1("DB")
                     .map_err(|e| OriginError::Unavailable(e.to_string()))?,
             ))),
-            OriginConfig::Http { base_url } => Ok(AnyOrigin::Http(HttpOrigin::new(base_url))),
+            OriginConfig::Http { base_url, headers } => {
+                Ok(AnyOrigin::Http(HttpOrigin::new(base_url, headers)))
+            }
         }
     }
 }
@@ -59,7 +61,7 @@ impl Origin for AnyOrigin {
         relation: &Relation,
         target: &ReadTarget,
         key: &CacheKey,
-        forward: &[(String, String)],
+        forward: &[OriginHeader],
     ) -> Result<OriginRead, OriginError> {
         match self {
             AnyOrigin::D1(o) => o.read(relation, target, key, forward).await,

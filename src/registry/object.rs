@@ -13,10 +13,16 @@ use worker::{
 use crate::runtime::env::ObjectConfig;
 use crate::runtime::http::{json, read_json, INTERNAL_MAX_BODY};
 use crate::runtime::platform::{now_ms, random_bytes};
+use edgecache_core::access::{
+    valid_key_name, ApiKey, CreateKey, CreatedKey, KeyInfo, KeyList, MAX_KEYS,
+};
 use edgecache_core::auth::{hash_token, token_from_bytes, TokenKind};
 use edgecache_core::config::Config;
 use edgecache_core::key::valid_tenant_name;
-use edgecache_core::protocol::{CreateTenant, CreatedTenant, OriginConfig, Tenant, TenantRecord};
+use edgecache_core::protocol::{
+    check_header_name, check_headers, Access, CreateTenant, CreatedTenant, OriginConfig, Tenant,
+    TenantRecord, TenantSettings, MAX_TENANT_HEADERS,
+};
 use edgecache_core::rules::{check_rule, RouteRule};
 use edgecache_core::time::rfc3339;
 use edgecache_core::ApiError;
@@ -125,9 +131,11 @@ impl TenantRegistry {
                 rules: config.rules.clone(),
                 views: config.views.clone(),
                 created_at: rfc3339(now_ms()),
+                access: Access::default(),
             },
             admin_token_hash: None,
             webhook_secret: None,
+            api_keys: Vec::new(),
         };
         self.store(&record)?;
         Ok(record)
@@ -139,8 +147,25 @@ impl TenantRegistry {
         let param = |name: &str| crate::runtime::http::query_param(&url, name);
         let name = param("name").unwrap_or_default();
         match (req.method(), url.path()) {
+            // The whole record, secrets included: for edges only (the admin API never
+            // forwards it).
             (Method::Get, "/tenant") => json(&self.tenant(&name)?),
             (Method::Get, "/tenants") => json(&self.list()?),
+            (Method::Patch, "/tenant") => {
+                let body: TenantSettings = read_json(&mut req, INTERNAL_MAX_BODY).await?;
+                json(&self.update(&name, body)?)
+            }
+            (Method::Get, "/keys") => json(&self.keys(&name)?),
+            (Method::Post, "/keys") => {
+                let body: CreateKey = read_json(&mut req, INTERNAL_MAX_BODY).await?;
+                json(&self.create_key(&name, body)?)
+            }
+            (Method::Delete, "/keys") => {
+                json(&self.revoke_key(&name, &param("key").unwrap_or_default())?)
+            }
+            (Method::Post, "/key-used") => {
+                json(&self.key_used(&name, &param("key").unwrap_or_default())?)
+            }
             (Method::Post, "/tenants") => {
                 let body: CreateTenant = read_json(&mut req, INTERNAL_MAX_BODY).await?;
                 json(&self.create(body)?)
@@ -165,7 +190,7 @@ impl TenantRegistry {
         Ok(rows
             .iter()
             .filter_map(|r| serde_json::from_str::<TenantRecord>(&r.record).ok())
-            .map(|r| r.tenant)
+            .map(|r| r.tenant.redacted())
             .collect())
     }
 
@@ -173,7 +198,7 @@ impl TenantRegistry {
     fn delete(&self, name: &str) -> Result<Tenant, ApiError> {
         let existing = self.tenant(name)?;
         self.exec("DELETE FROM tenants WHERE name = ?", vec![name.into()])?;
-        Ok(existing.tenant)
+        Ok(existing.tenant.redacted())
     }
 
     /// `PUT /rules`: adds a rule or replaces the one with its pattern.
@@ -206,7 +231,7 @@ impl TenantRegistry {
             ));
         }
         self.store(&record)?;
-        Ok(record.tenant)
+        Ok(record.tenant.redacted())
     }
 
     /// `GET /auth`: the tenant whose admin token hashes to `hash`.
@@ -219,14 +244,23 @@ impl TenantRegistry {
             .first()
             .and_then(|r| serde_json::from_str(&r.record).ok())
             .ok_or_else(|| ApiError::new(401, "unauthorized", "the token was not recognised"))?;
-        Ok(record.tenant)
+        Ok(record.tenant.redacted())
     }
 
     /// `POST /tenants`: a new tenant and its credentials, shown once.
     fn create(&self, body: CreateTenant) -> Result<CreatedTenant, ApiError> {
         self.check_new(&body.name)?;
-        let origin = body.origin.unwrap_or(OriginConfig::D1);
-        check_origin(&origin)?;
+        let mut origin = body.origin.ok_or_else(|| {
+            ApiError::new(
+                400,
+                "origin_required",
+                "name the tenant's origin: an HTTP API ({\"kind\":\"http\",\"base_url\":…}) or, \
+                 to share the deployment's own D1 database on purpose, {\"kind\":\"d1\"}",
+            )
+        })?;
+        check_origin(&mut origin)?;
+        let mut access = body.access.unwrap_or_default();
+        check_access(&mut access)?;
         let admin_token = token_from_bytes(TokenKind::Admin, &random_bytes::<32>()?);
         let webhook_secret = token_from_bytes(TokenKind::Webhook, &random_bytes::<32>()?);
         let record = TenantRecord {
@@ -236,13 +270,15 @@ impl TenantRegistry {
                 rules: Vec::new(),
                 views: body.views.unwrap_or_default(),
                 created_at: rfc3339(now_ms()),
+                access,
             },
             admin_token_hash: Some(hash_token(&admin_token)),
             webhook_secret: Some(webhook_secret.clone()),
+            api_keys: Vec::new(),
         };
         self.store(&record)?;
         Ok(CreatedTenant {
-            tenant: record.tenant,
+            tenant: record.tenant.redacted(),
             admin_token,
             webhook_secret,
         })
@@ -278,9 +314,12 @@ impl TenantRegistry {
     }
 }
 
-/// Refuses an HTTP origin whose base URL is not an http(s) URL of reasonable length.
-fn check_origin(origin: &OriginConfig) -> Result<(), ApiError> {
-    if let OriginConfig::Http { base_url } = origin {
+/// Refuses an HTTP origin whose base URL is not an http(s) URL of reasonable length, or whose
+/// credential headers are malformed (names are lowercased).
+fn check_origin(origin: &mut OriginConfig) -> Result<(), ApiError> {
+    if let OriginConfig::Http { base_url, headers } = origin {
+        check_headers(headers)?;
+        let base_url: &str = base_url;
         if !(base_url.starts_with("https://") || base_url.starts_with("http://"))
             || base_url.len() > 2048
         {
@@ -292,4 +331,131 @@ fn check_origin(origin: &OriginConfig) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// Checks the forwarded header names (lowercased, `authorization` and `cookie` implied).
+fn check_access(access: &mut Access) -> Result<(), ApiError> {
+    if access.forward_headers.len() > MAX_TENANT_HEADERS {
+        return Err(ApiError::new(
+            400,
+            "bad_header",
+            format!("at most {MAX_TENANT_HEADERS} forwarded headers"),
+        ));
+    }
+    access.forward_headers = access
+        .forward_headers
+        .iter()
+        .map(|h| check_header_name(h))
+        .collect::<Result<_, _>>()?;
+    access.forward_headers.sort();
+    access.forward_headers.dedup();
+    Ok(())
+}
+
+impl TenantRegistry {
+    /// `PATCH /tenant`: changes the settings named, keeps the rest.
+    fn update(&self, name: &str, settings: TenantSettings) -> Result<Tenant, ApiError> {
+        let mut record = self.tenant(name)?;
+        let access = &mut record.tenant.access;
+        if let Some(v) = settings.private_reads {
+            access.private_reads = v;
+        }
+        if let Some(v) = settings.require_write_key {
+            access.require_write_key = v;
+        }
+        if let Some(v) = settings.forward_headers {
+            access.forward_headers = v;
+        }
+        check_access(access)?;
+        if let Some(new_headers) = settings.origin_headers {
+            match &mut record.tenant.origin {
+                OriginConfig::Http { headers, .. } => *headers = new_headers,
+                OriginConfig::D1 => {
+                    return Err(ApiError::new(
+                        400,
+                        "bad_header",
+                        "origin headers are for HTTP origins; this tenant uses the built-in D1 database",
+                    ))
+                }
+            }
+            check_origin(&mut record.tenant.origin)?;
+        }
+        self.store(&record)?;
+        Ok(record.tenant.redacted())
+    }
+
+    /// `GET /keys`: the tenant's keys, without their hashes.
+    fn keys(&self, name: &str) -> Result<KeyList, ApiError> {
+        let record = self.tenant(name)?;
+        Ok(KeyList {
+            keys: record.api_keys.iter().map(KeyInfo::from).collect(),
+        })
+    }
+
+    /// `POST /keys`: a new key, shown once; only its hash is kept.
+    fn create_key(&self, name: &str, body: CreateKey) -> Result<CreatedKey, ApiError> {
+        if !valid_key_name(&body.name) {
+            return Err(ApiError::new(
+                400,
+                "bad_key_name",
+                "a key name is 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit",
+            ));
+        }
+        let mut record = self.tenant(name)?;
+        if record.api_keys.iter().any(|k| k.name == body.name) {
+            return Err(ApiError::new(
+                409,
+                "key_exists",
+                format!("tenant `{name}` has a key named `{}`", body.name),
+            ));
+        }
+        if record.api_keys.len() >= MAX_KEYS {
+            return Err(ApiError::new(
+                400,
+                "too_many_keys",
+                format!("a tenant holds at most {MAX_KEYS} keys"),
+            ));
+        }
+        let key = token_from_bytes(TokenKind::ApiKey, &random_bytes::<32>()?);
+        let stored = ApiKey {
+            name: body.name,
+            scope: body.scope,
+            hash: hash_token(&key),
+            created_at: rfc3339(now_ms()),
+            last_used_at: None,
+        };
+        let info = KeyInfo::from(&stored);
+        record.api_keys.push(stored);
+        self.store(&record)?;
+        Ok(CreatedKey { info, key })
+    }
+
+    /// `DELETE /keys`: the revoked key's description.
+    fn revoke_key(&self, name: &str, key: &str) -> Result<KeyInfo, ApiError> {
+        let mut record = self.tenant(name)?;
+        let at = record
+            .api_keys
+            .iter()
+            .position(|k| k.name == key)
+            .ok_or_else(|| {
+                ApiError::new(
+                    404,
+                    "key_not_found",
+                    format!("tenant `{name}` has no key `{key}`"),
+                )
+            })?;
+        let revoked = record.api_keys.remove(at);
+        self.store(&record)?;
+        Ok(KeyInfo::from(&revoked))
+    }
+
+    /// `POST /key-used`: an edge saw the key in use (at most once a minute per isolate).
+    fn key_used(&self, name: &str, key: &str) -> Result<(), ApiError> {
+        let mut record = self.tenant(name)?;
+        if let Some(k) = record.api_keys.iter_mut().find(|k| k.name == key) {
+            k.last_used_at = Some(rfc3339(now_ms()));
+            self.store(&record)?;
+        }
+        Ok(())
+    }
 }

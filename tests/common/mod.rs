@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod api;
+
 /// A running worker.
 pub struct Worker {
     /// `http://127.0.0.1:<port>`
@@ -137,6 +139,11 @@ static SHARED: OnceLock<Worker> = OnceLock::new();
 /// The operator token every test worker is started with.
 pub const OPERATOR_TOKEN: &str = "eco_test_operator_token";
 
+/// The default tenant's deployment write key (`EDGECACHE_WRITE_KEY`) every test worker is
+/// started with. The harness presents it on writes (see [`Worker::try_request`]); tests of
+/// what happens without a key use [`Worker::anonymous`].
+pub const WRITE_KEY: &str = "eck_test_write_key";
+
 impl Worker {
     /// The worker shared by every test of this binary.
     pub fn shared() -> &'static Worker {
@@ -188,7 +195,8 @@ impl Worker {
             .args([
                 "--var",
                 &format!("EDGECACHE_OPERATOR_TOKEN:{OPERATOR_TOKEN}"),
-            ]);
+            ])
+            .args(["--var", &format!("EDGECACHE_WRITE_KEY:{WRITE_KEY}")]);
         for (k, v) in vars {
             cmd.args(["--var", &format!("{k}:{v}")]);
         }
@@ -256,8 +264,39 @@ impl Worker {
         lines[lines.len().saturating_sub(60)..].join("\n")
     }
 
-    /// Sends a request; `Err` if no answer came back (connection reset, timeout).
+    /// Sends a request as a client holding the default tenant's write key: a write (any
+    /// method but GET and HEAD) that names no credential of its own carries `x-edgecache-key:
+    /// WRITE_KEY`. `Err` if no answer came back (connection reset, timeout).
     pub fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<Answer, String> {
+        let names_credential = headers.iter().any(|(k, _)| {
+            k.eq_ignore_ascii_case("authorization") || k.eq_ignore_ascii_case("x-edgecache-key")
+        });
+        let mut headers = headers.to_vec();
+        if !matches!(method, "GET" | "HEAD") && !names_credential {
+            headers.push(("x-edgecache-key", WRITE_KEY));
+        }
+        self.try_send(method, path, &headers, body)
+    }
+
+    /// Sends a request exactly as given: no key is added.
+    pub fn anonymous(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Answer {
+        self.try_send(method, path, headers, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}\nworker log:\n{}", self.log_tail()))
+    }
+
+    fn try_send(
         &self,
         method: &str,
         path: &str,
@@ -437,7 +476,8 @@ impl Worker {
             .to_string()
     }
 
-    /// Creates a tenant on the built-in origin under a unique name made from `prefix` and
+    /// Creates a tenant on the built-in origin (on purpose: it shares the default tenant's
+    /// data) under a unique name made from `prefix` and
     /// returns the admin API's answer (`tenant`, `admin_token`, `webhook_secret`).
     pub fn create_tenant(&self, prefix: &str) -> Value {
         let name: String = unique(prefix)
@@ -449,7 +489,7 @@ impl Worker {
         let a = self.admin(
             "POST",
             "/_edgecache/admin/tenants",
-            Some(&serde_json::json!({ "name": name })),
+            Some(&serde_json::json!({ "name": name, "origin": {"kind": "d1"} })),
         );
         assert_eq!(a.status, 201, "{}", a.text());
         let body = a.json();

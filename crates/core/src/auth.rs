@@ -174,11 +174,18 @@ pub enum TokenKind {
     Webhook,
     /// Operator access across tenants (`eco_`).
     Operator,
+    /// A tenant's API key for reads and writes through `/v1/*` (`eck_`).
+    ApiKey,
 }
 
 impl TokenKind {
     /// Every kind, for lookups by prefix.
-    pub const ALL: [TokenKind; 3] = [TokenKind::Admin, TokenKind::Webhook, TokenKind::Operator];
+    pub const ALL: [TokenKind; 4] = [
+        TokenKind::Admin,
+        TokenKind::Webhook,
+        TokenKind::Operator,
+        TokenKind::ApiKey,
+    ];
 
     /// The prefix tokens of this kind start with.
     pub fn prefix(self) -> &'static str {
@@ -186,6 +193,7 @@ impl TokenKind {
             Self::Admin => "eca_",
             Self::Webhook => "ecw_",
             Self::Operator => "eco_",
+            Self::ApiKey => "eck_",
         }
     }
 
@@ -442,6 +450,7 @@ mod tests {
             (TokenKind::Admin, "eca_"),
             (TokenKind::Webhook, "ecw_"),
             (TokenKind::Operator, "eco_"),
+            (TokenKind::ApiKey, "eck_"),
         ];
         for (kind, prefix) in cases {
             let token = token_from_bytes(kind, &random);

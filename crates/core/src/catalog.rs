@@ -4,7 +4,6 @@
 use std::rc::Rc;
 
 use crate::error::ApiError;
-use crate::protocol::OriginConfig;
 use crate::schema::{Relation, RelationKind, Schema};
 
 /// The relations a tenant's origin serves.
@@ -44,16 +43,6 @@ impl Catalog {
                 "unknown_table",
                 format!("no table named `{name}`"),
             )),
-        }
-    }
-
-    /// The origin this catalogue describes.
-    pub fn origin(&self) -> OriginConfig {
-        match self {
-            Catalog::D1(_) => OriginConfig::D1,
-            Catalog::Http(base_url) => OriginConfig::Http {
-                base_url: base_url.clone(),
-            },
         }
     }
 

@@ -14,6 +14,9 @@ pub const DEFAULT_L1_MAX_BYTES: usize = 32 * 1024 * 1024;
 pub const DEFAULT_ORIGIN_TIMEOUT_MS: u64 = 10_000;
 /// Default bound of a coordinator's invalidation log (its write log keeps a quarter).
 pub const DEFAULT_INVALIDATION_LOG: u64 = 4096;
+/// Default bound of the keys one coordinator tracks; past it the least recently filled are
+/// evicted (invalidated, so never served untracked).
+pub const DEFAULT_MAX_REGISTRATIONS: u64 = 200_000;
 /// Default tenant for requests that name none (the demo works with no setup).
 pub const DEFAULT_TENANT: &str = "local";
 
@@ -47,6 +50,8 @@ pub struct Config {
     /// Invalidations a coordinator remembers; entries filled before the oldest one it still
     /// remembers are treated as stale.
     pub invalidation_log: u64,
+    /// Keys one coordinator tracks at most.
+    pub max_registrations: u64,
     /// Enables the fault-injection hooks the integration tests use. Never set in production.
     pub test_hooks: bool,
 }
@@ -94,6 +99,11 @@ impl Config {
                 DEFAULT_ORIGIN_TIMEOUT_MS,
             )?,
             invalidation_log: number(vars, "EDGECACHE_INVALIDATION_LOG", DEFAULT_INVALIDATION_LOG)?,
+            max_registrations: number(
+                vars,
+                "EDGECACHE_MAX_REGISTRATIONS",
+                DEFAULT_MAX_REGISTRATIONS,
+            )?,
             test_hooks: vars.var("EDGECACHE_TEST_HOOKS").as_deref() == Some("1"),
         })
     }

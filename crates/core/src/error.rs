@@ -2,6 +2,7 @@
 
 use std::any::Any;
 
+use crate::access::AccessError;
 use crate::config::ConfigError;
 use crate::key::KeyError;
 use crate::origin::OriginError;
@@ -83,6 +84,14 @@ impl<E: std::error::Error + 'static> From<E> for ApiError {
             Ok(e) => return key(&e, message),
             Err(any) => any,
         };
+        if let Some(e) = any.downcast_ref::<AccessError>() {
+            let (status, code) = match e {
+                AccessError::Missing(_) => (401, "missing_key"),
+                AccessError::Unknown => (401, "bad_key"),
+                AccessError::ReadOnly(_) => (403, "read_only_key"),
+            };
+            return Self::new(status, code, message);
+        }
         if any.is::<RuleError>() {
             return Self::new(400, "invalid_rule", message);
         }

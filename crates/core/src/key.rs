@@ -267,26 +267,85 @@ impl TryFrom<String> for CacheKey {
     }
 }
 
-/// The name of a table's coordinator Durable Object, `tenant:table`: the one place that
+/// Where data lives, as far as invalidation is concerned: the built-in D1 database, or one HTTP
+/// API (its base URL, normalised). Tenants on one source share its tables' coordinators, so a
+/// write through any of them invalidates what every one of them cached, and a read-your-writes
+/// token means the same for all of them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DataSource(String);
+
+impl DataSource {
+    /// The deployment's D1 database.
+    pub fn d1() -> Self {
+        DataSource("d1".to_string())
+    }
+
+    /// The HTTP API at `base_url`: spellings of one URL that differ only in the case of the
+    /// scheme and host, a default port or trailing slashes are one source. Named by a digest,
+    /// so the name is short and holds no `:`.
+    pub fn http(base_url: &str) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(normalise_base_url(base_url).as_bytes());
+        DataSource(format!("h{}", &hex::encode(digest)[..24]))
+    }
+
+    /// `d1` or `h<digest>`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether this is the built-in D1 database.
+    pub fn is_d1(&self) -> bool {
+        self.0 == "d1"
+    }
+}
+
+/// `scheme://host[:port]/path` with the scheme and host lowercased, the scheme's default port and
+/// trailing slashes dropped.
+pub fn normalise_base_url(base_url: &str) -> String {
+    let url = base_url.trim();
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.trim_end_matches('/').to_string();
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut authority = authority.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "https" => ":443",
+        "http" => ":80",
+        _ => "",
+    };
+    if !default_port.is_empty() && authority.ends_with(default_port) {
+        authority.truncate(authority.len() - default_port.len());
+    }
+    format!("{scheme}://{authority}{}", path.trim_end_matches('/'))
+}
+
+/// The name of a table's coordinator Durable Object, `source:table`: the one place that
 /// spelling is made, so edges' views, stubs and the object itself always agree.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CoordinatorId(String);
 
 impl CoordinatorId {
-    /// The coordinator of `table` for `tenant`.
-    pub fn new(tenant: &str, table: &str) -> Self {
-        CoordinatorId(format!("{tenant}:{table}"))
+    /// The coordinator of `table` of the data source `source`.
+    pub fn new(source: &DataSource, table: &str) -> Self {
+        CoordinatorId(format!("{}:{table}", source.as_str()))
     }
 
     /// Reads a name made by [`CoordinatorId::new`] (the object's own name).
     pub fn parse(name: &str) -> Option<Self> {
-        let (tenant, table) = name.split_once(':')?;
-        (!tenant.is_empty() && !table.is_empty()).then(|| CoordinatorId(name.to_string()))
+        let (source, table) = name.split_once(':')?;
+        (!source.is_empty() && !table.is_empty()).then(|| CoordinatorId(name.to_string()))
     }
 
-    /// `tenant:table`.
+    /// `source:table`.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The data source.
+    pub fn source(&self) -> DataSource {
+        DataSource(self.0.split_once(':').map_or("", |(s, _)| s).to_string())
     }
 
     /// The table.
@@ -348,6 +407,22 @@ fn clip(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_api_is_one_data_source_however_its_url_is_spelled() {
+        let a = DataSource::http("https://API.Acme.example:443/v2/");
+        assert_eq!(a, DataSource::http("https://api.acme.example/v2"));
+        assert_eq!(a, DataSource::http(" https://api.acme.example/v2// "));
+        assert_ne!(a, DataSource::http("https://api.acme.example/v3"));
+        assert_ne!(a, DataSource::http("http://api.acme.example/v2"));
+        assert_ne!(a, DataSource::http("https://api.acme.example:8443/v2"));
+        assert_ne!(a, DataSource::d1());
+        assert!(DataSource::d1().is_d1() && !a.is_d1());
+        let id = CoordinatorId::new(&a, "users");
+        assert_eq!(CoordinatorId::parse(id.as_str()), Some(id.clone()));
+        assert_eq!((id.source(), id.table()), (a, "users"));
+        assert_eq!(CoordinatorId::new(&DataSource::d1(), "a:b").table(), "a:b");
+    }
 
     #[test]
     fn tenant_names() {

@@ -12,6 +12,7 @@
 
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod auth;
 pub mod cache_control;
 pub mod catalog;
@@ -55,4 +56,4 @@ pub fn id_text(v: &serde_json::Value) -> Option<String> {
 }
 
 pub use error::ApiError;
-pub use key::{CacheKey, CoordinatorId};
+pub use key::{CacheKey, CoordinatorId, DataSource};

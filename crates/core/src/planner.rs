@@ -34,6 +34,9 @@ pub enum InvalidationReason {
     LateRegistration,
     /// A coordinator recovering from an unfinished write invalidated conservatively.
     Recovery,
+    /// The coordinator holds at most `EDGECACHE_MAX_REGISTRATIONS` keys and forgot the least
+    /// recently filled one; a key it no longer tracks must not be served.
+    Evicted,
 }
 
 impl InvalidationReason {
@@ -46,6 +49,7 @@ impl InvalidationReason {
             InvalidationReason::Manual => "manual",
             InvalidationReason::LateRegistration => "late_registration",
             InvalidationReason::Recovery => "recovery",
+            InvalidationReason::Evicted => "evicted",
         }
     }
 }

@@ -4,15 +4,27 @@
 use serde::{Deserialize, Serialize};
 
 use crate::extract::ListWindow;
-use crate::key::CacheKey;
+use crate::key::{CacheKey, DataSource};
 use crate::planner::{InvalidationReason, ListDependent};
 use crate::query::ListQuery;
 use crate::Row;
 
 pub use crate::freshness::Changes;
 
-/// Header carrying the tenant's origin (JSON `OriginConfig`) on calls that need it.
+/// Header carrying the calling tenant and its origin (JSON [`OriginContext`]) on calls that
+/// need them.
 pub const ORIGIN_HEADER: &str = "x-edgecache-origin";
+
+/// Which tenant a coordinator call is made for, and that tenant's origin (with its
+/// credentials): a coordinator serves every tenant of its data source, each with its own
+/// credentials for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OriginContext {
+    /// The tenant.
+    pub tenant: String,
+    /// Its origin.
+    pub origin: OriginConfig,
+}
 
 /// What a cached response is, as far as one table's invalidation is concerned.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,10 +97,9 @@ pub struct Registration {
 
 impl Registration {
     /// Whether the coordinator refills this entry after invalidating it: its route asks for
-    /// it, it depends on its table alone (a view's copy needs every table's stamp), and the
-    /// tenant's origin is one refills can read (`origin_refills`).
-    pub fn refills(&self, origin_refills: bool) -> bool {
-        self.rehydrate && self.tables.len() == 1 && origin_refills
+    /// it, and it depends on its table alone (a view's copy needs every table's stamp).
+    pub fn refills(&self) -> bool {
+        self.rehydrate && self.tables.len() == 1
     }
 }
 
@@ -147,6 +158,10 @@ pub enum WriteOp {
         id: Option<String>,
         /// JSON object body.
         body: Option<Row>,
+        /// The client's headers the origin decides on (`authorization`, `cookie` and the
+        /// tenant's `forward_headers`); passed through, never stored or logged.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        headers: Vec<OriginHeader>,
     },
 }
 
@@ -286,7 +301,51 @@ pub enum OriginConfig {
     Http {
         /// Base URL; `/v1/...` paths are appended to it.
         base_url: String,
+        /// Credentials EdgeCache adds to every request it makes to the API (reads, writes,
+        /// refills). Secrets: shown back only as names (see [`Tenant::redacted`]).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        headers: Vec<OriginHeader>,
     },
+}
+
+/// One header EdgeCache sends to an HTTP origin, e.g. `X-Origin-Key: …`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginHeader {
+    /// Header name, lowercase.
+    pub name: String,
+    /// Its value; [`REDACTED`] wherever a tenant is shown.
+    pub value: String,
+}
+
+/// What a secret's value is shown as.
+pub const REDACTED: &str = "[redacted]";
+
+impl OriginConfig {
+    /// The data source this origin reads and writes: every tenant on the same source shares
+    /// its tables' coordinators, so a write through any of them invalidates all of them.
+    pub fn source(&self) -> DataSource {
+        match self {
+            OriginConfig::D1 => DataSource::d1(),
+            OriginConfig::Http { base_url, .. } => DataSource::http(base_url),
+        }
+    }
+
+    /// The same origin with every credential's value replaced by [`REDACTED`].
+    pub fn redacted(&self) -> OriginConfig {
+        match self {
+            OriginConfig::D1 => OriginConfig::D1,
+            OriginConfig::Http { base_url, headers } => OriginConfig::Http {
+                base_url: base_url.clone(),
+                headers: headers
+                    .iter()
+                    .map(|h| OriginHeader {
+                        name: h.name.clone(),
+                        value: REDACTED.to_string(),
+                    })
+                    .collect(),
+            },
+        }
+    }
 }
 
 /// A tenant as the admin API shows it.
@@ -302,6 +361,36 @@ pub struct Tenant {
     pub views: std::collections::BTreeMap<String, Vec<String>>,
     /// RFC 3339 creation time.
     pub created_at: String,
+    /// Who may read and write, beyond the defaults (see [`Access`]).
+    #[serde(default)]
+    pub access: Access,
+}
+
+impl Tenant {
+    /// The tenant as the admin API shows it: origin credentials by name only.
+    pub fn redacted(&self) -> Tenant {
+        Tenant {
+            origin: self.origin.redacted(),
+            ..self.clone()
+        }
+    }
+}
+
+/// A tenant's access settings. Writes through the built-in D1 origin always need a write key;
+/// these add to that.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Access {
+    /// Reads need a read or write key too.
+    #[serde(default)]
+    pub private_reads: bool,
+    /// Writes to the tenant's HTTP origin need an EdgeCache write key (sent as
+    /// `x-edgecache-key`, since `Authorization` is the origin's), as well as whatever the
+    /// origin itself asks.
+    #[serde(default)]
+    pub require_write_key: bool,
+    /// Request headers, beyond `authorization` and `cookie`, forwarded to an HTTP origin.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forward_headers: Vec<String>,
 }
 
 /// A tenant with its credentials, as the registry stores it. The admin token is kept only as a
@@ -316,6 +405,9 @@ pub struct TenantRecord {
     /// Webhook secret; `None` falls back to the `EDGECACHE_WEBHOOK_SECRET` secret (default
     /// tenant only).
     pub webhook_secret: Option<String>,
+    /// The tenant's API keys, each kept only as a hash.
+    #[serde(default)]
+    pub api_keys: Vec<crate::access::ApiKey>,
 }
 
 /// `POST /tenants` of the admin API.
@@ -324,12 +416,114 @@ pub struct TenantRecord {
 pub struct CreateTenant {
     /// Name.
     pub name: String,
-    /// Origin; the built-in D1 origin when absent.
+    /// Origin: required, so that nobody shares the deployment's built-in D1 database by
+    /// accident (`{"kind": "d1"}` says so on purpose).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<OriginConfig>,
     /// Named views; none when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub views: Option<std::collections::BTreeMap<String, Vec<String>>>,
+    /// Access settings; the defaults when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<Access>,
+}
+
+/// `PATCH /tenants/{name}`: changes some settings, leaves the rest. Origin headers given here
+/// replace all of the tenant's origin headers (that is how a credential is rotated).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSettings {
+    /// Reads need a key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_reads: Option<bool>,
+    /// Writes to an HTTP origin need an EdgeCache write key as well.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_write_key: Option<bool>,
+    /// Extra request headers forwarded to an HTTP origin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_headers: Option<Vec<String>>,
+    /// The HTTP origin's credential headers (replacing the current ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_headers: Option<Vec<OriginHeader>>,
+}
+
+/// Most origin headers, and most forwarded headers, one tenant has.
+pub const MAX_TENANT_HEADERS: usize = 16;
+
+/// Headers no tenant may set on its origin or forward: they belong to the transport or to
+/// EdgeCache itself.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "accept",
+    "accept-encoding",
+    "x-edgecache-key",
+    "x-edgecache-origin",
+];
+
+/// Checks and normalises header names (lowercase; RFC 9110 token characters) and values
+/// (visible ASCII and spaces).
+pub fn check_headers(headers: &mut [OriginHeader]) -> Result<(), crate::ApiError> {
+    if headers.len() > MAX_TENANT_HEADERS {
+        return Err(bad_header(format!(
+            "at most {MAX_TENANT_HEADERS} origin headers"
+        )));
+    }
+    for h in headers.iter_mut() {
+        h.name = check_header_name(&h.name)?;
+        h.value = h.value.trim().to_string();
+        if h.value.is_empty()
+            || h.value.len() > 4096
+            || !h
+                .value
+                .bytes()
+                .all(|b| b == b' ' || b == b'\t' || (0x21..0x7f).contains(&b))
+        {
+            return Err(bad_header(format!(
+                "the value of `{}` must be 1-4096 visible ASCII characters",
+                h.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A header name, lowercased, if it is a token of at most 64 characters and not reserved.
+pub fn check_header_name(name: &str) -> Result<String, crate::ApiError> {
+    let name = name.trim().to_ascii_lowercase();
+    let token = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !token {
+        return Err(bad_header(format!("`{name}` is not a header name")));
+    }
+    if RESERVED_HEADERS.contains(&name.as_str()) {
+        return Err(bad_header(format!("`{name}` cannot be set or forwarded")));
+    }
+    Ok(name)
+}
+
+fn bad_header(message: String) -> crate::ApiError {
+    crate::ApiError::new(400, "bad_header", message)
+}
+
+/// `Name: value`, as the CLI takes an origin header.
+pub fn parse_header_line(line: &str) -> Result<OriginHeader, crate::ApiError> {
+    let (name, value) = line
+        .split_once(':')
+        .ok_or_else(|| bad_header(format!("`{line}` is not `Name: value`")))?;
+    let mut h = [OriginHeader {
+        name: name.to_string(),
+        value: value.to_string(),
+    }];
+    check_headers(&mut h)?;
+    let [h] = h;
+    Ok(h)
 }
 
 /// A created tenant and its credentials, shown once. `T` is how the tenant is read (the CLI
@@ -558,6 +752,70 @@ impl EdgeCounters {
             None => {
                 self.routes
                     .insert(route.to_string(), RouteCounters { hits, misses });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn origin_headers_are_checked_and_lowercased() {
+        let h = parse_header_line("X-Origin-Key:  abc def ").unwrap();
+        assert_eq!(
+            (h.name.as_str(), h.value.as_str()),
+            ("x-origin-key", "abc def")
+        );
+        for bad in [
+            "no colon",
+            ": v",
+            "bad name: v",
+            "Host: x",
+            "x-edgecache-key: k",
+            "x:",
+        ] {
+            let e = parse_header_line(bad).unwrap_err();
+            assert_eq!((e.status, e.code.as_str()), (400, "bad_header"), "{bad}");
+        }
+        assert!(
+            parse_header_line("x: caf\u{e9}").is_err(),
+            "visible ASCII only"
+        );
+        let mut many: Vec<OriginHeader> = (0..=MAX_TENANT_HEADERS)
+            .map(|i| OriginHeader {
+                name: format!("x-{i}"),
+                value: "v".into(),
+            })
+            .collect();
+        assert!(check_headers(&mut many).is_err());
+    }
+
+    #[test]
+    fn redaction_keeps_names_and_hides_values() {
+        let origin = OriginConfig::Http {
+            base_url: "https://api.example".into(),
+            headers: vec![OriginHeader {
+                name: "x-origin-key".into(),
+                value: "secret".into(),
+            }],
+        };
+        let shown = serde_json::to_string(&origin.redacted()).unwrap();
+        assert!(shown.contains("x-origin-key") && shown.contains(REDACTED));
+        assert!(!shown.contains("secret"));
+        assert_eq!(OriginConfig::D1.redacted(), OriginConfig::D1);
+    }
+
+    proptest! {
+        /// Any header line is either refused with a typed error or accepted as a lowercase
+        /// token name and a value with no control characters; never a panic.
+        #[test]
+        fn header_lines_never_panic(line in "\\PC{0,80}") {
+            if let Ok(h) = parse_header_line(&line) {
+                prop_assert_eq!(h.name.clone(), h.name.to_ascii_lowercase());
+                prop_assert!(!h.value.is_empty() && h.value.bytes().all(|b| (0x20..0x7f).contains(&b) || b == b'\t'));
             }
         }
     }

@@ -1,0 +1,263 @@
+//! A real team's API behind EdgeCache, in the real runtime: the API (tests/common/api.rs)
+//! refuses requests without the tenant's origin credential and writes without a user's
+//! `Authorization`. EdgeCache adds the credential to every request it makes (reads, writes,
+//! refills), forwards the user's credentials on writes, passes the API's refusals back
+//! unchanged without invalidating anything, refills what a write invalidated, and never
+//! shows the credential to anyone.
+
+mod common;
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use common::api::{TestApi, ORIGIN_KEY_HEADER};
+use common::{unique, Worker};
+use serde_json::json;
+
+const ORIGIN_KEY: &str = "ok_9f1c2e7d-origin-credential";
+
+struct Setup {
+    api: TestApi,
+    tenant: String,
+}
+
+fn w() -> &'static Worker {
+    Worker::shared()
+}
+
+fn setup() -> &'static Setup {
+    static S: OnceLock<Setup> = OnceLock::new();
+    S.get_or_init(|| {
+        let api = TestApi::start(ORIGIN_KEY);
+        let tenant: String = unique("api")
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .take(50)
+            .collect();
+        let a = w().admin(
+            "POST",
+            "/_edgecache/admin/tenants",
+            Some(
+                &json!({"name": tenant, "origin": {"kind": "http", "base_url": api.base_url,
+                "headers": [{"name": "X-Origin-Key", "value": ORIGIN_KEY}]}}),
+            ),
+        );
+        assert_eq!(a.status, 201, "{}", a.text());
+        Setup { api, tenant }
+    })
+}
+
+fn url(path: &str) -> String {
+    format!("/t/{}{path}", setup().tenant)
+}
+
+fn user(name: &str) -> String {
+    format!("Bearer user-{name}")
+}
+
+fn write(method: &str, path: &str, auth: Option<&str>, body: serde_json::Value) -> common::Answer {
+    let mut headers = vec![("content-type", "application/json")];
+    if let Some(auth) = auth {
+        headers.push(("authorization", auth));
+    }
+    w().anonymous(
+        method,
+        &url(path),
+        &headers,
+        Some(body.to_string().as_bytes()),
+    )
+}
+
+#[test]
+fn reads_carry_the_origin_credential_and_are_cached() {
+    let api = &setup().api;
+    let id = unique("r");
+    api.put_note(&id, "hello");
+    let path = format!("/v1/notes/{id}");
+    let a = w().get(&url(&path));
+    assert_eq!((a.status, a.outcome()), (200, "MISS"), "{}", a.text());
+    assert_eq!(a.json()["data"]["text"], "hello");
+    let seen = api.seen_at("GET", &path);
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].header(ORIGIN_KEY_HEADER), Some(ORIGIN_KEY));
+    assert_eq!(w().warm(&url(&path)).outcome(), "HIT-L1");
+}
+
+#[test]
+fn a_write_the_api_refuses_passes_through_and_invalidates_nothing() {
+    let api = &setup().api;
+    let id = unique("refused");
+    api.put_note(&id, "kept");
+    let path = format!("/v1/notes/{id}");
+    w().warm(&url(&path));
+    w().warm(&url("/v1/notes"));
+    let a = write("PATCH", &path, None, json!({"text": "anonymous"}));
+    assert_eq!(a.status, 401, "the API's own refusal: {}", a.text());
+    assert_eq!(
+        a.json()["error"]["code"],
+        "unauthorized",
+        "its body, unchanged"
+    );
+    assert_eq!(api.note(&id).unwrap()["text"], "kept");
+    // Nothing was invalidated: both keys are still hits, even for a reader with the token.
+    let token = a.header("x-edgecache-seq").map(str::to_string);
+    let mut headers = Vec::new();
+    if let Some(t) = &token {
+        headers.push(("x-edgecache-min-seq", t.as_str()));
+    }
+    for p in [path.as_str(), "/v1/notes"] {
+        let r = w().get_with(&url(p), &headers);
+        assert_eq!(
+            r.outcome(),
+            "HIT-L1",
+            "{p} after a refused write ({token:?})"
+        );
+    }
+}
+
+#[test]
+fn a_user_write_reaches_the_api_with_both_credentials_and_is_refilled() {
+    let api = &setup().api;
+    let id = unique("w");
+    api.put_note(&id, "before");
+    let path = format!("/v1/notes/{id}");
+    w().warm(&url(&path));
+    let a = write("PATCH", &path, Some(&user("ann")), json!({"text": "after"}));
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.json()["data"]["by"], "ann");
+    let seen = api.seen_at("PATCH", &path);
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].header(ORIGIN_KEY_HEADER), Some(ORIGIN_KEY));
+    assert_eq!(seen[0].header("authorization"), Some(user("ann").as_str()));
+    assert_eq!(seen[0].header("x-edgecache-key"), None);
+    // The invalidated key is refilled by the coordinator, with the origin credential, without
+    // any client reading it.
+    let reads_before = api.seen_at("GET", &path).len();
+    let mut refilled = false;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(100));
+        if api.seen_at("GET", &path).len() > reads_before {
+            refilled = true;
+            break;
+        }
+    }
+    assert!(refilled, "the coordinator refetched the invalidated key");
+    let refill = api.seen_at("GET", &path).pop().unwrap();
+    assert_eq!(refill.header(ORIGIN_KEY_HEADER), Some(ORIGIN_KEY));
+    assert_eq!(
+        refill.header("authorization"),
+        None,
+        "refills are anonymous"
+    );
+    // Registered again at a stamp at or after the write, then stored in L2.
+    let token = Worker::token_of(&a);
+    let deps = format!(
+        "/_edgecache/admin/tenants/{}/deps?url={}",
+        setup().tenant,
+        common::urlencode(&path)
+    );
+    let registered = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        let d = w().admin("GET", &deps, None).json();
+        d["coordinators"]["notes"]["registered_stamp"]
+            .as_u64()
+            .is_some_and(|s| s >= common::seq_of(&token))
+    });
+    assert!(registered, "the refill registered the key again");
+    std::thread::sleep(Duration::from_millis(500));
+    let r = w().get_with(&url(&path), &[("x-edgecache-min-seq", &token)]);
+    assert_eq!(r.json()["data"]["text"], "after");
+    assert_eq!(r.outcome(), "HIT-L2", "served from the refilled copy");
+}
+
+#[test]
+fn a_tenant_can_require_edgecache_write_keys_in_front_of_its_api() {
+    let s = setup();
+    let name: String = unique("strict")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(50)
+        .collect();
+    let a = w().admin(
+        "POST",
+        "/_edgecache/admin/tenants",
+        Some(
+            &json!({"name": name, "origin": {"kind": "http", "base_url": s.api.base_url,
+            "headers": [{"name": "x-origin-key", "value": ORIGIN_KEY}]},
+            "access": {"require_write_key": true}}),
+        ),
+    );
+    assert_eq!(a.status, 201, "{}", a.text());
+    let key = w().admin(
+        "POST",
+        &format!("/_edgecache/admin/tenants/{name}/keys"),
+        Some(&json!({"name": "app", "scope": "write"})),
+    );
+    let key = key.json()["key"].as_str().unwrap().to_string();
+    let id = unique("strict");
+    s.api.put_note(&id, "x");
+    let path = format!("/t/{name}/v1/notes/{id}");
+    let body = json!({"text": "y"}).to_string();
+    let writes_before = s.api.seen_at("PATCH", &format!("/v1/notes/{id}")).len();
+    // A user's own credential is not enough, and the key goes in x-edgecache-key (the
+    // Authorization header is the API's).
+    let a = w().anonymous(
+        "PATCH",
+        &path,
+        &[("authorization", &user("bob"))],
+        Some(body.as_bytes()),
+    );
+    assert_eq!((a.status, a.error_code().as_str()), (401, "missing_key"));
+    assert_eq!(
+        s.api.seen_at("PATCH", &format!("/v1/notes/{id}")).len(),
+        writes_before,
+        "a refused write never reaches the API"
+    );
+    let a = w().anonymous(
+        "PATCH",
+        &path,
+        &[("authorization", &user("bob")), ("x-edgecache-key", &key)],
+        Some(body.as_bytes()),
+    );
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(s.api.note(&id).unwrap()["by"], "bob");
+}
+
+#[test]
+fn the_origin_credential_is_never_shown() {
+    let s = setup();
+    let id = unique("shown");
+    s.api.put_note(&id, "x");
+    let mut texts = vec![
+        w().get_debug(&url(&format!("/v1/notes/{id}"))),
+        write(
+            "PATCH",
+            &format!("/v1/notes/{id}"),
+            Some(&user("c")),
+            json!({"text": "z"}),
+        ),
+        write(
+            "PATCH",
+            &format!("/v1/notes/{id}"),
+            None,
+            json!({"text": "z"}),
+        ),
+        w().admin(
+            "GET",
+            &format!("/_edgecache/admin/tenants/{}", s.tenant),
+            None,
+        ),
+        w().admin(
+            "GET",
+            &format!("/_edgecache/admin/tenants/{}/stats", s.tenant),
+            None,
+        ),
+    ]
+    .into_iter()
+    .map(|a| format!("{:?} {}", a.headers, a.text()))
+    .collect::<Vec<_>>();
+    texts.push(std::fs::read_to_string(&w().log).unwrap_or_default());
+    for text in texts {
+        assert!(!text.contains(ORIGIN_KEY), "credential leaked: {text}");
+    }
+}
