@@ -115,7 +115,7 @@ fn a_coordinator_that_dies_mid_write_invalidates_conservatively_when_it_wakes() 
     for p in [&path, &list] {
         w().warm(p);
     }
-    w().faults(json!({"crash_next_write": true}));
+    w().faults(json!({"next_write_fault": "crash_after_forward"}));
     // The coordinator forwards the write to D1, then dies before recording it. The client may
     // get an error or no answer at all (so it is sent from a thread nobody waits for); either
     // way the database has the new row.

@@ -13,7 +13,7 @@ use edgecache_core::config::Config;
 use edgecache_core::entry::{CachedEntry, SharedEntry};
 use edgecache_core::freshness::{Changes, TableView};
 use edgecache_core::outcome::Outcome;
-use edgecache_core::protocol::{EdgeCounters, L1Summary};
+use edgecache_core::protocol::{EdgeCounters, L1Summary, WriteFault};
 use edgecache_core::CoordinatorId;
 
 /// Faults the integration tests inject (only with `EDGECACHE_TEST_HOOKS=1`).
@@ -29,8 +29,8 @@ pub struct Faults {
     /// Writes through this isolate leave its views alone, as if another isolate had taken
     /// the write: tests of bounded staleness and read-your-writes need that.
     pub keep_views_on_write: bool,
-    /// The next write through this isolate crashes its coordinator after forwarding it.
-    pub crash_next_write: bool,
+    /// The next write through this isolate fails this way.
+    pub next_write_fault: Option<WriteFault>,
 }
 
 struct EdgeState {

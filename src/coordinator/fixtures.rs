@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use super::graph::Graph;
 use super::store::memory::MemoryStore;
-use super::write::{record, Recorded, StepContext};
+use super::write::{plan, record, Recorded, StepContext};
 use edgecache_core::fill;
 use edgecache_core::key::CacheKey;
 use edgecache_core::origin::read_target;
@@ -99,7 +99,8 @@ pub fn ctx(log_limit: u64) -> StepContext {
 /// Records a write the way the coordinator does once the origin accepted it.
 pub fn write(graph: &Graph<MemoryStore>, images: &WriteImages) -> Recorded {
     let intent = graph.begin_intent(&images.id).expect("intent");
-    record(graph, intent, images, ctx(1000)).expect("recorded")
+    let planned = plan(graph, images).expect("planned");
+    record(graph, intent, images, &planned, ctx(1000)).expect("recorded")
 }
 
 /// The key of a registration.

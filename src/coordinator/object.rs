@@ -47,6 +47,8 @@ pub struct TableCoordinator {
     writes_queue: WriteQueue,
     /// Writes recorded since the object started (stats).
     pub(super) writes: Cell<u64>,
+    /// Test hooks only: the next refill crashes the object after its origin read.
+    pub(super) crash_next_refill: Cell<bool>,
 }
 
 impl DurableObject for TableCoordinator {
@@ -62,6 +64,7 @@ impl DurableObject for TableCoordinator {
             recovered: Cell::new(false),
             writes_queue: WriteQueue::default(),
             writes: Cell::new(0),
+            crash_next_refill: Cell::new(false),
         }
     }
 

@@ -95,6 +95,9 @@ impl TableCoordinator {
         let read = AnyOrigin::open(&self.env, &origin)?
             .read(relation, &target, &key, &[])
             .await?;
+        if self.crash_next_refill.replace(false) {
+            panic!("test hook: coordinator crashed during a refill");
+        }
         if read.status != 200 || read.not_storable.is_some() {
             return Ok(()); // nothing storable; the next read passes it through
         }

@@ -16,7 +16,7 @@ use edgecache_core::planner::{
     plan_write, row_index_terms, row_unindexed_columns, InvalidationPlan, InvalidationReason,
     WriteImages,
 };
-use edgecache_core::protocol::{OriginConfig, WriteOp, WriteRequest, WriteResponse};
+use edgecache_core::protocol::{OriginConfig, WriteFault, WriteOp, WriteRequest, WriteResponse};
 use edgecache_core::schema::Relation;
 use edgecache_core::ApiError;
 
@@ -62,8 +62,18 @@ impl TableCoordinator {
         let relation = self.relation(&table).await?;
         // Intent, then forward: the only await between them and the record.
         let intent = self.graph()?.begin_intent(req.op.id().unwrap_or(""))?;
-        let result = self.forward(origin, &relation, &req.op).await;
-        self.crash_hook(&req)?;
+        self.fault_hook(&req, WriteFault::CrashBeforeForward)?;
+        let mut result = self.forward(origin, &relation, &req.op).await;
+        self.fault_hook(&req, WriteFault::CrashAfterForward)?;
+        if self.fault_hook(&req, WriteFault::AnswerLost)? {
+            result = Err(OriginError::Unavailable(
+                "test hook: the origin's answer was lost".into(),
+            ));
+        }
+        if self.fault_hook(&req, WriteFault::StallAfterForward)? {
+            let stall = 2 * self.config()?.origin_timeout_ms + 1_000;
+            worker::Delay::from(std::time::Duration::from_millis(stall)).await;
+        }
         let graph = self.graph()?;
         let forwarded = match settle(&graph, intent, result)? {
             Settled::Changed(forwarded) => forwarded,
@@ -80,8 +90,13 @@ impl TableCoordinator {
             now_ms: now_ms(),
             log_limit,
         };
-        // Plan and apply, then rehydrate and purge.
-        let recorded = record(&graph, intent, &images, ctx)?;
+        // Plan, then record and apply in one synchronous step; then rehydrate and purge.
+        let plan = plan(&graph, &images)?;
+        self.fault_hook(&req, WriteFault::CrashAfterPlan)?;
+        if self.fault_hook(&req, WriteFault::CrashDuringRehydrate)? {
+            self.crash_next_refill.set(true);
+        }
+        let recorded = record(&graph, intent, &images, &plan, ctx)?;
         self.writes.set(self.writes.get() + 1);
         self.schedule_rehydrate(&graph).await?;
         self.purge_later(recorded.purge);
@@ -105,13 +120,21 @@ impl TableCoordinator {
             .await
     }
 
-    /// Test hooks only: dies between forwarding a write and recording it (invariant 6's
-    /// failure). Aborting the instance makes the runtime start a fresh one, as after a crash.
-    fn crash_hook(&self, req: &WriteRequest) -> Result<(), ApiError> {
-        if req.crash_after_forward && self.config()?.test_hooks {
-            panic!("test hook: coordinator crashed between forwarding a write and recording it");
+    /// Test hooks only: whether `req` asks for `fault` here. A crash aborts the instance, so
+    /// the runtime starts a fresh one, as after a real crash; the other faults are the
+    /// caller's to apply.
+    fn fault_hook(&self, req: &WriteRequest, fault: WriteFault) -> Result<bool, ApiError> {
+        if req.fault != Some(fault) || !self.config()?.test_hooks {
+            return Ok(false);
         }
-        Ok(())
+        match fault {
+            WriteFault::CrashBeforeForward
+            | WriteFault::CrashAfterForward
+            | WriteFault::CrashAfterPlan => panic!("test hook: coordinator crashed ({fault:?})"),
+            WriteFault::CrashDuringRehydrate
+            | WriteFault::AnswerLost
+            | WriteFault::StallAfterForward => Ok(true),
+        }
     }
 
     /// Purge: frees this data centre's stale L2 copies after the response. Best effort and
@@ -166,19 +189,19 @@ pub fn settle<S: Store>(
     }
 }
 
-/// Plan and apply as one synchronous step (no await until the intent is gone): bumps the seq,
-/// logs the write for late registrations, invalidates what it made stale, drops the intent
-/// and keeps the logs bounded.
+/// Records a planned write as one synchronous step with its planning (no await until the
+/// intent is gone): bumps the seq, logs the write for late registrations, invalidates what it
+/// made stale, drops the intent and keeps the logs bounded.
 pub fn record<S: Store>(
     graph: &Graph<S>,
     intent: i64,
     images: &WriteImages,
+    plan: &InvalidationPlan,
     ctx: StepContext,
 ) -> Result<Recorded, StoreError> {
     let seq = graph.bump()?;
     graph.log_write(seq, images)?;
-    let plan = plan(graph, images)?;
-    let purge = apply(graph, seq, &plan, ctx)?;
+    let purge = apply(graph, seq, plan, ctx)?;
     graph.end_intent(intent)?;
     graph.prune(ctx.log_limit)?;
     Ok(Recorded {
@@ -304,7 +327,9 @@ mod tests {
         let user = user_reg("1", "Ann", BORN);
         g.register(&user).unwrap();
         let intent = g.begin_intent("1").unwrap();
-        let recorded = record(&g, intent, &rename("1", "Ann", "Bea"), ctx(1000)).unwrap();
+        let images = rename("1", "Ann", "Bea");
+        let planned = plan(&g, &images).unwrap();
+        let recorded = record(&g, intent, &images, &planned, ctx(1000)).unwrap();
         assert!(recorded.purge.is_empty(), "the refill purges");
         let due = g.due_rehydrates(0, 10).unwrap();
         assert_eq!(due.len(), 1);
@@ -317,7 +342,9 @@ mod tests {
         };
         g.register(&no_rehydrate).unwrap();
         let intent = g.begin_intent("1").unwrap();
-        let recorded = record(&g, intent, &rename("1", "Ann", "Bea"), ctx(1000)).unwrap();
+        let images = rename("1", "Ann", "Bea");
+        let planned = plan(&g, &images).unwrap();
+        let recorded = record(&g, intent, &images, &planned, ctx(1000)).unwrap();
         assert_eq!(recorded.purge, vec![key_of(&no_rehydrate)]);
         assert!(g.due_rehydrates(0, 10).unwrap().is_empty());
     }

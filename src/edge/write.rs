@@ -2,7 +2,10 @@
 //! forwards it to the origin, numbers it and invalidates what it made stale. Here: parse the
 //! write into a `WriteOp`, hand it to the coordinator, answer with the read-your-writes token.
 
-use worker::{Env, Method, Request, Response};
+use std::time::Duration;
+
+use futures_util::future::{select, Either};
+use worker::{Delay, Env, Method, Request, Response};
 
 use super::access::forwarded_headers;
 use crate::cache::isolate::{Edge, Faults};
@@ -129,21 +132,40 @@ async fn send(wc: &WriteContext<'_>, op: WriteOp) -> Result<WriteResponse, ApiEr
     let table = &wc.relation.name;
     let edge = Edge::new(wc.config.l1_max_bytes);
     let faults = edge.faults(wc.config);
-    if faults.crash_next_write {
+    if faults.next_write_fault.is_some() {
         edge.set_faults(Faults {
-            crash_next_write: false,
+            next_write_fault: None,
             ..faults.clone()
         });
     }
     let coordinator = CoordinatorId::new(&wc.origin.source(), table);
-    let written = Coordinator::of(wc.env, &coordinator)
-        .for_tenant(wc.tenant, wc.origin)
-        .write(&WriteRequest {
-            table: table.clone(),
-            op,
-            crash_after_forward: faults.crash_next_write,
-        })
-        .await?;
+    let write = WriteRequest {
+        table: table.clone(),
+        op,
+        fault: faults.next_write_fault,
+    };
+    let client = Coordinator::of(wc.env, &coordinator).for_tenant(wc.tenant, wc.origin);
+    let call = client.write(&write);
+    // The client waits for its turn in the coordinator and for the origin, each at most the
+    // origin timeout. Past that it is told the outcome is unknown; the coordinator still
+    // records the write when the origin answers, so nothing it applied goes uninvalidated.
+    let limit = 2 * wc.config.origin_timeout_ms;
+    let timer = Delay::from(Duration::from_millis(limit));
+    futures_util::pin_mut!(call);
+    let written = match select(call, timer).await {
+        Either::Left((written, _)) => written?,
+        Either::Right(_) => {
+            edge.expire_view(&coordinator);
+            return Err(ApiError::new(
+                504,
+                "write_outcome_unknown",
+                format!(
+                    "the write took over {limit} ms; it may or may not have been applied, and \
+                     a read with `cache-control: no-cache` shows which"
+                ),
+            ));
+        }
+    };
     // The next read of this table through this isolate asks the coordinator first.
     if !faults.keep_views_on_write {
         edge.expire_view(&coordinator);

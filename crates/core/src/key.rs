@@ -303,9 +303,10 @@ impl DataSource {
 /// `scheme://host[:port]/path` with the scheme and host lowercased, the scheme's default port and
 /// trailing slashes dropped.
 pub fn normalise_base_url(base_url: &str) -> String {
-    let url = base_url.trim();
+    let trailing = |c: char| c == '/' || c.is_whitespace();
+    let url = base_url.trim().trim_end_matches(trailing);
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.trim_end_matches('/').to_string();
+        return url.to_string();
     };
     let scheme = scheme.to_ascii_lowercase();
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
@@ -318,7 +319,7 @@ pub fn normalise_base_url(base_url: &str) -> String {
     if !default_port.is_empty() && authority.ends_with(default_port) {
         authority.truncate(authority.len() - default_port.len());
     }
-    format!("{scheme}://{authority}{}", path.trim_end_matches('/'))
+    format!("{scheme}://{authority}{path}")
 }
 
 /// The name of a table's coordinator Durable Object, `source:table`: the one place that

@@ -185,10 +185,29 @@ pub struct WriteRequest {
     pub table: String,
     /// The operation.
     pub op: WriteOp,
-    /// Test hooks only: the coordinator dies right after the origin accepted the write, before
-    /// recording it (invariant 6's failure). Ignored unless `EDGECACHE_TEST_HOOKS=1`.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub crash_after_forward: bool,
+    /// Test hooks only: a failure injected into this write (invariant 6's failures). Ignored
+    /// unless `EDGECACHE_TEST_HOOKS=1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<WriteFault>,
+}
+
+/// Where a write fails, for the chaos tests: the coordinator dies at a step, or the origin
+/// applies the write and its answer is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteFault {
+    /// The coordinator dies after recording the intent, before the origin sees the write.
+    CrashBeforeForward,
+    /// The coordinator dies after the origin applied the write, before planning it.
+    CrashAfterForward,
+    /// The coordinator dies after planning, before recording the plan.
+    CrashAfterPlan,
+    /// The coordinator dies during the next refill after this write (after its origin read).
+    CrashDuringRehydrate,
+    /// The origin applies the write, but its answer never arrives (a dropped connection).
+    AnswerLost,
+    /// The origin applies the write and answers only after the edge stopped waiting.
+    StallAfterForward,
 }
 
 /// A write's outcome: the origin's answer plus the table's new seq.
