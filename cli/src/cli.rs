@@ -264,6 +264,10 @@ pub enum RulesCommand {
         /// Do not re-fetch purged responses in the background
         #[arg(long)]
         no_rehydrate: bool,
+        /// Key answers by this request header (repeat or comma-separate): authorization or
+        /// cookie lets an HTTP origin's answers to credentialed reads be cached per user
+        #[arg(long, value_name = "HEADER", value_delimiter = ',', value_parser = parse_vary_by)]
+        vary_by: Vec<String>,
     },
     /// List the tenant's rules
     List,
@@ -343,6 +347,13 @@ fn parse_pattern(input: &str) -> Result<String, String> {
             "invalid pattern '{input}': a pattern is a path starting with /, e.g. '/v1/users*'"
         ))
     }
+}
+
+/// A `--vary-by` header: one the server keys by, any case.
+fn parse_vary_by(input: &str) -> Result<String, String> {
+    let name = input.trim().to_ascii_lowercase();
+    edgecache_core::rules::check_vary_by(std::slice::from_ref(&name))?;
+    Ok(name)
 }
 
 /// An HTTP origin is an absolute http(s) URL.
@@ -428,6 +439,10 @@ mod tests {
             "--max-staleness",
             "500ms",
             "--no-rehydrate",
+            "--vary-by",
+            "Authorization,accept-language",
+            "--vary-by",
+            "cookie",
         ])
         .unwrap();
         match cli.command {
@@ -437,12 +452,14 @@ mod tests {
                 no_store,
                 max_staleness,
                 no_rehydrate,
+                vary_by,
             }) => {
                 assert_eq!(pattern, "/v1/users*");
                 assert_eq!(ttl, Some(3_600));
                 assert!(!no_store);
                 assert_eq!(max_staleness, Some(500));
                 assert!(no_rehydrate);
+                assert_eq!(vary_by, ["authorization", "accept-language", "cookie"]);
             }
             other => panic!("{other:?}"),
         }
@@ -454,6 +471,7 @@ mod tests {
             &["rules", "set", "/v1/*", "--ttl", "1y"][..],
             &["rules", "set", "/v1/*", "--max-staleness", "fast"],
             &["rules", "set", "v1/*"],
+            &["rules", "set", "/v1/*", "--vary-by", "x-user"],
             &["invalidate", "--record", "users"],
             &["invalidate", "--table", "users:1"],
             &["invalidate", "--prefix", "v1"],
