@@ -135,8 +135,9 @@ fn a_coordinator_tracks_at_most_its_cap_of_keys() {
         assert_eq!(a.status, 200, "{}", a.text());
     }
     let first = orders(0);
-    // Registration happens after the response; give the last ones a moment to land.
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Registration happens after the response, and this isolate sees the evictions at its
+    // next view refresh: wait out the staleness bound (1 s).
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
     let keys = w.stat("coordinators.orders.keys");
     assert!(keys <= CAP, "{keys} keys tracked, cap {CAP}");
     assert!(keys > 0, "the most recent fills are tracked");

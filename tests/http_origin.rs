@@ -1,6 +1,12 @@
 //! A tenant whose origin is its own HTTP API: a small REST server in this test process on
 //! 127.0.0.1, reached by the real worker. Reads are cached and validated like D1 reads; writes
 //! are forwarded through the table's coordinator; the origin's Cache-Control is respected.
+//!
+//! Shared-cache safety (RFC 9111 §3.5, §4.1): `/v1/me` answers per user (`Authorization`)
+//! with `private`; `/v1/profile` per user with no directive (a rule keys it by the
+//! credential); `/v1/shared` per user with `public, s-maxage=2`; `/v1/greeting` by
+//! `Accept-Language` with `Vary`; `/v1/welcome` per user and language (`s-maxage`, `Vary`);
+//! `/v1/star` with `Vary: *`; `/v1/brief/<id>` with `max-age=1`.
 
 mod common;
 
@@ -13,12 +19,25 @@ use std::sync::{Arc, Mutex, OnceLock};
 use common::{unique, Worker};
 use serde_json::{json, Value};
 
+/// What the origin received of a request's credentials: target, `Authorization`, `Cookie`.
+type Received = (String, Option<String>, Option<String>);
+
 /// The origin: items in memory, a request log, and a switch that makes it fail.
 #[derive(Default)]
 struct Api {
     items: Mutex<BTreeMap<String, Value>>,
     log: Mutex<Vec<(String, String)>>,
+    /// `(target, authorization, cookie)` of every request, as the origin received it.
+    credentials: Mutex<Vec<Received>>,
     failing: AtomicBool,
+}
+
+/// The value of a request header (lower-case name).
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 impl Api {
@@ -31,16 +50,46 @@ impl Api {
             .count()
     }
 
+    /// The credentials the origin received with requests for `target`.
+    fn credentials_for(&self, target: &str) -> Vec<(Option<String>, Option<String>)> {
+        self.credentials
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, _, _)| t == target)
+            .map(|(_, a, c)| (a.clone(), c.clone()))
+            .collect()
+    }
+
     fn answer(
         &self,
         method: &str,
         target: &str,
         body: &str,
+        headers: &[(String, String)],
     ) -> (u16, Vec<(&'static str, &'static str)>, String) {
         self.log
             .lock()
             .unwrap()
             .push((method.to_string(), target.to_string()));
+        let auth = header(headers, "authorization");
+        self.credentials.lock().unwrap().push((
+            target.to_string(),
+            auth.map(String::from),
+            header(headers, "cookie").map(String::from),
+        ));
+        // Who the origin thinks is asking: the bearer token, else the cookie.
+        let user = auth
+            .or(header(headers, "cookie"))
+            .unwrap_or("anonymous")
+            .to_string();
+        let per_user = |cache_control: &'static str| {
+            let mut h = vec![("content-type", "application/json")];
+            if !cache_control.is_empty() {
+                h.push(("cache-control", cache_control));
+            }
+            (200, h, json!({"data": {"user": user}}).to_string())
+        };
         let json = vec![("content-type", "application/json")];
         if self.failing.load(Ordering::SeqCst) {
             return (503, json, r#"{"error":"down"}"#.into());
@@ -108,6 +157,48 @@ impl Api {
                 r#"{"data":"fresh"}"#.into(),
             ),
             ("GET", ["page"]) => (200, vec![("content-type", "text/html")], "<p>hi</p>".into()),
+            ("GET", ["me"]) => per_user("private, max-age=60"),
+            ("GET", ["profile"]) => per_user(""),
+            ("GET", ["shared"]) => per_user("public, s-maxage=2"),
+            ("GET", ["greeting"]) => {
+                let lang = header(headers, "accept-language").unwrap_or("");
+                let text = match lang.to_ascii_lowercase().as_str() {
+                    "fr" => "bonjour",
+                    "de" => "hallo",
+                    _ => "hello",
+                };
+                (
+                    200,
+                    vec![
+                        ("content-type", "application/json"),
+                        ("vary", "Accept-Language"),
+                    ],
+                    json!({"data": text}).to_string(),
+                )
+            }
+            ("GET", ["welcome"]) => (
+                200,
+                vec![
+                    ("content-type", "application/json"),
+                    ("cache-control", "s-maxage=60"),
+                    ("vary", "accept-language"),
+                ],
+                json!({"data": {"user": user, "lang": header(headers, "accept-language")}})
+                    .to_string(),
+            ),
+            ("GET", ["star"]) => (
+                200,
+                vec![("content-type", "application/json"), ("vary", "*")],
+                r#"{"data":"star"}"#.into(),
+            ),
+            ("GET", ["brief", id]) => (
+                200,
+                vec![
+                    ("content-type", "application/json"),
+                    ("cache-control", "max-age=1"),
+                ],
+                json!({"data": id}).to_string(),
+            ),
             _ => (404, json, "{}".into()),
         }
     }
@@ -125,20 +216,24 @@ fn serve(api: Arc<Api>, mut stream: TcpStream) {
         parts.next().unwrap_or("").to_string(),
     );
     let mut length = 0;
+    let mut received = Vec::new();
     loop {
         let mut h = String::new();
         if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
             break;
         }
         if let Some((k, v)) = h.split_once(':') {
-            if k.trim().eq_ignore_ascii_case("content-length") {
-                length = v.trim().parse().unwrap_or(0);
+            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_string());
+            if k == "content-length" {
+                length = v.parse().unwrap_or(0);
             }
+            received.push((k, v));
         }
     }
     let mut body = vec![0; length];
     let _ = reader.read_exact(&mut body);
-    let (status, headers, text) = api.answer(&method, &target, &String::from_utf8_lossy(&body));
+    let (status, headers, text) =
+        api.answer(&method, &target, &String::from_utf8_lossy(&body), &received);
     let mut out = format!(
         "HTTP/1.1 {status} X\r\nconnection: close\r\ncontent-length: {}\r\n",
         text.len()
@@ -348,4 +443,381 @@ fn a_failing_origin_serves_the_last_good_copy_as_stale() {
     assert_eq!((a.status, a.outcome()), (200, "STALE"), "{}", a.text());
     assert_eq!(a.json()["data"]["name"], "good");
     assert!(a.header("warning").is_some());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared-cache safety (RFC 9111 §3.5, §4.1).
+
+/// A bearer token no other test uses, so the log and headers can be searched for it.
+fn bearer(who: &str) -> String {
+    format!("Bearer tok-{}", unique(who))
+}
+
+/// A GET with headers; asserts no response header carries any of `secrets`.
+fn read_as(path: &str, headers: &[(&str, &str)]) -> common::Answer {
+    let a = Worker::shared().get_with(&url(path), headers);
+    let secrets = headers
+        .iter()
+        .filter(|(n, _)| ["authorization", "cookie"].contains(n))
+        .map(|(_, v)| v.trim_start_matches("Bearer "));
+    for secret in secrets {
+        for (name, value) in &a.headers {
+            assert!(
+                !value.contains(secret),
+                "{name}: {value} shows a credential"
+            );
+        }
+    }
+    a
+}
+
+/// Reads until an L1 hit (a fill lands off the response path); returns the hit.
+fn warm_as(path: &str, headers: &[(&str, &str)]) -> common::Answer {
+    for _ in 0..10 {
+        let a = read_as(path, headers);
+        assert_eq!(a.status, 200, "{path}: {}", a.text());
+        if a.outcome() == "HIT-L1" {
+            return a;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("{path} never became an L1 hit for {headers:?}");
+}
+
+fn user_of(a: &common::Answer) -> String {
+    a.json()["data"]["user"].as_str().unwrap_or("").to_string()
+}
+
+fn set_rule(rule: Value) {
+    let a = Worker::shared().admin(
+        "PUT",
+        &format!("/_edgecache/admin/tenants/{}/rules", setup().tenant),
+        Some(&rule),
+    );
+    assert_eq!(a.status, 200, "{}", a.text());
+}
+
+/// Reads `path` as each of `users` (a credential header, or none) from several threads in
+/// random-ish interleavings; every answer must be the asker's own.
+fn interleave(path: &str, users: &[Option<(&str, String)>]) {
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            s.spawn(move || {
+                for i in 0..12 {
+                    let who = &users[(i * 7 + t * 3) % users.len()];
+                    let headers: Vec<(&str, &str)> =
+                        who.iter().map(|(n, v)| (*n, v.as_str())).collect();
+                    let a = read_as(path, &headers);
+                    assert_eq!(a.status, 200, "{}", a.text());
+                    let expected = who.as_ref().map_or("anonymous", |(_, v)| v.as_str());
+                    assert_eq!(user_of(&a), expected, "{path} as {who:?}: {:?}", a.headers);
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn private_answers_are_forwarded_with_credentials_and_never_shared() {
+    let _s = serial();
+    let (a, b) = (bearer("a"), bearer("b"));
+    let cookie = format!("session={}", unique("c"));
+    let users = [
+        Some(("authorization", a.clone())),
+        Some(("authorization", b.clone())),
+        Some(("cookie", cookie.clone())),
+        None,
+    ];
+    let before = setup().api.hits("GET", "/v1/me");
+    for who in users.iter().chain(users.iter().rev()) {
+        let headers: Vec<(&str, &str)> = who.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let r = read_as("/v1/me", &headers);
+        assert_eq!((r.status, r.outcome()), (200, "BYPASS"), "{who:?}");
+        assert_eq!(r.header("x-edgecache-not-stored"), Some("origin_private"));
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+    }
+    interleave("/v1/me", &users);
+    assert_eq!(
+        setup().api.hits("GET", "/v1/me"),
+        before + 8 + 48,
+        "every read went to the origin"
+    );
+    let seen = setup().api.credentials_for("/v1/me");
+    assert!(
+        seen.contains(&(Some(a.clone()), None)),
+        "A's token reached the origin"
+    );
+    assert!(seen.contains(&(Some(b), None)));
+    assert!(
+        seen.contains(&(None, Some(cookie))),
+        "the cookie reached the origin"
+    );
+    assert!(seen.contains(&(None, None)));
+}
+
+#[test]
+fn a_vary_by_rule_caches_credentialed_answers_per_user() {
+    let _s = serial();
+    set_rule(json!({"pattern": "/v1/profile", "vary_by": ["authorization"]}));
+    let (a, b) = (bearer("a"), bearer("b"));
+    let as_a = [("authorization", a.as_str())];
+    let as_b = [("authorization", b.as_str())];
+    let hits = || setup().api.hits("GET", "/v1/profile");
+    let before = hits();
+
+    let first = read_as("/v1/profile", &as_a);
+    assert_eq!((first.outcome(), user_of(&first)), ("MISS", a.clone()));
+    let hit = warm_as("/v1/profile", &as_a);
+    assert_eq!(user_of(&hit), a);
+    let other = read_as("/v1/profile", &as_b);
+    assert_eq!(
+        (other.outcome(), user_of(&other)),
+        ("MISS", b.clone()),
+        "B is never served A's entry"
+    );
+    assert_eq!(user_of(&warm_as("/v1/profile", &as_b)), b);
+    let anonymous = read_as("/v1/profile", &[]);
+    assert_eq!(
+        (anonymous.outcome(), user_of(&anonymous).as_str()),
+        ("MISS", "anonymous"),
+        "no credential, no credentialed entry"
+    );
+    assert_eq!(user_of(&warm_as("/v1/profile", &[])), "anonymous");
+    let fills = hits() - before;
+
+    // Each one's own entry, whatever the interleaving; no more origin reads.
+    interleave(
+        "/v1/profile",
+        &[
+            Some(("authorization", a.clone())),
+            Some(("authorization", b.clone())),
+            None,
+        ],
+    );
+    assert_eq!(hits() - before, fills, "all hits");
+
+    // The key names the keyed hash, never the token.
+    let debug = read_as(
+        "/v1/profile",
+        &[("authorization", &a), ("x-edgecache-debug", "1")],
+    );
+    let key = debug.header("x-edgecache-key").unwrap_or("");
+    assert!(key.contains("/v1/profile#c"), "{key}");
+
+    // A cookie the rule does not name: forwarded, not stored.
+    let cookie = read_as("/v1/profile", &[("authorization", &a), ("cookie", "s=1")]);
+    assert_eq!(cookie.outcome(), "BYPASS");
+    assert_eq!(
+        cookie.header("x-edgecache-not-stored"),
+        Some("credentialed")
+    );
+}
+
+#[test]
+fn public_answers_to_credentialed_reads_are_still_keyed_by_the_credential() {
+    let _s = serial();
+    let (a, b) = (bearer("a"), bearer("b"));
+    let as_a = [("authorization", a.as_str())];
+    assert_eq!(read_as("/v1/shared", &as_a).outcome(), "MISS");
+    assert_eq!(user_of(&warm_as("/v1/shared", &as_a)), a);
+    let other = read_as("/v1/shared", &[("authorization", &b)]);
+    assert_eq!((other.outcome(), user_of(&other)), ("MISS", b));
+    let anonymous = read_as("/v1/shared", &[]);
+    assert_eq!(user_of(&anonymous), "anonymous");
+    assert_ne!(anonymous.outcome(), "HIT-L1");
+}
+
+#[test]
+fn vary_keys_entries_by_the_named_request_headers() {
+    let _s = serial();
+    let w = Worker::shared();
+    let greet = |lang: Option<&str>| {
+        let headers: Vec<(&str, &str)> = lang.map(|l| ("accept-language", l)).into_iter().collect();
+        read_as("/v1/greeting", &headers)
+    };
+    let text = |a: &common::Answer| a.json()["data"].as_str().unwrap_or("").to_string();
+    // Start from nothing cached under any variant.
+    let inv = w.admin(
+        "POST",
+        &format!("/_edgecache/admin/tenants/{}/invalidate", setup().tenant),
+        Some(&json!({"urls": ["/v1/greeting"]})),
+    );
+    assert_eq!(inv.status, 200, "{}", inv.text());
+
+    let fr = greet(Some("fr"));
+    assert_eq!((fr.outcome(), text(&fr).as_str()), ("MISS", "bonjour"));
+    let warm = warm_as("/v1/greeting", &[("accept-language", "fr")]);
+    assert_eq!(text(&warm), "bonjour");
+    let de = greet(Some("de"));
+    assert_eq!(
+        (de.outcome(), text(&de).as_str()),
+        ("MISS", "hallo"),
+        "fr's answer is never served for de"
+    );
+    assert_eq!(
+        text(&warm_as("/v1/greeting", &[("accept-language", "de")])),
+        "hallo"
+    );
+    let none = greet(None);
+    assert_eq!((none.outcome(), text(&none).as_str()), ("MISS", "hello"));
+    assert_eq!(text(&warm_as("/v1/greeting", &[])), "hello");
+    let spelt = greet(Some(" FR"));
+    assert_eq!(
+        (spelt.outcome(), text(&spelt).as_str()),
+        ("HIT-L1", "bonjour"),
+        "values are normalised"
+    );
+
+    // Concurrent readers of every language get their own.
+    let before = setup().api.hits("GET", "/v1/greeting");
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            s.spawn(move || {
+                for i in 0..12 {
+                    let (lang, want) = [
+                        (Some("fr"), "bonjour"),
+                        (Some("de"), "hallo"),
+                        (None, "hello"),
+                    ][(i + t) % 3];
+                    assert_eq!(text(&greet(lang)), want, "{lang:?}");
+                }
+            });
+        }
+    });
+    assert_eq!(setup().api.hits("GET", "/v1/greeting"), before, "all hits");
+
+    // Invalidating the URL reaches every variant.
+    let inv = w.admin(
+        "POST",
+        &format!("/_edgecache/admin/tenants/{}/invalidate", setup().tenant),
+        Some(&json!({"urls": ["/v1/greeting"]})),
+    );
+    assert_eq!(inv.status, 200, "{}", inv.text());
+    let token = format!("greeting={}", inv.json()["seqs"]["greeting"]);
+    for (lang, want) in [
+        (Some("fr"), "bonjour"),
+        (Some("de"), "hallo"),
+        (None, "hello"),
+    ] {
+        let mut headers = vec![("x-edgecache-min-seq", token.as_str())];
+        headers.extend(lang.map(|l| ("accept-language", l)));
+        let a = read_as("/v1/greeting", &headers);
+        assert_eq!((a.outcome(), text(&a).as_str()), ("MISS", want), "{lang:?}");
+    }
+}
+
+#[test]
+fn credentialed_answers_that_vary_are_keyed_by_both() {
+    let _s = serial();
+    let (a, b) = (bearer("a"), bearer("b"));
+    let ask = |who: &str, lang: &str| {
+        let r = read_as(
+            "/v1/welcome",
+            &[("authorization", who), ("accept-language", lang)],
+        );
+        let d = r.json()["data"].clone();
+        assert_eq!(
+            (d["user"].as_str(), d["lang"].as_str()),
+            (Some(who), Some(lang))
+        );
+        r
+    };
+    assert_eq!(ask(&a, "fr").outcome(), "MISS");
+    warm_as(
+        "/v1/welcome",
+        &[("authorization", &a), ("accept-language", "fr")],
+    );
+    assert_eq!(ask(&a, "fr").outcome(), "HIT-L1");
+    assert_eq!(ask(&a, "de").outcome(), "MISS", "A in another language");
+    assert_eq!(ask(&b, "fr").outcome(), "MISS", "B in A's language");
+    warm_as(
+        "/v1/welcome",
+        &[("authorization", &b), ("accept-language", "fr")],
+    );
+    for _ in 0..3 {
+        for (who, lang) in [(&a, "fr"), (&b, "fr"), (&a, "de")] {
+            ask(who, lang);
+        }
+    }
+}
+
+#[test]
+fn vary_star_private_and_no_store_are_never_stored() {
+    let _s = serial();
+    for (path, reason) in [
+        ("/v1/star", "vary_any"),
+        ("/v1/private", "origin_private"),
+        ("/v1/nostore", "origin_no_store"),
+    ] {
+        let before = setup().api.hits("GET", path);
+        for _ in 0..3 {
+            let a = read_as(path, &[]);
+            assert_eq!((a.status, a.outcome()), (200, "BYPASS"), "{path}");
+            assert_eq!(a.header("x-edgecache-not-stored"), Some(reason), "{path}");
+        }
+        assert_eq!(setup().api.hits("GET", path), before + 3, "{path}");
+    }
+}
+
+#[test]
+fn the_origin_max_age_caps_the_ttl_unless_a_rule_sets_one() {
+    let _s = serial();
+    let (capped, ruled) = (unique("cap"), unique("rule"));
+    set_rule(json!({"pattern": format!("/v1/brief/{ruled}"), "ttl_secs": 3600}));
+    let capped = format!("/v1/brief/{capped}");
+    let ruled = format!("/v1/brief/{ruled}");
+    warm_as(&capped, &[]);
+    warm_as(&ruled, &[]);
+    // Past the origin's max-age=1: the capped entry has expired; the rule's has not.
+    std::thread::sleep(std::time::Duration::from_millis(1_300));
+    assert_eq!(read_as(&capped, &[]).outcome(), "MISS");
+    assert_eq!(read_as(&ruled, &[]).outcome(), "HIT-L1");
+}
+
+#[test]
+fn head_is_answered_from_the_get_entry_without_a_body() {
+    let _s = serial();
+    let w = Worker::shared();
+    let id = unique("h");
+    put_item(&id, "headed");
+    let path = url(&format!("/v1/items/{id}"));
+    let head = w.request("HEAD", &path, &[], None);
+    assert_eq!((head.status, head.outcome()), (200, "MISS"));
+    assert!(head.body.is_empty());
+    let get = warm_as(&format!("/v1/items/{id}"), &[]);
+    let head = w.request("HEAD", &path, &[], None);
+    assert_eq!((head.status, head.outcome()), (200, "HIT-L1"));
+    assert!(head.body.is_empty(), "no body");
+    assert_eq!(
+        head.header("content-length"),
+        Some(get.body.len().to_string().as_str())
+    );
+    for h in ["etag", "content-type", "cache-control"] {
+        assert_eq!(head.header(h), get.header(h), "{h}");
+    }
+    assert_eq!(
+        setup().api.hits("GET", &format!("/v1/items/{id}")),
+        1,
+        "one origin read for the HEAD and the GETs"
+    );
+    let list = w.request("HEAD", &url("/v1/items?limit=2"), &[], None);
+    assert_eq!(list.status, 200);
+    assert!(list.body.is_empty());
+}
+
+#[test]
+fn credentials_never_reach_the_log() {
+    let _s = serial();
+    let token = bearer("log");
+    set_rule(json!({"pattern": "/v1/profile", "vary_by": ["authorization"]}));
+    for path in ["/v1/me", "/v1/profile", "/v1/shared"] {
+        read_as(
+            path,
+            &[("authorization", &token), ("x-edgecache-debug", "1")],
+        );
+    }
+    warm_as("/v1/profile", &[("authorization", &token)]);
+    let log = std::fs::read_to_string(&Worker::shared().log).unwrap_or_default();
+    assert!(!log.is_empty(), "the worker writes a log");
+    assert!(!log.contains(token.trim_start_matches("Bearer ")));
 }

@@ -274,6 +274,10 @@ pub enum RulesCommand {
         /// Do not re-fetch purged responses in the background
         #[arg(long)]
         no_rehydrate: bool,
+        /// Key answers by this request header (repeat or comma-separate): authorization or
+        /// cookie lets an HTTP origin's answers to credentialed reads be cached per user
+        #[arg(long, value_name = "HEADER", value_delimiter = ',', value_parser = parse_vary_by)]
+        vary_by: Vec<String>,
     },
     /// List the tenant's rules
     List,
@@ -353,6 +357,13 @@ fn parse_pattern(input: &str) -> Result<String, String> {
             "invalid pattern '{input}': a pattern is a path starting with /, e.g. '/v1/users*'"
         ))
     }
+}
+
+/// A `--vary-by` header: one the server keys by, any case.
+fn parse_vary_by(input: &str) -> Result<String, String> {
+    let name = input.trim().to_ascii_lowercase();
+    edgecache_core::rules::check_vary_by(std::slice::from_ref(&name))?;
+    Ok(name)
 }
 
 /// An HTTP origin is an absolute http(s) URL.
@@ -438,6 +449,10 @@ mod tests {
             "--max-staleness",
             "500ms",
             "--no-rehydrate",
+            "--vary-by",
+            "Authorization,accept-language",
+            "--vary-by",
+            "cookie",
         ])
         .unwrap();
         match cli.command {
@@ -447,12 +462,14 @@ mod tests {
                 no_store,
                 max_staleness,
                 no_rehydrate,
+                vary_by,
             }) => {
                 assert_eq!(pattern, "/v1/users*");
                 assert_eq!(ttl, Some(3_600));
                 assert!(!no_store);
                 assert_eq!(max_staleness, Some(500));
                 assert!(no_rehydrate);
+                assert_eq!(vary_by, ["authorization", "accept-language", "cookie"]);
             }
             other => panic!("{other:?}"),
         }
@@ -464,6 +481,7 @@ mod tests {
             &["rules", "set", "/v1/*", "--ttl", "1y"][..],
             &["rules", "set", "/v1/*", "--max-staleness", "fast"],
             &["rules", "set", "v1/*"],
+            &["rules", "set", "/v1/*", "--vary-by", "x-user"],
             &["invalidate", "--record", "users"],
             &["invalidate", "--table", "users:1"],
             &["invalidate", "--prefix", "v1"],

@@ -294,7 +294,11 @@ fn rules(ctx: &Context, command: RulesCommand) -> Result<(), CliError> {
             no_store,
             max_staleness,
             no_rehydrate,
+            mut vary_by,
         } => {
+            // A header named twice is the same key; the server refuses duplicates.
+            vary_by.sort();
+            vary_by.dedup();
             let rule = Rule {
                 pattern,
                 ttl_secs: ttl,
@@ -302,6 +306,7 @@ fn rules(ctx: &Context, command: RulesCommand) -> Result<(), CliError> {
                 max_staleness_ms: max_staleness,
                 // Absent means the server's default (rehydrate on); only the opt-out is sent.
                 rehydrate: no_rehydrate.then_some(false),
+                vary_by,
             };
             let raw = client.put_rule(tenant, &rule)?;
             let saved: RuleEnvelope = client.decode(raw.clone())?;

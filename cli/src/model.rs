@@ -101,6 +101,7 @@ mod tests {
             no_store: false,
             max_staleness_ms: None,
             rehydrate: None,
+            vary_by: Vec::new(),
         };
         assert_eq!(
             serde_json::to_value(&rule).unwrap(),

@@ -159,7 +159,14 @@ pub fn rules(rules: &[Rule]) -> String {
     if rules.is_empty() {
         return "no rules; the defaults apply to every route\n".to_string();
     }
-    let mut table = Table::new(&["PATTERN", "TTL", "STORE", "MAX STALENESS", "REHYDRATE"]);
+    let mut table = Table::new(&[
+        "PATTERN",
+        "TTL",
+        "STORE",
+        "MAX STALENESS",
+        "REHYDRATE",
+        "VARY BY",
+    ]);
     for rule in rules {
         table.row(vec![
             rule.pattern.clone(),
@@ -174,6 +181,11 @@ pub fn rules(rules: &[Rule]) -> String {
                 Some(true) => "yes".into(),
                 Some(false) => "no".into(),
                 None => DEFAULT.into(),
+            },
+            if rule.vary_by.is_empty() {
+                "-".into()
+            } else {
+                rule.vary_by.join(",")
             },
         ]);
     }
@@ -451,9 +463,9 @@ mod tests {
              writes:   write key required (x-edgecache-key), then the origin's own auth\n\
              forward:  authorization, cookie, x-tenant-id (on writes)\n\
              \n\
-             PATTERN     TTL      STORE  MAX STALENESS  REHYDRATE\n\
-             /v1/users*  1h       yes    500ms          yes\n\
-             /v1/admin*  default  no     default        default\n\
+             PATTERN     TTL      STORE  MAX STALENESS  REHYDRATE  VARY BY\n\
+             /v1/users*  1h       yes    500ms          yes        -\n\
+             /v1/admin*  default  no     default        default    -\n\
              \n\
              VIEW             TABLES\n\
              usersWithOrders  users, orders\n"

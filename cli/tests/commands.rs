@@ -271,7 +271,7 @@ fn tenant_show_renders_rules_and_views() {
     assert!(out.stdout.starts_with("name:     acme\norigin:   d1\n"));
     assert!(out
         .stdout
-        .contains("/v1/users*  1h   yes    500ms          yes\n"));
+        .contains("/v1/users*  1h   yes    500ms          yes        -\n"));
     assert!(out.stdout.contains("usersWithOrders  users, orders\n"));
 }
 
@@ -308,6 +308,8 @@ fn rules_set_sends_the_rule() {
             "--max-staleness",
             "500ms",
             "--no-rehydrate",
+            "--vary-by",
+            "Authorization",
         ],
     );
     assert_eq!(out.code, 0, "{out:?}");
@@ -317,13 +319,13 @@ fn rules_set_sends_the_rule() {
     assert_eq!(
         request.json(),
         json!({"pattern": "/v1/users*", "ttl_secs": 3600, "no_store": false,
-               "max_staleness_ms": 500, "rehydrate": false})
+               "max_staleness_ms": 500, "rehydrate": false, "vary_by": ["authorization"]})
     );
     assert_eq!(
         out.stdout,
         "saved rule for '/v1/users*' on tenant 'acme'\n\
-         PATTERN     TTL  STORE  MAX STALENESS  REHYDRATE\n\
-         /v1/users*  1h   yes    500ms          no\n"
+         PATTERN     TTL  STORE  MAX STALENESS  REHYDRATE  VARY BY\n\
+         /v1/users*  1h   yes    500ms          no         authorization\n"
     );
 
     // Bare integers are seconds; unset options are left to the server.
@@ -362,8 +364,8 @@ fn rules_list_and_rm() {
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(
         out.stdout,
-        "PATTERN  TTL      STORE  MAX STALENESS  REHYDRATE\n\
-         /v1/*    default  yes    default        default\n"
+        "PATTERN  TTL      STORE  MAX STALENESS  REHYDRATE  VARY BY\n\
+         /v1/*    default  yes    default        default    -\n"
     );
 
     let out = sandbox.run_against(&server, &["rules", "rm", "/v1/users* x&y"]);

@@ -266,10 +266,11 @@ fn within_config_bound(what: &str, request: impl Fn() -> Answer, done: impl Fn(&
 }
 
 /// A JSON request to the worker with extra headers.
+/// A JSON write with exactly these credentials (the harness adds none).
 fn send(method: &str, path: &str, headers: &[(&str, &str)], body: &Value) -> Answer {
     let mut all = vec![("content-type", "application/json")];
     all.extend_from_slice(headers);
-    w().request(method, path, &all, Some(body.to_string().as_bytes()))
+    w().anonymous(method, path, &all, Some(body.to_string().as_bytes()))
 }
 
 #[test]

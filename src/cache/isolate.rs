@@ -253,6 +253,12 @@ impl Weigh for SharedEntry {
             + self.body.len()
             + self.etag.len()
             + self.stamps.keys().map(|t| t.len() + 48).sum::<usize>()
+            + self
+                .vary
+                .iter()
+                .flatten()
+                .map(|n| n.len() + std::mem::size_of::<String>())
+                .sum::<usize>()
     }
 }
 

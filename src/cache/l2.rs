@@ -13,11 +13,16 @@ const KEY: &str = "x-edgecache-key";
 const STAMPS: &str = "x-edgecache-stamps";
 const FILLED: &str = "x-edgecache-filled-at";
 const EXPIRES: &str = "x-edgecache-expires-at";
+/// On a variance record: the request headers its variants are keyed by.
+const VARY: &str = "x-edgecache-vary";
 
 /// The Cache API's key for an entry: an absolute URL on a host nobody else uses, per tenant.
+/// A variant's tag goes after the tenant (`/acme~c0f…/v1/me`), never in a fragment, which the
+/// Cache API would drop; tenant names have no `~`, so no other key is spelt the same.
 pub fn url_for(key: &CacheKey) -> String {
+    let variant = key.variant().map(|v| format!("~{v}")).unwrap_or_default();
     format!(
-        "https://l2.edgecache.internal/{}{}",
+        "https://l2.edgecache.internal/{}{variant}{}",
         key.tenant(),
         key.path_and_query()
     )
@@ -38,6 +43,10 @@ pub async fn get(key: &CacheKey) -> Option<CachedEntry> {
     let filled_at_ms = h.get(FILLED).ok()??.parse().ok()?;
     let expires_at_ms = h.get(EXPIRES).ok()??.parse().ok()?;
     let etag = h.get("etag").ok()??;
+    let vary = h
+        .get(VARY)
+        .ok()?
+        .map(|v| v.split(',').map(str::to_string).collect());
     let body = resp.bytes().await.ok()?;
     Some(CachedEntry {
         key: stored_key,
@@ -46,6 +55,7 @@ pub async fn get(key: &CacheKey) -> Option<CachedEntry> {
         stamps,
         filled_at_ms,
         expires_at_ms,
+        vary,
     })
 }
 
@@ -66,6 +76,9 @@ pub async fn put(key: &CacheKey, entry: &CachedEntry) -> worker::Result<()> {
     headers.set(STAMPS, &entry.stamps_header())?;
     headers.set(FILLED, &entry.filled_at_ms.to_string())?;
     headers.set(EXPIRES, &entry.expires_at_ms.to_string())?;
+    if let Some(vary) = &entry.vary {
+        headers.set(VARY, &vary.join(","))?;
+    }
     let resp = Response::from_bytes(entry.body.clone())?.with_headers(headers);
     Cache::default().put(url_for(key).as_str(), resp).await
 }

@@ -19,6 +19,7 @@ use edgecache_core::origin::read_target;
 use edgecache_core::route;
 use edgecache_core::rules::RoutePolicy;
 use edgecache_core::schema::Relation;
+use edgecache_core::shared_cache::{storable, OriginHeaders};
 use edgecache_core::ApiError;
 
 /// Keys refilled per alarm run.
@@ -83,13 +84,16 @@ impl TableCoordinator {
         let Some(origin) = self.origin_of(key.tenant()) else {
             return Ok(());
         };
+        if key.variant().is_some() {
+            return Ok(()); // a variant needs its user's headers; the next read refills it
+        }
         let resource = route::resource(key.encoded_path())
             .ok_or_else(|| ApiError::route_not_found(key.encoded_path()))?;
         let target = read_target(&origin, relation, &resource, &key)?;
         l2::purge(&key).await;
         let stamp = self.graph()?.seq()?;
         let read = AnyOrigin::open(&self.env, &origin)?
-            .read(relation, &target, &key)
+            .read(relation, &target, &key, &[])
             .await?;
         if self.crash_next_refill.replace(false) {
             panic!("test hook: coordinator crashed during a refill");
@@ -97,10 +101,20 @@ impl TableCoordinator {
         if read.status != 200 || read.not_storable.is_some() {
             return Ok(()); // nothing storable; the next read passes it through
         }
+        let headers = OriginHeaders {
+            cache_control: read.cache_control.as_deref(),
+            vary: read.vary.as_deref(),
+        };
         let policy = RoutePolicy {
             ttl_secs,
             rehydrate: true,
             ..RoutePolicy::default()
+        };
+        // What a read may not store, a refill may not either; a varied answer is stored per
+        // variant, by reads.
+        let ttl_secs = match storable(headers, &[], &policy) {
+            Ok(allowed) if allowed.vary.is_empty() => allowed.ttl_secs,
+            _ => return Ok(()),
         };
         let reg = fill::registration(&key, relation, &target, &read.json, stamp, &policy);
         let graph = self.graph()?;

@@ -4,13 +4,19 @@
 //! A read runs in phases, each a function below and an entry in `server-timing`: resolve →
 //! validate views → look up → coalesce → fetch → store. Each phase says with an enum how it
 //! ended, so the next step is a `match`, not a flag.
+//!
+//! Shared-cache safety (RFC 9111 §3.5, §4.1), for HTTP origins: a read's credentials are
+//! forwarded and keyed (its key carries their keyed hash), what the origin's answer allows is
+//! decided by `shared_cache::storable`, and an answer with `Vary` is stored under a variant key
+//! with a variance record under the request's key naming the headers, read first on lookup.
 
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
 use serde_json::Value;
-use worker::{Context, Delay, Env, Request, Response};
+use worker::{Context, Delay, Env, Headers, Request, Response};
 
 use super::token::min_seqs;
 use crate::cache::isolate::{Edge, FillGuard};
@@ -18,6 +24,7 @@ use crate::cache::l2::{self, L2Tier};
 use crate::cache::lookup::{lookup, Lookup, Tier};
 use crate::coordinator::client::Coordinator;
 use crate::origin::{AnyOrigin, Origin};
+use crate::runtime::env::variant_keyer;
 use crate::runtime::platform::now_ms;
 use edgecache_core::cache_control::request_forbids_cached;
 use edgecache_core::config::Config;
@@ -26,11 +33,13 @@ use edgecache_core::fill::registration;
 use edgecache_core::key::CacheKey;
 use edgecache_core::origin::{read_target, OriginError, OriginRead, ReadTarget};
 use edgecache_core::outcome::{NotStored, Outcome};
-use edgecache_core::protocol::{OriginConfig, RegisterRequest};
+use edgecache_core::protocol::{OriginConfig, OriginHeader, RegisterRequest};
 use edgecache_core::route::Resource;
 use edgecache_core::rules::{self, RoutePolicy, RouteRule};
 use edgecache_core::schema::Relation;
+use edgecache_core::shared_cache::{storable, OriginHeaders};
 use edgecache_core::timing::{ReadPhase, ReadTiming};
+use edgecache_core::vary::{VariantKeyer, CREDENTIAL_HEADERS, FORWARDED_READ_HEADERS};
 use edgecache_core::{ApiError, CoordinatorId};
 
 /// How often a coalesced follower looks whether the leader's fill has landed.
@@ -58,19 +67,35 @@ pub struct ReadContext<'a> {
     pub origin: &'a OriginConfig,
     /// The resource addressed.
     pub resource: &'a Resource,
+    /// A `HEAD`: answered like the GET, from the same entry, without the body.
+    pub head: bool,
 }
 
-/// Serves a GET.
+/// Serves a GET, or a HEAD from the same entry.
 pub async fn serve(req: &Request, rc: ReadContext<'_>) -> Result<Response, ApiError> {
+    let head = rc.head;
+    let resp = serve_get(req, rc).await?;
+    if head {
+        without_body(resp).await
+    } else {
+        Ok(resp)
+    }
+}
+
+/// The GET's answer, phase by phase.
+async fn serve_get(req: &Request, rc: ReadContext<'_>) -> Result<Response, ApiError> {
     let mut timing = ReadTiming::start(now_ms());
     let read = resolve(req, &rc)?;
     timing.end(ReadPhase::Resolve, now_ms());
     if read.policy.no_store {
-        return bypass(&read).await;
+        return bypass(&read, NotStored::RouteNoStore).await;
+    }
+    if let Some(reason) = read.unstorable {
+        return bypass(&read, reason).await;
     }
     let views = validate_views(&read).await;
     timing.end(ReadPhase::Validate, now_ms());
-    let found = look_up(&read, views).await;
+    let Found { lookup: found, key } = look_up(&read, views).await;
     timing.end(ReadPhase::LookUp, now_ms());
     let fallback = match found {
         Lookup::Fresh(entry, outcome) => {
@@ -80,7 +105,7 @@ pub async fn serve(req: &Request, rc: ReadContext<'_>) -> Result<Response, ApiEr
         Lookup::Stale(entry) => Some(entry),
         Lookup::Miss => None,
     };
-    let coalesced = coalesce(&read, views).await;
+    let coalesced = coalesce(&read, views, &key).await;
     timing.end(ReadPhase::Coalesce, now_ms());
     let fill = match coalesced {
         Coalesced::Landed(entry) => {
@@ -95,11 +120,12 @@ pub async fn serve(req: &Request, rc: ReadContext<'_>) -> Result<Response, ApiEr
     let fetched = fetch(&read, fill, &mut timing).await;
     timing.end(ReadPhase::Fetch, now_ms());
     match fetched {
-        Fetched::Storable { entry, json, fill } => {
+        Fetched::Storable(fill) => {
             read.count(Outcome::Miss);
-            store(&read, views, &entry, &json, fill);
+            let resp = respond(&fill.entry, read.meta(Outcome::Miss, &timing));
+            store(&read, views, fill);
             timing.end(ReadPhase::Store, now_ms());
-            respond(&entry, read.meta(Outcome::Miss, &timing))
+            resp
         }
         Fetched::PassThrough(origin, outcome, reason) => {
             read.count(outcome);
@@ -113,9 +139,21 @@ pub async fn serve(req: &Request, rc: ReadContext<'_>) -> Result<Response, ApiEr
 struct Read<'r> {
     rc: &'r ReadContext<'r>,
     edge: Edge,
+    /// The request's key: its base key, followed by the keyed hash of its credentials when it
+    /// carries any (so no other user, and no request without them, shares it).
     key: CacheKey,
     target: ReadTarget,
     policy: RoutePolicy,
+    /// The client's headers an HTTP origin is sent (credentials, language).
+    forward: Vec<OriginHeader>,
+    /// The credential headers the read carries (HTTP origins; D1 ignores them).
+    credentials: Vec<&'static str>,
+    /// The request's headers, for the values an answer's `Vary` names.
+    headers: Headers,
+    /// What keys variant keys, looked up on first use.
+    keyer: OnceCell<Option<VariantKeyer>>,
+    /// Why no answer to this read may be stored, whatever the origin says.
+    unstorable: Option<NotStored>,
     /// Read-your-writes tokens: per table, the least seq the answer must reflect.
     tokens: BTreeMap<String, u64>,
     /// The coordinator of each of `relation.tables`, in that order.
@@ -155,14 +193,32 @@ enum Coalesced {
     Fetch(FillGuard),
 }
 
+/// What the look-up phase found, and the key it found it under: the request's own, or the
+/// variant of it that a variance record there names.
+struct Found {
+    lookup: Lookup,
+    key: CacheKey,
+}
+
+/// A 200 answer that may be stored, made into an entry; its fill stays open until stored.
+struct Fill {
+    /// The entry, under its key (a variant key when the answer varies).
+    entry: SharedEntry,
+    /// Its key.
+    key: CacheKey,
+    /// The body parsed, for its dependencies.
+    json: Value,
+    /// The entry's TTL, as `shared_cache` settled it.
+    ttl_secs: u64,
+    /// The variance record to store under the request's key when the answer varies.
+    variance: Option<SharedEntry>,
+    guard: FillGuard,
+}
+
 /// What the fetch phase got from the origin.
 enum Fetched {
-    /// A 200 answer that may be stored, made into an entry; its fill stays open until stored.
-    Storable {
-        entry: SharedEntry,
-        json: Value,
-        fill: FillGuard,
-    },
+    /// An answer that may be stored.
+    Storable(Fill),
     /// An answer served as the origin gave it, never stored.
     PassThrough(OriginRead, Outcome, NotStored),
     /// The origin failed.
@@ -184,6 +240,22 @@ impl Read<'_> {
             .count(self.rc.tenant, |c| c.count(&self.rc.relation.name, outcome));
     }
 
+    /// What keys variant keys (`None`: the deployment has no secret).
+    fn keyer(&self) -> Option<&VariantKeyer> {
+        self.keyer
+            .get_or_init(|| variant_keyer(self.rc.env))
+            .as_ref()
+    }
+
+    /// The key of the variant of `key` that this request's values of the headers `names`
+    /// select (`None` without a keyer).
+    fn variant_key(&self, key: &CacheKey, names: &[String]) -> Option<CacheKey> {
+        let tag = self
+            .keyer()?
+            .vary_tag(names, |n| self.headers.get(n).ok().flatten());
+        key.with_variant(&tag).ok()
+    }
+
     /// How a copy is answered with `outcome`.
     fn meta<'a>(&'a self, outcome: Outcome, timing: &'a ReadTiming) -> ResponseMeta<'a> {
         ResponseMeta {
@@ -196,12 +268,48 @@ impl Read<'_> {
 }
 
 /// Resolve phase: the cache key, what the origin is asked, the route's policy and what the
-/// client asked for.
+/// client asked for. An HTTP origin is sent the client's credentials and language, and a read
+/// with credentials gets a key of its own (their keyed hash), or stores nothing when the
+/// deployment has no secret to key it with.
 fn resolve<'r>(req: &Request, rc: &'r ReadContext<'r>) -> Result<Read<'r>, ApiError> {
-    let key = CacheKey::from_request(rc.tenant, rc.path, rc.query)?;
+    let mut key = CacheKey::from_request(rc.tenant, rc.path, rc.query)?;
     let target = read_target(rc.origin, rc.relation, rc.resource, &key)?;
     let tokens = min_seqs(req)?;
     let h = req.headers();
+    let (mut forward, mut credentials) = (Vec::new(), Vec::new());
+    if matches!(rc.origin, OriginConfig::Http { .. }) {
+        for name in FORWARDED_READ_HEADERS {
+            if let Some(value) = h.get(name)? {
+                forward.push(OriginHeader {
+                    name: name.to_string(),
+                    value,
+                });
+            }
+        }
+        credentials = CREDENTIAL_HEADERS
+            .into_iter()
+            .filter(|c| forward.iter().any(|f| f.name == *c))
+            .collect();
+    }
+    let keyer = OnceCell::new();
+    let mut unstorable = None;
+    if !credentials.is_empty() {
+        let tag = keyer
+            .get_or_init(|| variant_keyer(rc.env))
+            .as_ref()
+            .and_then(|k: &VariantKeyer| {
+                k.credentials_tag(|n| {
+                    forward
+                        .iter()
+                        .find(|f| f.name == n)
+                        .map(|f| f.value.clone())
+                })
+            });
+        match tag.map(|t| key.with_variant(&t)) {
+            Some(Ok(keyed)) => key = keyed,
+            _ => unstorable = Some(NotStored::NoKeySecret),
+        }
+    }
     let wants = if request_forbids_cached(
         h.get("cache-control")?.as_deref(),
         h.get("pragma")?.as_deref(),
@@ -223,19 +331,24 @@ fn resolve<'r>(req: &Request, rc: &'r ReadContext<'r>) -> Result<Read<'r>, ApiEr
             .collect(),
         if_none_match: h.get("if-none-match")?,
         debug: h.get("x-edgecache-debug")?.is_some(),
+        headers: h.clone(),
         rc,
         key,
         target,
         tokens,
         wants,
+        forward,
+        credentials,
+        keyer,
+        unstorable,
     })
 }
 
-/// A `no-store` route: straight to the origin, and never stored.
-async fn bypass(read: &Read<'_>) -> Result<Response, ApiError> {
+/// A read nothing may be stored for (a `no-store` route, say): straight to the origin.
+async fn bypass(read: &Read<'_>, reason: NotStored) -> Result<Response, ApiError> {
     let origin = fetch_origin(read).await?;
     read.count(Outcome::Bypass);
-    passthrough(origin, Outcome::Bypass, NotStored::RouteNoStore)
+    passthrough(origin, Outcome::Bypass, reason)
 }
 
 /// Validate phase: brings each table's view up to the route's staleness bound (invariant 4)
@@ -264,22 +377,53 @@ async fn validate_views(read: &Read<'_>) -> Views {
     views
 }
 
-/// Look-up phase: L1, then L2 (skipped when the client wants the origin's answer).
-async fn look_up(read: &Read<'_>, views: Views) -> Lookup {
+/// Look-up phase: L1, then L2 (skipped when the client wants the origin's answer). A fresh
+/// variance record under the request's key sends the look-up on to the variant its `Vary`
+/// headers select; a stale one is a miss (it names no variant worth serving).
+async fn look_up(read: &Read<'_>, views: Views) -> Found {
+    let own = |lookup| Found {
+        lookup,
+        key: read.key.clone(),
+    };
     if read.wants == Wants::Origin {
-        return Lookup::Miss;
+        return own(Lookup::Miss);
     }
-    let l1 = read.edge.l1();
-    let l2 = L2Tier { key: &read.key };
-    lookup(&l1, &l2, read.key.as_str(), |e| read.is_fresh(views, e)).await
+    let found = look_in(read, views, &read.key).await;
+    let vary = match &found {
+        Lookup::Fresh(e, _) | Lookup::Stale(e) => e.vary.clone(),
+        Lookup::Miss => None,
+    };
+    let Some(names) = vary else {
+        return own(found);
+    };
+    match read.variant_key(&read.key, &names) {
+        Some(key) if matches!(found, Lookup::Fresh(..)) => {
+            // Only the request's own key holds variance records; one anywhere else is a miss.
+            let lookup = match look_in(read, views, &key).await {
+                Lookup::Fresh(e, _) | Lookup::Stale(e) if e.vary.is_some() => Lookup::Miss,
+                found => found,
+            };
+            Found { lookup, key }
+        }
+        _ => own(Lookup::Miss),
+    }
+}
+
+/// L1 then L2 for one key.
+async fn look_in(read: &Read<'_>, views: Views, key: &CacheKey) -> Lookup {
+    let l2 = L2Tier { key };
+    lookup(&read.edge.l1(), &l2, key.as_str(), |e| {
+        read.is_fresh(views, e)
+    })
+    .await
 }
 
 /// Coalesce phase: one origin fetch per key per isolate. A follower waits for the leader's
 /// fill with a timer of its own (a request may not await a future another request completes),
 /// then takes the fill over if none landed. Leaders look in L1 again too: another request's
 /// fill may have landed while they looked in L2.
-async fn coalesce(read: &Read<'_>, views: Views) -> Coalesced {
-    let (edge, key) = (read.edge, read.key.as_str());
+async fn coalesce(read: &Read<'_>, views: Views, found: &CacheKey) -> Coalesced {
+    let (edge, key) = (read.edge, found.as_str());
     if read.wants == Wants::Origin {
         return Coalesced::Fetch(edge.take_fill(key, now_ms()));
     }
@@ -291,11 +435,28 @@ async fn coalesce(read: &Read<'_>, views: Views) -> Coalesced {
             Delay::from(Duration::from_millis(FOLLOWER_POLL_MS)).await;
         }
     }
-    let landed = edge.l1().get(key).await;
-    if let Some(entry) = landed.filter(|e| read.is_fresh(views, e)) {
+    if let Some(entry) = landed(read, views, found).await {
         return Coalesced::Landed(entry);
     }
     Coalesced::Fetch(leader.unwrap_or_else(|| edge.take_fill(key, now_ms())))
+}
+
+/// A fresh copy in L1 that this request may be served: the entry under `key`, or, when that
+/// is a variance record (another request's fill of a varied answer), the variant this
+/// request selects. A variance record itself is never served.
+async fn landed(read: &Read<'_>, views: Views, key: &CacheKey) -> Option<SharedEntry> {
+    let l1 = read.edge.l1();
+    let entry = l1
+        .get(key.as_str())
+        .await
+        .filter(|e| read.is_fresh(views, e))?;
+    let Some(names) = &entry.vary else {
+        return Some(entry);
+    };
+    let variant = read.variant_key(key, names)?;
+    l1.get(variant.as_str())
+        .await
+        .filter(|e| e.vary.is_none() && read.is_fresh(views, e))
 }
 
 /// Fetch phase: the origin read, stamped from the views before it starts (invariant 2). Only a
@@ -322,28 +483,60 @@ async fn fetch(read: &Read<'_>, fill: FillGuard, timing: &mut ReadTiming) -> Fet
     if let Some(reason) = origin.not_storable {
         return Fetched::PassThrough(origin, Outcome::Bypass, reason);
     }
+    let headers = OriginHeaders {
+        cache_control: origin.cache_control.as_deref(),
+        vary: origin.vary.as_deref(),
+    };
+    let allowed = match storable(headers, &read.credentials, &read.policy) {
+        Ok(allowed) => allowed,
+        Err(reason) => return Fetched::PassThrough(origin, Outcome::Bypass, reason),
+    };
+    let key = match allowed.vary.as_slice() {
+        [] => read.key.clone(),
+        names => match read.variant_key(&read.key, names) {
+            Some(variant) => variant,
+            None => return Fetched::PassThrough(origin, Outcome::Bypass, NotStored::NoKeySecret),
+        },
+    };
     let entry = SharedEntry::new(CachedEntry::new(
-        read.key.as_str().to_string(),
+        key.as_str().to_string(),
         origin.body,
         stamps,
         now_ms(),
-        read.policy.ttl_secs,
+        allowed.ttl_secs,
     ));
-    Fetched::Storable {
+    let variance = (!allowed.vary.is_empty()).then(|| {
+        SharedEntry::new(CachedEntry::variance(
+            &entry,
+            read.key.as_str().to_string(),
+            allowed.vary,
+        ))
+    });
+    Fetched::Storable(Fill {
         entry,
+        key,
         json: origin.json,
-        fill,
-    }
+        ttl_secs: allowed.ttl_secs,
+        variance,
+        guard: fill,
+    })
 }
 
 /// Store phase: with validated views, registers the entry with every coordinator it depends on
-/// off the response path (invariant 3), then stores it in L1 and L2. The fill ends only after
-/// that, so a follower that stops waiting finds the copy in L1.
-fn store(read: &Read<'_>, views: Views, entry: &SharedEntry, json: &Value, fill: FillGuard) {
+/// off the response path (invariant 3), then stores it in L1 and L2, and then its variance
+/// record, if any, under the request's key (so a reader that finds the record finds the
+/// variant). The fill ends only after that, so a follower that stops waiting finds the copy in
+/// L1. Variant entries are never rehydrated: a refill would not carry the user's headers.
+fn store(read: &Read<'_>, views: Views, fill: Fill) {
     if views == Views::Unvalidated {
         return;
     }
     let rc = read.rc;
+    let policy = RoutePolicy {
+        ttl_secs: fill.ttl_secs,
+        rehydrate: read.policy.rehydrate && fill.key.variant().is_none(),
+        ..read.policy.clone()
+    };
     let regs: Vec<(CoordinatorId, RegisterRequest)> = rc
         .relation
         .tables
@@ -351,23 +544,27 @@ fn store(read: &Read<'_>, views: Views, entry: &SharedEntry, json: &Value, fill:
         .zip(&read.coordinators)
         .map(|(t, id)| {
             let reg = registration(
-                &read.key,
+                &fill.key,
                 rc.relation,
                 &read.target,
-                json,
-                entry.stamps[t],
-                &read.policy,
+                &fill.json,
+                fill.entry.stamps[t],
+                &policy,
             );
             (id.clone(), RegisterRequest { entries: vec![reg] })
         })
         .collect();
     let (env, tenant, origin) = (rc.env.clone(), rc.tenant.to_string(), rc.origin.clone());
-    let (edge, key, stored) = (read.edge, read.key.clone(), entry.clone());
+    let (edge, primary) = (read.edge, read.key.clone());
     rc.ctx.wait_until(async move {
         match register_all(&env, &tenant, &origin, &regs).await {
             Ok(()) => {
-                edge.l1().put(&stored).await;
-                let _ = l2::put(&key, &stored).await;
+                edge.l1().put(&fill.entry).await;
+                let _ = l2::put(&fill.key, &fill.entry).await;
+                if let Some(record) = &fill.variance {
+                    edge.l1().put(record).await;
+                    let _ = l2::put(&primary, record).await;
+                }
             }
             Err(NotStored::Overtaken) => {
                 // A write this isolate had not heard of beat the fill: its views are
@@ -379,7 +576,7 @@ fn store(read: &Read<'_>, views: Views, entry: &SharedEntry, json: &Value, fill:
             }
             Err(_) => {}
         }
-        drop(fill);
+        drop(fill.guard);
     });
 }
 
@@ -438,7 +635,7 @@ async fn fetch_origin(read: &Read<'_>) -> Result<OriginRead, OriginError> {
             return Err(OriginError::Unavailable("injected by a test".into()));
         }
         AnyOrigin::open(rc.env, rc.origin)?
-            .read(rc.relation, &read.target, &read.key)
+            .read(rc.relation, &read.target, &read.key, &read.forward)
             .await
     };
     let timer = Delay::from(Duration::from_millis(timeout));
@@ -462,6 +659,16 @@ fn passthrough(
     h.set("x-edgecache-not-stored", reason.as_str())?;
     h.set("cache-control", "no-store")?;
     Ok(resp)
+}
+
+/// The answer to a HEAD: the GET's status and headers, `content-length` the GET body's, no body.
+async fn without_body(mut resp: Response) -> Result<Response, ApiError> {
+    let len = resp.bytes().await?.len();
+    let headers = resp.headers().clone();
+    headers.set("content-length", &len.to_string())?;
+    Ok(Response::empty()?
+        .with_status(resp.status_code())
+        .with_headers(headers))
 }
 
 /// A stale copy may stand in for the origin only if it already reflects the client's writes.

@@ -35,11 +35,11 @@ pub async fn serve(
     };
     let method = method_of(&req, allowed)?;
     let need = match method {
-        Method::Get => Need::Read,
+        Method::Get | Method::Head => Need::Read,
         _ => Need::Write,
     };
     access::check(&req, env, ctx, config, &record, need)?;
-    if method == Method::Get {
+    if method == Method::Get || method == Method::Head {
         let rc = ReadContext {
             env,
             ctx,
@@ -51,6 +51,7 @@ pub async fn serve(
             relation,
             origin: &record.tenant.origin,
             resource: &resource,
+            head: method == Method::Head,
         };
         return read::serve(&req, rc).await;
     }

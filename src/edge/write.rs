@@ -26,9 +26,9 @@ use edgecache_core::write_body::{
 use edgecache_core::{ApiError, CoordinatorId};
 
 /// The methods a list accepts.
-pub const LIST_METHODS: &str = "GET, POST";
+pub const LIST_METHODS: &str = "GET, HEAD, POST";
 /// The methods a record accepts.
-pub const RECORD_METHODS: &str = "GET, PUT, PATCH, DELETE";
+pub const RECORD_METHODS: &str = "GET, HEAD, PUT, PATCH, DELETE";
 
 /// One write of one tenant's relation.
 pub struct WriteContext<'a> {

@@ -12,7 +12,7 @@ use worker::D1Database;
 use edgecache_core::id_text;
 use edgecache_core::key::CacheKey;
 use edgecache_core::origin::{OriginError, OriginRead, OriginWrite, ReadTarget};
-use edgecache_core::protocol::WriteOp;
+use edgecache_core::protocol::{OriginHeader, WriteOp};
 
 use super::Origin;
 use edgecache_core::query::{list_sql, quote_ident, SqlValue};
@@ -407,6 +407,7 @@ impl Origin for D1Origin {
         relation: &Relation,
         target: &ReadTarget,
         _key: &CacheKey,
+        _forward: &[OriginHeader],
     ) -> Result<OriginRead, OriginError> {
         let json = self.read_json(relation, target).await?;
         let body =
@@ -417,6 +418,8 @@ impl Origin for D1Origin {
             json,
             content_type: "application/json".into(),
             not_storable: None,
+            cache_control: None,
+            vary: None,
         })
     }
 

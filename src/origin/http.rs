@@ -1,9 +1,11 @@
 //! The HTTP origin: the tenant's own REST API. Reads and writes are forwarded to
-//! `<base_url><path>?<canonical query>`; what the API answers is what clients get.
+//! `<base_url><path>?<canonical query>`; what the API answers is what clients get. Reads carry
+//! the client's credentials and language (`vary::FORWARDED_READ_HEADERS`); whether the answer
+//! may be stored is the read path's decision (`shared_cache`), from the `Cache-Control` and
+//! `Vary` returned here.
 
 use worker::{Fetch, Headers, Method, Request, RequestInit};
 
-use edgecache_core::cache_control::response_forbids_storing;
 use edgecache_core::id_text;
 use edgecache_core::key::CacheKey;
 use edgecache_core::origin::{OriginError, OriginRead, OriginWrite, ReadTarget};
@@ -25,16 +27,13 @@ pub struct HttpAnswer {
     pub content_type: Option<String>,
     /// `cache-control`, if any.
     pub cache_control: Option<String>,
+    /// `vary`, if any.
+    pub vary: Option<String>,
     /// The body.
     pub body: Vec<u8>,
 }
 
 impl HttpAnswer {
-    /// Whether the origin forbids shared caching (`no-store` or `private`).
-    pub fn forbids_caching(&self) -> bool {
-        response_forbids_storing(self.cache_control.as_deref())
-    }
-
     /// Whether the body is JSON (the only kind EdgeCache caches).
     pub fn is_json(&self) -> bool {
         self.content_type.as_deref().is_some_and(|c| {
@@ -63,7 +62,7 @@ impl HttpOrigin {
         }
     }
 
-    /// Sends a request with the tenant's credentials and the client headers `forward`;
+    /// Sends a request with the client headers `forward` and the tenant's credentials;
     /// network failures and 5xx answers are `Unavailable` (stale-if-error applies), anything
     /// else is returned as the origin's answer.
     pub async fn send(
@@ -97,6 +96,7 @@ impl HttpOrigin {
         let h = resp.headers();
         let content_type = h.get("content-type").ok().flatten();
         let cache_control = h.get("cache-control").ok().flatten();
+        let vary = h.get("vary").ok().flatten();
         let body = resp.bytes().await.map_err(unavailable)?;
         if status >= 500 {
             return Err(OriginError::Unavailable(format!(
@@ -112,6 +112,7 @@ impl HttpOrigin {
             status,
             content_type,
             cache_control,
+            vary,
             body,
         })
     }
@@ -123,18 +124,13 @@ impl Origin for HttpOrigin {
         _relation: &Relation,
         _target: &ReadTarget,
         key: &CacheKey,
+        forward: &[OriginHeader],
     ) -> Result<OriginRead, OriginError> {
         let answer = self
-            .send(Method::Get, key.path_and_query(), None, &[])
+            .send(Method::Get, key.path_and_query(), None, forward)
             .await?;
         let json = serde_json::from_slice(&answer.body).unwrap_or(serde_json::Value::Null);
-        let not_storable = if answer.forbids_caching() {
-            Some(NotStored::OriginNoStore)
-        } else if !answer.is_json() {
-            Some(NotStored::NotJson)
-        } else {
-            None
-        };
+        let not_storable = (!answer.is_json()).then_some(NotStored::NotJson);
         Ok(OriginRead {
             status: answer.status,
             content_type: answer
@@ -143,6 +139,8 @@ impl Origin for HttpOrigin {
             body: answer.body,
             json,
             not_storable,
+            cache_control: answer.cache_control,
+            vary: answer.vary,
         })
     }
 
@@ -215,6 +213,7 @@ mod tests {
             status: 200,
             content_type: ct.map(String::from),
             cache_control: None,
+            vary: None,
             body: vec![],
         };
         assert!(a(Some("application/json; charset=utf-8")).is_json());

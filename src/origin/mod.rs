@@ -8,7 +8,7 @@ pub mod http;
 
 use edgecache_core::key::CacheKey;
 use edgecache_core::origin::{OriginError, OriginRead, OriginWrite, ReadTarget};
-use edgecache_core::protocol::{OriginConfig, WriteOp};
+use edgecache_core::protocol::{OriginConfig, OriginHeader, WriteOp};
 use edgecache_core::schema::Relation;
 use worker::Env;
 
@@ -18,12 +18,14 @@ use self::http::HttpOrigin;
 /// What the edge and the coordinator ask of an origin.
 #[allow(async_fn_in_trait)] // single-threaded runtime: no Send bound wanted
 pub trait Origin {
-    /// Reads what `key` names (`target` is its parsed form).
+    /// Reads what `key` names (`target` is its parsed form), sending the client's headers in
+    /// `forward` along (an HTTP origin does; D1 ignores them: its answers never vary).
     async fn read(
         &self,
         relation: &Relation,
         target: &ReadTarget,
         key: &CacheKey,
+        forward: &[OriginHeader],
     ) -> Result<OriginRead, OriginError>;
 
     /// Carries out a write, with the record's images where the origin can tell them.
@@ -59,10 +61,11 @@ impl Origin for AnyOrigin {
         relation: &Relation,
         target: &ReadTarget,
         key: &CacheKey,
+        forward: &[OriginHeader],
     ) -> Result<OriginRead, OriginError> {
         match self {
-            AnyOrigin::D1(o) => o.read(relation, target, key).await,
-            AnyOrigin::Http(o) => o.read(relation, target, key).await,
+            AnyOrigin::D1(o) => o.read(relation, target, key, forward).await,
+            AnyOrigin::Http(o) => o.read(relation, target, key, forward).await,
         }
     }
 

@@ -4,6 +4,7 @@
 use std::cell::OnceCell;
 
 use edgecache_core::config::{Config, VarSource};
+use edgecache_core::vary::VariantKeyer;
 use edgecache_core::ApiError;
 use worker::Env;
 
@@ -23,6 +24,15 @@ pub fn secret(env: &Env, name: &str) -> Option<String> {
         .or_else(|_| env.var(name).map(|v| v.to_string()))
         .ok()
         .filter(|s| !s.is_empty())
+}
+
+/// What keys variant keys (hashes of credentials and `Vary`-named headers): the secret
+/// `EDGECACHE_KEY_SECRET`, else a key derived from the operator token; `None` without either
+/// (varied and credentialed answers are then never stored).
+pub fn variant_keyer(env: &Env) -> Option<VariantKeyer> {
+    secret(env, "EDGECACHE_KEY_SECRET")
+        .or_else(|| secret(env, "EDGECACHE_OPERATOR_TOKEN"))
+        .map(|s| VariantKeyer::new(s.as_bytes()))
 }
 
 /// Reads and validates the configuration.

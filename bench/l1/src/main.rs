@@ -181,6 +181,7 @@ fn build_entry(key: &str, id: u64) -> SharedEntry {
         stamps,
         filled_at_ms: 0,
         expires_at_ms: 60_000,
+        vary: None,
     })
 }
 

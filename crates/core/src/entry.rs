@@ -20,6 +20,10 @@ pub struct CachedEntry {
     pub filled_at_ms: u64,
     /// When the route's TTL runs out.
     pub expires_at_ms: u64,
+    /// `Some` for a variance record: the request headers the origin's `Vary` named, stored
+    /// under the base key so a lookup knows which variant key to read. It has no body and is
+    /// never served.
+    pub vary: Option<Vec<String>>,
 }
 
 impl CachedEntry {
@@ -39,6 +43,21 @@ impl CachedEntry {
             stamps,
             filled_at_ms: now_ms,
             expires_at_ms: now_ms.saturating_add(ttl_secs.saturating_mul(1000)),
+            vary: None,
+        }
+    }
+
+    /// A variance record for `key`: its variants are keyed by the request headers `vary`
+    /// names. It lives as long as the variant it was stored with.
+    pub fn variance(variant: &CachedEntry, key: String, vary: Vec<String>) -> Self {
+        CachedEntry {
+            key,
+            body: Vec::new(),
+            etag: etag_of(&[]),
+            stamps: variant.stamps.clone(),
+            filled_at_ms: variant.filled_at_ms,
+            expires_at_ms: variant.expires_at_ms,
+            vary: Some(vary),
         }
     }
 

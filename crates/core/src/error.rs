@@ -149,7 +149,9 @@ fn key(e: &KeyError, message: String) -> ApiError {
     let (status, code) = match e {
         KeyError::TooLong { .. } => (414, "uri_too_long"),
         KeyError::BadTenant(_) => (404, "unknown_tenant"),
-        KeyError::BadEncoding(_) | KeyError::BadPath(_) => (400, "bad_request"),
+        KeyError::BadEncoding(_) | KeyError::BadPath(_) | KeyError::BadVariant(_) => {
+            (400, "bad_request")
+        }
     };
     ApiError::new(status, code, message)
 }

@@ -13,6 +13,8 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::key::base_of;
+
 /// The key under which a table-wide invalidation travels: every entry of the table filled
 /// before its seq is stale.
 pub const ALL_KEYS: &str = "*";
@@ -92,13 +94,17 @@ impl TableView {
         self.forget_oldest();
     }
 
-    /// Whether an entry with this fill stamp may be served for `key`.
+    /// Whether an entry with this fill stamp may be served for `key`. A variant key is also
+    /// stale once its base key is invalidated, so invalidating a URL reaches every variant of
+    /// it (per user, per language) without naming them.
     pub fn admits(&self, key: &str, stamp: u64) -> bool {
+        let untouched = |k: &str| self.invalidated.get(k).is_none_or(|&s| s <= stamp);
         self.is_known()
             && stamp >= self.floor
             && stamp >= self.reset_seq
             && stamp <= self.seq
-            && self.invalidated.get(key).is_none_or(|&s| s <= stamp)
+            && untouched(key)
+            && untouched(base_of(key))
     }
 
     /// Keeps memory bounded: forgets the oldest invalidations and raises the floor past them.
@@ -141,6 +147,23 @@ mod tests {
         assert!(!v.admits("a", 5), "a was invalidated at 6 > 5");
         assert!(v.admits("a", 6), "a refilled at 6 is fresh");
         assert!(v.admits("b", 5));
+    }
+
+    #[test]
+    fn invalidating_a_base_key_rejects_its_variants_only() {
+        let mut v = TableView::default();
+        v.apply(&changes(5, 0, &[]), 1);
+        v.apply(&changes(7, 0, &[("t:/v1/me", 6)]), 2);
+        assert!(!v.admits("t:/v1/me#c01", 5));
+        assert!(!v.admits("t:/v1/me#c01v02", 5));
+        assert!(v.admits("t:/v1/me#c01", 6), "refilled after it");
+        assert!(v.admits("t:/v1/me2#c01", 5), "another base key");
+        v.apply(&changes(9, 0, &[("t:/v1/x#c01", 8)]), 3);
+        assert!(!v.admits("t:/v1/x#c01", 7));
+        assert!(
+            v.admits("t:/v1/x", 7),
+            "a variant's invalidation leaves its base"
+        );
     }
 
     #[test]
@@ -238,12 +261,15 @@ mod tests {
                         let keys = history.iter().filter(|(_, s)| *s > from).cloned().collect();
                         view.apply(&Changes { seq, floor, keys }, now);
                     }
+                    // Odd numbers fill a variant of the base key of the number below.
+                    Op::Fill(k) if k % 2 == 1 => entries.push((format!("k{}#v{k}", k - 1), view.seq.min(seq))),
                     Op::Fill(k) => entries.push((format!("k{k}"), view.seq.min(seq))),
                 }
                 let seen = view.seq;
                 for (key, stamp) in &entries {
                     // Stale as of what the edge has seen: invalidated in (stamp, seen].
-                    let stale = history.iter().any(|(k, s)| (k == key || k == ALL_KEYS) && *s > *stamp && *s <= seen);
+                    let named = |k: &str| k == key || k == ALL_KEYS || k == base_of(key);
+                    let stale = history.iter().any(|(k, s)| named(k) && *s > *stamp && *s <= seen);
                     if stale {
                         prop_assert!(!view.admits(key, *stamp), "{key}@{stamp} admitted though stale");
                     }

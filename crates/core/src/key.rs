@@ -7,6 +7,11 @@
 //! space), its pairs sorted by (name, value) and re-encoded. Re-encoding escapes every byte
 //! except the unreserved `A-Za-z0-9-._~` and `*`, with upper-case hex, so `%41`, `%61`-vs-`a`
 //! spellings and pair order never split a key.
+//!
+//! A *variant* key is a base key followed by `#` and a variant tag of `[0-9a-z]` (keyed hashes
+//! of request header values, see `vary`): `acme:/v1/me#c3f…`. `#` never occurs in a canonical
+//! path or query (it is always escaped), so a variant key starts with `<base>#` and no request
+//! can spell it; invalidating a base key invalidates its variants (`freshness`).
 
 use std::fmt;
 
@@ -19,6 +24,19 @@ pub const MAX_PATH_AND_QUERY: usize = 2048;
 
 /// Longest tenant name, in bytes.
 pub const MAX_TENANT: usize = 63;
+
+/// Separates a variant key's tag from its base key.
+pub const VARIANT_SEPARATOR: char = '#';
+
+/// Longest variant tag, in bytes (room for a few 33-byte parts).
+pub const MAX_VARIANT: usize = 100;
+
+/// The base key of a key string: everything before the variant separator (all of it for a
+/// base key).
+pub fn base_of(key: &str) -> &str {
+    key.split_once(VARIANT_SEPARATOR)
+        .map_or(key, |(base, _)| base)
+}
 
 /// Why a request cannot be turned into a cache key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,6 +58,9 @@ pub enum KeyError {
     /// The path does not start with `/` or contains `?` or `#`.
     #[error("bad path: {0}")]
     BadPath(String),
+    /// A variant tag is empty, too long, or not `[0-9a-z]`.
+    #[error("bad variant tag `{0}`")]
+    BadVariant(String),
 }
 
 /// A canonical cache key; equal keys mean equal requests.
@@ -52,6 +73,8 @@ pub struct CacheKey {
     tenant_len: usize,
     /// Byte length of the canonical encoded path inside `full`, after the `:`.
     path_len: usize,
+    /// Byte length of the base key (all of `full` unless it has a variant tag).
+    base_len: usize,
     /// The decoded path.
     path: String,
     /// The decoded query pairs, sorted by (name, value).
@@ -112,8 +135,10 @@ impl CacheKey {
             });
         }
 
+        let full = format!("{tenant}:{canonical}");
         Ok(CacheKey {
-            full: format!("{tenant}:{canonical}"),
+            base_len: full.len(),
+            full,
             tenant_len: tenant.len(),
             path_len,
             path: decoded_path,
@@ -121,8 +146,39 @@ impl CacheKey {
         })
     }
 
+    /// This key with `tag` appended to its variant tag (`base#tag`, or `base#oldtag` + `tag`).
+    pub fn with_variant(&self, tag: &str) -> Result<CacheKey, KeyError> {
+        let old = self.variant().unwrap_or("");
+        let valid = |t: &str| {
+            t.bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+        };
+        if tag.is_empty() || old.len() + tag.len() > MAX_VARIANT || !valid(tag) {
+            return Err(KeyError::BadVariant(clip(tag).to_string()));
+        }
+        let mut key = self.clone();
+        if old.is_empty() {
+            key.full.push(VARIANT_SEPARATOR);
+        }
+        key.full.push_str(tag);
+        Ok(key)
+    }
+
+    /// The variant tag, if this is a variant key.
+    pub fn variant(&self) -> Option<&str> {
+        self.full[self.base_len..].strip_prefix(VARIANT_SEPARATOR)
+    }
+
+    /// The base key: the key of the request without any variant tag.
+    pub fn base(&self) -> &str {
+        &self.full[..self.base_len]
+    }
+
     /// Parses a key string produced by [`CacheKey::as_str`]; non-canonical strings are rejected.
     pub fn parse(s: &str) -> Result<CacheKey, KeyError> {
+        if let Some((base, tag)) = s.split_once(VARIANT_SEPARATOR) {
+            return CacheKey::parse(base)?.with_variant(tag);
+        }
         let (tenant, path_and_query) = s
             .split_once(':')
             .ok_or_else(|| KeyError::BadTenant(clip(s).to_string()))?;
@@ -169,9 +225,10 @@ impl CacheKey {
         &self.pairs
     }
 
-    /// The canonical encoded path and query, for rebuilding the request URL.
+    /// The canonical encoded path and query, for rebuilding the request URL (a variant tag is
+    /// not part of it).
     pub fn path_and_query(&self) -> &str {
-        &self.full[self.tenant_len + 1..]
+        &self.full[self.tenant_len + 1..self.base_len]
     }
 }
 
@@ -506,6 +563,46 @@ mod tests {
             CacheKey::parse("acme:/v1/x?a=1").unwrap(),
             key("/v1/x", Some("a=1"))
         );
+    }
+
+    #[test]
+    fn variants_extend_the_base_key_and_parse_back() {
+        let base = key("/v1/me", Some("a=1"));
+        assert_eq!((base.variant(), base.base()), (None, base.as_str()));
+        let c = base.with_variant("c0a1").unwrap();
+        assert_eq!(c.as_str(), "acme:/v1/me?a=1#c0a1");
+        assert_eq!(c.base(), base.as_str());
+        assert_eq!(
+            c.path_and_query(),
+            "/v1/me?a=1",
+            "the origin never sees the tag"
+        );
+        assert_eq!(
+            (c.path(), c.query_pairs()),
+            (base.path(), base.query_pairs())
+        );
+        let cv = c.with_variant("v9f").unwrap();
+        assert_eq!(cv.as_str(), "acme:/v1/me?a=1#c0a1v9f");
+        assert_eq!(cv.variant(), Some("c0a1v9f"));
+        assert_eq!(base_of(cv.as_str()), base.as_str());
+        assert_eq!(base_of(base.as_str()), base.as_str());
+        for k in [&c, &cv] {
+            assert_eq!(&CacheKey::parse(k.as_str()).unwrap(), k);
+        }
+        for bad in ["", "C0", "a#b", "a b", &"a".repeat(MAX_VARIANT + 1)] {
+            assert!(
+                matches!(base.with_variant(bad), Err(KeyError::BadVariant(_))),
+                "{bad}"
+            );
+        }
+        for s in [
+            "acme:/v1/me#",
+            "acme:/v1/me#X",
+            "acme:/v1/me#a#b",
+            "acme:/v1/%41#a",
+        ] {
+            assert!(CacheKey::parse(s).is_err(), "{s}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! Cache keys and coordinator ids, the one URL codec, route rules, list queries and their SQL, a
 //! Rust mirror of that SQL's filtering and ordering, extraction of record ids and list windows
 //! from responses, the invalidation planner, edge views (freshness), cache entries and fill
-//! registrations, the reasons enums, the wire types between edges, coordinators, the registry and
+//! registrations, the reasons enums, what a shared cache may store and variant keys, the wire types between edges, coordinators, the registry and
 //! the CLI, configuration, and the error type with its one HTTP mapping.
 //!
 //! No I/O and no `worker` import (the layout check in `scripts/check-layout.mjs` keeps it so): it
@@ -36,11 +36,13 @@ pub mod ratelimit;
 pub mod route;
 pub mod rules;
 pub mod schema;
+pub mod shared_cache;
 #[cfg(test)]
 mod testdb;
 pub mod time;
 pub mod timing;
 pub mod token;
+pub mod vary;
 pub mod write_body;
 
 /// A database row as D1 returns it: column name to JSON value.

@@ -34,8 +34,12 @@ pub struct OriginRead {
     pub json: serde_json::Value,
     /// `content-type` for the client.
     pub content_type: String,
-    /// Why this answer may not be stored, if it may not.
+    /// Why this answer may not be stored whatever its headers say (not JSON), if so.
     pub not_storable: Option<NotStored>,
+    /// The origin's `Cache-Control` (`None` from D1, which allows everything).
+    pub cache_control: Option<String>,
+    /// The origin's `Vary` (`None` from D1, whose answers never vary).
+    pub vary: Option<String>,
 }
 
 /// A write as the origin carried it out: what the planner needs (the record's images) and what

@@ -33,8 +33,21 @@ impl Outcome {
 pub enum NotStored {
     /// The route's rule says `no-store`.
     RouteNoStore,
-    /// The origin said `no-store` or `private`.
+    /// The origin said `no-store`.
     OriginNoStore,
+    /// The origin said `private`: for one user, never for a shared cache.
+    OriginPrivate,
+    /// The origin said `Vary: *`: no request can be known to match it.
+    VaryAny,
+    /// The origin's `Vary` names more headers than a variant key covers.
+    VaryTooWide,
+    /// The request carries `Authorization` or `Cookie`, and neither the origin (`public`,
+    /// `s-maxage`) nor a rule (`vary_by`) says the answer may be stored.
+    Credentialed,
+    /// The answer would need a keyed variant key and the deployment has no secret to key it.
+    NoKeySecret,
+    /// The origin's `s-maxage`/`max-age` is 0: stale on arrival.
+    OriginExpired,
     /// The origin's answer is not JSON (only JSON is cached).
     NotJson,
     /// The origin answered with a status other than 200 (its own 404, say): passed through.
@@ -52,6 +65,12 @@ impl NotStored {
         match self {
             NotStored::RouteNoStore => "route_no_store",
             NotStored::OriginNoStore => "origin_no_store",
+            NotStored::OriginPrivate => "origin_private",
+            NotStored::VaryAny => "vary_any",
+            NotStored::VaryTooWide => "vary_too_wide",
+            NotStored::Credentialed => "credentialed",
+            NotStored::NoKeySecret => "no_key_secret",
+            NotStored::OriginExpired => "origin_expired",
             NotStored::NotJson => "not_json",
             NotStored::OriginStatus => "origin_status",
             NotStored::Overtaken => "overtaken",

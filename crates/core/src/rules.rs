@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
+use crate::vary::VARY_BY_HEADERS;
 
 /// Default time to live: a day, since freshness comes from invalidation, not expiry.
 pub const DEFAULT_TTL_SECS: u64 = 86_400;
@@ -39,6 +40,11 @@ pub struct RouteRule {
     /// Whether invalidated keys are refetched in the background.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rehydrate: Option<bool>,
+    /// Request headers answers of matching routes are keyed by (lower-case, from
+    /// [`VARY_BY_HEADERS`]): naming `authorization` or `cookie` lets an HTTP origin's answers
+    /// to credentialed reads be stored, one entry per keyed hash of the credential.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vary_by: Vec<String>,
 }
 
 /// The settings in force for one path.
@@ -54,6 +60,13 @@ pub struct RoutePolicy {
     pub rehydrate: bool,
     /// The pattern of the rule that applied, if any.
     pub rule: Option<String>,
+    /// `ttl_secs` was set by a rule, so it wins over the origin's `max-age` (see
+    /// `shared_cache::ttl_secs`).
+    #[serde(default)]
+    pub ttl_from_rule: bool,
+    /// Request headers the route's answers are keyed by (the rule's `vary_by`).
+    #[serde(default)]
+    pub vary_by: Vec<String>,
 }
 
 impl Default for RoutePolicy {
@@ -64,6 +77,8 @@ impl Default for RoutePolicy {
             max_staleness_ms: DEFAULT_MAX_STALENESS_MS,
             rehydrate: DEFAULT_REHYDRATE,
             rule: None,
+            ttl_from_rule: false,
+            vary_by: Vec::new(),
         }
     }
 }
@@ -181,6 +196,8 @@ pub fn resolve(rules: &[RouteRule], path: &str) -> RoutePolicy {
         policy.max_staleness_ms = rule.max_staleness_ms.unwrap_or(policy.max_staleness_ms);
         policy.rehydrate = rule.rehydrate.unwrap_or(policy.rehydrate);
         policy.rule = Some(rule.pattern.clone());
+        policy.ttl_from_rule = rule.ttl_secs.is_some();
+        policy.vary_by = rule.vary_by.clone();
     }
     policy
 }
@@ -230,6 +247,23 @@ pub fn check_rule(rule: &RouteRule) -> Result<(), ApiError> {
             "ttl_secs must be at least 1; use no_store to disable caching",
         ));
     }
+    check_vary_by(&rule.vary_by).map_err(|m| ApiError::new(400, "invalid_rule", m))
+}
+
+/// Checks a rule's `vary_by`: names from [`VARY_BY_HEADERS`], lower-case, each once.
+pub fn check_vary_by(names: &[String]) -> Result<(), String> {
+    let known = VARY_BY_HEADERS.join(", ");
+    for (i, name) in names.iter().enumerate() {
+        if !VARY_BY_HEADERS.contains(&name.as_str()) {
+            return Err(format!(
+                "vary_by: `{}` is not one of {known} (lower-case)",
+                name.chars().take(64).collect::<String>()
+            ));
+        }
+        if names[..i].contains(name) {
+            return Err(format!("vary_by names `{name}` twice"));
+        }
+    }
     Ok(())
 }
 
@@ -246,6 +280,7 @@ mod tests {
             no_store: false,
             max_staleness_ms: None,
             rehydrate: None,
+            vary_by: Vec::new(),
         };
         assert!(check_rule(&rule("/v1/users*", Some(60))).is_ok());
         assert_eq!(
@@ -265,7 +300,49 @@ mod tests {
             no_store: false,
             max_staleness_ms: None,
             rehydrate: None,
+            vary_by: Vec::new(),
         }
+    }
+
+    #[test]
+    fn vary_by_is_checked_and_reaches_the_policy() {
+        let with = |names: &[&str]| RouteRule {
+            vary_by: names.iter().map(|s| s.to_string()).collect(),
+            ..rule("/v1/me*")
+        };
+        for ok in [&[][..], &["authorization"], &["cookie", "accept-language"]] {
+            assert!(check_rule(&with(ok)).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            &["Authorization"][..],
+            &["x-user"],
+            &["authorization", "authorization"],
+            &[""],
+        ] {
+            assert_eq!(
+                check_rule(&with(bad)).unwrap_err().code,
+                "invalid_rule",
+                "{bad:?}"
+            );
+        }
+        let p = resolve(&[with(&["authorization"])], "/v1/me");
+        assert_eq!(p.vary_by, vec!["authorization"]);
+        assert!(!p.ttl_from_rule);
+        let timed = RouteRule {
+            ttl_secs: Some(5),
+            ..rule("/v1/me")
+        };
+        assert!(resolve(&[timed], "/v1/me").ttl_from_rule);
+        let json: RouteRule =
+            serde_json::from_str(r#"{"pattern":"/v1/me","vary_by":["authorization"]}"#).unwrap();
+        let expected = RouteRule {
+            pattern: "/v1/me".into(),
+            ..with(&["authorization"])
+        };
+        assert_eq!(json, expected);
+        assert!(!serde_json::to_string(&rule("/x"))
+            .unwrap()
+            .contains("vary_by"));
     }
 
     #[test]

@@ -6,15 +6,19 @@
 
 use edgecache_core::access::{authorize, presented_key, ApiKey, KeyScope, Need};
 use edgecache_core::auth::{parse_bearer, sign, verify_signature, SignatureError};
-use edgecache_core::cache_control::{request_forbids_cached, response_forbids_storing};
+use edgecache_core::cache_control::{request_forbids_cached, ResponseDirectives};
 use edgecache_core::entry::{format_stamps, if_none_match, parse_stamps};
 use edgecache_core::invalidation::{covering_prefixes, InvalidationSpec};
 use edgecache_core::key::{normalise_base_url, CacheKey, DataSource};
 use edgecache_core::protocol::{parse_header_line, CreateTenant, TenantSettings};
 use edgecache_core::query::parse_list_query;
 use edgecache_core::route::{address, resource};
-use edgecache_core::rules::{check_rule, glob_match, parse_duration, validate_pattern, RouteRule};
+use edgecache_core::rules::{
+    check_rule, glob_match, parse_duration, validate_pattern, RoutePolicy, RouteRule,
+};
+use edgecache_core::shared_cache::{storable, OriginHeaders};
 use edgecache_core::token::{parse_tokens, set_cookie};
+use edgecache_core::vary::{normalise, parse_vary, VariantKeyer};
 use edgecache_core::write_body::parse_object;
 use proptest::prelude::*;
 
@@ -45,6 +49,14 @@ proptest! {
             prop_assert_eq!(again.as_str(), key.as_str());
         }
         let _ = CacheKey::parse(&path);
+        // A variant key is its base, `#` and a tag; any other text after a `#` is refused.
+        if let Ok(key) = CacheKey::from_request("acme", &path, None) {
+            if let Ok(variant) = key.with_variant(&query.clone().unwrap_or_default()) {
+                let reparsed = CacheKey::parse(variant.as_str()).expect("a variant key parses");
+                prop_assert_eq!(reparsed.as_str(), variant.as_str());
+                prop_assert_eq!(variant.base(), key.as_str());
+            }
+        }
     }
 
     /// Routing and list queries accept anything without panicking.
@@ -142,7 +154,13 @@ proptest! {
     #[test]
     fn headers(value in hostile(), etag in "\"[0-9a-f]{0,16}\"") {
         let _ = request_forbids_cached(Some(&value), Some(&value));
-        let _ = response_forbids_storing(Some(&value));
+        let _ = ResponseDirectives::parse(Some(&value));
+        let _ = parse_vary(Some(&value));
+        let _ = normalise("accept-language", &value);
+        let keyer = VariantKeyer::new(value.as_bytes());
+        let _ = keyer.credentials_tag(|_| Some(value.clone()));
+        let origin = OriginHeaders { cache_control: Some(&value), vary: Some(&value) };
+        let _ = storable(origin, &["authorization"], &RoutePolicy::default());
         let _ = if_none_match(&value, &etag);
         prop_assert!(if_none_match(&etag, &etag) || etag == "\"\"");
         if let Ok(h) = parse_header_line(&value) {
