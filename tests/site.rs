@@ -363,7 +363,7 @@ fn the_openapi_document_is_valid_and_every_operation_answers_as_documented() {
 /// site in headless Chromium against the same worker.
 #[test]
 fn the_demo_works_end_to_end_and_the_site_passes_in_a_real_browser() {
-    let w = Worker::start_with(&[]);
+    let w = Worker::start_with_cron(&[]);
     let ip = client("demo");
     let reset = post_json(&w, "/_edgecache/demo/reset", &ip, &json!({}));
     assert_eq!(reset.status, 200, "{}", reset.text());

@@ -154,9 +154,19 @@ impl Worker {
     /// runtime can lose a race for a port picked a moment earlier) is tried again, with fresh
     /// ports and state, up to three times in all.
     pub fn start_with(vars: &[(&str, &str)]) -> Worker {
+        Worker::start_with_args(vars, &[])
+    }
+
+    /// A private worker whose cron trigger runs on `GET /__scheduled?cron=…` (wrangler's
+    /// `--test-scheduled`), for the website demo's scheduled reset.
+    pub fn start_with_cron(vars: &[(&str, &str)]) -> Worker {
+        Worker::start_with_args(vars, &["--test-scheduled"])
+    }
+
+    fn start_with_args(vars: &[(&str, &str)], args: &[&str]) -> Worker {
         let mut failures = Vec::new();
         for _ in 0..3 {
-            match Worker::try_start(vars) {
+            match Worker::try_start(vars, args) {
                 Ok(worker) => return worker,
                 Err(e) => failures.push(e),
             }
@@ -164,7 +174,7 @@ impl Worker {
         panic!("the worker did not start:\n{}", failures.join("\n---\n"));
     }
 
-    fn try_start(vars: &[(&str, &str)]) -> Result<Worker, String> {
+    fn try_start(vars: &[(&str, &str)], args: &[&str]) -> Result<Worker, String> {
         let template = prepare();
         let state = std::env::temp_dir().join(format!(
             "edgecache-test-{}-{}",
@@ -191,8 +201,7 @@ impl Worker {
             // `.dev.vars` (written by `npm run dev`): a test sees only the vars it sets.
             .arg("--env-file")
             .arg(&env_file)
-            // `GET /__scheduled?cron=…` runs the cron trigger (the demo's reset).
-            .arg("--test-scheduled")
+            .args(args)
             .args(["--var", "EDGECACHE_TEST_HOOKS:1"])
             .args([
                 "--var",
