@@ -268,7 +268,9 @@ fn setup() -> &'static Setup {
         let a = Worker::shared().admin(
             "POST",
             "/_edgecache/admin/tenants",
-            Some(&json!({"name": tenant, "origin": {"kind": "http", "base_url": format!("http://127.0.0.1:{port}")}})),
+            Some(&json!({"name": tenant, "origin": {"kind": "http", "base_url": format!("http://127.0.0.1:{port}")},
+                "tables": ["brief", "greeting", "items", "me", "nostore", "page", "private",
+                    "profile", "shared", "star", "welcome"]})),
         );
         assert_eq!(a.status, 201, "{}", a.text());
         Setup { api, tenant }

@@ -39,7 +39,8 @@ fn setup() -> &'static Setup {
             "/_edgecache/admin/tenants",
             Some(
                 &json!({"name": tenant, "origin": {"kind": "http", "base_url": api.base_url,
-                "headers": [{"name": "X-Origin-Key", "value": ORIGIN_KEY}]}}),
+                "headers": [{"name": "X-Origin-Key", "value": ORIGIN_KEY}]},
+                "tables": ["notes", "me"]}),
             ),
         );
         assert_eq!(a.status, 201, "{}", a.text());
@@ -184,7 +185,7 @@ fn a_tenant_can_require_edgecache_write_keys_in_front_of_its_api() {
         Some(
             &json!({"name": name, "origin": {"kind": "http", "base_url": s.api.base_url,
             "headers": [{"name": "x-origin-key", "value": ORIGIN_KEY}]},
-            "access": {"require_write_key": true}}),
+            "access": {"require_write_key": true}, "tables": ["notes"]}),
         ),
     );
     assert_eq!(a.status, 201, "{}", a.text());
@@ -260,4 +261,89 @@ fn the_origin_credential_is_never_shown() {
     for text in texts {
         assert!(!text.contains(ORIGIN_KEY), "credential leaked: {text}");
     }
+}
+
+/// Tables of an HTTP origin nobody declared are learned from the API's own answers: until the
+/// API answers a read of one with a 2xx, its reads pass straight through and nothing is made
+/// for it (no coordinator, view, counter or cache entry), and writes to it are refused; a
+/// made-up name stays unknown however often it is read.
+#[test]
+fn undeclared_tables_are_learned_from_the_api_and_made_up_ones_create_nothing() {
+    let api = &setup().api;
+    let name: String = unique("learn")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(50)
+        .collect();
+    let a = w().admin(
+        "POST",
+        "/_edgecache/admin/tenants",
+        Some(
+            &json!({"name": name, "origin": {"kind": "http", "base_url": api.base_url,
+            "headers": [{"name": "x-origin-key", "value": ORIGIN_KEY}]}}),
+        ),
+    );
+    assert_eq!(a.status, 201, "{}", a.text());
+    let show = || {
+        w().admin("GET", &format!("/_edgecache/admin/tenants/{name}"), None)
+            .json()
+    };
+    for i in 0..20 {
+        let a = w().get(&format!("/t/{name}/v1/madeup{i}?x=1"));
+        assert_eq!(a.status, 404, "the API's own 404, passed through");
+        assert_eq!(a.header("x-edgecache-not-stored"), Some("unknown_table"));
+    }
+    let write = w().anonymous(
+        "POST",
+        &format!("/t/{name}/v1/madeup0"),
+        &[("authorization", &user("ann"))],
+        Some(b"{}"),
+    );
+    assert_eq!(
+        (write.status, write.error_code().as_str()),
+        (404, "unknown_table")
+    );
+    assert!(
+        api.seen_at("POST", "/v1/madeup0").is_empty(),
+        "never reached the API"
+    );
+    let stats = w()
+        .admin(
+            "GET",
+            &format!("/_edgecache/admin/tenants/{name}/stats"),
+            None,
+        )
+        .json();
+    assert!(
+        stats["edge"]["routes"]
+            .as_object()
+            .is_none_or(|r| r.is_empty()),
+        "no route counters for made-up tables: {stats}"
+    );
+    assert!(
+        show()["tenant"]["tables"].is_null(),
+        "nothing learned from 404s"
+    );
+
+    let id = unique("learned");
+    api.put_note(&id, "x");
+    let path = format!("/t/{name}/v1/notes/{id}");
+    let first = w().get(&path);
+    assert_eq!((first.status, first.outcome()), (200, "BYPASS"));
+    assert_eq!(
+        first.header("x-edgecache-not-stored"),
+        Some("unknown_table")
+    );
+    assert_eq!(
+        show()["tenant"]["tables"],
+        json!(["notes"]),
+        "learned from the 2xx"
+    );
+    std::thread::sleep(Duration::from_millis(2_100)); // edges keep a tenant for 2 s
+    assert_eq!(
+        w().get(&path).outcome(),
+        "MISS",
+        "now cached like any table"
+    );
+    assert_eq!(w().warm(&path).outcome(), "HIT-L1");
 }

@@ -151,6 +151,15 @@ pub struct TenantCreateArgs {
     /// (repeatable)
     #[arg(long = "forward-header", value_name = "NAME", value_parser = parse_header_name)]
     pub forward_headers: Vec<String>,
+    /// A table of the HTTP origin, known up front (repeatable); others are learned when the
+    /// origin first answers a read of them with a 2xx
+    #[arg(
+        long = "table",
+        value_name = "TABLE",
+        requires = "origin_url",
+        conflicts_with = "d1"
+    )]
+    pub tables: Vec<String>,
 }
 
 /// `tenant set …`: each flag changes one setting; what is not named stays as it is.
@@ -169,6 +178,7 @@ pub struct TenantCreateArgs {
             "no_forward_headers",
             "origin_headers",
             "no_origin_headers",
+            "tables",
         ])
 ))]
 pub struct TenantSetArgs {
@@ -209,6 +219,9 @@ pub struct TenantSetArgs {
     /// Remove every origin credential header
     #[arg(long)]
     pub no_origin_headers: bool,
+    /// The HTTP origin's known tables; replaces the current list (repeatable)
+    #[arg(long = "table", value_name = "TABLE")]
+    pub tables: Vec<String>,
 }
 
 /// `keys …`: on the tenant named by --tenant (or the config).
@@ -485,6 +498,7 @@ mod tests {
             &["invalidate", "--record", "users"],
             &["invalidate", "--table", "users:1"],
             &["invalidate", "--prefix", "v1"],
+            &["tenant", "create", "acme", "--d1", "--table", "notes"],
             &["deps"],
             &["deps", "/v1/users", "--record", "users:1"],
             &["warm", "list.txt", "--concurrency", "0"],
@@ -573,8 +587,13 @@ mod tests {
             "--require-write-key",
             "--forward-header",
             "X-Tenant-Id",
+            "--table",
+            "notes",
+            "--table",
+            "me",
         ]);
         assert_eq!(args.origin_url.as_deref(), Some("https://api.example.com"));
+        assert_eq!(args.tables, ["notes", "me"]);
         assert!(!args.d1);
         let headers: Vec<(&str, &str)> = args
             .origin_headers

@@ -202,6 +202,7 @@ fn create_body(args: TenantCreateArgs) -> CreateTenant {
         views: None,
         // The defaults are the server's own: sent only when something differs.
         access: (access != Access::default()).then_some(access),
+        tables: (!args.tables.is_empty()).then_some(args.tables),
     }
 }
 
@@ -219,6 +220,7 @@ fn settings_body(args: TenantSetArgs) -> TenantSettings {
         require_write_key: flag(args.require_write_key, args.no_require_write_key),
         forward_headers: list(args.forward_headers, args.no_forward_headers),
         origin_headers: list(args.origin_headers, args.no_origin_headers),
+        tables: list(args.tables, false),
     }
 }
 

@@ -40,6 +40,9 @@ pub struct Tenant {
     /// forwarded) when a server does not say.
     #[serde(default)]
     pub access: Access,
+    /// The HTTP origin's known tables (declared or learned).
+    #[serde(default)]
+    pub tables: Vec<String>,
 }
 
 /// One API key as listed: never the key or its hash. The scope is kept as text so a scope

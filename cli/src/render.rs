@@ -151,6 +151,13 @@ fn tenant_summary(tenant: &Tenant) -> String {
             .collect();
         let _ = writeln!(out, "forward:  {} (on writes)", forwarded.join(", "));
     }
+    if http {
+        let tables = match tenant.tables.is_empty() {
+            true => "none known yet (learned when the origin answers a read with a 2xx)".into(),
+            false => tenant.tables.join(", "),
+        };
+        let _ = writeln!(out, "tables:   {tables}");
+    }
     out
 }
 
@@ -462,6 +469,7 @@ mod tests {
              reads:    key required (read or write scope)\n\
              writes:   write key required (x-edgecache-key), then the origin's own auth\n\
              forward:  authorization, cookie, x-tenant-id (on writes)\n\
+             tables:   none known yet (learned when the origin answers a read with a 2xx)\n\
              \n\
              PATTERN     TTL      STORE  MAX STALENESS  REHYDRATE  VARY BY\n\
              /v1/users*  1h       yes    500ms          yes        -\n\
@@ -495,6 +503,7 @@ mod tests {
              reads:    public\n\
              writes:   left to the origin's own auth\n\
              forward:  authorization, cookie (on writes)\n\
+             tables:   none known yet (learned when the origin answers a read with a 2xx)\n\
              \n"
         ));
     }

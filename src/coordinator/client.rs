@@ -8,7 +8,7 @@ use edgecache_core::codec::encode_component;
 use edgecache_core::protocol::{
     Changes, CoordinatorStats, InvalidateRequest, InvalidateResponse, KeyInfo, OriginConfig,
     OriginContext, RecordInfo, RegisterRequest, RegisterResponse, WriteRequest, WriteResponse,
-    ORIGIN_HEADER,
+    NAME_HEADER, ORIGIN_HEADER,
 };
 use edgecache_core::{ApiError, CoordinatorId};
 
@@ -52,6 +52,7 @@ impl<'a> Coordinator<'a> {
             .get_by_name(self.id.as_str())?;
         // The object learns its name from the stub it is reached by (`state.id().name()`).
         let headers = Headers::new();
+        headers.set(NAME_HEADER, self.id.as_str())?;
         if let Some(origin) = &self.origin {
             headers.set(ORIGIN_HEADER, origin)?;
         }

@@ -14,7 +14,7 @@ use edgecache_core::protocol::{Changes, Dependent, Registration, SparedKey};
 use edgecache_core::Row;
 
 /// Storage layout version; bump it with a new step in `migrate`.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 /// SQLite in Durable Objects takes at most 100 bound parameters per statement.
 const MAX_PARAMS: usize = 90;
 
@@ -39,6 +39,11 @@ struct KeyRow {
 struct KindRow {
     key: String,
     kind: String,
+}
+
+#[derive(Deserialize)]
+struct NameRow {
+    name: String,
 }
 
 #[derive(Deserialize)]
@@ -140,10 +145,26 @@ impl<S: Store> Graph<S> {
             self.set_meta("floor", now_ms)?;
             self.set_meta("writes_floor", now_ms)?;
         }
+        if version < 2 {
+            // The object's own name: an instance woken by an alarm is not told it.
+            self.exec("CREATE TABLE identity (name TEXT NOT NULL)", vec![])?;
+        }
         if version < SCHEMA_VERSION {
             self.set_meta("schema_version", SCHEMA_VERSION as u64)?;
         }
         Ok(())
+    }
+
+    /// The object's name as first recorded.
+    pub fn name(&self) -> Result<Option<String>> {
+        let rows: Vec<NameRow> = self.rows("SELECT name FROM identity LIMIT 1", vec![])?;
+        Ok(rows.into_iter().next().map(|r| r.name))
+    }
+
+    /// Records the object's name.
+    pub fn set_name(&self, name: &str) -> Result<()> {
+        self.exec("DELETE FROM identity", vec![])?;
+        self.exec("INSERT INTO identity (name) VALUES (?)", vec![text(name)])
     }
 
     /// The table's seq.
@@ -534,6 +555,15 @@ mod tests {
     use super::*;
     use crate::coordinator::fixtures::{graph, registration, row, BORN};
     use edgecache_core::planner::row_index_terms;
+
+    #[test]
+    fn the_objects_name_is_stored_once_and_read_back() {
+        let g = graph();
+        assert_eq!(g.name().unwrap(), None);
+        g.set_name("d1:users").unwrap();
+        g.set_name("d1:users").unwrap();
+        assert_eq!(g.name().unwrap().as_deref(), Some("d1:users"));
+    }
 
     #[test]
     fn candidates_follow_index_terms_and_chunk_past_the_parameter_limit() {

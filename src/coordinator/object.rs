@@ -11,6 +11,7 @@ use worker::{durable_object, DurableObject, Env, Method, Request, Response, SqlS
 
 use super::graph::Graph;
 use super::queue::WriteQueue;
+use super::store::Store;
 use super::write::recover;
 use crate::origin::d1::D1Origin;
 use crate::runtime::env::ObjectConfig;
@@ -21,7 +22,7 @@ use edgecache_core::config::Config;
 use edgecache_core::origin::OriginError;
 use edgecache_core::protocol::{
     CoordinatorStats, InvalidateRequest, KeyInfo, OriginConfig, OriginContext, RecordInfo,
-    RegisterRequest, WriteRequest, ORIGIN_HEADER,
+    RegisterRequest, WriteRequest, NAME_HEADER, ORIGIN_HEADER,
 };
 use edgecache_core::schema::{Relation, Scope};
 use edgecache_core::{ApiError, CoordinatorId};
@@ -34,8 +35,10 @@ const MAX_KNOWN_TENANTS: usize = 1024;
 pub struct TableCoordinator {
     pub(super) state: State,
     pub(super) env: Env,
-    /// `source:table`, the object's own name (`None` only if it was not addressed by name).
-    pub(super) id: Option<CoordinatorId>,
+    /// `source:table`, the object's own name: from the runtime when it tells it, else from the
+    /// caller's header (checked against the object's id) or the name stored on first use (an
+    /// instance woken by an alarm is not told its name).
+    id: RefCell<Option<CoordinatorId>>,
     /// Vars, parsed once per object.
     config: ObjectConfig,
     /// Each tenant's origin as its last request told it (in memory only: the registry keeps
@@ -49,6 +52,8 @@ pub struct TableCoordinator {
     pub(super) writes: Cell<u64>,
     /// Test hooks only: the next refill crashes the object after its origin read.
     pub(super) crash_next_refill: Cell<bool>,
+    /// The name is known to be stored.
+    named: Cell<bool>,
 }
 
 impl DurableObject for TableCoordinator {
@@ -57,7 +62,7 @@ impl DurableObject for TableCoordinator {
         TableCoordinator {
             state,
             env,
-            id,
+            id: RefCell::new(id),
             config: ObjectConfig::default(),
             origins: RefCell::new(HashMap::new()),
             migrated: Cell::new(false),
@@ -65,6 +70,7 @@ impl DurableObject for TableCoordinator {
             writes_queue: WriteQueue::default(),
             writes: Cell::new(0),
             crash_next_refill: Cell::new(false),
+            named: Cell::new(false),
         }
     }
 
@@ -100,7 +106,7 @@ impl TableCoordinator {
     /// `tenant`'s origin: the built-in database for a D1 coordinator; for an HTTP one, as the
     /// tenant's last request told it (`None` if none has since the object started).
     pub(super) fn origin_of(&self, tenant: &str) -> Option<OriginConfig> {
-        match self.id.as_ref().map(CoordinatorId::source) {
+        match self.id().as_ref().map(CoordinatorId::source) {
             Some(source) if source.is_d1() => Some(OriginConfig::D1),
             _ => self.origins.borrow().get(tenant).cloned(),
         }
@@ -108,13 +114,13 @@ impl TableCoordinator {
 
     /// Whether this coordinator's data source is an HTTP API.
     fn is_http(&self) -> bool {
-        self.id.as_ref().is_some_and(|id| !id.source().is_d1())
+        self.id().is_some_and(|id| !id.source().is_d1())
     }
 
     /// Remembers what a request says of its tenant's origin, if it belongs to this source.
     fn learn_origin(&self, header: Option<String>) -> Option<OriginContext> {
         let ctx: OriginContext = serde_json::from_str(&header?).ok()?;
-        let mine = self.id.as_ref().map(CoordinatorId::source);
+        let mine = self.id().as_ref().map(CoordinatorId::source);
         if mine != Some(ctx.origin.source()) {
             return None;
         }
@@ -126,11 +132,46 @@ impl TableCoordinator {
         Some(ctx)
     }
 
+    /// The object's name, if known.
+    pub(super) fn id(&self) -> Option<CoordinatorId> {
+        self.id.borrow().clone()
+    }
+
+    /// Learns the object's name where the runtime did not tell it: from the caller's header,
+    /// accepted only if it names this very object, else from storage. Stores it on first
+    /// learning, so an instance woken by an alarm finds it.
+    pub(super) fn learn_name<S: Store>(
+        &self,
+        graph: &Graph<S>,
+        header: Option<String>,
+    ) -> Result<(), ApiError> {
+        if let Some(id) = self.id() {
+            if !self.named.get() && graph.name()?.as_deref() != Some(id.as_str()) {
+                graph.set_name(id.as_str())?;
+            }
+            self.named.set(true);
+            return Ok(());
+        }
+        let ns = self.env.durable_object("COORDINATOR")?;
+        let from_header = header.filter(|name| {
+            ns.id_from_name(name)
+                .is_ok_and(|their| their == self.state.id())
+        });
+        let name = match from_header {
+            Some(name) => Some(name),
+            None => graph.name()?,
+        };
+        if let Some(id) = name.as_deref().and_then(CoordinatorId::parse) {
+            *self.id.borrow_mut() = Some(id);
+            return self.learn_name(graph, None);
+        }
+        Ok(())
+    }
+
     /// The coordinated table.
-    pub(super) fn table(&self) -> Result<&str, ApiError> {
-        self.id
-            .as_ref()
-            .map(CoordinatorId::table)
+    pub(super) fn table(&self) -> Result<String, ApiError> {
+        self.id()
+            .map(|id| id.table().to_string())
             .ok_or_else(|| ApiError::internal("coordinator called without its name"))
     }
 
@@ -152,8 +193,9 @@ impl TableCoordinator {
 
     /// Takes what the request says about the tenant, then recovers (once) and routes.
     async fn serve(&self, mut req: Request) -> Result<Response, ApiError> {
-        let caller = self.learn_origin(req.headers().get(ORIGIN_HEADER)?);
         let graph = self.graph()?;
+        self.learn_name(&graph, req.headers().get(NAME_HEADER)?)?;
+        let caller = self.learn_origin(req.headers().get(ORIGIN_HEADER)?);
         if !self.recovered.get() {
             recover(&graph)?;
             self.recovered.set(true);

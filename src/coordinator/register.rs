@@ -21,7 +21,7 @@ impl TableCoordinator {
         graph: &Graph<SqlStorage>,
         req: RegisterRequest,
     ) -> Result<RegisterResponse, ApiError> {
-        let relation = self.relation(self.table()?).await?;
+        let relation = self.relation(&self.table()?).await?;
         let cap = self.config()?.max_registrations;
         let resp = register(graph, &req.entries, &relation)?;
         evict_over_cap(graph, cap)?;

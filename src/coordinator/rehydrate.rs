@@ -48,11 +48,12 @@ impl TableCoordinator {
     /// The alarm: refills the due keys, a few at a time, and schedules the next run. An object
     /// that does not know its name has nothing to refill for.
     pub(super) async fn rehydrate(&self) -> Result<(), ApiError> {
-        let Some(id) = &self.id else {
+        let graph = self.graph()?;
+        self.learn_name(&graph, None)?;
+        let Some(id) = self.id() else {
             return Ok(());
         };
         let table = id.table();
-        let graph = self.graph()?;
         let due = graph.due_rehydrates(now_ms(), REHYDRATE_BATCH)?;
         let relation = self.relation(table).await?;
         for chunk in due.chunks(REHYDRATE_CONCURRENCY) {

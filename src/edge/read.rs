@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use futures_util::future::{select, Either};
 use serde_json::Value;
-use worker::{Context, Delay, Env, Headers, Request, Response};
+use worker::{Context, Delay, Env, Headers, Method, Request, Response};
 
+use super::tenants::{forget, registry};
 use super::token::min_seqs;
 use crate::cache::isolate::{Edge, FillGuard};
 use crate::cache::l2::{self, L2Tier};
@@ -27,13 +28,14 @@ use crate::origin::{AnyOrigin, Origin};
 use crate::runtime::env::variant_keyer;
 use crate::runtime::platform::now_ms;
 use edgecache_core::cache_control::request_forbids_cached;
+use edgecache_core::codec::encode_component;
 use edgecache_core::config::Config;
 use edgecache_core::entry::{format_stamps, if_none_match, CachedEntry, SharedEntry};
 use edgecache_core::fill::registration;
 use edgecache_core::key::CacheKey;
 use edgecache_core::origin::{read_target, OriginError, OriginRead, ReadTarget};
 use edgecache_core::outcome::{NotStored, Outcome};
-use edgecache_core::protocol::{OriginConfig, OriginHeader, RegisterRequest};
+use edgecache_core::protocol::{OriginConfig, OriginHeader, RegisterRequest, Tenant};
 use edgecache_core::route::Resource;
 use edgecache_core::rules::{self, RoutePolicy, RouteRule};
 use edgecache_core::schema::Relation;
@@ -69,6 +71,9 @@ pub struct ReadContext<'a> {
     pub resource: &'a Resource,
     /// A `HEAD`: answered like the GET, from the same entry, without the body.
     pub head: bool,
+    /// The relation is one the tenant knows (every D1 relation; an HTTP origin's declared or
+    /// learned tables). A read of any other creates no state: see [`first_read`].
+    pub known_table: bool,
 }
 
 /// Serves a GET, or a HEAD from the same entry.
@@ -87,6 +92,9 @@ async fn serve_get(req: &Request, rc: ReadContext<'_>) -> Result<Response, ApiEr
     let mut timing = ReadTiming::start(now_ms());
     let read = resolve(req, &rc)?;
     timing.end(ReadPhase::Resolve, now_ms());
+    if !rc.known_table {
+        return first_read(&read).await;
+    }
     if read.policy.no_store {
         return bypass(&read, NotStored::RouteNoStore).await;
     }
@@ -342,6 +350,30 @@ fn resolve<'r>(req: &Request, rc: &'r ReadContext<'r>) -> Result<Read<'r>, ApiEr
         keyer,
         unstorable,
     })
+}
+
+/// A read of an HTTP origin's table the tenant does not know yet: straight to the origin, with
+/// no view, coordinator, counter or cache entry made for it, so made-up names grow nothing. A
+/// 2xx answer teaches the registry the table (at most `MAX_HTTP_TABLES` per tenant), and later
+/// reads of it are cached; any other answer (the origin's own 404) is passed through.
+async fn first_read(read: &Read<'_>) -> Result<Response, ApiError> {
+    let origin = fetch_origin(read).await?;
+    let (rc, table) = (read.rc, &read.rc.relation.name);
+    if (200..300).contains(&origin.status) {
+        let path = format!(
+            "/tables?name={}&table={}",
+            rc.tenant,
+            encode_component(table)
+        );
+        // Best effort: past the limit the table stays unknown and its reads pass through.
+        if registry::<(), Tenant>(rc.env, Method::Post, &path, None)
+            .await
+            .is_ok()
+        {
+            forget(rc.tenant);
+        }
+    }
+    passthrough(origin, Outcome::Bypass, NotStored::UnknownTable)
 }
 
 /// A read nothing may be stored for (a `no-store` route, say): straight to the origin.

@@ -39,6 +39,19 @@ pub async fn serve(
         _ => Need::Write,
     };
     access::check(&req, env, ctx, config, &record, need)?;
+    let known_table = record.tenant.knows_table(&relation.name);
+    if need == Need::Write && !known_table {
+        return Err(ApiError::new(
+            404,
+            "unknown_table",
+            format!(
+                "`{}` is not a table EdgeCache knows of this tenant's API yet: read it once \
+                 (a 2xx from the API teaches it), or declare it with `edgecache tenant set \
+                 {tenant} --table {}`",
+                relation.name, relation.name
+            ),
+        ));
+    }
     if method == Method::Get || method == Method::Head {
         let rc = ReadContext {
             env,
@@ -52,6 +65,7 @@ pub async fn serve(
             origin: &record.tenant.origin,
             resource: &resource,
             head: method == Method::Head,
+            known_table,
         };
         return read::serve(&req, rc).await;
     }

@@ -18,11 +18,12 @@ use edgecache_core::access::{
     valid_key_name, ApiKey, CreateKey, CreatedKey, KeyInfo, KeyList, MAX_KEYS,
 };
 use edgecache_core::auth::{hash_token, token_from_bytes, TokenKind};
+use edgecache_core::catalog::Catalog;
 use edgecache_core::config::Config;
 use edgecache_core::key::valid_tenant_name;
 use edgecache_core::protocol::{
     check_header_name, check_headers, Access, CreateTenant, CreatedTenant, OriginConfig, Tenant,
-    TenantRecord, TenantSettings, MAX_TENANT_HEADERS,
+    TenantRecord, TenantSettings, MAX_HTTP_TABLES, MAX_TENANT_HEADERS,
 };
 use edgecache_core::rules::{check_rule, RouteRule};
 use edgecache_core::time::rfc3339;
@@ -138,6 +139,7 @@ impl TenantRegistry {
                 views,
                 created_at: rfc3339(now_ms()),
                 access: Access::default(),
+                tables: Vec::new(),
             },
             admin_token_hash: None,
             webhook_secret: None,
@@ -168,6 +170,9 @@ impl TenantRegistry {
             }
             (Method::Delete, "/keys") => {
                 json(&self.revoke_key(&name, &param("key").unwrap_or_default())?)
+            }
+            (Method::Post, "/tables") => {
+                json(&self.learn_table(&name, &param("table").unwrap_or_default())?)
             }
             (Method::Post, "/key-used") => {
                 json(&self.key_used(&name, &param("key").unwrap_or_default())?)
@@ -277,6 +282,7 @@ impl TenantRegistry {
                 views: body.views.unwrap_or_default(),
                 created_at: rfc3339(now_ms()),
                 access,
+                tables: check_tables(body.tables.unwrap_or_default())?,
             },
             admin_token_hash: Some(hash_token(&admin_token)),
             webhook_secret: Some(webhook_secret.clone()),
@@ -375,6 +381,9 @@ impl TenantRegistry {
             access.forward_headers = v;
         }
         check_access(access)?;
+        if let Some(tables) = settings.tables {
+            record.tenant.tables = check_tables(tables)?;
+        }
         if let Some(new_headers) = settings.origin_headers {
             match &mut record.tenant.origin {
                 OriginConfig::Http { headers, .. } => *headers = new_headers,
@@ -388,6 +397,20 @@ impl TenantRegistry {
             }
             check_origin(&mut record.tenant.origin)?;
         }
+        self.store(&record)?;
+        Ok(record.tenant.redacted())
+    }
+
+    /// `POST /tables`: an edge saw the tenant's HTTP origin answer a read of `table` with a 2xx;
+    /// from now on the table may create state. Idempotent; refused past [`MAX_HTTP_TABLES`].
+    fn learn_table(&self, name: &str, table: &str) -> Result<Tenant, ApiError> {
+        let mut record = self.tenant(name)?;
+        if record.tenant.knows_table(table) {
+            return Ok(record.tenant.redacted());
+        }
+        let mut tables = record.tenant.tables.clone();
+        tables.push(table.to_string());
+        record.tenant.tables = check_tables(tables)?;
         self.store(&record)?;
         Ok(record.tenant.redacted())
     }
@@ -466,4 +489,27 @@ impl TenantRegistry {
         }
         Ok(())
     }
+}
+
+/// Checks an HTTP origin's table names (what `/v1/<table>` can name), deduplicated, at most
+/// [`MAX_HTTP_TABLES`].
+fn check_tables(mut tables: Vec<String>) -> Result<Vec<String>, ApiError> {
+    tables.sort();
+    tables.dedup();
+    if tables.len() > MAX_HTTP_TABLES {
+        return Err(ApiError::new(
+            400,
+            "too_many_tables",
+            format!("a tenant's HTTP origin has at most {MAX_HTTP_TABLES} tables"),
+        ));
+    }
+    let probe = Catalog::Http(String::new());
+    if let Some(bad) = tables.iter().find(|t| probe.relation(t).is_none()) {
+        return Err(ApiError::new(
+            400,
+            "bad_table_name",
+            format!("`{bad}` cannot be a table name"),
+        ));
+    }
+    Ok(tables)
 }

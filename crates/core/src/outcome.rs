@@ -57,6 +57,9 @@ pub enum NotStored {
     /// A coordinator could not be reached to register the entry, so it would never be
     /// invalidated: not cached.
     Unregistered,
+    /// The table is not one the tenant's HTTP origin is known to serve (yet): nothing is made
+    /// for it until the origin answers a read of it with a 2xx.
+    UnknownTable,
 }
 
 impl NotStored {
@@ -75,6 +78,7 @@ impl NotStored {
             NotStored::OriginStatus => "origin_status",
             NotStored::Overtaken => "overtaken",
             NotStored::Unregistered => "unregistered",
+            NotStored::UnknownTable => "unknown_table",
         }
     }
 }

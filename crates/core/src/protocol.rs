@@ -15,6 +15,10 @@ pub use crate::freshness::Changes;
 /// need them.
 pub const ORIGIN_HEADER: &str = "x-edgecache-origin";
 
+/// Header carrying the coordinator's own name on every call: an instance the runtime woke for
+/// an alarm is not told its name, and learns it from the next caller (checked against its id).
+pub const NAME_HEADER: &str = "x-edgecache-coordinator";
+
 /// Which tenant a coordinator call is made for, and that tenant's origin (with its
 /// credentials): a coordinator serves every tenant of its data source, each with its own
 /// credentials for it.
@@ -424,6 +428,25 @@ pub struct Tenant {
     /// Who may read and write, beyond the defaults (see [`Access`]).
     #[serde(default)]
     pub access: Access,
+    /// The tables of an HTTP origin EdgeCache knows: declared, or learned when the origin
+    /// first answered a read of one with a 2xx. A request for any other table creates nothing
+    /// (no coordinator, no view, no counter). Unused for the built-in D1 origin.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<String>,
+}
+
+/// Most tables of an HTTP origin one tenant has (declared and learned).
+pub const MAX_HTTP_TABLES: usize = 100;
+
+impl Tenant {
+    /// Whether requests for `table` may create state: every table of the D1 schema, and the
+    /// known tables of an HTTP origin.
+    pub fn knows_table(&self, table: &str) -> bool {
+        match self.origin {
+            OriginConfig::D1 => true,
+            OriginConfig::Http { .. } => self.tables.iter().any(|t| t == table),
+        }
+    }
 }
 
 impl Tenant {
@@ -486,6 +509,9 @@ pub struct CreateTenant {
     /// Access settings; the defaults when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<Access>,
+    /// The HTTP origin's tables, declared up front (others are learned on first read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tables: Option<Vec<String>>,
 }
 
 /// `PATCH /tenants/{name}`: changes some settings, leaves the rest. Origin headers given here
@@ -505,6 +531,9 @@ pub struct TenantSettings {
     /// The HTTP origin's credential headers (replacing the current ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin_headers: Option<Vec<OriginHeader>>,
+    /// The HTTP origin's known tables (replacing the current ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tables: Option<Vec<String>>,
 }
 
 /// Most origin headers, and most forwarded headers, one tenant has.
