@@ -35,7 +35,9 @@ use edgecache_core::fill::registration;
 use edgecache_core::key::CacheKey;
 use edgecache_core::origin::{read_target, OriginError, OriginRead, ReadTarget};
 use edgecache_core::outcome::{NotStored, Outcome};
-use edgecache_core::protocol::{OriginConfig, OriginHeader, RegisterRequest, Tenant};
+use edgecache_core::protocol::{
+    OriginConfig, OriginHeader, RefreshRequest, RegisterRequest, Tenant,
+};
 use edgecache_core::route::Resource;
 use edgecache_core::rules::{self, RoutePolicy, RouteRule};
 use edgecache_core::schema::Relation;
@@ -109,6 +111,9 @@ async fn serve_get(req: &Request, rc: ReadContext<'_>) -> Result<Response, ApiEr
         Lookup::Fresh(entry, outcome) => {
             read.count(outcome);
             return respond(&entry, read.meta(outcome, &timing));
+        }
+        Lookup::Stale(entry) if read.may_revalidate(views, &key, &entry) => {
+            return stale_while_revalidate(&read, &entry, &timing);
         }
         Lookup::Stale(entry) => Some(entry),
         Lookup::Miss => None,
@@ -239,6 +244,20 @@ impl Read<'_> {
     fn is_fresh(&self, views: Views, entry: &CachedEntry) -> bool {
         views == Views::Validated
             && !entry.is_expired(now_ms())
+            && self.edge.admits(&self.coordinators, entry)
+    }
+
+    /// Whether an expired copy may be served while it is refilled (the rule's `swr`): the
+    /// views are validated and admit it, as for a hit, so only its TTL is forgiven (an
+    /// invalidated copy never is); and its coordinator can refill it (its request's own key, of
+    /// one table, on a route that refills).
+    fn may_revalidate(&self, views: Views, key: &CacheKey, entry: &CachedEntry) -> bool {
+        views == Views::Validated
+            && self.policy.rehydrate
+            && key.as_str() == self.key.as_str()
+            && entry.vary.is_none()
+            && entry.stamps.len() == 1
+            && self.policy.may_revalidate(entry.expires_at_ms, now_ms())
             && self.edge.admits(&self.coordinators, entry)
     }
 
@@ -629,6 +648,30 @@ fn stale_if_error(
     let h = resp.headers_mut();
     h.set("warning", "110 - \"Response is Stale\"")?;
     h.set("x-edgecache-stale-reason", &ApiError::from(e).code)?;
+    Ok(resp)
+}
+
+/// Stale-while-revalidate: the expired copy is answered as `STALE`, and its coordinator is asked,
+/// after the response, to refill it (its refill queue holds the key once however many reads
+/// ask). The next read finds the refilled copy in L2.
+fn stale_while_revalidate(
+    read: &Read<'_>,
+    entry: &SharedEntry,
+    timing: &ReadTiming,
+) -> Result<Response, ApiError> {
+    read.count(Outcome::Stale);
+    let (env, id) = (read.rc.env.clone(), read.coordinators[0].clone());
+    let refresh = RefreshRequest {
+        keys: vec![read.key.as_str().to_string()],
+    };
+    read.rc.ctx.wait_until(async move {
+        // Best effort: without the refill the next read past the window is a miss.
+        let _ = Coordinator::of(&env, &id).refresh(&refresh).await;
+    });
+    let mut resp = respond(entry, read.meta(Outcome::Stale, timing))?;
+    let h = resp.headers_mut();
+    h.set("warning", "110 - \"Response is Stale\"")?;
+    h.set("x-edgecache-stale-reason", "stale_while_revalidate")?;
     Ok(resp)
 }
 
