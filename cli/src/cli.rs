@@ -291,6 +291,10 @@ pub enum RulesCommand {
         /// cookie lets an HTTP origin's answers to credentialed reads be cached per user
         #[arg(long, value_name = "HEADER", value_delimiter = ',', value_parser = parse_vary_by)]
         vary_by: Vec<String>,
+        /// Stale-while-revalidate: for this long past the TTL, an entry no write invalidated is
+        /// served as STALE while one background refill runs (30s, 5m, …)
+        #[arg(long, value_name = "DURATION", value_parser = duration::parse_ttl)]
+        swr: Option<u64>,
     },
     /// List the tenant's rules
     List,
@@ -466,6 +470,8 @@ mod tests {
             "Authorization,accept-language",
             "--vary-by",
             "cookie",
+            "--swr",
+            "30s",
         ])
         .unwrap();
         match cli.command {
@@ -476,7 +482,9 @@ mod tests {
                 max_staleness,
                 no_rehydrate,
                 vary_by,
+                swr,
             }) => {
+                assert_eq!(swr, Some(30));
                 assert_eq!(pattern, "/v1/users*");
                 assert_eq!(ttl, Some(3_600));
                 assert!(!no_store);

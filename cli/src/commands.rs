@@ -297,6 +297,7 @@ fn rules(ctx: &Context, command: RulesCommand) -> Result<(), CliError> {
             max_staleness,
             no_rehydrate,
             mut vary_by,
+            swr,
         } => {
             // A header named twice is the same key; the server refuses duplicates.
             vary_by.sort();
@@ -309,6 +310,7 @@ fn rules(ctx: &Context, command: RulesCommand) -> Result<(), CliError> {
                 // Absent means the server's default (rehydrate on); only the opt-out is sent.
                 rehydrate: no_rehydrate.then_some(false),
                 vary_by,
+                swr_secs: swr,
             };
             let raw = client.put_rule(tenant, &rule)?;
             let saved: RuleEnvelope = client.decode(raw.clone())?;

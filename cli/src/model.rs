@@ -105,6 +105,7 @@ mod tests {
             max_staleness_ms: None,
             rehydrate: None,
             vary_by: Vec::new(),
+            swr_secs: None,
         };
         assert_eq!(
             serde_json::to_value(&rule).unwrap(),

@@ -22,7 +22,7 @@ use edgecache_core::config::Config;
 use edgecache_core::origin::OriginError;
 use edgecache_core::protocol::{
     CoordinatorStats, InvalidateRequest, KeyInfo, OriginConfig, OriginContext, RecordInfo,
-    RegisterRequest, WriteRequest, NAME_HEADER, ORIGIN_HEADER,
+    RefreshRequest, RegisterRequest, WriteRequest, NAME_HEADER, ORIGIN_HEADER,
 };
 use edgecache_core::schema::{Relation, Scope};
 use edgecache_core::{ApiError, CoordinatorId};
@@ -222,6 +222,10 @@ impl TableCoordinator {
             (Method::Post, "/invalidate") => {
                 let body: InvalidateRequest = read_json(&mut req, INTERNAL_MAX_BODY).await?;
                 json(&self.invalidate(&graph, body).await?)
+            }
+            (Method::Post, "/refresh") => {
+                let body: RefreshRequest = read_json(&mut req, INTERNAL_MAX_BODY).await?;
+                json(&self.refresh(&graph, body).await?)
             }
             (Method::Get, "/inspect") => inspect(&graph, param("key"), param("record")),
             (Method::Get, "/stats") => {

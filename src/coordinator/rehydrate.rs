@@ -16,6 +16,7 @@ use edgecache_core::entry::CachedEntry;
 use edgecache_core::fill;
 use edgecache_core::key::CacheKey;
 use edgecache_core::origin::read_target;
+use edgecache_core::protocol::RefreshRequest;
 use edgecache_core::route;
 use edgecache_core::rules::RoutePolicy;
 use edgecache_core::schema::Relation;
@@ -43,6 +44,21 @@ impl TableCoordinator {
                 .await?;
         }
         Ok(())
+    }
+
+    /// `POST /refresh`: queues a refill of each key it tracks and can refill, now (a key
+    /// already queued stays queued once), at most [`REHYDRATE_BATCH`] keys a call.
+    pub(super) async fn refresh<S: Store>(
+        &self,
+        graph: &Graph<S>,
+        req: RefreshRequest,
+    ) -> Result<(), ApiError> {
+        for key in req.keys.iter().take(REHYDRATE_BATCH) {
+            if let Some(reg) = graph.registration(key)?.filter(|r| r.refills()) {
+                graph.enqueue_rehydrate(key, reg.ttl_secs, now_ms())?;
+            }
+        }
+        self.schedule_rehydrate(graph).await
     }
 
     /// The alarm: refills the due keys, a few at a time, and schedules the next run. An object

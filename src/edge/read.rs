@@ -14,7 +14,6 @@ use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use futures_util::future::{select, Either};
 use serde_json::Value;
 use worker::{Context, Delay, Env, Headers, Method, Request, Response};
 
@@ -26,7 +25,7 @@ use crate::cache::lookup::{lookup, Lookup, Tier};
 use crate::coordinator::client::Coordinator;
 use crate::origin::{AnyOrigin, Origin};
 use crate::runtime::env::variant_keyer;
-use crate::runtime::platform::now_ms;
+use crate::runtime::platform::{now_ms, within};
 use edgecache_core::cache_control::request_forbids_cached;
 use edgecache_core::codec::encode_component;
 use edgecache_core::config::Config;
@@ -35,12 +34,14 @@ use edgecache_core::fill::registration;
 use edgecache_core::key::CacheKey;
 use edgecache_core::origin::{read_target, OriginError, OriginRead, ReadTarget};
 use edgecache_core::outcome::{NotStored, Outcome};
-use edgecache_core::protocol::{OriginConfig, OriginHeader, RegisterRequest, Tenant};
+use edgecache_core::protocol::{
+    OriginConfig, OriginHeader, RefreshRequest, RegisterRequest, Tenant,
+};
 use edgecache_core::route::Resource;
 use edgecache_core::rules::{self, RoutePolicy, RouteRule};
 use edgecache_core::schema::Relation;
 use edgecache_core::shared_cache::{storable, OriginHeaders};
-use edgecache_core::timing::{ReadPhase, ReadTiming};
+use edgecache_core::timing::{ReadBudget, ReadPhase, ReadTiming, READ_SLACK_MS, STEP_TIMEOUT_MS};
 use edgecache_core::vary::{VariantKeyer, CREDENTIAL_HEADERS, FORWARDED_READ_HEADERS};
 use edgecache_core::{ApiError, CoordinatorId};
 
@@ -103,12 +104,21 @@ async fn serve_get(req: &Request, rc: ReadContext<'_>) -> Result<Response, ApiEr
     }
     let views = validate_views(&read).await;
     timing.end(ReadPhase::Validate, now_ms());
-    let Found { lookup: found, key } = look_up(&read, views).await;
+    // An L2 that does not answer in time is a miss.
+    let Found { lookup: found, key } = within(read.budget.step(now_ms()), look_up(&read, views))
+        .await
+        .unwrap_or_else(|| Found {
+            lookup: Lookup::Miss,
+            key: read.key.clone(),
+        });
     timing.end(ReadPhase::LookUp, now_ms());
     let fallback = match found {
         Lookup::Fresh(entry, outcome) => {
             read.count(outcome);
             return respond(&entry, read.meta(outcome, &timing));
+        }
+        Lookup::Stale(entry) if read.may_revalidate(views, &key, &entry) => {
+            return stale_while_revalidate(&read, &entry, &timing);
         }
         Lookup::Stale(entry) => Some(entry),
         Lookup::Miss => None,
@@ -147,6 +157,9 @@ async fn serve_get(req: &Request, rc: ReadContext<'_>) -> Result<Response, ApiEr
 struct Read<'r> {
     rc: &'r ReadContext<'r>,
     edge: Edge,
+    /// What the read may still spend waiting, so it answers within the origin timeout plus
+    /// `READ_SLACK_MS` however its steps go.
+    budget: ReadBudget,
     /// The request's key: its base key, followed by the keyed hash of its credentials when it
     /// carries any (so no other user, and no request without them, shares it).
     key: CacheKey,
@@ -242,6 +255,20 @@ impl Read<'_> {
             && self.edge.admits(&self.coordinators, entry)
     }
 
+    /// Whether an expired copy may be served while it is refilled (the rule's `swr`): the
+    /// views are validated and admit it, as for a hit, so only its TTL is forgiven (an
+    /// invalidated copy never is); and its coordinator can refill it (its request's own key, of
+    /// one table, on a route that refills).
+    fn may_revalidate(&self, views: Views, key: &CacheKey, entry: &CachedEntry) -> bool {
+        views == Views::Validated
+            && self.policy.rehydrate
+            && key.as_str() == self.key.as_str()
+            && entry.vary.is_none()
+            && entry.stamps.len() == 1
+            && self.policy.may_revalidate(entry.expires_at_ms, now_ms())
+            && self.edge.admits(&self.coordinators, entry)
+    }
+
     /// Counts the read's outcome for its tenant and route.
     fn count(&self, outcome: Outcome) {
         self.edge
@@ -328,6 +355,7 @@ fn resolve<'r>(req: &Request, rc: &'r ReadContext<'r>) -> Result<Read<'r>, ApiEr
     };
     let source = rc.origin.source();
     Ok(Read {
+        budget: ReadBudget::start(now_ms(), rc.config.origin_timeout_ms),
         edge: Edge::new(rc.config.l1_max_bytes),
         // Rules see the normalised path, so no spelling of a path escapes its rule.
         policy: rules::resolve(rc.rules, key.path()),
@@ -397,9 +425,10 @@ async fn validate_views(read: &Read<'_>) -> Views {
             )
         });
         if stale_view {
-            match Coordinator::of(rc.env, id).changes(since).await {
-                Ok(changes) => edge.apply_changes(id, &changes, now_ms()),
-                Err(_) => views = Views::Unvalidated,
+            let coordinator = Coordinator::of(rc.env, id);
+            match within(read.budget.step(now_ms()), coordinator.changes(since)).await {
+                Some(Ok(changes)) => edge.apply_changes(id, &changes, now_ms()),
+                Some(Err(_)) | None => views = Views::Unvalidated,
             }
         }
         if token.is_some_and(|t| t > edge.with_view(id, |v| v.seq)) {
@@ -459,11 +488,11 @@ async fn coalesce(read: &Read<'_>, views: Views, found: &CacheKey) -> Coalesced 
     if read.wants == Wants::Origin {
         return Coalesced::Fetch(edge.take_fill(key, now_ms()));
     }
-    let wait_limit = read.rc.config.origin_timeout_ms + 2_000;
-    let leader = edge.begin_fill(key, now_ms(), wait_limit);
+    // A fill older than a whole read's budget was abandoned: its guard is taken over.
+    let abandoned_after = read.rc.config.origin_timeout_ms + READ_SLACK_MS;
+    let leader = edge.begin_fill(key, now_ms(), abandoned_after);
     if leader.is_none() {
-        let waited_from = now_ms();
-        while edge.is_filling(key) && now_ms().saturating_sub(waited_from) < wait_limit {
+        while edge.is_filling(key) && read.budget.may_wait(now_ms()) {
             Delay::from(Duration::from_millis(FOLLOWER_POLL_MS)).await;
         }
     }
@@ -592,10 +621,10 @@ fn store(read: &Read<'_>, views: Views, fill: Fill) {
         match register_all(&env, &tenant, &origin, &regs).await {
             Ok(()) => {
                 edge.l1().put(&fill.entry).await;
-                let _ = l2::put(&fill.key, &fill.entry).await;
+                let _ = within(STEP_TIMEOUT_MS, l2::put(&fill.key, &fill.entry)).await;
                 if let Some(record) = &fill.variance {
                     edge.l1().put(record).await;
-                    let _ = l2::put(&primary, record).await;
+                    let _ = within(STEP_TIMEOUT_MS, l2::put(&primary, record)).await;
                 }
             }
             Err(NotStored::Overtaken) => {
@@ -632,6 +661,30 @@ fn stale_if_error(
     Ok(resp)
 }
 
+/// Stale-while-revalidate: the expired copy is answered as `STALE`, and its coordinator is asked,
+/// after the response, to refill it (its refill queue holds the key once however many reads
+/// ask). The next read finds the refilled copy in L2.
+fn stale_while_revalidate(
+    read: &Read<'_>,
+    entry: &SharedEntry,
+    timing: &ReadTiming,
+) -> Result<Response, ApiError> {
+    read.count(Outcome::Stale);
+    let (env, id) = (read.rc.env.clone(), read.coordinators[0].clone());
+    let refresh = RefreshRequest {
+        keys: vec![read.key.as_str().to_string()],
+    };
+    read.rc.ctx.wait_until(async move {
+        // Best effort: without the refill the next read past the window is a miss.
+        let _ = Coordinator::of(&env, &id).refresh(&refresh).await;
+    });
+    let mut resp = respond(entry, read.meta(Outcome::Stale, timing))?;
+    let h = resp.headers_mut();
+    h.set("warning", "110 - \"Response is Stale\"")?;
+    h.set("x-edgecache-stale-reason", "stale_while_revalidate")?;
+    Ok(resp)
+}
+
 /// Registers the entry with every coordinator it depends on; it may be stored only if all accept.
 async fn register_all(
     env: &Env,
@@ -640,14 +693,12 @@ async fn register_all(
     regs: &[(CoordinatorId, RegisterRequest)],
 ) -> Result<(), NotStored> {
     for (id, req) in regs {
-        match Coordinator::of(env, id)
-            .for_tenant(tenant, origin)
-            .register(req)
-            .await
-        {
-            Ok(resp) if resp.accepted.iter().all(|a| *a) => {}
-            Ok(_) => return Err(NotStored::Overtaken),
-            Err(_) => return Err(NotStored::Unregistered),
+        let coordinator = Coordinator::of(env, id).for_tenant(tenant, origin);
+        // Bounded: the fill (and any read waiting on it) ends when this does.
+        match within(STEP_TIMEOUT_MS, coordinator.register(req)).await {
+            Some(Ok(resp)) if resp.accepted.iter().all(|a| *a) => {}
+            Some(Ok(_)) => return Err(NotStored::Overtaken),
+            Some(Err(_)) | None => return Err(NotStored::Unregistered),
         }
     }
     Ok(())
@@ -658,7 +709,8 @@ async fn fetch_origin(read: &Read<'_>) -> Result<OriginRead, OriginError> {
     let rc = read.rc;
     read.edge.count(rc.tenant, |c| c.origin_fetches += 1);
     let faults = read.edge.faults(rc.config);
-    let timeout = rc.config.origin_timeout_ms;
+    // The origin timeout, or less if waits before took part of the read's budget.
+    let timeout = read.budget.fetch(now_ms());
     let origin = async {
         if faults.read_delay_ms > 0 {
             Delay::from(Duration::from_millis(faults.read_delay_ms)).await;
@@ -670,12 +722,9 @@ async fn fetch_origin(read: &Read<'_>) -> Result<OriginRead, OriginError> {
             .read(rc.relation, &read.target, &read.key, &read.forward)
             .await
     };
-    let timer = Delay::from(Duration::from_millis(timeout));
-    futures_util::pin_mut!(origin);
-    match select(origin, timer).await {
-        Either::Left((result, _)) => result,
-        Either::Right(_) => Err(OriginError::Timeout(timeout)),
-    }
+    within(timeout, origin)
+        .await
+        .unwrap_or(Err(OriginError::Timeout(rc.config.origin_timeout_ms)))
 }
 
 /// An answer served as the origin gave it, not stored.

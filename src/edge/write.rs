@@ -2,16 +2,13 @@
 //! forwards it to the origin, numbers it and invalidates what it made stale. Here: parse the
 //! write into a `WriteOp`, hand it to the coordinator, answer with the read-your-writes token.
 
-use std::time::Duration;
-
-use futures_util::future::{select, Either};
-use worker::{Delay, Env, Method, Request, Response};
+use worker::{Env, Method, Request, Response};
 
 use super::access::forwarded_headers;
 use crate::cache::isolate::{Edge, Faults};
 use crate::coordinator::client::Coordinator;
 use crate::runtime::http::read_body;
-use crate::runtime::platform;
+use crate::runtime::platform::{self, within};
 use edgecache_core::codec::encode_component;
 use edgecache_core::config::Config;
 use edgecache_core::id_text;
@@ -156,11 +153,9 @@ pub async fn send(
     // origin timeout. Past that it is told the outcome is unknown; the coordinator still
     // records the write when the origin answers, so nothing it applied goes uninvalidated.
     let limit = 2 * wc.config.origin_timeout_ms;
-    let timer = Delay::from(Duration::from_millis(limit));
-    futures_util::pin_mut!(call);
-    let written = match select(call, timer).await {
-        Either::Left((written, _)) => written?,
-        Either::Right(_) => {
+    let written = match within(limit, call).await {
+        Some(written) => written?,
+        None => {
             edge.expire_view(&coordinator);
             return Err(ApiError::new(
                 504,

@@ -33,3 +33,14 @@ pub fn random_bytes<const N: usize>() -> worker::Result<[u8; N]> {
 pub fn new_id() -> worker::Result<String> {
     Ok(new_record_id(random_bytes::<16>()?))
 }
+
+/// `future`'s output, or `None` if it takes longer than `ms` (it is then dropped).
+pub async fn within<F: std::future::Future>(ms: u64, future: F) -> Option<F::Output> {
+    use futures_util::future::{select, Either};
+    let timer = worker::Delay::from(std::time::Duration::from_millis(ms));
+    futures_util::pin_mut!(future);
+    match select(future, timer).await {
+        Either::Left((out, _)) => Some(out),
+        Either::Right(_) => None,
+    }
+}

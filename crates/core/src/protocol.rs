@@ -268,6 +268,15 @@ pub struct SparedKey {
     pub kind: String,
 }
 
+/// `POST /refresh`: keys an edge served stale-while-revalidate; the coordinator refills those
+/// it tracks and can refill (its refill queue holds each key once, so concurrent asks make one
+/// refill).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RefreshRequest {
+    /// Cache keys.
+    pub keys: Vec<String>,
+}
+
 /// A manual invalidation (webhook, admin API).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InvalidateRequest {

@@ -45,7 +45,14 @@ pub struct RouteRule {
     /// to credentialed reads be stored, one entry per keyed hash of the credential.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vary_by: Vec<String>,
+    /// Stale-while-revalidate, in seconds: for this long after its TTL ran out, an entry that
+    /// no write has invalidated is served as `STALE` while one background refill runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swr_secs: Option<u64>,
 }
+
+/// Longest stale-while-revalidate window a rule may set: a week.
+pub const MAX_SWR_SECS: u64 = 7 * 24 * 3600;
 
 /// The settings in force for one path.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +74,18 @@ pub struct RoutePolicy {
     /// Request headers the route's answers are keyed by (the rule's `vary_by`).
     #[serde(default)]
     pub vary_by: Vec<String>,
+    /// Stale-while-revalidate window in seconds (0: none).
+    #[serde(default)]
+    pub swr_secs: u64,
+}
+
+impl RoutePolicy {
+    /// Whether an entry whose TTL ran out at `expired_at_ms` may still be served as `STALE`
+    /// at `now_ms` while it is refilled. Only expiry is forgiven here: whether a write
+    /// invalidated it is the views' question, asked as for any hit.
+    pub fn may_revalidate(&self, expired_at_ms: u64, now_ms: u64) -> bool {
+        self.swr_secs > 0 && now_ms < expired_at_ms.saturating_add(self.swr_secs * 1000)
+    }
 }
 
 impl Default for RoutePolicy {
@@ -79,6 +98,7 @@ impl Default for RoutePolicy {
             rule: None,
             ttl_from_rule: false,
             vary_by: Vec::new(),
+            swr_secs: 0,
         }
     }
 }
@@ -198,6 +218,7 @@ pub fn resolve(rules: &[RouteRule], path: &str) -> RoutePolicy {
         policy.rule = Some(rule.pattern.clone());
         policy.ttl_from_rule = rule.ttl_secs.is_some();
         policy.vary_by = rule.vary_by.clone();
+        policy.swr_secs = rule.swr_secs.unwrap_or(0);
     }
     policy
 }
@@ -247,6 +268,13 @@ pub fn check_rule(rule: &RouteRule) -> Result<(), ApiError> {
             "ttl_secs must be at least 1; use no_store to disable caching",
         ));
     }
+    if rule.swr_secs.is_some_and(|s| s > MAX_SWR_SECS) {
+        return Err(ApiError::new(
+            400,
+            "invalid_rule",
+            format!("swr_secs is at most {MAX_SWR_SECS} (a week)"),
+        ));
+    }
     check_vary_by(&rule.vary_by).map_err(|m| ApiError::new(400, "invalid_rule", m))
 }
 
@@ -281,6 +309,7 @@ mod tests {
             max_staleness_ms: None,
             rehydrate: None,
             vary_by: Vec::new(),
+            swr_secs: None,
         };
         assert!(check_rule(&rule("/v1/users*", Some(60))).is_ok());
         assert_eq!(
@@ -301,6 +330,7 @@ mod tests {
             max_staleness_ms: None,
             rehydrate: None,
             vary_by: Vec::new(),
+            swr_secs: None,
         }
     }
 
@@ -308,6 +338,7 @@ mod tests {
     fn vary_by_is_checked_and_reaches_the_policy() {
         let with = |names: &[&str]| RouteRule {
             vary_by: names.iter().map(|s| s.to_string()).collect(),
+            swr_secs: None,
             ..rule("/v1/me*")
         };
         for ok in [&[][..], &["authorization"], &["cookie", "accept-language"]] {

@@ -130,3 +130,95 @@ mod tests {
         );
     }
 }
+
+/// How long a read may take in all: the origin timeout plus [`READ_SLACK_MS`], from the moment
+/// it starts, however many steps it waits on (coordinators, L2, another request's fill, the
+/// origin). Each wait takes what is left, so no combination of slow steps adds up past it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadBudget {
+    /// When the read must have its answer.
+    pub deadline_ms: u64,
+    /// The origin timeout: no origin fetch is given longer.
+    pub origin_timeout_ms: u64,
+}
+
+/// What a read may spend beyond one origin timeout: waits on coordinators and L2, and on
+/// another request's fill of the same key (the coalescing bound).
+pub const READ_SLACK_MS: u64 = 3_000;
+/// Longest wait for one coordinator or L2 call on the read path; past it the read goes on
+/// without (unvalidated views are not cached from; an unanswered L2 is a miss).
+pub const STEP_TIMEOUT_MS: u64 = 1_000;
+
+impl ReadBudget {
+    /// The budget of a read starting at `now_ms`.
+    pub fn start(now_ms: u64, origin_timeout_ms: u64) -> Self {
+        ReadBudget {
+            deadline_ms: now_ms
+                .saturating_add(origin_timeout_ms)
+                .saturating_add(READ_SLACK_MS),
+            origin_timeout_ms,
+        }
+    }
+
+    /// Milliseconds left at `now_ms`.
+    pub fn left(&self, now_ms: u64) -> u64 {
+        self.deadline_ms.saturating_sub(now_ms)
+    }
+
+    /// The bound for one coordinator or L2 call starting at `now_ms`.
+    pub fn step(&self, now_ms: u64) -> u64 {
+        self.left(now_ms).min(STEP_TIMEOUT_MS)
+    }
+
+    /// The bound for the origin fetch starting at `now_ms` (0: no time left; fail at once).
+    pub fn fetch(&self, now_ms: u64) -> u64 {
+        self.left(now_ms).min(self.origin_timeout_ms)
+    }
+
+    /// Whether a follower may keep waiting for another request's fill at `now_ms`. A fill that
+    /// began no later than this read ends (fetched, registered) before the deadline, so waiting
+    /// up to it never gives up on a fill that will land.
+    pub fn may_wait(&self, now_ms: u64) -> bool {
+        now_ms < self.deadline_ms
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the steps take, the time granted to them never runs past the deadline:
+        /// waits, coordinator calls and the fetch each take from what is left.
+        #[test]
+        fn steps_never_outlast_the_budget(
+            start in 0u64..1u64 << 40,
+            timeout in 1u64..60_000,
+            steps in proptest::collection::vec(0u64..5_000, 0..8),
+        ) {
+            let budget = ReadBudget::start(start, timeout);
+            let mut now = start;
+            for step in steps {
+                now += step.min(budget.step(now));
+            }
+            while budget.may_wait(now) {
+                now += 5; // a follower polling
+            }
+            let _ = budget.fetch(now);
+            now += budget.fetch(now);
+            prop_assert!(now <= start + timeout + READ_SLACK_MS + 5);
+            prop_assert!(budget.fetch(start) == timeout);
+        }
+    }
+
+    #[test]
+    fn a_fresh_read_gets_the_full_origin_timeout_and_a_late_one_none() {
+        let b = ReadBudget::start(1_000, 10_000);
+        assert_eq!(b.fetch(1_000), 10_000);
+        assert_eq!(b.step(1_000), STEP_TIMEOUT_MS);
+        assert_eq!(b.fetch(1_000 + 12_500), 500);
+        assert_eq!(b.fetch(1_000 + 13_000), 0);
+        assert!(!b.may_wait(1_000 + 13_000));
+    }
+}

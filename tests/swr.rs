@@ -1,0 +1,74 @@
+//! Stale-while-revalidate in the real runtime: a rule's `swr_secs` lets an expired copy be
+//! served as `STALE` while one background refill runs, never an invalidated one, and never
+//! on a route without it.
+
+mod common;
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use common::Worker;
+use serde_json::json;
+
+fn w() -> &'static Worker {
+    static W: OnceLock<Worker> = OnceLock::new();
+    W.get_or_init(|| {
+        Worker::start_with(&[(
+            "EDGECACHE_RULES",
+            r#"[{"pattern":"/v1/users/*","ttl_secs":1,"swr_secs":30},
+                {"pattern":"/v1/orders*","ttl_secs":1}]"#,
+        )])
+    })
+}
+
+fn city(a: &common::Answer) -> String {
+    a.json()["data"]["city"].as_str().unwrap_or("").to_string()
+}
+
+#[test]
+fn an_expired_copy_is_served_stale_while_one_refill_runs() {
+    let id = w().create_user("swr", "Swr");
+    let path = format!("/v1/users/{id}");
+    let fresh = w().warm(&path);
+    std::thread::sleep(Duration::from_millis(1_300));
+    let stale = w().get(&path);
+    assert_eq!(stale.outcome(), "STALE", "{:?}", stale.headers);
+    assert_eq!(
+        stale.header("x-edgecache-stale-reason"),
+        Some("stale_while_revalidate")
+    );
+    assert_eq!(stale.body, fresh.body);
+    // The coordinator refills the key into L2 (TTL 1 s again): a read finds it there.
+    let refilled = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        w().get(&path).outcome() == "HIT-L2"
+    });
+    assert!(refilled, "the background refill stored a fresh copy");
+}
+
+#[test]
+fn an_invalidated_copy_is_never_served_stale() {
+    let id = w().create_user("swr-inv", "SwrInv");
+    let path = format!("/v1/users/{id}");
+    w().warm(&path);
+    let a = w().send_json("PATCH", &path, &json!({"city": "Afterwards"}));
+    assert_eq!(a.status, 200, "{}", a.text());
+    // Past the TTL of the copy the write's refill stored too, so only the old, invalidated
+    // copy is left in this isolate: stale-while-revalidate must not serve it.
+    std::thread::sleep(Duration::from_millis(2_500));
+    let read = w().get(&path);
+    assert_eq!(
+        city(&read),
+        "Afterwards",
+        "{} served the invalidated copy",
+        read.outcome()
+    );
+}
+
+#[test]
+fn without_swr_an_expired_copy_is_a_miss() {
+    let path = "/v1/orders?limit=2&offset=7";
+    w().warm(path);
+    std::thread::sleep(Duration::from_millis(1_300));
+    assert_eq!(w().get(path).outcome(), "MISS");
+}
