@@ -35,7 +35,7 @@ template=$(bash scripts/prepare-state.sh)
 # 3. The benchmark, in its own process group, bounded in time.
 mkdir -p target/bench
 set -m
-BENCH_STATE_TEMPLATE="$template" timeout --signal=TERM --kill-after=10 720 node bench/bench.mjs &
+BENCH_STATE_TEMPLATE="$template" timeout --signal=TERM --kill-after=10 1200 node bench/bench.mjs &
 bench_pid=$!
 set +m
 cleanup() {
@@ -50,5 +50,5 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 status=0
 wait "$bench_pid" || status=$?
-[ "$status" = 124 ] && say "the benchmark ran out of time (720 s) and was stopped"
+[ "$status" = 124 ] && say "the benchmark ran out of time (1200 s) and was stopped"
 exit "$status"

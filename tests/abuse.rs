@@ -150,3 +150,66 @@ fn a_coordinator_tracks_at_most_its_cap_of_keys() {
     let recent = w.get(&orders(19));
     assert_eq!(recent.outcome(), "HIT-L1", "a recent key is still cached");
 }
+
+/// Each tenant's admin token and its invalidations have budgets of their own: one tenant
+/// spending its own does not starve another's, the operator is not counted, and forged
+/// webhooks spend nothing.
+#[test]
+fn tenants_have_budgets_for_admin_calls_and_invalidations() {
+    let w = Worker::start_with(&[
+        ("EDGECACHE_ADMIN_CALLS_PER_MIN", "5"),
+        ("EDGECACHE_INVALIDATIONS_PER_MIN", "3"),
+    ]);
+    let created = |prefix: &str| {
+        let t = w.create_tenant(prefix);
+        let name = t["tenant"]["name"].as_str().unwrap().to_string();
+        let token = t["admin_token"].as_str().unwrap().to_string();
+        let secret = t["webhook_secret"].as_str().unwrap().to_string();
+        (name, token, secret)
+    };
+    let (_, greedy, _) = created("greedy");
+    let (_, other, _) = created("other");
+    let whoami = |token: &str| w.admin_as(token, "GET", "/_edgecache/admin/whoami", None);
+    for _ in 0..5 {
+        assert_eq!(whoami(&greedy).status, 200);
+    }
+    let over = whoami(&greedy);
+    assert_eq!(
+        (over.status, over.error_code().as_str()),
+        (429, "rate_limited")
+    );
+    assert!(over.header("retry-after").is_some());
+    assert_eq!(whoami(&other).status, 200, "another tenant is not starved");
+    for _ in 0..10 {
+        assert_eq!(w.admin("GET", "/_edgecache/admin/whoami", None).status, 200);
+    }
+
+    let (hooked, _, secret) = created("hook");
+    let body = br#"{"urls": ["/v1/users?limit=1"]}"#;
+    let post = |signature: &str| {
+        w.anonymous(
+            "POST",
+            &format!("/t/{hooked}/_edgecache/invalidate"),
+            &[
+                ("content-type", "application/json"),
+                ("x-edgecache-signature", signature),
+            ],
+            Some(body),
+        )
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    for _ in 0..5 {
+        let forged = edgecache_core::auth::sign(b"ecw_not_the_secret", now, body);
+        assert_eq!(post(&forged).status, 401);
+    }
+    let signed = edgecache_core::auth::sign(secret.as_bytes(), now, body);
+    for _ in 0..3 {
+        let a = post(&signed);
+        assert_eq!(a.status, 200, "forged calls spent nothing: {}", a.text());
+    }
+    let a = post(&signed);
+    assert_eq!((a.status, a.error_code().as_str()), (429, "rate_limited"));
+}

@@ -9,6 +9,7 @@ use worker::{Env, Method, Request, Response, Url};
 
 use super::invalidate;
 use super::tenants::{self, catalog_of, registry};
+use super::throttle::{self, Bucket};
 use crate::cache::isolate::Edge;
 use crate::coordinator::client::Coordinator;
 use crate::runtime::env::secret;
@@ -89,6 +90,10 @@ pub async fn serve(
     rest: &str,
 ) -> Result<Response, ApiError> {
     let p = authenticate(req, env).await?;
+    // The operator is the deployment's owner; each tenant's token has a budget of its own.
+    if let Principal::Tenant(tenant) = &p {
+        throttle::check_for(tenant, config, Bucket::AdminCall)?;
+    }
     let url = req.url()?;
     let segments: Vec<&str> = rest.trim_matches('/').split('/').collect();
     match (req.method(), segments.as_slice()) {
@@ -299,6 +304,9 @@ async fn invalidate(
     name: &str,
 ) -> Result<Response, ApiError> {
     authorize(p, name)?;
+    if let Principal::Tenant(tenant) = p {
+        throttle::check_for(tenant, config, Bucket::Invalidation)?;
+    }
     let bytes = read_body(req, MAX_ADMIN_BODY).await?;
     let spec = InvalidationSpec::parse(&bytes)?;
     let record = existing(env, name).await?;

@@ -8,6 +8,7 @@ use worker::{Env, Request, Response};
 
 use super::site;
 use super::throttle::{self, Bucket};
+use crate::runtime::env::isolate_config;
 use crate::runtime::http::read_body;
 use crate::runtime::platform::now_ms;
 use edgecache_core::beta::{
@@ -36,7 +37,7 @@ pub async fn sign_up(req: &mut Request, env: &Env) -> Result<Response, ApiError>
 }
 
 async fn join(req: &mut Request, env: &Env) -> Result<BetaJoined, ApiError> {
-    throttle::check(req, Bucket::BetaSignup)?;
+    throttle::check(req, &isolate_config(env)?, Bucket::BetaSignup)?;
     let json = req
         .headers()
         .get("content-type")?

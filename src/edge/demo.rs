@@ -60,7 +60,7 @@ struct DemoReset {
 
 /// `POST /_edgecache/demo/write`.
 pub async fn write(req: &mut Request, env: &Env, config: &Config) -> Result<Response, ApiError> {
-    throttle::check(req, Bucket::DemoWrite)?;
+    throttle::check(req, config, Bucket::DemoWrite)?;
     let body: DemoWrite = read_json(req, MAX_DEMO_BODY).await?;
     let tenant = config.demo_tenant.as_str();
     let record = tenants::load(env, tenant).await?;
@@ -101,7 +101,7 @@ pub async fn reset_on_demand(
     env: &Env,
     config: &Config,
 ) -> Result<Response, ApiError> {
-    throttle::check(req, Bucket::DemoReset)?;
+    throttle::check(req, config, Bucket::DemoReset)?;
     let done = reset(env, config).await?;
     let mut resp = Response::from_json(&done)?;
     resp.headers_mut().set("cache-control", "no-store")?;

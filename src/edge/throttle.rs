@@ -1,11 +1,14 @@
-//! Rate limits of the website's public endpoints, per client, in isolate memory (see
-//! `edgecache_core::ratelimit` for what that does and does not promise).
+//! Rate limits in isolate memory (see `edgecache_core::ratelimit` for what that does and does
+//! not promise): the website's public endpoints per client, and each tenant's budgets for the
+//! admin API and for invalidations, so one tenant cannot starve another's coordinators or the
+//! isolate.
 
 use std::cell::RefCell;
 
 use worker::Request;
 
 use crate::runtime::platform::now_ms;
+use edgecache_core::config::Config;
 use edgecache_core::ratelimit::{Limit, RateLimiter, Verdict};
 use edgecache_core::ApiError;
 
@@ -21,17 +24,31 @@ pub enum Bucket {
     DemoReset,
     /// `POST /_edgecache/beta`: 5 every ten minutes.
     BetaSignup,
+    /// A tenant token's admin API calls: `EDGECACHE_ADMIN_CALLS_PER_MIN` a minute.
+    AdminCall,
+    /// A tenant's invalidations (signed webhook, admin API):
+    /// `EDGECACHE_INVALIDATIONS_PER_MIN` a minute.
+    Invalidation,
 }
 
 impl Bucket {
-    const ALL: [Bucket; 3] = [Bucket::DemoWrite, Bucket::DemoReset, Bucket::BetaSignup];
+    const ALL: [Bucket; 5] = [
+        Bucket::DemoWrite,
+        Bucket::DemoReset,
+        Bucket::BetaSignup,
+        Bucket::AdminCall,
+        Bucket::Invalidation,
+    ];
 
     /// The limit.
-    pub fn limit(self) -> Limit {
+    pub fn limit(self, config: &Config) -> Limit {
+        let per_min = |n: u64| (u32::try_from(n).unwrap_or(u32::MAX), 60_000);
         let (max, window_ms) = match self {
             Bucket::DemoWrite => (30, 60_000),
             Bucket::DemoReset => (5, 60_000),
             Bucket::BetaSignup => (5, 600_000),
+            Bucket::AdminCall => per_min(config.admin_calls_per_min),
+            Bucket::Invalidation => per_min(config.invalidations_per_min),
         };
         Limit { max, window_ms }
     }
@@ -42,9 +59,8 @@ impl Bucket {
 }
 
 thread_local! {
-    static LIMITERS: RefCell<Vec<RateLimiter>> = RefCell::new(
-        Bucket::ALL.iter().map(|b| RateLimiter::new(b.limit(), MAX_CLIENTS)).collect(),
-    );
+    // Made on first use from the isolate's configuration (fixed for its life).
+    static LIMITERS: RefCell<Vec<RateLimiter>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The client a request counts against: Cloudflare's `CF-Connecting-IP`, or one shared client
@@ -58,10 +74,24 @@ pub fn client(req: &Request) -> String {
         .unwrap_or_else(|| "local".to_string())
 }
 
-/// Counts the request against `bucket`; 429 `rate_limited` with `retry-after` when over it.
-pub fn check(req: &Request, bucket: Bucket) -> Result<(), ApiError> {
-    let client = client(req);
-    let verdict = LIMITERS.with(|l| l.borrow_mut()[bucket.index()].check(&client, now_ms()));
+/// Counts the request against `bucket` for its client; 429 `rate_limited` with `retry-after`
+/// when over it.
+pub fn check(req: &Request, config: &Config, bucket: Bucket) -> Result<(), ApiError> {
+    check_for(&client(req), config, bucket)
+}
+
+/// Counts one call of `who` (a client, or a tenant) against `bucket`.
+pub fn check_for(who: &str, config: &Config, bucket: Bucket) -> Result<(), ApiError> {
+    let verdict = LIMITERS.with(|l| {
+        let mut l = l.borrow_mut();
+        if l.is_empty() {
+            *l = Bucket::ALL
+                .iter()
+                .map(|b| RateLimiter::new(b.limit(config), MAX_CLIENTS))
+                .collect();
+        }
+        l[bucket.index()].check(who, now_ms())
+    });
     match verdict {
         Verdict::Allowed => Ok(()),
         Verdict::Limited { retry_after_secs } => Err(ApiError::rate_limited(retry_after_secs)),

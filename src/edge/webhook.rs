@@ -1,5 +1,6 @@
 //! `POST /_edgecache/invalidate`: the origin's signed invalidation webhook.
 
+use super::throttle::{self, Bucket};
 use worker::{Env, Request, Response};
 
 use super::admin::answer;
@@ -43,6 +44,8 @@ pub async fn serve(
         auth::SIGNATURE_TOLERANCE_SECS,
     )
     .map_err(|e| ApiError::new(401, e.code(), e.to_string()))?;
+    // Counted once signed: a forger cannot spend the tenant's budget.
+    throttle::check_for(tenant, config, Bucket::Invalidation)?;
     let spec = InvalidationSpec::parse(&bytes)?;
     answer(&invalidate::invalidate(env, config.l1_max_bytes, tenant, &record, &spec).await?)
 }

@@ -17,6 +17,11 @@ pub const DEFAULT_INVALIDATION_LOG: u64 = 4096;
 /// Default bound of the keys one coordinator tracks; past it the least recently filled are
 /// evicted (invalidated, so never served untracked).
 pub const DEFAULT_MAX_REGISTRATIONS: u64 = 200_000;
+/// Default budget of admin API calls per tenant per minute (per isolate).
+pub const DEFAULT_ADMIN_CALLS_PER_MIN: u64 = 600;
+/// Default budget of invalidations (webhook and admin API calls) per tenant per minute (per
+/// isolate).
+pub const DEFAULT_INVALIDATIONS_PER_MIN: u64 = 120;
 /// Default tenant for requests that name none (the demo works with no setup).
 pub const DEFAULT_TENANT: &str = "local";
 /// Default name of the website's demo tenant, whose data is the `demo_*` sandbox.
@@ -56,6 +61,10 @@ pub struct Config {
     pub invalidation_log: u64,
     /// Keys one coordinator tracks at most.
     pub max_registrations: u64,
+    /// Admin API calls a tenant's token may make per minute in one isolate.
+    pub admin_calls_per_min: u64,
+    /// Invalidation calls (webhook, admin API) per tenant per minute in one isolate.
+    pub invalidations_per_min: u64,
     /// Enables the fault-injection hooks the integration tests use. Never set in production.
     pub test_hooks: bool,
 }
@@ -111,6 +120,16 @@ impl Config {
                 vars,
                 "EDGECACHE_MAX_REGISTRATIONS",
                 DEFAULT_MAX_REGISTRATIONS,
+            )?,
+            admin_calls_per_min: number(
+                vars,
+                "EDGECACHE_ADMIN_CALLS_PER_MIN",
+                DEFAULT_ADMIN_CALLS_PER_MIN,
+            )?,
+            invalidations_per_min: number(
+                vars,
+                "EDGECACHE_INVALIDATIONS_PER_MIN",
+                DEFAULT_INVALIDATIONS_PER_MIN,
             )?,
             test_hooks: vars.var("EDGECACHE_TEST_HOOKS").as_deref() == Some("1"),
         })
