@@ -29,23 +29,27 @@ fn setup() -> &'static Setup {
     static S: OnceLock<Setup> = OnceLock::new();
     S.get_or_init(|| {
         let api = TestApi::start(ORIGIN_KEY);
-        let tenant: String = unique("api")
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-            .take(50)
-            .collect();
-        let a = w().admin(
-            "POST",
-            "/_edgecache/admin/tenants",
-            Some(
-                &json!({"name": tenant, "origin": {"kind": "http", "base_url": api.base_url,
-                "headers": [{"name": "X-Origin-Key", "value": ORIGIN_KEY}]},
-                "tables": ["notes", "me"]}),
-            ),
-        );
-        assert_eq!(a.status, 201, "{}", a.text());
+        let tenant = put_behind_edgecache(&api, "api", json!({"tables": ["notes", "me"]}));
         Setup { api, tenant }
     })
+}
+
+/// Creates a tenant (named from `prefix`) in front of `api` with its origin credential and the
+/// `extra` fields of the tenant body; answers its name.
+fn put_behind_edgecache(api: &TestApi, prefix: &str, extra: serde_json::Value) -> String {
+    let name: String = unique(prefix)
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(50)
+        .collect();
+    let mut body = json!({"name": name, "origin": {"kind": "http", "base_url": api.base_url,
+        "headers": [{"name": "X-Origin-Key", "value": ORIGIN_KEY}]}});
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        body[k] = v.clone();
+    }
+    let a = w().admin("POST", "/_edgecache/admin/tenants", Some(&body));
+    assert_eq!(a.status, 201, "{}", a.text());
+    name
 }
 
 fn url(path: &str) -> String {
@@ -174,21 +178,11 @@ fn a_user_write_reaches_the_api_with_both_credentials_and_is_refilled() {
 #[test]
 fn a_tenant_can_require_edgecache_write_keys_in_front_of_its_api() {
     let s = setup();
-    let name: String = unique("strict")
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .take(50)
-        .collect();
-    let a = w().admin(
-        "POST",
-        "/_edgecache/admin/tenants",
-        Some(
-            &json!({"name": name, "origin": {"kind": "http", "base_url": s.api.base_url,
-            "headers": [{"name": "x-origin-key", "value": ORIGIN_KEY}]},
-            "access": {"require_write_key": true}, "tables": ["notes"]}),
-        ),
+    let name = put_behind_edgecache(
+        &s.api,
+        "strict",
+        json!({"access": {"require_write_key": true}, "tables": ["notes"]}),
     );
-    assert_eq!(a.status, 201, "{}", a.text());
     let key = w().admin(
         "POST",
         &format!("/_edgecache/admin/tenants/{name}/keys"),
@@ -270,20 +264,7 @@ fn the_origin_credential_is_never_shown() {
 #[test]
 fn undeclared_tables_are_learned_from_the_api_and_made_up_ones_create_nothing() {
     let api = &setup().api;
-    let name: String = unique("learn")
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .take(50)
-        .collect();
-    let a = w().admin(
-        "POST",
-        "/_edgecache/admin/tenants",
-        Some(
-            &json!({"name": name, "origin": {"kind": "http", "base_url": api.base_url,
-            "headers": [{"name": "x-origin-key", "value": ORIGIN_KEY}]}}),
-        ),
-    );
-    assert_eq!(a.status, 201, "{}", a.text());
+    let name = put_behind_edgecache(api, "learn", json!({}));
     let show = || {
         w().admin("GET", &format!("/_edgecache/admin/tenants/{name}"), None)
             .json()

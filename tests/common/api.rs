@@ -188,12 +188,12 @@ fn error(status: u16, code: &str, message: &str) -> Answer {
     )
 }
 
-fn serve(state: &Mutex<State>, origin_key: &str, mut stream: TcpStream) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
+/// Reads one HTTP/1.1 request from `stream`: the request as [`Seen`] and its body; `None` if
+/// the connection ended first. The test origins' one parser.
+pub fn read_request(stream: &TcpStream) -> Option<(Seen, Vec<u8>)> {
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
     let mut line = String::new();
-    if reader.read_line(&mut line).is_err() {
-        return;
-    }
+    reader.read_line(&mut line).ok()?;
     let mut parts = line.split_whitespace();
     let method = parts.next().unwrap_or("").to_string();
     let target = parts.next().unwrap_or("").to_string();
@@ -218,6 +218,13 @@ fn serve(state: &Mutex<State>, origin_key: &str, mut stream: TcpStream) {
         method,
         target,
         headers,
+    };
+    Some((seen, body))
+}
+
+fn serve(state: &Mutex<State>, origin_key: &str, mut stream: TcpStream) {
+    let Some((seen, body)) = read_request(&stream) else {
+        return;
     };
     let (status, cache_control, text) = answer(state, origin_key, &seen, &body);
     let out = format!(
