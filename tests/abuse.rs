@@ -213,3 +213,69 @@ fn tenants_have_budgets_for_admin_calls_and_invalidations() {
     let a = post(&signed);
     assert_eq!((a.status, a.error_code().as_str()), (429, "rate_limited"));
 }
+
+/// A write that invalidates many of one tenant's keys queues as many refills; past the
+/// tenant's refill budget the rest wait for its next window, and another tenant's refills on
+/// the same coordinator still run.
+#[test]
+fn a_tenants_refills_past_its_budget_wait_and_other_tenants_are_refilled() {
+    let w = Worker::start_with(&[("EDGECACHE_REFILLS_PER_MIN", "2")]);
+    let name = |prefix: &str| {
+        w.create_tenant(prefix)["tenant"]["name"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (greedy, other) = (name("refill-greedy"), name("refill-other"));
+    let first = common::unique("Refill").replace('-', "");
+    let id = w.create_user("refill", &first);
+    // Every page shows the user, so one PATCH of it makes each of them stale.
+    let pages = |tenant: &str, n: usize| -> Vec<String> {
+        (1..=n)
+            .map(|limit| format!("/t/{tenant}/v1/users?firstName={first}&limit={limit}"))
+            .collect()
+    };
+    let (greedy_pages, other_pages) = (pages(&greedy, 6), pages(&other, 2));
+    for p in greedy_pages.iter().chain(&other_pages) {
+        w.warm(p);
+    }
+    let a = w.send_json(
+        "PATCH",
+        &format!("/v1/users/{id}"),
+        &json!({"lastName": "After"}),
+    );
+    assert_eq!(a.status, 200, "{}", a.text());
+    // 8 refills queued: the 2 of `other` and 2 of `greedy` run, 4 of `greedy` wait.
+    let pending = || common::num(&w.stats(), "coordinators.users.pending_rehydrates");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while pending() != 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "refills never settled at the 4 over budget: {} pending",
+            pending()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let outcomes = |paths: &[String]| -> Vec<String> {
+        paths
+            .iter()
+            .map(|p| {
+                let a = w.get(p);
+                assert_eq!(a.json()["data"][0]["lastName"], "After", "{p}");
+                a.outcome().to_string()
+            })
+            .collect()
+    };
+    assert_eq!(
+        outcomes(&other_pages),
+        ["HIT-L2", "HIT-L2"],
+        "the other tenant's pages were refilled"
+    );
+    let greedy_outcomes = outcomes(&greedy_pages);
+    let refilled = greedy_outcomes.iter().filter(|o| *o == "HIT-L2").count();
+    assert_eq!(
+        (refilled, greedy_outcomes.len() - refilled),
+        (2, 4),
+        "2 of the greedy tenant's pages within its budget, 4 waiting: {greedy_outcomes:?}"
+    );
+}

@@ -20,6 +20,7 @@ use crate::runtime::platform::now_ms;
 use edgecache_core::catalog::Catalog;
 use edgecache_core::config::Config;
 use edgecache_core::origin::OriginError;
+use edgecache_core::ratelimit::RateLimiter;
 use edgecache_core::protocol::{
     CoordinatorStats, InvalidateRequest, KeyInfo, OriginConfig, OriginContext, RecordInfo,
     RefreshRequest, RegisterRequest, WriteRequest, NAME_HEADER, ORIGIN_HEADER,
@@ -27,8 +28,8 @@ use edgecache_core::protocol::{
 use edgecache_core::schema::{Relation, Scope};
 use edgecache_core::{ApiError, CoordinatorId};
 
-/// Most tenants whose origin credentials one coordinator remembers.
-const MAX_KNOWN_TENANTS: usize = 1024;
+/// Most tenants whose origin credentials (and refill budgets) one coordinator remembers.
+pub(super) const MAX_KNOWN_TENANTS: usize = 1024;
 
 /// The coordinator of one table of one data source.
 #[durable_object]
@@ -54,6 +55,8 @@ pub struct TableCoordinator {
     pub(super) crash_next_refill: Cell<bool>,
     /// The name is known to be stored.
     named: Cell<bool>,
+    /// Each tenant's refill budget (`EDGECACHE_REFILLS_PER_MIN`), made on first use.
+    pub(super) refill_budget: RefCell<Option<RateLimiter>>,
 }
 
 impl DurableObject for TableCoordinator {
@@ -71,6 +74,7 @@ impl DurableObject for TableCoordinator {
             writes: Cell::new(0),
             crash_next_refill: Cell::new(false),
             named: Cell::new(false),
+            refill_budget: RefCell::new(None),
         }
     }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::graph::{Graph, RehydrateItem};
-use super::object::TableCoordinator;
+use super::object::{TableCoordinator, MAX_KNOWN_TENANTS};
 use super::register::registration_is_fresh;
 use super::store::{Store, StoreError};
 use crate::cache::l2;
@@ -16,6 +16,7 @@ use edgecache_core::entry::CachedEntry;
 use edgecache_core::fill;
 use edgecache_core::key::CacheKey;
 use edgecache_core::origin::read_target;
+use edgecache_core::ratelimit::{Limit, RateLimiter, Verdict};
 use edgecache_core::protocol::RefreshRequest;
 use edgecache_core::route;
 use edgecache_core::rules::RoutePolicy;
@@ -71,6 +72,7 @@ impl TableCoordinator {
         };
         let table = id.table();
         let due = graph.due_rehydrates(now_ms(), REHYDRATE_BATCH)?;
+        let due = self.within_budgets(&graph, due)?;
         let relation = self.relation(table).await?;
         for chunk in due.chunks(REHYDRATE_CONCURRENCY) {
             let results = futures_util::future::join_all(
@@ -83,6 +85,46 @@ impl TableCoordinator {
             settle_refills(&self.graph()?, chunk, &outcomes, now_ms())?;
         }
         self.schedule_rehydrate(&graph).await
+    }
+
+    /// The due refills whose tenants are within their budget; the others wait (their attempts
+    /// unspent) until their tenant's window allows again, so one tenant's flood of invalidated
+    /// keys cannot hold up another tenant's refills or the origin.
+    fn within_budgets<S: Store>(
+        &self,
+        graph: &Graph<S>,
+        due: Vec<RehydrateItem>,
+    ) -> Result<Vec<RehydrateItem>, ApiError> {
+        let now = now_ms();
+        let mut budget = self.refill_budget.borrow_mut();
+        let budget = match &mut *budget {
+            Some(budget) => budget,
+            empty => {
+                let per_min = u32::try_from(self.config()?.refills_per_min).unwrap_or(u32::MAX);
+                empty.insert(RateLimiter::new(
+                    Limit {
+                        max: per_min,
+                        window_ms: 60_000,
+                    },
+                    MAX_KNOWN_TENANTS, // past it, new tenants share one budget
+                ))
+            }
+        };
+        let mut go = Vec::with_capacity(due.len());
+        for item in due {
+            let tenant = CacheKey::parse(&item.key)
+                .map(|k| k.tenant().to_string())
+                .unwrap_or_default();
+            match budget.check(&tenant, now) {
+                Verdict::Allowed => go.push(item),
+                Verdict::Limited { retry_after_secs } => graph.retry_rehydrate(
+                    &item.key,
+                    item.attempts as u64,
+                    now + retry_after_secs * 1000,
+                )?,
+            }
+        }
+        Ok(go)
     }
 
     /// Refills one key: purges this data centre's stale L2 copy, reads the key's tenant's

@@ -22,6 +22,9 @@ pub const DEFAULT_ADMIN_CALLS_PER_MIN: u64 = 600;
 /// Default budget of invalidations (webhook and admin API calls) per tenant per minute (per
 /// isolate).
 pub const DEFAULT_INVALIDATIONS_PER_MIN: u64 = 120;
+/// Default budget of origin reads a coordinator makes to refill one tenant's keys (rehydrates
+/// and stale-while-revalidate refreshes) per minute.
+pub const DEFAULT_REFILLS_PER_MIN: u64 = 600;
 /// Default tenant for requests that name none (the demo works with no setup).
 pub const DEFAULT_TENANT: &str = "local";
 /// Default name of the website's demo tenant, whose data is the `demo_*` sandbox.
@@ -65,6 +68,9 @@ pub struct Config {
     pub admin_calls_per_min: u64,
     /// Invalidation calls (webhook, admin API) per tenant per minute in one isolate.
     pub invalidations_per_min: u64,
+    /// Refills (origin reads for rehydrates and refreshes) per tenant per minute in one
+    /// coordinator; past it a tenant's refills wait, and other tenants' go first.
+    pub refills_per_min: u64,
     /// Enables the fault-injection hooks the integration tests use. Never set in production.
     pub test_hooks: bool,
 }
@@ -131,6 +137,7 @@ impl Config {
                 "EDGECACHE_INVALIDATIONS_PER_MIN",
                 DEFAULT_INVALIDATIONS_PER_MIN,
             )?,
+            refills_per_min: number(vars, "EDGECACHE_REFILLS_PER_MIN", DEFAULT_REFILLS_PER_MIN)?,
             test_hooks: vars.var("EDGECACHE_TEST_HOOKS").as_deref() == Some("1"),
         })
     }
