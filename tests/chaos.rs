@@ -4,7 +4,8 @@
 //! what the database holds once the staleness bound has passed (invariants 1, 4, 6), a read
 //! with the token of any acknowledged write sees it (invariant 5), nothing acknowledged is
 //! lost, and a write the client was not told succeeded is either absent from the database or
-//! invalidated everywhere.
+//! invalidated everywhere. The same faults also fire inside a concurrent workload whose every
+//! read is checked by the history checker (`tests/common/history.rs`).
 
 mod common;
 
@@ -237,4 +238,193 @@ fn a_write_that_stalls_past_the_timeout_is_unknown_to_the_client_and_still_recor
             a.outcome()
         );
     }
+}
+
+/// Faults the workload below injects, in turn, between plain writes.
+const WORKLOAD_FAULTS: [&str; 5] = [
+    "crash_before_forward",
+    "crash_after_forward",
+    "crash_after_plan",
+    "crash_during_rehydrate",
+    "answer_lost",
+];
+
+/// Every step's fault inside a concurrent workload, checked by the history checker: readers
+/// read records and a list of all of them (some with the newest token they hold) while one
+/// writer injects each fault in turn and another writes plainly. No read that starts after a
+/// write was acknowledged shows an older version, reads show only versions of writes that had
+/// begun, and the database ends with no acknowledged write lost.
+#[test]
+fn a_workload_with_a_crash_at_every_write_step_never_reads_older_than_an_acknowledged_write() {
+    use common::history::{check, check_final, seen_in, Read, Write};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    const ROUNDS: usize = 1;
+    const READERS: usize = 3;
+    let w = &Worker::start_with(&[(
+        "EDGECACHE_RULES",
+        r#"[{"pattern":"/v1/*","max_staleness_ms":0}]"#,
+    )]);
+    let city = unique("chaoscity");
+    let users: Vec<String> = (0..3)
+        .map(|_| {
+            let id = unique("chaoswl");
+            let a = w.send_json(
+                "POST",
+                "/v1/users",
+                &json!({"id": id, "firstName": "Chaos", "lastName": "v0", "email": "c@x", "city": city}),
+            );
+            assert_eq!(a.status, 201, "{}", a.text());
+            id
+        })
+        .collect();
+    let list = format!("/v1/users?city={city}&limit=100");
+    let t0 = Instant::now();
+    let us = move || t0.elapsed().as_micros() as u64;
+    let next_version = AtomicU64::new(1);
+    let latest_token: Mutex<Option<String>> = Mutex::new(None);
+    let writes: Mutex<Vec<Write>> = Mutex::new(Vec::new());
+    let reads: Mutex<Vec<Read>> = Mutex::new(Vec::new());
+    let failed_reads = AtomicU64::new(0);
+    let writing = AtomicBool::new(true);
+
+    // One write, recorded when its answer (or its failure) comes back: a write whose client got
+    // no 200 is unacknowledged, and may or may not have landed.
+    let write = |thread: usize, record: &str| {
+        let version = next_version.fetch_add(1, Ordering::SeqCst);
+        let start_us = us();
+        let a = w.try_request(
+            "PATCH",
+            &format!("/v1/users/{record}"),
+            &[("content-type", "application/json")],
+            Some(
+                json!({"lastName": format!("v{version}")})
+                    .to_string()
+                    .as_bytes(),
+            ),
+        );
+        let end_us = us();
+        let seq = match a {
+            Ok(a) if a.status == 200 => {
+                let token = Worker::token_of(&a);
+                *latest_token.lock().unwrap() = Some(token.clone());
+                Some(common::seq_of(&token))
+            }
+            _ => None,
+        };
+        writes.lock().unwrap().push(Write {
+            thread,
+            record: record.to_string(),
+            version,
+            seq,
+            start_us,
+            end_us,
+        });
+    };
+
+    std::thread::scope(|s| {
+        let (users, list, write) = (&users, &list, &write);
+        let (reads, failed_reads, writing, latest_token) =
+            (&reads, &failed_reads, &writing, &latest_token);
+        let faulty = s.spawn(move || {
+            for round in 0..ROUNDS {
+                for (i, fault) in WORKLOAD_FAULTS.iter().enumerate() {
+                    w.faults(json!({ "next_write_fault": fault }));
+                    write(0, &users[(round + i) % users.len()]);
+                    write(0, &users[(round + i + 1) % users.len()]);
+                }
+            }
+        });
+        let plain = s.spawn(move || {
+            for k in 0..20 {
+                write(1, &users[k % users.len()]);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        for thread in 0..READERS {
+            s.spawn(move || {
+                let mut k = thread;
+                while writing.load(Ordering::SeqCst) {
+                    k += 1;
+                    let path = if k % 3 == 0 {
+                        list.clone()
+                    } else {
+                        format!("/v1/users/{}", users[k % users.len()])
+                    };
+                    let token = latest_token.lock().unwrap().clone().filter(|_| k % 2 == 0);
+                    let mut headers = vec![];
+                    if let Some(t) = &token {
+                        headers.push(("x-edgecache-min-seq", t.as_str()));
+                    }
+                    let start_us = us();
+                    let answer = w.try_request("GET", &path, &headers, None);
+                    let end_us = us();
+                    std::thread::sleep(Duration::from_millis(10));
+                    match answer {
+                        Ok(a) if a.status == 200 => reads.lock().unwrap().push(Read {
+                            thread: 2 + thread,
+                            path,
+                            token,
+                            outcome: a.outcome().to_string(),
+                            start_us,
+                            end_us,
+                            seen: seen_in(&a.json()),
+                        }),
+                        // A coordinator restarting may refuse a read for a moment; refusing is
+                        // allowed, serving stale is not.
+                        _ => {
+                            failed_reads.fetch_add(1, Ordering::SeqCst);
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                    }
+                }
+            });
+        }
+        faulty.join().unwrap();
+        plain.join().unwrap();
+        writing.store(false, Ordering::SeqCst);
+    });
+    w.faults(json!({}));
+
+    let writes = writes.into_inner().unwrap();
+    let reads = reads.into_inner().unwrap();
+    let finals: Vec<(String, u64)> = users
+        .iter()
+        .map(|id| {
+            let a = w.get_with(&format!("/v1/users/{id}"), &[("cache-control", "no-cache")]);
+            (id.clone(), seen_in(&a.json())[0].1)
+        })
+        .collect();
+    let acked = writes.iter().filter(|w| w.seq.is_some()).count();
+    let hits = reads
+        .iter()
+        .filter(|r| r.outcome.starts_with("HIT"))
+        .count();
+    eprintln!(
+        "chaos workload: {} writes ({acked} acknowledged), {} reads ({hits} hits, {} refused)",
+        writes.len(),
+        reads.len(),
+        failed_reads.load(Ordering::SeqCst)
+    );
+    assert!(
+        acked < writes.len(),
+        "no write failed: the faults were not injected, so this tested nothing"
+    );
+    assert!(
+        hits > 0,
+        "no read hit the cache: this tested nothing about it"
+    );
+    let mut violations = check(&users, &writes, &reads);
+    violations.extend(check_final(&writes, &finals));
+    assert!(
+        violations.is_empty(),
+        "{} violations; first ones:\n{}",
+        violations.len(),
+        violations
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    );
 }

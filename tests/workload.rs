@@ -12,11 +12,11 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::history::{check, check_final, seen_in, Read, Write};
 use common::{seq_of, unique, Worker};
 use serde_json::json;
 
@@ -40,38 +40,6 @@ impl Rng {
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
-}
-
-#[derive(Debug, Clone)]
-struct Write {
-    #[allow(dead_code)] // shown in failure reports
-    thread: usize,
-    record: String,
-    version: u64,
-    seq: u64,
-    start_us: u64,
-    end_us: u64,
-}
-
-#[derive(Debug, Clone)]
-struct Read {
-    #[allow(dead_code)] // shown in failure reports
-    thread: usize,
-    path: String,
-    #[allow(dead_code)] // shown in failure reports
-    token: Option<String>,
-    outcome: String,
-    start_us: u64,
-    end_us: u64,
-    /// (record, version) pairs the response showed.
-    seen: Vec<(String, u64)>,
-}
-
-fn version_of(last_name: &str) -> u64 {
-    last_name
-        .strip_prefix('v')
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("not a version: {last_name}"))
 }
 
 #[test]
@@ -140,7 +108,7 @@ fn acknowledged_writes_are_never_read_older() {
                             thread,
                             record,
                             version,
-                            seq: seq_of(&t),
+                            seq: Some(seq_of(&t)),
                             start_us,
                             end_us,
                         });
@@ -160,20 +128,7 @@ fn acknowledged_writes_are_never_read_older() {
                         let a = w.get_with(&path, &headers);
                         let end_us = us();
                         assert_eq!(a.status, 200, "GET {path}: {}", a.text());
-                        let body = a.json();
-                        let rows = match body["data"].as_array() {
-                            Some(rows) => rows.clone(),
-                            None => vec![body["data"].clone()],
-                        };
-                        let seen = rows
-                            .iter()
-                            .map(|r| {
-                                (
-                                    r["id"].as_str().unwrap().to_string(),
-                                    version_of(r["lastName"].as_str().unwrap()),
-                                )
-                            })
-                            .collect();
+                        let seen = seen_in(&a.json());
                         reads.lock().unwrap().push(Read {
                             thread,
                             path,
@@ -228,87 +183,17 @@ fn acknowledged_writes_are_never_read_older() {
     );
 }
 
-/// Returns a description of every violation.
-fn check(users: &[String], writes: &[Write], reads: &[Read]) -> Vec<String> {
-    let by_version: HashMap<(&str, u64), &Write> = writes
-        .iter()
-        .map(|w| ((w.record.as_str(), w.version), w))
-        .collect();
-    let mut out = Vec::new();
-    for r in reads {
-        if r.path.contains('?') {
-            let mut ids: Vec<&str> = r.seen.iter().map(|(id, _)| id.as_str()).collect();
-            ids.sort_unstable();
-            let mut expected: Vec<&str> = users.iter().map(String::as_str).collect();
-            expected.sort_unstable();
-            if ids != expected {
-                out.push(format!("list read lost or duplicated rows: {r:?}"));
-            }
-        }
-        for (record, version) in &r.seen {
-            let seen_seq = if *version == 0 {
-                0
-            } else {
-                match by_version.get(&(record.as_str(), *version)) {
-                    Some(w) if w.start_us > r.end_us => {
-                        out.push(format!(
-                            "read a version written after it ended: {r:?}\n{w:?}"
-                        ));
-                        continue;
-                    }
-                    Some(w) => w.seq,
-                    None => {
-                        out.push(format!("read a version never written to {record}: {r:?}"));
-                        continue;
-                    }
-                }
-            };
-            let acked_before: Vec<&Write> = writes
-                .iter()
-                .filter(|w| &w.record == record && w.end_us < r.start_us)
-                .collect();
-            if let Some(newest) = acked_before.iter().max_by_key(|w| w.seq) {
-                if seen_seq < newest.seq {
-                    let mut around: Vec<&Write> = writes
-                        .iter()
-                        .filter(|w| {
-                            &w.record == record
-                                && w.end_us + 2_000_000 > r.start_us
-                                && w.start_us < r.end_us + 1_000_000
-                        })
-                        .collect();
-                    around.sort_by_key(|w| w.seq);
-                    out.push(format!(
-                        "{record}: read saw v{version} (seq {seen_seq}) but v{} (seq {}) was acked \
-                         at {} us, before the read started at {} us\n  read: {r:?}\n  writes of \
-                         {record} around it (by seq):\n    {}",
-                        newest.version,
-                        newest.seq,
-                        newest.end_us,
-                        r.start_us,
-                        around
-                            .iter()
-                            .map(|w| format!("{w:?}"))
-                            .collect::<Vec<_>>()
-                            .join("\n    ")
-                    ));
-                }
-            }
-        }
-    }
-    out
-}
-
-/// The checker itself: it must flag a read that started after an acked write yet shows an older
-/// version, and must not flag reads concurrent with the write or showing a newer one.
+/// The checker itself (`tests/common/history.rs`): it must flag a read that started after an
+/// acked write yet shows an older version, and must not flag reads concurrent with the write or
+/// showing a newer one.
 #[test]
 fn the_checker_flags_stale_reads_and_only_those() {
     let users = vec!["a".to_string()];
-    let write = |version, seq, start_us, end_us| Write {
+    let write = |version, seq: u64, start_us, end_us| Write {
         thread: 0,
         record: "a".into(),
         version,
-        seq,
+        seq: Some(seq),
         start_us,
         end_us,
     };
@@ -332,4 +217,21 @@ fn the_checker_flags_stale_reads_and_only_those() {
     // A version from a write that had not started yet, or never existed.
     assert_eq!(check(&users, &writes, &[read(2, 210, 250)]).len(), 1);
     assert_eq!(check(&users, &writes, &[read(7, 500, 600)]).len(), 1);
+
+    // A write nobody was told succeeded (v3, given up at 450 us, after v2 began) may show, and
+    // stales nothing; one given up before v2 began (v4) cannot be newer than v2.
+    let unacked = |version, start_us, end_us| Write {
+        seq: None,
+        ..write(version, 0, start_us, end_us)
+    };
+    let writes = [writes, vec![unacked(3, 250, 450), unacked(4, 50, 250)]].concat();
+    assert!(check(&users, &writes, &[read(3, 500, 600)]).is_empty());
+    assert!(check(&users, &writes, &[read(2, 500, 600)]).is_empty());
+    assert_eq!(check(&users, &writes, &[read(4, 500, 600)]).len(), 1);
+    // The database's final version: the newest acknowledged or a later unacknowledged one.
+    let finals = |v| check_final(&writes, &[("a".to_string(), v)]);
+    assert!(finals(2).is_empty() && finals(3).is_empty());
+    for lost in [0, 1, 4, 9] {
+        assert_eq!(finals(lost).len(), 1, "v{lost} means v2 was lost");
+    }
 }

@@ -20,11 +20,11 @@ use crate::runtime::platform::now_ms;
 use edgecache_core::catalog::Catalog;
 use edgecache_core::config::Config;
 use edgecache_core::origin::OriginError;
-use edgecache_core::ratelimit::RateLimiter;
 use edgecache_core::protocol::{
     CoordinatorStats, InvalidateRequest, KeyInfo, OriginConfig, OriginContext, RecordInfo,
     RefreshRequest, RegisterRequest, WriteRequest, NAME_HEADER, ORIGIN_HEADER,
 };
+use edgecache_core::ratelimit::RateLimiter;
 use edgecache_core::schema::{Relation, Scope};
 use edgecache_core::{ApiError, CoordinatorId};
 
