@@ -198,6 +198,15 @@ fn a_write_whose_answer_is_lost_is_invalidated_everywhere() {
     check("answer_lost", &id, &first_name, &acked);
 }
 
+#[test]
+fn a_write_the_origin_fails_is_refused_and_serves_nothing_stale() {
+    let _s = serial();
+    let (id, first_name, acked) = scenario("origin_fails");
+    assert!(acked.is_none(), "the client was told it failed");
+    assert_eq!(truth(&id), "Test", "the write never reached the database");
+    check("origin_fails", &id, &first_name, &acked);
+}
+
 /// The origin applies a write and answers only after the client stopped waiting: the client is
 /// told the outcome is unknown (504), and the coordinator still records the write when the
 /// answer comes, so no read serves the old row once it has.
@@ -241,12 +250,13 @@ fn a_write_that_stalls_past_the_timeout_is_unknown_to_the_client_and_still_recor
 }
 
 /// Faults the workload below injects, in turn, between plain writes.
-const WORKLOAD_FAULTS: [&str; 5] = [
+const WORKLOAD_FAULTS: [&str; 6] = [
     "crash_before_forward",
     "crash_after_forward",
     "crash_after_plan",
     "crash_during_rehydrate",
     "answer_lost",
+    "origin_fails",
 ];
 
 /// Every step's fault inside a concurrent workload, checked by the history checker: readers

@@ -69,7 +69,12 @@ impl TableCoordinator {
         // Intent, then forward: the only await between them and the record.
         let intent = self.graph()?.begin_intent(req.op.id().unwrap_or(""))?;
         self.fault_hook(&req, WriteFault::CrashBeforeForward)?;
-        let mut result = self.forward(origin, &relation, &req.op).await;
+        let mut result = match self.fault_hook(&req, WriteFault::OriginFails)? {
+            true => Err(OriginError::Unavailable(
+                "test hook: the origin is unreachable".into(),
+            )),
+            false => self.forward(origin, &relation, &req.op).await,
+        };
         self.fault_hook(&req, WriteFault::CrashAfterForward)?;
         if self.fault_hook(&req, WriteFault::AnswerLost)? {
             result = Err(OriginError::Unavailable(
@@ -144,7 +149,8 @@ impl TableCoordinator {
             | WriteFault::CrashAfterPlan => panic!("test hook: coordinator crashed ({fault:?})"),
             WriteFault::CrashDuringRehydrate
             | WriteFault::AnswerLost
-            | WriteFault::StallAfterForward => Ok(true),
+            | WriteFault::StallAfterForward
+            | WriteFault::OriginFails => Ok(true),
         }
     }
 

@@ -216,6 +216,8 @@ pub enum WriteFault {
     AnswerLost,
     /// The origin applies the write and answers only after the edge stopped waiting.
     StallAfterForward,
+    /// The origin fails before applying the write (the database is unreachable).
+    OriginFails,
 }
 
 /// A write's outcome: the origin's answer plus the table's new seq.
