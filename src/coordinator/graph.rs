@@ -450,6 +450,7 @@ impl<S: Store> Graph<S> {
             seq: self.seq()?,
             floor,
             keys: rows.into_iter().map(|r| (r.key, r.seq as u64)).collect(),
+            ..Changes::default()
         })
     }
 

@@ -24,7 +24,7 @@ pub const ALL_KEYS: &str = "*";
 pub const MAX_REMEMBERED_KEYS: usize = 8192;
 
 /// A coordinator's answer to `changes since S`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Changes {
     /// The table's seq now.
     pub seq: u64,
@@ -33,6 +33,10 @@ pub struct Changes {
     pub floor: u64,
     /// `(key, seq of its last invalidation)` for invalidations in `(max(since, floor), seq]`.
     pub keys: Vec<(String, u64)>,
+    /// `(seq, ms)`: when the coordinator recorded each seq in `(max(since, floor), seq]` it still
+    /// remembers, so an edge can measure how long a write took to reach its view.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub times: Vec<(u64, u64)>,
 }
 
 /// An edge's view of one table.
@@ -90,7 +94,9 @@ impl TableView {
             }
         }
         self.seq = self.seq.max(changes.seq);
-        self.refreshed_at_ms = now_ms;
+        // Knowledge only grows: an answer asked for earlier (a relayed one) adds what it lists
+        // without making the view look older than its own last refresh.
+        self.refreshed_at_ms = self.refreshed_at_ms.max(now_ms);
         self.forget_oldest();
     }
 
@@ -130,6 +136,7 @@ mod tests {
             seq,
             floor,
             keys: keys.iter().map(|(k, s)| (k.to_string(), *s)).collect(),
+            ..Changes::default()
         }
     }
 
@@ -259,7 +266,7 @@ mod tests {
                         let since = view.since();
                         let from = since.max(floor);
                         let keys = history.iter().filter(|(_, s)| *s > from).cloned().collect();
-                        view.apply(&Changes { seq, floor, keys }, now);
+                        view.apply(&Changes { seq, floor, keys, ..Changes::default() }, now);
                     }
                     // Odd numbers fill a variant of the base key of the number below.
                     Op::Fill(k) if k % 2 == 1 => entries.push((format!("k{}#v{k}", k - 1), view.seq.min(seq))),
