@@ -128,8 +128,8 @@ mod tests {
             prop_assert_eq!(s.samples as usize, recent.len());
             if !sorted.is_empty() {
                 let n = sorted.len();
-                prop_assert_eq!(s.p50_ms, sorted[(n + 1) / 2 - 1]);
-                prop_assert_eq!(s.p99_ms, sorted[((99 * n + 99) / 100).clamp(1, n) - 1]);
+                prop_assert_eq!(s.p50_ms, sorted[n.div_ceil(2) - 1]);
+                prop_assert_eq!(s.p99_ms, sorted[(99 * n).div_ceil(100).clamp(1, n) - 1]);
             }
         }
     }
