@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::duration::{format_millis, format_secs};
+use edgecache_core::lag::LagSummary;
 use edgecache_core::protocol::REDACTED;
 
 use crate::model::{
@@ -334,7 +335,7 @@ pub fn stats(tenant: &str, stats: &Stats) -> String {
         out.push_str(&hit_table("ROUTE", routes));
     }
     out.push('\n');
-    out.push_str(&coordinators(&stats.coordinators));
+    out.push_str(&coordinators(&stats.coordinators, &stats.views));
     out
 }
 
@@ -382,19 +383,40 @@ fn hit_table(first: &str, rows: impl IntoIterator<Item = (String, u64, u64)>) ->
     table.render()
 }
 
-/// Each table coordinator, then the rehydrates pending across them.
-fn coordinators(coordinators: &BTreeMap<String, CoordinatorStats>) -> String {
+/// Each table coordinator, with how long its writes took to reach the answering isolate's view
+/// (invalidation lag) and how often that view was refreshed from the data centre's relay; then
+/// the rehydrates pending across them.
+fn coordinators(
+    coordinators: &BTreeMap<String, CoordinatorStats>,
+    views: &BTreeMap<String, LagSummary>,
+) -> String {
     let mut out = String::new();
     if coordinators.is_empty() {
         out.push_str("no coordinators yet\n");
     } else {
-        let mut table = Table::new(&["TABLE", "SEQ", "KEYS", "PENDING REHYDRATES"]);
+        let mut table = Table::new(&[
+            "TABLE",
+            "SEQ",
+            "KEYS",
+            "PENDING REHYDRATES",
+            "LAG P50",
+            "LAG P99",
+            "RELAY",
+        ]);
         for (name, c) in coordinators {
+            let view = views.get(name).cloned().unwrap_or_default();
+            let (p50, p99) = match view.samples {
+                0 => ("-".to_string(), "-".to_string()),
+                _ => (format!("{} ms", view.p50_ms), format!("{} ms", view.p99_ms)),
+            };
             table.row(vec![
                 name.clone(),
                 c.seq.to_string(),
                 c.keys.to_string(),
                 c.pending_rehydrates.to_string(),
+                p50,
+                p99,
+                ratio(view.relay_refreshes, view.coordinator_refreshes),
             ]);
         }
         out.push_str(&table.render());
@@ -650,7 +672,9 @@ mod tests {
                      "routes": {"/v1/users": {"hits": 3, "misses": 1},
                                 "/v1/orders": {"hits": 0, "misses": 0}}},
             "coordinators": {"users": {"seq": 17, "keys": 120, "pending_rehydrates": 2},
-                             "orders": {"seq": 4, "keys": 3, "pending_rehydrates": 1}}
+                             "orders": {"seq": 4, "keys": 3, "pending_rehydrates": 1}},
+            "views": {"users": {"samples": 40, "p50_ms": 12, "p99_ms": 480,
+                                "relay_refreshes": 3, "coordinator_refreshes": 1}}
         }))
         .unwrap();
         assert_eq!(
@@ -668,9 +692,9 @@ mod tests {
              /v1/orders  0     0       -\n\
              /v1/users   3     1       75.0%\n\
              \n\
-             TABLE   SEQ  KEYS  PENDING REHYDRATES\n\
-             orders  4    3     1\n\
-             users   17   120   2\n\
+             TABLE   SEQ  KEYS  PENDING REHYDRATES  LAG P50  LAG P99  RELAY\n\
+             orders  4    3     1                   -        -        -\n\
+             users   17   120   2                   12 ms    480 ms   75.0%\n\
              pending rehydrates: 3\n"
         );
     }

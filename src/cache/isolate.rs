@@ -3,17 +3,20 @@
 //! fails, and a panic resets all of it, so nothing here is the only copy of anything.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
 use super::l1::{L1Cache, Weigh};
 use super::lookup::Tier;
+use crate::runtime::platform::random_bytes;
 use edgecache_core::config::Config;
 use edgecache_core::entry::{CachedEntry, SharedEntry};
 use edgecache_core::freshness::{Changes, TableView};
+use edgecache_core::lag::{revealed_lags, LagSummary, LagWindow};
 use edgecache_core::outcome::Outcome;
 use edgecache_core::protocol::{EdgeCounters, L1Summary, WriteFault};
+use edgecache_core::relay::RelayPolicy;
 use edgecache_core::CoordinatorId;
 
 /// Faults the integration tests inject (only with `EDGECACHE_TEST_HOOKS=1`).
@@ -36,6 +39,13 @@ pub struct Faults {
 struct EdgeState {
     l1: L1Cache<SharedEntry>,
     views: HashMap<String, TableView>,
+    /// Views whose next refresh must come from the coordinator itself, not the data centre's
+    /// relay (a write went through this isolate: the relay's answer may predate it).
+    expired: HashSet<String>,
+    /// Per view: invalidation lags and how it was refreshed.
+    lags: HashMap<String, LagWindow>,
+    /// When this isolate refreshes the data centre's relay early (drawn once per isolate).
+    relay: RelayPolicy,
     inflight: HashMap<String, u64>,
     counters: HashMap<String, EdgeCounters>,
     faults: Faults,
@@ -43,6 +53,14 @@ struct EdgeState {
 
 thread_local! {
     static EDGE: RefCell<Option<EdgeState>> = const { RefCell::new(None) };
+}
+
+/// A number in `[0, 1)` from the runtime's randomness (0 if it has none: every isolate then
+/// refreshes the relay at the earliest fraction, which is safe, just less spread).
+fn random_unit() -> f64 {
+    random_bytes::<4>()
+        .map(|b| u32::from_le_bytes(b) as f64 / (u32::MAX as f64 + 1.0))
+        .unwrap_or(0.0)
 }
 
 /// Runs `f` on the isolate's state, creating it with an L1 of `l1_max_bytes` on first use.
@@ -53,12 +71,24 @@ fn with<T>(l1_max_bytes: usize, f: impl FnOnce(&mut EdgeState) -> T) -> T {
         let state = slot.get_or_insert_with(|| EdgeState {
             l1: L1Cache::new(l1_max_bytes),
             views: HashMap::new(),
+            expired: HashSet::new(),
+            lags: HashMap::new(),
+            relay: RelayPolicy::from_unit(random_unit()),
             inflight: HashMap::new(),
             counters: HashMap::new(),
             faults: Faults::default(),
         });
         f(state)
     })
+}
+
+/// Where a view's refresh came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshSource {
+    /// Another isolate's answer, shared through the data centre's relay.
+    Relay,
+    /// The coordinator itself.
+    Coordinator,
 }
 
 /// Handle on the isolate's state for one request.
@@ -85,22 +115,69 @@ impl Edge {
         })
     }
 
-    /// Applies a coordinator's answer to the view.
-    pub fn apply_changes(&self, coordinator: &CoordinatorId, changes: &Changes, now_ms: u64) {
+    /// Applies a coordinator's answer to the view, as of `asked_at_ms` (when it was asked for,
+    /// by this isolate or, through the relay, another), and records the lag of each write it
+    /// reveals at `now_ms`.
+    pub fn apply_changes(
+        &self,
+        coordinator: &CoordinatorId,
+        changes: &Changes,
+        asked_at_ms: u64,
+        now_ms: u64,
+        source: RefreshSource,
+    ) {
         with(self.l1_max_bytes, |s| {
-            s.views
-                .entry(coordinator.as_str().to_string())
-                .or_default()
-                .apply(changes, now_ms)
+            let id = coordinator.as_str();
+            let view = s.views.entry(id.to_string()).or_default();
+            let lags = revealed_lags(view.seq, changes, now_ms);
+            view.apply(changes, asked_at_ms);
+            let window = s.lags.entry(id.to_string()).or_default();
+            window.record(lags);
+            match source {
+                RefreshSource::Relay => window.relay_refreshes += 1,
+                RefreshSource::Coordinator => {
+                    window.coordinator_refreshes += 1;
+                    s.expired.remove(id);
+                }
+            }
         })
     }
 
-    /// Makes the next read of the table refresh its view first (after a write through here).
+    /// Makes the next read of the table refresh its view first, from the coordinator itself
+    /// (after a write through here).
     pub fn expire_view(&self, coordinator: &CoordinatorId) {
         with(self.l1_max_bytes, |s| {
             if let Some(v) = s.views.get_mut(coordinator.as_str()) {
                 v.refreshed_at_ms = v.refreshed_at_ms.min(1);
             }
+            s.expired.insert(coordinator.as_str().to_string());
+        })
+    }
+
+    /// Whether the view's next refresh must come from the coordinator (see `expire_view`).
+    pub fn must_ask_coordinator(&self, coordinator: &CoordinatorId) -> bool {
+        with(self.l1_max_bytes, |s| {
+            s.expired.contains(coordinator.as_str())
+        })
+    }
+
+    /// This isolate's relay policy.
+    pub fn relay_policy(&self) -> RelayPolicy {
+        with(self.l1_max_bytes, |s| s.relay)
+    }
+
+    /// Test hooks only: forgets every view, as a new isolate would start.
+    pub fn forget_views(&self) {
+        with(self.l1_max_bytes, |s| s.views.clear())
+    }
+
+    /// The lag and refresh figures of a view.
+    pub fn lag_summary(&self, coordinator: &CoordinatorId) -> LagSummary {
+        with(self.l1_max_bytes, |s| {
+            s.lags
+                .get(coordinator.as_str())
+                .map(LagWindow::summary)
+                .unwrap_or_default()
         })
     }
 

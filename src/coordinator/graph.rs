@@ -14,7 +14,7 @@ use edgecache_core::protocol::{Changes, Dependent, Registration, SparedKey};
 use edgecache_core::Row;
 
 /// Storage layout version; bump it with a new step in `migrate`.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 /// SQLite in Durable Objects takes at most 100 bound parameters per statement.
 const MAX_PARAMS: usize = 90;
 
@@ -23,6 +23,9 @@ type Result<T> = std::result::Result<T, StoreError>;
 /// The coordinator's SQLite storage, over the object's own (`Graph<SqlStorage>`) or a test one.
 pub struct Graph<S> {
     sql: S,
+    /// When the handle was opened: the time a seq bumped through it is recorded at (handles
+    /// live for one synchronous step).
+    now_ms: u64,
 }
 
 #[derive(Deserialize)]
@@ -60,6 +63,12 @@ struct WriteRow {
 }
 
 #[derive(Deserialize)]
+struct TimeRow {
+    seq: f64,
+    at_ms: f64,
+}
+
+#[derive(Deserialize)]
 struct InvalRow {
     key: String,
     seq: f64,
@@ -89,7 +98,7 @@ impl<S: Store> Graph<S> {
     /// Opens the storage; with `migrate`, creates or migrates its tables first. `now_ms` seeds
     /// a new table's seq (see `edgecache_core::freshness`).
     pub fn open(sql: S, now_ms: u64, migrate: bool) -> Result<Graph<S>> {
-        let g = Graph { sql };
+        let g = Graph { sql, now_ms };
         if migrate {
             g.migrate(now_ms)?;
         }
@@ -149,6 +158,13 @@ impl<S: Store> Graph<S> {
             // The object's own name: an instance woken by an alarm is not told it.
             self.exec("CREATE TABLE identity (name TEXT NOT NULL)", vec![])?;
         }
+        if version < 3 {
+            // When each seq was recorded, for the invalidation lag edges measure.
+            self.exec(
+                "CREATE TABLE seq_times (seq INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL)",
+                vec![],
+            )?;
+        }
         if version < SCHEMA_VERSION {
             self.set_meta("schema_version", SCHEMA_VERSION as u64)?;
         }
@@ -172,10 +188,14 @@ impl<S: Store> Graph<S> {
         Ok(self.meta("seq")?.unwrap_or(0.0) as u64)
     }
 
-    /// Bumps and returns the seq.
+    /// Bumps and returns the seq, recording when.
     pub fn bump(&self) -> Result<u64> {
         let next = self.seq()? + 1;
         self.set_meta("seq", next)?;
+        self.exec(
+            "INSERT OR REPLACE INTO seq_times (seq, at_ms) VALUES (?, ?)",
+            vec![int(next), int(self.now_ms)],
+        )?;
         Ok(next)
     }
 
@@ -446,11 +466,18 @@ impl<S: Store> Graph<S> {
             "SELECT key, seq, reason FROM invalidations WHERE seq > ? ORDER BY seq",
             vec![int(since.max(floor))],
         )?;
+        let times: Vec<TimeRow> = self.rows(
+            "SELECT seq, at_ms FROM seq_times WHERE seq > ? ORDER BY seq",
+            vec![int(since.max(floor))],
+        )?;
         Ok(Changes {
             seq: self.seq()?,
             floor,
             keys: rows.into_iter().map(|r| (r.key, r.seq as u64)).collect(),
-            ..Changes::default()
+            times: times
+                .into_iter()
+                .map(|t| (t.seq as u64, t.at_ms as u64))
+                .collect(),
         })
     }
 
@@ -484,6 +511,12 @@ impl<S: Store> Graph<S> {
                 self.set_meta(floor, current.max(cut))?;
             }
         }
+        // Recording times: as many as the invalidation log keeps, whatever the floors.
+        self.exec(
+            "DELETE FROM seq_times WHERE seq <= \
+             (SELECT seq FROM seq_times ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+            vec![Param::from(log)],
+        )?;
         Ok(())
     }
 
@@ -603,5 +636,32 @@ mod tests {
         assert!(changes.floor > BORN);
         assert!(changes.keys.iter().all(|(_, seq)| *seq > changes.floor));
         assert_eq!(changes.keys.last().map(|(_, s)| *s), Some(g.seq().unwrap()));
+        assert_eq!(
+            changes.times.len(),
+            changes.keys.len(),
+            "each listed seq has its time"
+        );
+        assert!(changes
+            .times
+            .iter()
+            .all(|(seq, at)| *seq > changes.floor && *at == BORN));
+    }
+
+    #[test]
+    fn recording_times_stay_bounded_when_writes_invalidate_nothing() {
+        let g = graph();
+        for _ in 0..100 {
+            g.bump().unwrap();
+        }
+        g.prune(40).unwrap();
+        let times = g.changes_since(0).unwrap().times;
+        assert_eq!(times.len(), 40);
+        assert_eq!(times.last().map(|t| t.0), Some(g.seq().unwrap()));
+        let later = Graph::open(g.sql, BORN + 500, false).unwrap();
+        let seq = later.bump().unwrap();
+        assert_eq!(
+            later.changes_since(seq - 1).unwrap().times,
+            vec![(seq, BORN + 500)]
+        );
     }
 }

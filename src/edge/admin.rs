@@ -342,12 +342,13 @@ pub async fn stats(
     let record = tenants::load(env, tenant).await?;
     let edge = Edge::new(config.l1_max_bytes);
     let l1 = edge.l1_stats();
-    let mut coordinators = BTreeMap::new();
+    let (mut coordinators, mut views) = (BTreeMap::new(), BTreeMap::new());
     if let Ok(catalog) = catalog_of(env, &record).await {
         let source = record.tenant.origin.source();
         for table in catalog.tables() {
             let id = CoordinatorId::new(&source, &table);
             let stats = Coordinator::of(env, &id).stats().await?;
+            views.insert(table.clone(), edge.lag_summary(&id));
             coordinators.insert(table, stats);
         }
     }
@@ -360,6 +361,7 @@ pub async fn stats(
         edge: counters,
         l1,
         coordinators,
+        views,
     })
 }
 

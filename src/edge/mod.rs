@@ -84,6 +84,9 @@ async fn dispatch(mut req: Request, env: &Env, ctx: &Context) -> Result<Response
         (Method::Put, "/_edgecache/test/faults") if config.test_hooks => {
             ops::set_faults(&mut req, &config).await
         }
+        (Method::Post, "/_edgecache/test/forget-views") if config.test_hooks => {
+            ops::forget_views(&config)
+        }
         (Method::Post, "/_edgecache/test/register") if config.test_hooks => {
             ops::register(&mut req, env, tenant).await
         }

@@ -1,4 +1,4 @@
-//! Test-hook endpoints of the edge: fault injection and bulk registration.
+//! Test-hook endpoints of the edge: fault injection, forgetting views and bulk registration.
 
 use worker::{Request, Response};
 
@@ -13,6 +13,13 @@ pub async fn set_faults(req: &mut Request, config: &Config) -> Result<Response, 
     let faults: Faults = read_json(req, INTERNAL_MAX_BODY).await?;
     Edge::new(config.l1_max_bytes).set_faults(faults.clone());
     Ok(Response::from_json(&faults)?)
+}
+
+/// `POST /_edgecache/test/forget-views`: this isolate forgets its views of every table, as a
+/// newly started isolate of the same data centre would have none. Test hooks only.
+pub fn forget_views(config: &Config) -> Result<Response, ApiError> {
+    Edge::new(config.l1_max_bytes).forget_views();
+    Ok(Response::empty()?.with_status(204))
 }
 
 /// `POST /_edgecache/test/register`: registers entries with a coordinator directly, so the

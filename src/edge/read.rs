@@ -19,9 +19,10 @@ use worker::{Context, Delay, Env, Headers, Method, Request, Response};
 
 use super::tenants::{forget, registry};
 use super::token::min_seqs;
-use crate::cache::isolate::{Edge, FillGuard};
+use crate::cache::isolate::{Edge, FillGuard, RefreshSource};
 use crate::cache::l2::{self, L2Tier};
 use crate::cache::lookup::{lookup, Lookup, Tier};
+use crate::cache::relay;
 use crate::coordinator::client::Coordinator;
 use crate::origin::{AnyOrigin, Origin};
 use crate::runtime::env::variant_keyer;
@@ -37,6 +38,7 @@ use edgecache_core::outcome::{NotStored, Outcome};
 use edgecache_core::protocol::{
     OriginConfig, OriginHeader, RefreshRequest, RegisterRequest, Tenant,
 };
+use edgecache_core::relay::{RelayVerdict, RelayedChanges};
 use edgecache_core::route::Resource;
 use edgecache_core::rules::{self, RoutePolicy, RouteRule};
 use edgecache_core::schema::Relation;
@@ -412,30 +414,102 @@ async fn bypass(read: &Read<'_>, reason: NotStored) -> Result<Response, ApiError
 }
 
 /// Validate phase: brings each table's view up to the route's staleness bound (invariant 4)
-/// and the client's token (invariant 5).
+/// and the client's token (invariant 5), from the data centre's relay when its answer is young
+/// enough, else from the coordinator.
 async fn validate_views(read: &Read<'_>) -> Views {
-    let (rc, edge) = (read.rc, read.edge);
+    let edge = read.edge;
     let mut views = Views::Validated;
-    for (table, id) in rc.relation.tables.iter().zip(&read.coordinators) {
+    for (table, id) in read.rc.relation.tables.iter().zip(&read.coordinators) {
         let token = read.tokens.get(table).copied();
-        let (stale_view, since) = edge.with_view(id, |v| {
-            (
-                v.needs_refresh(now_ms(), read.policy.max_staleness_ms, token),
-                v.since(),
-            )
+        let stale_view = edge.with_view(id, |v| {
+            v.needs_refresh(now_ms(), read.policy.max_staleness_ms, token)
         });
-        if stale_view {
-            let coordinator = Coordinator::of(rc.env, id);
-            match within(read.budget.step(now_ms()), coordinator.changes(since)).await {
-                Some(Ok(changes)) => edge.apply_changes(id, &changes, now_ms()),
-                Some(Err(_)) | None => views = Views::Unvalidated,
-            }
+        if stale_view && refresh_view(read, id, token).await.is_err() {
+            views = Views::Unvalidated;
         }
         if token.is_some_and(|t| t > edge.with_view(id, |v| v.seq)) {
             views = Views::Unvalidated; // a token from a future we cannot see
         }
     }
     views
+}
+
+/// Why a view could not be refreshed: the coordinator failed or did not answer in time.
+struct NotRefreshed;
+
+/// Refreshes one view: applies the relay's answer if the relay policy allows (refreshing the
+/// relay in the background when this isolate's turn has come), else asks the coordinator and
+/// shares its answer through the relay.
+async fn refresh_view(
+    read: &Read<'_>,
+    id: &CoordinatorId,
+    token: Option<u64>,
+) -> Result<(), NotRefreshed> {
+    let (edge, bound) = (read.edge, read.policy.max_staleness_ms);
+    let relayed = match bound > 0 && !edge.must_ask_coordinator(id) {
+        true => within(read.budget.step(now_ms()), relay::get(id))
+            .await
+            .flatten(),
+        false => None,
+    };
+    if let Some(relayed) = relayed {
+        let now = now_ms();
+        let policy = edge.relay_policy();
+        let verdict = edge.with_view(id, |v| policy.verdict(v, &relayed, now, bound, token));
+        match verdict {
+            RelayVerdict::Apply { refresh_early } => {
+                edge.apply_changes(
+                    id,
+                    &relayed.changes,
+                    relayed.asked_at_ms,
+                    now,
+                    RefreshSource::Relay,
+                );
+                // One early refresh per isolate at a time (a name no cache key can have).
+                let refreshing = format!("\u{0}relay:{}", id.as_str());
+                let guard = match refresh_early {
+                    true => edge.begin_fill(&refreshing, now, bound),
+                    false => None,
+                };
+                if let Some(guard) = guard {
+                    let (env, id) = (read.rc.env.clone(), id.clone());
+                    let since = edge.with_view(&id, |v| v.since());
+                    read.rc.ctx.wait_until(async move {
+                        let _ = ask_coordinator(&env, edge, &id, since).await;
+                        drop(guard);
+                    });
+                }
+                return Ok(());
+            }
+            RelayVerdict::NotNewer => return Ok(()),
+            RelayVerdict::TooOld | RelayVerdict::BehindToken | RelayVerdict::Gap => {}
+        }
+    }
+    let since = edge.with_view(id, |v| v.since());
+    match within(
+        read.budget.step(now_ms()),
+        ask_coordinator(read.rc.env, edge, id, since),
+    )
+    .await
+    {
+        Some(Ok(())) => Ok(()),
+        Some(Err(_)) | None => Err(NotRefreshed),
+    }
+}
+
+/// Asks the coordinator for `changes since since`, applies the answer to this isolate's view as
+/// of the moment it was asked, and stores it in the data centre's relay for the others.
+async fn ask_coordinator(
+    env: &Env,
+    edge: Edge,
+    id: &CoordinatorId,
+    since: u64,
+) -> Result<(), ApiError> {
+    let asked_at = now_ms();
+    let changes = Coordinator::of(env, id).changes(since).await?;
+    edge.apply_changes(id, &changes, asked_at, now_ms(), RefreshSource::Coordinator);
+    relay::put(id, &RelayedChanges::new(since, changes, asked_at)).await;
+    Ok(())
 }
 
 /// Look-up phase: L1, then L2 (skipped when the client wants the origin's answer). A fresh

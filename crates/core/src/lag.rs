@@ -36,6 +36,7 @@ pub struct LagWindow {
 
 /// A summary for stats.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LagSummary {
     /// Samples behind the percentiles.
     pub samples: u64,

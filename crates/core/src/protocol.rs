@@ -762,6 +762,10 @@ pub struct TenantStats {
     pub l1: L1Summary,
     /// Each table coordinator's counters.
     pub coordinators: std::collections::BTreeMap<String, CoordinatorStats>,
+    /// The answering isolate's view of each table: how long writes took to reach it
+    /// (invalidation lag) and how its refreshes were answered (relay or coordinator).
+    #[serde(default)]
+    pub views: std::collections::BTreeMap<String, crate::lag::LagSummary>,
 }
 
 /// An isolate's memory tier (L1).

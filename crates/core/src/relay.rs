@@ -6,8 +6,9 @@
 //! * **1 (never serve an invalidated entry as fresh).** A relayed answer is stored with its
 //!   floor raised to the `since` it was asked for ([`RelayedChanges::new`]): it lists every
 //!   invalidation in `(floor, seq]` and claims nothing below, so any view may apply it. A view
-//!   behind that floor would lose entries it could still serve, so it asks the coordinator
-//!   itself instead ([`RelayVerdict::Gap`]); an empty view has nothing to lose and applies it.
+//!   behind that floor would lose entries it could still serve (L2 copies stamped before it),
+//!   so it asks the coordinator itself instead ([`RelayVerdict::Gap`]); so does a new view,
+//!   unless the relayed answer is a whole one (asked `since 0`), which it can apply.
 //! * **4 (bounded staleness).** The view's refresh time becomes the moment the answer was
 //!   *asked for* (before the coordinator produced it), never the moment it was read from the
 //!   relay; an answer as old as the route's bound is not used ([`RelayVerdict::TooOld`]).
@@ -37,7 +38,9 @@ pub struct RelayedChanges {
     /// When the isolate that fetched it sent the request (ms): the coordinator produced the
     /// answer after this, so a view that applies it knew everything up to at least this time.
     pub asked_at_ms: u64,
-    /// The answer, its floor raised to the `since` it was asked for.
+    /// The `since` it was asked for (0: the coordinator's whole log).
+    pub since: u64,
+    /// The answer, its floor raised to `since`.
     pub changes: Changes,
 }
 
@@ -48,6 +51,7 @@ impl RelayedChanges {
         changes.floor = changes.floor.max(since.min(changes.seq));
         RelayedChanges {
             asked_at_ms,
+            since,
             changes,
         }
     }
@@ -71,7 +75,8 @@ pub enum RelayVerdict {
     TooOld,
     /// The read's token is newer than the answer (invariant 5).
     BehindToken,
-    /// The view is behind the answer's floor and would forget entries it holds.
+    /// The view is behind the answer's floor and would forget entries it holds, or is new
+    /// and the answer is not a whole one.
     Gap,
     /// The view already knows at least as much, as recently: the relay is of no use.
     NotNewer,
@@ -111,6 +116,9 @@ impl RelayPolicy {
         }
         if token.is_some_and(|t| t > relayed.changes.seq) {
             return RelayVerdict::BehindToken;
+        }
+        if !view.is_known() && relayed.since > 0 {
+            return RelayVerdict::Gap;
         }
         if view.is_known() {
             if view.seq >= relayed.changes.seq && view.refreshed_at_ms >= relayed.asked_at_ms {
@@ -162,7 +170,7 @@ mod tests {
 
     #[test]
     fn verdicts() {
-        let relayed = RelayedChanges::new(5, changes(10, 0, &[]), 1_000);
+        let relayed = RelayedChanges::new(0, changes(10, 0, &[]), 1_000);
         let empty = TableView::default();
         let at = |now, bound, token| POLICY.verdict(&empty, &relayed, now, bound, token);
         assert_eq!(
@@ -189,6 +197,13 @@ mod tests {
             RelayVerdict::Apply { .. }
         ));
 
+        let incremental = RelayedChanges::new(5, changes(10, 0, &[]), 1_000);
+        assert_eq!(
+            POLICY.verdict(&empty, &incremental, 1_100, 1_000, None),
+            RelayVerdict::Gap,
+            "a new view takes only a whole answer"
+        );
+        let relayed = incremental;
         let mut behind = TableView::default();
         behind.apply(&changes(3, 0, &[]), 500);
         assert_eq!(
