@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use worker::{durable_object, DurableObject, Env, Method, Request, Response, SqlStorage, State};
 
 use super::graph::Graph;
-use super::queue::WriteQueue;
+use super::queue::{WriteGroups, WriteQueue};
 use super::store::Store;
 use super::write::recover;
 use crate::origin::d1::D1Origin;
@@ -49,6 +49,10 @@ pub struct TableCoordinator {
     recovered: Cell<bool>,
     /// Serializes writes: awaiting the origin lets other requests run in between.
     writes_queue: WriteQueue,
+    /// Writes submitted and not yet committed: the next group.
+    write_groups: WriteGroups,
+    /// Groups committed since the object started (stats).
+    pub(super) commits: Cell<u64>,
     /// Writes recorded since the object started (stats).
     pub(super) writes: Cell<u64>,
     /// Test hooks only: the next refill crashes the object after its origin read.
@@ -71,6 +75,8 @@ impl DurableObject for TableCoordinator {
             migrated: Cell::new(false),
             recovered: Cell::new(false),
             writes_queue: WriteQueue::default(),
+            write_groups: WriteGroups::default(),
+            commits: Cell::new(0),
             writes: Cell::new(0),
             crash_next_refill: Cell::new(false),
             named: Cell::new(false),
@@ -220,8 +226,18 @@ impl TableCoordinator {
                 let caller = caller.ok_or_else(|| {
                     ApiError::internal("a write reached a coordinator without its origin")
                 })?;
-                let _turn = self.writes_queue.turn().await;
-                json(&self.write(body, &caller.tenant, &caller.origin).await?)
+                let ticket = self.write_groups.submit(body, caller.tenant, caller.origin);
+                let turn = self.writes_queue.turn().await;
+                let group = self.write_groups.take(&ticket);
+                if !group.is_empty() {
+                    self.commit_group(group).await;
+                }
+                drop(turn);
+                // Sent by this writer's group, or an earlier one, before this turn began.
+                let outcome = ticket.outcome.await.map_err(|_| {
+                    ApiError::internal("the write's group ended without answering it")
+                })?;
+                json(&outcome?)
             }
             (Method::Post, "/invalidate") => {
                 let body: InvalidateRequest = read_json(&mut req, INTERNAL_MAX_BODY).await?;
@@ -239,6 +255,7 @@ impl TableCoordinator {
                     keys,
                     pending_rehydrates: pending,
                     writes: self.writes.get(),
+                    commits: self.commits.get(),
                 })
             }
             _ => Err(ApiError::route_not_found(url.path())),

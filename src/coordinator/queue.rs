@@ -1,11 +1,106 @@
-//! A first-come, first-served turn for a coordinator's writes. Awaiting the origin lets other
-//! requests of the object run in between, so writes must wait their turn explicitly; a plain
-//! async mutex lets late arrivals overtake waiters, which showed up as multi-second tails.
+//! A first-come, first-served turn for a coordinator's writes, and group commit. Awaiting the
+//! origin lets other requests of the object run in between, so writes must wait their turn
+//! explicitly; a plain async mutex lets late arrivals overtake waiters, which showed up as
+//! multi-second tails.
+//!
+//! Group commit: every write is submitted to [`WriteGroups`] before it waits for its turn. The
+//! writer whose turn it is takes its own write and, on the built-in database, every write
+//! queued behind it ([`MAX_GROUP`] at most), commits them as one batch and answers each; a
+//! writer whose write an earlier group took finds its answer waiting when its turn comes. So
+//! while one batch is in flight the next one gathers, and throughput grows with concurrent
+//! writers instead of each waiting for a round trip of its own.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 
 use futures_channel::oneshot;
+
+use edgecache_core::protocol::{OriginConfig, WriteRequest, WriteResponse};
+use edgecache_core::ApiError;
+
+/// Most writes committed as one batch (two statements each in a D1 batch).
+pub const MAX_GROUP: usize = 32;
+
+/// A write's answer, as the group that committed it sends it.
+pub type WriteOutcome = Result<WriteResponse, ApiError>;
+
+/// A write waiting to be committed.
+pub struct PendingWrite {
+    ticket: u64,
+    /// The write.
+    pub req: WriteRequest,
+    /// The tenant it came through.
+    pub tenant: String,
+    /// That tenant's origin.
+    pub origin: OriginConfig,
+    done: oneshot::Sender<WriteOutcome>,
+}
+
+impl PendingWrite {
+    /// Answers the writer.
+    pub fn answer(self, outcome: WriteOutcome) {
+        let _ = self.done.send(outcome); // a writer that went away needs no answer
+    }
+
+    /// Whether the writer went away before its write was taken (it is then never applied,
+    /// as a request cancelled while it waited never was).
+    fn abandoned(&self) -> bool {
+        self.done.is_canceled()
+    }
+}
+
+/// Writes submitted and not yet taken by a group, in arrival order.
+#[derive(Default)]
+pub struct WriteGroups {
+    next_ticket: Cell<u64>,
+    pending: RefCell<VecDeque<PendingWrite>>,
+}
+
+/// A submitted write: its place, and where its answer arrives.
+pub struct Ticket {
+    id: u64,
+    /// The answer, sent by whichever group commits the write.
+    pub outcome: oneshot::Receiver<WriteOutcome>,
+}
+
+impl WriteGroups {
+    /// Queues a write for the next group.
+    pub fn submit(&self, req: WriteRequest, tenant: String, origin: OriginConfig) -> Ticket {
+        let id = self.next_ticket.get();
+        self.next_ticket.set(id + 1);
+        let (done, outcome) = oneshot::channel();
+        self.pending.borrow_mut().push_back(PendingWrite {
+            ticket: id,
+            req,
+            tenant,
+            origin,
+            done,
+        });
+        Ticket { id, outcome }
+    }
+
+    /// The group to commit now, for the writer holding the turn with `ticket`: empty if an
+    /// earlier group took its write; else its write and, if it is for the built-in database,
+    /// the writes queued behind it that are too, in order. Writes whose writers went away are
+    /// dropped unapplied.
+    pub fn take(&self, ticket: &Ticket) -> Vec<PendingWrite> {
+        let mut pending = self.pending.borrow_mut();
+        pending.retain(|p| p.ticket == ticket.id || !p.abandoned());
+        let Some(at) = pending.iter().position(|p| p.ticket == ticket.id) else {
+            return Vec::new();
+        };
+        // Earlier writes still pending belong to writers still waiting for their turn (turns
+        // are taken in submission order): they go first, in this group.
+        let mut group: Vec<PendingWrite> = pending.drain(..=at).collect();
+        let batchable = |p: &PendingWrite| p.origin == OriginConfig::D1;
+        if group.iter().all(batchable) {
+            while group.len() < MAX_GROUP && pending.front().is_some_and(batchable) {
+                group.extend(pending.pop_front());
+            }
+        }
+        group
+    }
+}
 
 /// Writers waiting for their turn, in arrival order.
 #[derive(Default)]
@@ -56,7 +151,72 @@ impl Drop for Turn<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use edgecache_core::protocol::{WriteOp, WriteRequest};
     use futures_util::FutureExt;
+
+    fn write(id: &str) -> WriteRequest {
+        WriteRequest {
+            table: "users".into(),
+            op: WriteOp::Delete { id: id.into() },
+            fault: None,
+            explain: false,
+        }
+    }
+
+    fn ids(group: &[PendingWrite]) -> Vec<String> {
+        group
+            .iter()
+            .map(|p| p.req.op.id().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_writer_with_the_turn_takes_everything_queued_behind_it() {
+        let g = WriteGroups::default();
+        let a = g.submit(write("a"), "t".into(), OriginConfig::D1);
+        let b = g.submit(write("b"), "t".into(), OriginConfig::D1);
+        let c = g.submit(write("c"), "u".into(), OriginConfig::D1);
+        let group = g.take(&a);
+        assert_eq!(ids(&group), ["a", "b", "c"]);
+        assert!(
+            g.take(&b).is_empty() && g.take(&c).is_empty(),
+            "already taken"
+        );
+        for p in group {
+            let id = p.req.op.id().unwrap_or_default().to_string();
+            p.answer(Err(ApiError::internal(id)));
+        }
+        let answered = |t: Ticket| t.outcome.now_or_never().unwrap().unwrap().unwrap_err();
+        assert_eq!(answered(b).message, "b");
+        assert_eq!(answered(c).message, "c");
+    }
+
+    #[test]
+    fn groups_are_bounded_and_http_writes_go_alone() {
+        let g = WriteGroups::default();
+        let tickets: Vec<Ticket> = (0..MAX_GROUP + 5)
+            .map(|i| g.submit(write(&i.to_string()), "t".into(), OriginConfig::D1))
+            .collect();
+        assert_eq!(g.take(&tickets[0]).len(), MAX_GROUP);
+        assert_eq!(g.take(&tickets[MAX_GROUP]).len(), 5);
+        let http = OriginConfig::Http {
+            base_url: "https://api.example".into(),
+            headers: vec![],
+        };
+        let h1 = g.submit(write("h1"), "t".into(), http.clone());
+        let _h2 = g.submit(write("h2"), "t".into(), http);
+        let _d = g.submit(write("d"), "t".into(), OriginConfig::D1);
+        assert_eq!(ids(&g.take(&h1)), ["h1"]);
+    }
+
+    #[test]
+    fn abandoned_writes_are_dropped_unapplied() {
+        let g = WriteGroups::default();
+        let gone = g.submit(write("gone"), "t".into(), OriginConfig::D1);
+        let mine = g.submit(write("mine"), "t".into(), OriginConfig::D1);
+        drop(gone);
+        assert_eq!(ids(&g.take(&mine)), ["mine"]);
+    }
 
     #[test]
     fn turns_are_taken_in_arrival_order() {

@@ -1,11 +1,13 @@
-//! The write path, as explicit phases: **intent** (recorded before the origin sees the write,
-//! invariant 6) → **forward** (to the origin, the only await) → **settle** (what the origin's
+//! The write path, for a group of writes (`queue`: one, or those that queued behind a batch in
+//! flight), as explicit phases: **intent** (recorded for each before the origin sees any,
+//! invariant 6) → **forward** (to the origin, one batch for D1, the only await) → **settle** (what the origin's
 //! answer means: a refusal changes nothing, an unknown outcome invalidates everything) →
 //! **plan** and **apply** (one synchronous step: bump, log, plan, invalidate, queue refills,
 //! drop the intent) → **rehydrate/purge** (schedule the refills, free stale L2 copies).
 
 use super::graph::Graph;
 use super::object::TableCoordinator;
+use super::queue::{PendingWrite, WriteOutcome};
 use super::store::{Store, StoreError};
 use crate::cache::l2;
 use crate::origin::{AnyOrigin, Origin};
@@ -17,8 +19,8 @@ use edgecache_core::planner::{
     WriteImages,
 };
 use edgecache_core::protocol::{
-    OriginConfig, StaleKey, WriteExplanation, WriteFault, WriteOp, WriteRequest, WriteResponse,
-    MAX_EXPLAINED_KEYS,
+    StaleKey, WriteExplanation, WriteFault, WriteOp, WriteRequest, WriteResponse,
+    MAX_EXPLAINED_KEYS, SLOW_FORWARD_MS,
 };
 use edgecache_core::schema::Relation;
 use edgecache_core::ApiError;
@@ -49,49 +51,121 @@ pub struct Recorded {
 }
 
 impl TableCoordinator {
-    /// `POST /write` of `tenant`, run in the write queue's turn.
-    pub(super) async fn write(
-        &self,
-        req: WriteRequest,
-        tenant: &str,
-        origin: &OriginConfig,
-    ) -> Result<WriteResponse, ApiError> {
-        let table = self.table()?.to_string();
-        if req.table != table {
-            return Err(ApiError::new(
-                400,
-                "bad_request",
-                "write sent to another table's coordinator",
-            ));
+    /// Commits a group of writes (see `queue`) in the write queue's turn, in order, and answers
+    /// each writer.
+    pub(super) async fn commit_group(&self, group: Vec<PendingWrite>) {
+        let outcomes = match self.write_group(&group).await {
+            Ok(outcomes) => outcomes,
+            Err(e) => group.iter().map(|_| Err(e.clone())).collect(),
+        };
+        self.commits.set(self.commits.get() + 1);
+        for (pending, outcome) in group.into_iter().zip(outcomes) {
+            pending.answer(outcome);
         }
+    }
+
+    /// The write path for a group: intents for all, one forward, then each write settled,
+    /// planned and recorded in its order (one synchronous step each), then refills scheduled
+    /// once. One outcome per write; `Err` when nothing of the group could start.
+    async fn write_group(&self, group: &[PendingWrite]) -> Result<Vec<WriteOutcome>, ApiError> {
+        let table = self.table()?.to_string();
         let log_limit = self.config()?.invalidation_log;
         let relation = self.relation(&table).await?;
+        let mut outcomes: Vec<Option<WriteOutcome>> = group
+            .iter()
+            .map(|p| {
+                (p.req.table != table).then(|| {
+                    Err(ApiError::new(
+                        400,
+                        "bad_request",
+                        "write sent to another table's coordinator",
+                    ))
+                })
+            })
+            .collect();
+        let live: Vec<usize> = (0..group.len())
+            .filter(|&i| outcomes[i].is_none())
+            .collect();
         // Intent, then forward: the only await between them and the record.
-        let intent = self.graph()?.begin_intent(req.op.id().unwrap_or(""))?;
-        self.fault_hook(&req, WriteFault::CrashBeforeForward)?;
-        let mut result = match self.fault_hook(&req, WriteFault::OriginFails)? {
-            true => Err(OriginError::Unavailable(
-                "test hook: the origin is unreachable".into(),
-            )),
-            false => self.forward(origin, &relation, &req.op).await,
+        let intents = {
+            let graph = self.graph()?;
+            live.iter()
+                .map(|&i| graph.begin_intent(group[i].req.op.id().unwrap_or("")))
+                .collect::<Result<Vec<i64>, StoreError>>()?
         };
-        self.fault_hook(&req, WriteFault::CrashAfterForward)?;
-        if self.fault_hook(&req, WriteFault::AnswerLost)? {
-            result = Err(OriginError::Unavailable(
-                "test hook: the origin's answer was lost".into(),
-            ));
+        let faulted = |fault| self.group_fault(live.iter().map(|&i| &group[i].req), fault);
+        faulted(WriteFault::CrashBeforeForward)?;
+        if faulted(WriteFault::SlowForward)? {
+            worker::Delay::from(std::time::Duration::from_millis(SLOW_FORWARD_MS)).await;
         }
-        if self.fault_hook(&req, WriteFault::StallAfterForward)? {
+        let mut results = match faulted(WriteFault::OriginFails)? {
+            true => live
+                .iter()
+                .map(|_| {
+                    Err(OriginError::Unavailable(
+                        "test hook: the origin is unreachable".into(),
+                    ))
+                })
+                .collect(),
+            false => {
+                self.forward(&relation, live.iter().map(|&i| &group[i]))
+                    .await
+            }
+        };
+        faulted(WriteFault::CrashAfterForward)?;
+        if faulted(WriteFault::AnswerLost)? {
+            for r in &mut results {
+                *r = Err(OriginError::Unavailable(
+                    "test hook: the origin's answer was lost".into(),
+                ));
+            }
+        }
+        if faulted(WriteFault::StallAfterForward)? {
             let stall = 2 * self.config()?.origin_timeout_ms + 1_000;
             worker::Delay::from(std::time::Duration::from_millis(stall)).await;
         }
         let graph = self.graph()?;
-        let forwarded = match settle(&graph, intent, result)? {
+        let mut purge = Vec::new();
+        for (n, ((&i, intent), result)) in live.iter().zip(intents).zip(results).enumerate() {
+            let pending = &group[i];
+            let outcome = self.settle_one(
+                &graph, &table, &relation, pending, intent, result, log_limit,
+            );
+            if let Ok((_, keys)) = &outcome {
+                purge.extend(keys.iter().cloned());
+            }
+            outcomes[i] = Some(outcome.map(|(resp, _)| resp));
+            if n == 0 && live.len() > 1 {
+                self.group_fault([&pending.req], WriteFault::CrashMidGroup)?;
+            }
+        }
+        self.schedule_rehydrate(&graph).await?;
+        self.purge_later(purge);
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(ApiError::internal("a write of the group was lost"))))
+            .collect())
+    }
+
+    /// One write of a group after the origin answered: settle, plan, record (no await), and
+    /// the answer with the keys whose L2 copies to purge.
+    #[allow(clippy::too_many_arguments)]
+    fn settle_one<S: Store>(
+        &self,
+        graph: &Graph<S>,
+        table: &str,
+        relation: &Relation,
+        pending: &PendingWrite,
+        intent: i64,
+        result: Result<OriginWrite, OriginError>,
+        log_limit: u64,
+    ) -> Result<(WriteResponse, Vec<CacheKey>), ApiError> {
+        let forwarded = match settle(graph, intent, result)? {
             Settled::Changed(forwarded) => forwarded,
-            Settled::Unchanged(resp) => return Ok(resp),
+            Settled::Unchanged(resp) => return Ok((resp, Vec::new())),
         };
         let images = WriteImages {
-            table,
+            table: table.to_string(),
             id: forwarded.id,
             id_column: relation.id_column.clone(),
             before: forwarded.before,
@@ -101,39 +175,67 @@ impl TableCoordinator {
             now_ms: now_ms(),
             log_limit,
         };
-        // Plan, then record and apply in one synchronous step; then rehydrate and purge.
-        let plan = plan(&graph, &images)?;
-        self.fault_hook(&req, WriteFault::CrashAfterPlan)?;
-        if self.fault_hook(&req, WriteFault::CrashDuringRehydrate)? {
+        let plan = plan(graph, &images)?;
+        self.fault_hook(&pending.req, WriteFault::CrashAfterPlan)?;
+        if self.fault_hook(&pending.req, WriteFault::CrashDuringRehydrate)? {
             self.crash_next_refill.set(true);
         }
-        let recorded = record(&graph, intent, &images, &plan, ctx)?;
+        let recorded = record(graph, intent, &images, &plan, ctx)?;
         self.writes.set(self.writes.get() + 1);
-        self.schedule_rehydrate(&graph).await?;
-        self.purge_later(recorded.purge);
-        let explained = match req.explain {
-            true => Some(explain(&graph, tenant, recorded.stale)?),
+        let explained = match pending.req.explain {
+            true => Some(explain(graph, &pending.tenant, recorded.stale)?),
             false => None,
         };
-        Ok(WriteResponse {
-            status: forwarded.status,
-            body: forwarded.body,
-            seq: recorded.seq,
-            invalidated: recorded.invalidated,
-            explained,
-        })
+        Ok((
+            WriteResponse {
+                status: forwarded.status,
+                body: forwarded.body,
+                seq: recorded.seq,
+                invalidated: recorded.invalidated,
+                explained,
+            },
+            recorded.purge,
+        ))
     }
 
-    /// Forward: the write goes to the tenant's origin, with the tenant's credentials.
-    async fn forward(
+    /// Forward: the writes go to their origin, with their tenant's credentials; writes to the
+    /// built-in database as one batch (a group only ever holds more than one of those).
+    async fn forward<'a>(
         &self,
-        origin: &OriginConfig,
         relation: &Relation,
-        op: &WriteOp,
-    ) -> Result<OriginWrite, OriginError> {
-        AnyOrigin::open(&self.env, origin)?
-            .write(relation, op)
-            .await
+        group: impl Iterator<Item = &'a PendingWrite>,
+    ) -> Vec<Result<OriginWrite, OriginError>> {
+        let group: Vec<&PendingWrite> = group.collect();
+        let Some(first) = group.first() else {
+            return Vec::new();
+        };
+        match AnyOrigin::open(&self.env, &first.origin) {
+            Ok(AnyOrigin::D1(d1)) => {
+                let ops: Vec<&WriteOp> = group.iter().map(|p| &p.req.op).collect();
+                d1.write_group(relation, &ops).await
+            }
+            Ok(origin) => {
+                let mut results = Vec::with_capacity(group.len());
+                for p in &group {
+                    results.push(origin.write(relation, &p.req.op).await);
+                }
+                results
+            }
+            Err(e) => group.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+
+    /// Test hooks only: whether any of `reqs` asks for `fault` here (see `fault_hook`).
+    fn group_fault<'a>(
+        &self,
+        reqs: impl IntoIterator<Item = &'a WriteRequest>,
+        fault: WriteFault,
+    ) -> Result<bool, ApiError> {
+        let mut any = false;
+        for req in reqs {
+            any |= self.fault_hook(req, fault)?;
+        }
+        Ok(any)
     }
 
     /// Test hooks only: whether `req` asks for `fault` here. A crash aborts the instance, so
@@ -146,11 +248,13 @@ impl TableCoordinator {
         match fault {
             WriteFault::CrashBeforeForward
             | WriteFault::CrashAfterForward
-            | WriteFault::CrashAfterPlan => panic!("test hook: coordinator crashed ({fault:?})"),
+            | WriteFault::CrashAfterPlan
+            | WriteFault::CrashMidGroup => panic!("test hook: coordinator crashed ({fault:?})"),
             WriteFault::CrashDuringRehydrate
             | WriteFault::AnswerLost
             | WriteFault::StallAfterForward
-            | WriteFault::OriginFails => Ok(true),
+            | WriteFault::OriginFails
+            | WriteFault::SlowForward => Ok(true),
         }
     }
 

@@ -173,125 +173,78 @@ impl D1Origin {
             .ok_or_else(|| not_found(relation, id))
     }
 
-    /// Inserts a new record; the id must be present in `row`.
-    pub async fn insert(&self, relation: &Relation, row: &Row) -> Result<Row, OriginError> {
-        writable(relation)?;
-        let id = row
-            .get(&relation.id_column)
-            .and_then(id_text)
-            .unwrap_or_default();
-        let columns: Vec<&String> = row.keys().collect();
-        let sql = format!(
-            "INSERT INTO {} ({}) VALUES ({}) RETURNING *",
-            quote_ident(&relation.name),
-            column_list(&columns),
-            placeholders(1, columns.len()),
-        );
-        let params: Vec<SqlValue> = row.values().map(sql_value).collect();
-        let rows = self
-            .query(&sql, &params)
-            .await
-            .map_err(|e| conflict(e, relation, &id))?;
-        rows.into_iter()
-            .next()
-            .ok_or_else(|| OriginError::Unavailable("INSERT returned no row".into()))
-    }
-
-    /// Replaces a record, creating it when absent. Columns the body leaves out become NULL when
-    /// nullable; NOT NULL columns with a default keep their value (or get the default on create).
-    pub async fn replace(
+    /// Carries out writes, in order, as one D1 batch (one transaction, one round trip): for each,
+    /// the record's image before it, then the write returning the image after it. A refused
+    /// write (a constraint) rolls the whole batch back, so then each runs alone and only it
+    /// fails. Answers one outcome per write, in order.
+    pub async fn write_group(
         &self,
         relation: &Relation,
-        id: &str,
-        row: &Row,
-    ) -> Result<Row, OriginError> {
-        writable(relation)?;
-        let mut full = row.clone();
-        full.insert(relation.id_column.clone(), Value::String(id.to_string()));
-        let columns: Vec<&String> = full.keys().collect();
-        let mut assignments: Vec<String> = columns
-            .iter()
-            .filter(|c| **c != &relation.id_column)
-            .map(|c| format!("{0} = excluded.{0}", quote_ident(c)))
-            .collect();
-        assignments.extend(
-            relation
-                .columns
+        ops: &[&WriteOp],
+    ) -> Vec<Result<OriginWrite, OriginError>> {
+        let prepared: Vec<Result<PreparedWrite, OriginError>> =
+            ops.iter().map(|op| prepare_write(relation, op)).collect();
+        let ready: Vec<&PreparedWrite> = prepared.iter().filter_map(|p| p.as_ref().ok()).collect();
+        let mut outcomes = match self.run_writes(relation, &ready).await {
+            Ok(outcomes) => outcomes,
+            Err(OriginError::Constraint(_)) if ready.len() > 1 => {
+                let mut alone = Vec::with_capacity(ready.len());
+                for write in &ready {
+                    alone.push(match self.run_writes(relation, &[write]).await {
+                        Ok(mut one) => one.remove(0),
+                        Err(e) => Err(conflict(e, relation, &write.id)),
+                    });
+                }
+                alone
+            }
+            Err(e) => ready
                 .iter()
-                .filter(|c| !c.primary_key && !c.not_null && !full.contains_key(&c.name))
-                .map(|c| format!("{} = NULL", quote_ident(&c.name))),
-        );
-        let conflict_action = if assignments.is_empty() {
-            "DO NOTHING".to_string()
-        } else {
-            format!("DO UPDATE SET {}", assignments.join(", "))
-        };
-        let sql = format!(
-            "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT({}) {} RETURNING *",
-            quote_ident(&relation.name),
-            column_list(&columns),
-            placeholders(1, columns.len()),
-            quote_ident(&relation.id_column),
-            conflict_action,
-        );
-        let params: Vec<SqlValue> = full.values().map(sql_value).collect();
-        let rows = self.query(&sql, &params).await?;
-        match rows.into_iter().next() {
-            Some(row) => Ok(row),
-            // DO NOTHING on an existing row returns nothing: the record is as the body says.
-            None => self.existing(relation, id).await,
+                .map(|w| Err(conflict(e.clone(), relation, &w.id)))
+                .collect(),
         }
+        .into_iter();
+        prepared
+            .into_iter()
+            .map(|p| match p {
+                Ok(_) => outcomes.next().unwrap_or_else(|| {
+                    Err(OriginError::Unavailable("the batch lost a write".into()))
+                }),
+                Err(e) => Err(e),
+            })
+            .collect()
     }
 
-    /// Updates the given columns of an existing record.
-    pub async fn patch(
+    /// Runs prepared writes as one batch; `Err` if the database refused or failed the batch.
+    async fn run_writes(
         &self,
         relation: &Relation,
-        id: &str,
-        row: &Row,
-    ) -> Result<Row, OriginError> {
-        writable(relation)?;
-        let changes: Vec<(&String, &Value)> = row
-            .iter()
-            .filter(|(c, _)| **c != relation.id_column)
-            .collect();
-        if changes.is_empty() {
-            return self.existing(relation, id).await;
+        writes: &[&PreparedWrite],
+    ) -> Result<Vec<Result<OriginWrite, OriginError>>, OriginError> {
+        let mut statements = Vec::with_capacity(writes.len() * 2);
+        for w in writes {
+            for s in [&w.before, &w.write] {
+                let bound: Vec<JsValue> = s.params.iter().map(js_value).collect();
+                statements.push(self.db.prepare(&s.sql).bind(&bound).map_err(unavailable)?);
+            }
         }
-        let sql = format!(
-            "UPDATE {} SET {} WHERE {} = ?{} RETURNING *",
-            quote_ident(&relation.name),
-            changes
-                .iter()
-                .enumerate()
-                .map(|(i, (c, _))| format!("{} = ?{}", quote_ident(c), i + 1))
-                .collect::<Vec<_>>()
-                .join(", "),
-            quote_ident(&relation.id_column),
-            changes.len() + 1,
-        );
-        let mut params: Vec<SqlValue> = changes.iter().map(|(_, v)| sql_value(v)).collect();
-        params.push(SqlValue::Text(id.to_string()));
-        self.query(&sql, &params)
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| not_found(relation, id))
-    }
-
-    /// Deletes a record, returning its last image.
-    pub async fn delete(&self, relation: &Relation, id: &str) -> Result<Row, OriginError> {
-        writable(relation)?;
-        let sql = format!(
-            "DELETE FROM {} WHERE {} = ?1 RETURNING *",
-            quote_ident(&relation.name),
-            quote_ident(&relation.id_column)
-        );
-        self.query(&sql, &[SqlValue::Text(id.to_string())])
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| not_found(relation, id))
+        let results = self.db.batch(statements).await.map_err(classify)?;
+        let mut rows = results.iter().map(|r| {
+            r.results::<Value>().map_err(unavailable).map(|rows| {
+                rows.into_iter()
+                    .filter_map(|r| match r {
+                        Value::Object(m) => Some(m),
+                        _ => None,
+                    })
+                    .next()
+            })
+        });
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for w in writes {
+            let before = rows.next().unwrap_or(Ok(None))?;
+            let written = rows.next().unwrap_or(Ok(None))?;
+            outcomes.push(w.finish(relation, before, written));
+        }
+        Ok(outcomes)
     }
 
     async fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, OriginError> {
@@ -307,6 +260,179 @@ impl D1Origin {
             })
             .collect())
     }
+}
+
+/// A SQL statement and its bound values.
+struct Statement {
+    sql: String,
+    params: Vec<SqlValue>,
+}
+
+/// Which write a [`PreparedWrite`] is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WriteKind {
+    Create,
+    Replace,
+    Patch,
+    Delete,
+}
+
+/// One write as the two statements a batch runs for it.
+struct PreparedWrite {
+    id: String,
+    kind: WriteKind,
+    /// `SELECT *` of the record: its image before the write.
+    before: Statement,
+    /// The write, `RETURNING *` (a plain `SELECT *` for a PATCH that changes nothing).
+    write: Statement,
+}
+
+impl PreparedWrite {
+    /// The outcome from the rows the two statements returned.
+    fn finish(
+        &self,
+        relation: &Relation,
+        before: Option<Row>,
+        written: Option<Row>,
+    ) -> Result<OriginWrite, OriginError> {
+        let (status, after) = match self.kind {
+            WriteKind::Create => (
+                201,
+                Some(
+                    written
+                        .ok_or_else(|| OriginError::Unavailable("INSERT returned no row".into()))?,
+                ),
+            ),
+            WriteKind::Replace => {
+                let status = if before.is_some() { 200 } else { 201 };
+                // DO NOTHING on an existing row returns nothing: the record is as the body says.
+                let after = written.or_else(|| before.clone());
+                (
+                    status,
+                    Some(after.ok_or_else(|| not_found(relation, &self.id))?),
+                )
+            }
+            WriteKind::Patch => (
+                200,
+                Some(written.ok_or_else(|| not_found(relation, &self.id))?),
+            ),
+            WriteKind::Delete => {
+                written.ok_or_else(|| not_found(relation, &self.id))?;
+                (204, None)
+            }
+        };
+        let body = after
+            .as_ref()
+            .map_or(Value::Null, |r| serde_json::json!({ "data": r }));
+        Ok(OriginWrite {
+            changed: true,
+            status,
+            id: self.id.clone(),
+            before,
+            after,
+            body,
+        })
+    }
+}
+
+/// The statements of one write: identifiers checked against the schema and quoted, every value
+/// bound. Creates name their id in the row; the others in the path.
+fn prepare_write(relation: &Relation, op: &WriteOp) -> Result<PreparedWrite, OriginError> {
+    writable(relation)?;
+    let table = quote_ident(&relation.name);
+    let id_column = quote_ident(&relation.id_column);
+    let select = |id: &str| Statement {
+        sql: format!("SELECT * FROM {table} WHERE {id_column} = ?1"),
+        params: vec![SqlValue::Text(id.to_string())],
+    };
+    let (kind, id, write) = match op {
+        WriteOp::Create { row } => {
+            let id = row
+                .get(&relation.id_column)
+                .and_then(id_text)
+                .unwrap_or_default();
+            let columns: Vec<&String> = row.keys().collect();
+            let sql = format!(
+                "INSERT INTO {table} ({}) VALUES ({}) RETURNING *",
+                column_list(&columns),
+                placeholders(1, columns.len()),
+            );
+            let params = row.values().map(sql_value).collect();
+            (WriteKind::Create, id, Statement { sql, params })
+        }
+        WriteOp::Replace { id, row } => {
+            // Columns the body leaves out become NULL when nullable; NOT NULL columns with a
+            // default keep their value (or get the default on create).
+            let mut full = row.clone();
+            full.insert(relation.id_column.clone(), Value::String(id.to_string()));
+            let columns: Vec<&String> = full.keys().collect();
+            let mut assignments: Vec<String> = columns
+                .iter()
+                .filter(|c| **c != &relation.id_column)
+                .map(|c| format!("{0} = excluded.{0}", quote_ident(c)))
+                .collect();
+            assignments.extend(
+                relation
+                    .columns
+                    .iter()
+                    .filter(|c| !c.primary_key && !c.not_null && !full.contains_key(&c.name))
+                    .map(|c| format!("{} = NULL", quote_ident(&c.name))),
+            );
+            let conflict_action = if assignments.is_empty() {
+                "DO NOTHING".to_string()
+            } else {
+                format!("DO UPDATE SET {}", assignments.join(", "))
+            };
+            let sql = format!(
+                "INSERT INTO {table} ({}) VALUES ({}) ON CONFLICT({id_column}) {conflict_action} \
+                 RETURNING *",
+                column_list(&columns),
+                placeholders(1, columns.len()),
+            );
+            let params = full.values().map(sql_value).collect();
+            (WriteKind::Replace, id.clone(), Statement { sql, params })
+        }
+        WriteOp::Patch { id, row } => {
+            let changes: Vec<(&String, &Value)> = row
+                .iter()
+                .filter(|(c, _)| **c != relation.id_column)
+                .collect();
+            let write = if changes.is_empty() {
+                select(id)
+            } else {
+                let sets = changes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (c, _))| format!("{} = ?{}", quote_ident(c), i + 1))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!(
+                    "UPDATE {table} SET {sets} WHERE {id_column} = ?{} RETURNING *",
+                    changes.len() + 1
+                );
+                let mut params: Vec<SqlValue> = changes.iter().map(|(_, v)| sql_value(v)).collect();
+                params.push(SqlValue::Text(id.to_string()));
+                Statement { sql, params }
+            };
+            (WriteKind::Patch, id.clone(), write)
+        }
+        WriteOp::Delete { id } => {
+            let sql = format!("DELETE FROM {table} WHERE {id_column} = ?1 RETURNING *");
+            let params = vec![SqlValue::Text(id.to_string())];
+            (WriteKind::Delete, id.clone(), Statement { sql, params })
+        }
+        WriteOp::Forward { .. } => {
+            return Err(OriginError::BadBody(
+                "a raw write reached the D1 origin".into(),
+            ))
+        }
+    };
+    Ok(PreparedWrite {
+        before: select(&id),
+        id,
+        kind,
+        write,
+    })
 }
 
 fn writable(relation: &Relation) -> Result<(), OriginError> {
@@ -423,44 +549,11 @@ impl Origin for D1Origin {
         })
     }
 
-    /// Reads the record's images around the write, for the planner.
+    /// Reads the record's images around the write, for the planner (a batch of one).
     async fn write(&self, relation: &Relation, op: &WriteOp) -> Result<OriginWrite, OriginError> {
-        let id = match op {
-            WriteOp::Create { row } => row
-                .get(&relation.id_column)
-                .and_then(id_text)
-                .unwrap_or_default(),
-            other => other.id().unwrap_or_default().to_string(),
-        };
-        let before = self.get(relation, &id).await?;
-        let (status, after) = match op {
-            WriteOp::Create { row } => (201, Some(self.insert(relation, row).await?)),
-            WriteOp::Replace { row, .. } => {
-                let saved = self.replace(relation, &id, row).await?;
-                (if before.is_some() { 200 } else { 201 }, Some(saved))
-            }
-            WriteOp::Patch { row, .. } => (200, Some(self.patch(relation, &id, row).await?)),
-            WriteOp::Delete { .. } => {
-                self.delete(relation, &id).await?;
-                (204, None)
-            }
-            WriteOp::Forward { .. } => {
-                return Err(OriginError::BadBody(
-                    "a raw write reached the D1 origin".into(),
-                ))
-            }
-        };
-        let body = after.as_ref().map_or(
-            serde_json::Value::Null,
-            |r| serde_json::json!({ "data": r }),
-        );
-        Ok(OriginWrite {
-            changed: true,
-            status,
-            id,
-            before,
-            after,
-            body,
-        })
+        self.write_group(relation, &[op])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(OriginError::Unavailable("the batch lost a write".into())))
     }
 }

@@ -61,7 +61,7 @@ pub struct OriginWrite {
 }
 
 /// Why an origin call failed. Mapped to HTTP in `error`.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 #[allow(missing_docs)] // each variant's #[error] text is its documentation
 pub enum OriginError {
     #[error("no table or view named `{0}`")]

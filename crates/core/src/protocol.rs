@@ -218,7 +218,15 @@ pub enum WriteFault {
     StallAfterForward,
     /// The origin fails before applying the write (the database is unreachable).
     OriginFails,
+    /// The coordinator dies during a group commit, after recording the first write of the
+    /// group and before the others (a group of one: after recording, before answering).
+    CrashMidGroup,
+    /// The origin takes [`SLOW_FORWARD_MS`] longer to answer (writes behind it queue up).
+    SlowForward,
 }
+
+/// How much longer the origin takes under [`WriteFault::SlowForward`].
+pub const SLOW_FORWARD_MS: u64 = 400;
 
 /// A write's outcome: the origin's answer plus the table's new seq.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -348,6 +356,9 @@ pub struct CoordinatorStats {
     pub pending_rehydrates: u64,
     /// Writes recorded since the coordinator started.
     pub writes: u64,
+    /// Batches committed since the coordinator started (`writes / commits` is the mean group).
+    #[serde(default)]
+    pub commits: u64,
 }
 
 /// A coordinator error, answered with its HTTP status.
