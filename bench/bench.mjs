@@ -15,7 +15,7 @@ import { pickLoadGenerator } from "./lib/load.mjs";
 import { startMiniflare, startWrangler } from "./lib/worker.mjs";
 import { readTable } from "./reads.mjs";
 import { soakTable } from "./soak.mjs";
-import { fanOutTable, writeTable } from "./writes.mjs";
+import { fanOutTable, writersTable, writeTable } from "./writes.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const OUT_DIR = path.join(ROOT, "target/bench");
@@ -187,6 +187,19 @@ async function main() {
   out(`  other:  sequential requests from Node (node:http, keep-alive) for write → read and fan-out`);
   out();
 
+  // BENCH_ONLY=writers: only the concurrent-writers table (for before/after runs of a change).
+  if (process.env.BENCH_ONLY === "writers") {
+    const ids = expectStatus(await client(reader.url).get("/v1/users?limit=1000"), 200, "GET /v1/users")
+      .json()
+      .data.map((u) => u.id);
+    await stopWorker(reader);
+    // A fresh worker, as in the full run: nothing cached, so writes refill nothing.
+    const writes = await startWorker("write", {});
+    await writersTable({ out, seconds, http: writer(writes), admin: admin(writes) }, ids);
+    await stopWorker(writes);
+    writeFileSync(path.join(OUT_DIR, "latest.txt"), lines.join("\n") + "\n");
+    return;
+  }
   await readTable({ http: client(reader.url), admin: admin(reader), load, loadParams, out });
   const ids = expectStatus(await client(reader.url).get("/v1/users?limit=1000"), 200, "GET /v1/users?limit=1000")
     .json()
@@ -206,6 +219,7 @@ async function main() {
   const writes = await startWorker("write", {});
   if (writes.path !== reader.path) out(`(the write worker runs differently: ${writes.path})\n`);
   await writeTable({ ...settings, http: writer(writes), admin: admin(writes) }, ids);
+  await writersTable({ ...settings, seconds, http: writer(writes), admin: admin(writes) }, ids);
   await stopWorker(writes);
 
   const fan = await startWorker("fanout", {});

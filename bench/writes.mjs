@@ -167,6 +167,62 @@ export async function writeTable(ctx, ids) {
   return { totals, tp };
 }
 
+/** The users coordinator's (writes, commits) counters; commits is null before group commit. */
+async function commitCounters(ctx) {
+  const a = expectStatus(await ctx.admin.get("/_edgecache/stats"), 200, "GET /_edgecache/stats");
+  const c = a.json().coordinators?.[TABLE] ?? {};
+  return { writes: c.writes ?? 0, commits: c.commits ?? null };
+}
+
+/**
+ * Concurrent writers on one table: for 1, 4 and 16 closed-loop writers (Node, keep-alive, each
+ * PATCHing its own records in turn), writes/s and per-write latency p50/p99 over `seconds`, and
+ * the mean group the coordinator committed them in (writes / commits, from its stats).
+ */
+export async function writersTable(ctx, ids) {
+  const { http, out } = ctx;
+  const records = ids.filter((id) => id !== "123-abc").slice(0, 64);
+  const rows = [["writers", "writes/s", "p50", "p99", "p99 / p50", "mean group"]];
+  const results = [];
+  for (const writers of [1, 4, 16]) {
+    const before = await commitCounters(ctx);
+    const latencies = [];
+    let failed = 0;
+    const deadline = performance.now() + ctx.seconds * 1000;
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: writers }, async (_, w) => {
+        for (let i = 0; performance.now() < deadline; i++) {
+          const id = records[(w + i * writers) % records.length];
+          const t = performance.now();
+          const a = await http.patch(`/v1/users/${encodeURIComponent(id)}`, { json: { age: 20 + (i % 50) } });
+          latencies.push(performance.now() - t);
+          if (a.status !== 200) failed++;
+        }
+      }),
+    );
+    const elapsed = (performance.now() - t0) / 1000;
+    const after = await commitCounters(ctx);
+    const commits = after.commits === null ? null : after.commits - before.commits;
+    const p50 = percentile(latencies, 50);
+    const p99 = percentile(latencies, 99);
+    results.push({ writers, rps: latencies.length / elapsed, p50, p99 });
+    rows.push([
+      String(writers),
+      `${int(latencies.length / elapsed)}${failed ? ` (${failed} failed!)` : ""}`,
+      ms(p50),
+      ms(p99),
+      ratio(p99 / p50),
+      commits ? ((after.writes - before.writes) / commits).toFixed(1) : "n/a (no group commit)",
+    ]);
+  }
+  out(`Concurrent writers on one table (PATCH users, closed loop from Node, ${ctx.seconds} s each)`);
+  out(table(rows));
+  out("  targets: writes/s grows with writers; p99 ≤ 5× p50");
+  out();
+  return results;
+}
+
 /**
  * Invalidation fan-out, on a worker nothing else has used (so "10 in all" is exact): one PATCH's
  * latency with 10 keys registered in all, then with `ctx.fanOutTotal` registered in all and the
