@@ -105,6 +105,9 @@ pub struct Params {
     /// serving from the view it has: it applies a newer entry, and asks the coordinator (and
     /// publishes) only when the verdict says `refresh_early` or the entry cannot be used.
     pub early_refresh: bool,
+    /// Whether an isolate's reads that find its view due wait for the refresh already on its
+    /// way instead of each starting their own (the edge does not coalesce them today).
+    pub coalesce: bool,
 }
 
 impl Default for Params {
@@ -129,6 +132,7 @@ impl Default for Params {
             fault: Fault::None,
             cold_start: false,
             early_refresh: false,
+            coalesce: false,
         }
     }
 }
@@ -352,6 +356,9 @@ struct Isolate {
     produced_us: u64,
     /// A background refresh of the relay is on its way (one at a time per isolate).
     refreshing_relay: bool,
+    /// With `coalesce`: a read's refresh is on its way, and the reads waiting for it.
+    refreshing: bool,
+    waiting: Vec<ReadCtx>,
     l1: Vec<Option<u64>>,
 }
 
@@ -425,6 +432,8 @@ impl Sim {
                             policy: RelayPolicy::from_unit(unit(&mut rng)),
                             produced_us,
                             refreshing_relay: false,
+                            refreshing: false,
+                            waiting: Vec::new(),
                             l1: vec![None; key_count],
                         }
                     })
@@ -538,7 +547,7 @@ impl Sim {
                             let relayed = self.relayed(since, changes, asked_us);
                             self.publish(now, dc, relayed, produced_us);
                         }
-                        self.serve(now, ctx);
+                        self.refreshed(now, ctx);
                     }
                     None => {
                         let relayed = self.relayed(since, changes, asked_us);
@@ -629,6 +638,20 @@ impl Sim {
         if self.in_window(ctx.started_us) {
             self.started_in_window += 1;
         }
+        self.validate(now, ctx);
+    }
+
+    /// Serves a read whose view is good enough, else starts (or with `coalesce`, joins) a
+    /// refresh of it.
+    fn validate(&mut self, now: u64, ctx: ReadCtx) {
+        let iso = &mut self.dcs[ctx.dc].isolates[ctx.isolate];
+        if self.p.coalesce && iso.view.needs_refresh(ms(now), self.p.bound_ms, ctx.token) {
+            if iso.refreshing {
+                iso.waiting.push(ctx);
+                return;
+            }
+            iso.refreshing = true;
+        }
         let iso = &self.dcs[ctx.dc].isolates[ctx.isolate];
         let view = &iso.view;
         if !view.needs_refresh(ms(now), self.p.bound_ms, ctx.token) {
@@ -680,11 +703,24 @@ impl Sim {
                 if refresh_early {
                     self.refresh_relay(now, ctx.dc, ctx.isolate);
                 }
-                self.serve(now, ctx);
+                self.refreshed(now, ctx);
             }
-            Some(RelayVerdict::NotNewer) => self.serve(now, ctx),
+            Some(RelayVerdict::NotNewer) => self.refreshed(now, ctx),
             Some(RelayVerdict::TooOld | RelayVerdict::Gap | RelayVerdict::BehindToken) | None => {
                 self.ask(now, ctx.dc, ctx.isolate, Some(ctx))
+            }
+        }
+    }
+
+    /// A read's refresh is done: it is served, and with `coalesce` the reads that waited for
+    /// it are validated again (a token newer than what it brought starts another).
+    fn refreshed(&mut self, now: u64, ctx: ReadCtx) {
+        self.serve(now, ctx);
+        if self.p.coalesce {
+            let iso = &mut self.dcs[ctx.dc].isolates[ctx.isolate];
+            iso.refreshing = false;
+            for waiting in std::mem::take(&mut iso.waiting) {
+                self.validate(now, waiting);
             }
         }
     }
@@ -868,6 +904,8 @@ cargo run --release -p edgecache-core --example scale -- [flags]
   --cold               views and relay entries start empty, every isolate at once (as after
                        a deploy); default: a steady start, each view refreshed at a random
                        moment of the last bound
+  --coalesce           an isolate's due reads wait for the refresh already on its way
+                       (default: each read refreshes, as the edge does today)
   --no-svg             no plot
 Each configuration runs three times: without the relay (today), with the relay as specified
 (consulted when the view is due), and with an early background refresh (proposal: refreshed
@@ -884,6 +922,10 @@ fn parse_cli(args: &[String]) -> Result<Cli, String> {
     while let Some(flag) = args.next() {
         if flag == "--no-svg" {
             cli.svg = None;
+            continue;
+        }
+        if flag == "--coalesce" {
+            cli.base.coalesce = true;
             continue;
         }
         if flag == "--cold" {
@@ -998,7 +1040,7 @@ fn table(rows: &[Row], p: &Params) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| DCs | isolates/DC | relay | coordinator req/s (changes) | utilisation | queue wait p50 / p99 ms | relay share | staleness p50 / p99 / max ms (bound {}) | reads (token) | unserved | violations 1/4/5 |",
+        "| DCs | isolates/DC | relay | coordinator req/s (changes) | utilisation | queue wait p50 / p99 ms | relay share (background req/s) | staleness p50 / p99 / max ms (bound {}) | reads (token) | unserved | violations 1/4/5 |",
         p.bound_ms
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
@@ -1007,7 +1049,7 @@ fn table(rows: &[Row], p: &Params) -> String {
             let v = r.violations;
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {:.0} ({:.0}) | {:.0} % | {:.1} / {:.1} | {:.0} % | {:.0} / {:.0} / {:.0} | {} ({}) | {} | {}/{}/{} |",
+                "| {} | {} | {} | {:.0} ({:.0}) | {:.0} % | {:.1} / {:.1} | {:.0} % ({:.0}) | {:.0} / {:.0} / {:.0} | {} ({}) | {} | {}/{}/{} |",
                 row.dcs,
                 row.isolates,
                 mode,
@@ -1017,6 +1059,7 @@ fn table(rows: &[Row], p: &Params) -> String {
                 r.wait_p50_ms,
                 r.wait_p99_ms,
                 r.relay_share() * 100.0,
+                r.background_refreshes as f64 / p.measure_s,
                 r.staleness_p50_ms,
                 r.staleness_p99_ms,
                 r.staleness_max_ms,
@@ -1270,6 +1313,7 @@ mod tests {
                         relay,
                         early_refresh,
                         cold_start,
+                        coalesce: seed == 3,
                         seed,
                         ..small()
                     };
