@@ -1075,6 +1075,18 @@ fn table(rows: &[Row], p: &Params) -> String {
     out
 }
 
+/// Utilisation from which a configuration counts as saturated.
+const SATURATED: f64 = 0.99;
+
+/// A tick label: 1, 10, 100, 1k, 10k, 100k, 1M.
+fn short(v: f64) -> String {
+    match v {
+        v if v >= 1e6 => format!("{}M", v / 1e6),
+        v if v >= 1e3 => format!("{}k", v / 1e3),
+        v => format!("{v}"),
+    }
+}
+
 /// How each mode is drawn, in `Row::modes` order, and its legend.
 const MODE_DASHES: [&str; 3] = [
     r#" stroke-dasharray="6 4""#,
@@ -1130,8 +1142,8 @@ fn plot(rows: &[Row], p: &Params) -> String {
     let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
     let _ = writeln!(
         s,
-        r#"<text x="{}" y="22" text-anchor="middle" font-size="14">One table's coordinator: requests/s (simulated, {} reads/s per isolate, {} writes/s, bound {} ms)</text>"#,
-        w / 2.0,
+        r#"<text x="{}" y="22" text-anchor="middle" font-size="13">Requests reaching one table's coordinator (simulated: {} reads/s per isolate, {} writes/s, bound {} ms)</text>"#,
+        (w - right + left) / 2.0 + 40.0,
         p.reads_per_isolate_s,
         p.writes_s,
         p.bound_ms
@@ -1146,7 +1158,7 @@ fn plot(rows: &[Row], p: &Params) -> String {
             top,
             h - bottom,
             h - bottom + 18.0,
-            x
+            short(x)
         );
         x *= 10.0;
     }
@@ -1160,7 +1172,7 @@ fn plot(rows: &[Row], p: &Params) -> String {
             w - right,
             left - 6.0,
             py(y) + 4.0,
-            y
+            short(y)
         );
         y *= 10.0;
     }
@@ -1208,6 +1220,17 @@ fn plot(rows: &[Row], p: &Params) -> String {
                 r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>"#,
                 points.join(" ")
             );
+            for r in line
+                .iter()
+                .filter(|r| r.modes()[mode].1.utilisation >= SATURATED)
+            {
+                let _ = writeln!(
+                    s,
+                    r#"<circle cx="{:.1}" cy="{:.1}" r="4" fill="white" stroke="{colour}" stroke-width="1.5"/>"#,
+                    px(r.isolates as f64),
+                    py(r.modes()[mode].1.coordinator_rps)
+                );
+            }
         }
         let ly = top + 10.0 + i as f64 * 20.0;
         let lx = w - right + 15.0;
@@ -1231,6 +1254,16 @@ fn plot(rows: &[Row], p: &Params) -> String {
             ly + 4.0
         );
     }
+    let ly = top + 30.0 + (dcs.len() + MODE_DASHES.len()) as f64 * 20.0;
+    let _ = writeln!(
+        s,
+        r##"<circle cx="{}" cy="{ly}" r="4" fill="white" stroke="#333" stroke-width="1.5"/><text x="{}" y="{}">saturated: busy ≥ 99 %,</text><text x="{}" y="{}">its queue grows</text>"##,
+        lx + 12.0,
+        lx + 32.0,
+        ly + 4.0,
+        lx + 32.0,
+        ly + 20.0
+    );
     s.push_str("</svg>\n");
     s
 }
