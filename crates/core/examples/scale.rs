@@ -97,8 +97,8 @@ pub struct Params {
     /// A deliberate bug, for checking that the checker catches it.
     pub fault: Fault,
     /// Whether views and relay entries start empty (every isolate cold at once, as after a
-    /// deploy) rather than as in a steady state (each refreshed at a random moment of the last
-    /// bound).
+    /// deploy) rather than as in a steady state (each data centre's relay entry, or without
+    /// the relay each view, refreshed at a random moment of the last bound).
     pub cold_start: bool,
     /// A proposal, not the edge as specified: an isolate whose view is past its refresh
     /// fraction of the bound (but not yet due) consults the relay in the background while
@@ -108,6 +108,9 @@ pub struct Params {
     /// Whether an isolate's reads that find its view due wait for the refresh already on its
     /// way instead of each starting their own (the edge does not coalesce them today).
     pub coalesce: bool,
+    /// A proposal: with the relay, isolates ask the coordinator `changes since 0` (everything
+    /// its log holds) instead of since their own view's seq.
+    pub full_answers: bool,
 }
 
 impl Default for Params {
@@ -133,6 +136,7 @@ impl Default for Params {
             cold_start: false,
             early_refresh: false,
             coalesce: false,
+            full_answers: false,
         }
     }
 }
@@ -168,6 +172,15 @@ impl Violations {
     }
 }
 
+/// Why due views asked the coordinator rather than take the relay's entry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DirectBecause {
+    pub too_old: u64,
+    pub behind_token: u64,
+    pub gap: u64,
+    pub no_entry: u64,
+}
+
 /// What one run measured (reads that started, and coordinator requests that arrived, in the
 /// measured window).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -187,11 +200,14 @@ pub struct Report {
     pub wait_p50_ms: f64,
     pub wait_p99_ms: f64,
     pub wait_max_ms: f64,
-    /// Refreshes a due view took from the relay, asked the coordinator for, and background
-    /// refreshes of the relay.
+    /// Refreshes views took from the relay (due views, and with `early_refresh` views about
+    /// to be), due views' refreshes asked of the coordinator, and background refreshes of the
+    /// relay.
     pub relay_refreshes: u64,
     pub direct_refreshes: u64,
     pub background_refreshes: u64,
+    /// Why reads that looked at the relay asked the coordinator instead.
+    pub direct_because: DirectBecause,
     /// Age of the served view's knowledge: read time minus when the coordinator produced the
     /// newest answer the view applied (ms).
     pub staleness_p50_ms: f64,
@@ -414,16 +430,17 @@ impl Sim {
             let changes = coordinator.changes_since(0, &names);
             (RelayedChanges::new(0, changes, ms(asked_us)), asked_us)
         };
+        // With the relay, a data centre's views all took its entry; without it, each view was
+        // refreshed on its own.
         let dcs = (0..p.dcs)
-            .map(|_| DataCentre {
-                relay: (!p.cold_start && p.relay).then(|| warm(&mut rng)),
-                l2: vec![None; key_count],
-                isolates: (0..p.isolates)
+            .map(|_| {
+                let relay = (!p.cold_start && p.relay).then(|| warm(&mut rng));
+                let isolates = (0..p.isolates)
                     .map(|_| {
                         let mut view = TableView::default();
                         let mut produced_us = 0;
                         if !p.cold_start {
-                            let (entry, asked_us) = warm(&mut rng);
+                            let (entry, asked_us) = relay.clone().unwrap_or_else(|| warm(&mut rng));
                             view.apply(&entry.changes, entry.asked_at_ms);
                             produced_us = asked_us;
                         }
@@ -437,7 +454,12 @@ impl Sim {
                             l1: vec![None; key_count],
                         }
                     })
-                    .collect(),
+                    .collect();
+                DataCentre {
+                    relay,
+                    l2: vec![None; key_count],
+                    isolates,
+                }
             })
             .collect();
         let window_start_us = EPOCH_US + (p.warmup_s * US_PER_S) as u64;
@@ -707,6 +729,15 @@ impl Sim {
             }
             Some(RelayVerdict::NotNewer) => self.refreshed(now, ctx),
             Some(RelayVerdict::TooOld | RelayVerdict::Gap | RelayVerdict::BehindToken) | None => {
+                if counted {
+                    let why = &mut self.report.direct_because;
+                    *match verdict {
+                        Some(RelayVerdict::TooOld) => &mut why.too_old,
+                        Some(RelayVerdict::BehindToken) => &mut why.behind_token,
+                        Some(RelayVerdict::Gap) => &mut why.gap,
+                        _ => &mut why.no_entry,
+                    } += 1;
+                }
                 self.ask(now, ctx.dc, ctx.isolate, Some(ctx))
             }
         }
@@ -739,9 +770,17 @@ impl Sim {
                 let (entry, produced_us) = d.relay.as_ref().expect("a verdict needs an entry");
                 iso.view.apply(&entry.changes, entry.asked_at_ms);
                 iso.produced_us = iso.produced_us.max(*produced_us);
+                if now >= self.window_start_us && now < self.end_us {
+                    self.report.relay_refreshes += 1;
+                }
                 refresh_early
             }
-            Some(RelayVerdict::NotNewer) => false,
+            // The entry this view already took: refresh it once it is past this isolate's
+            // fraction of the bound, else every view that took it falls due as it turns
+            // `TooOld`.
+            Some(RelayVerdict::NotNewer) => d.relay.as_ref().is_some_and(|(entry, _)| {
+                entry.age_ms(ms(now)) as f64 >= iso.policy.refresh_fraction * self.p.bound_ms as f64
+            }),
             Some(RelayVerdict::TooOld | RelayVerdict::Gap | RelayVerdict::BehindToken) | None => {
                 true
             }
@@ -765,7 +804,13 @@ impl Sim {
     /// read or (`None`) to refresh the relay in the background. The answer is what the
     /// coordinator knew when it finished serving the request; it arrives half an RTT later.
     fn ask(&mut self, now: u64, dc: usize, isolate: usize, read: Option<ReadCtx>) {
-        let since = self.dcs[dc].isolates[isolate].view.since();
+        // A full answer (`since 0`) carries the coordinator's own floor, so any view above it
+        // can take it from the relay; a delta from this view's seq leaves every view behind
+        // this one with `Gap`.
+        let since = match self.p.relay && self.p.full_answers {
+            true => 0,
+            false => self.dcs[dc].isolates[isolate].view.since(),
+        };
         let (_, produced_us) = self.request(now, false);
         match read {
             Some(ctx) if self.in_window(ctx.started_us) => self.report.direct_refreshes += 1,
@@ -908,8 +953,9 @@ cargo run --release -p edgecache-core --example scale -- [flags]
                        (default: each read refreshes, as the edge does today)
   --no-svg             no plot
 Each configuration runs three times: without the relay (today), with the relay as specified
-(consulted when the view is due), and with an early background refresh (proposal: refreshed
-once the view is past its refresh fraction of the bound).";
+(consulted when the view is due, asking since the view's seq), and with two proposed changes
+to how the edge uses it: full answers (`since 0`) and an early background refresh (once the
+view is past its refresh fraction of the bound).";
 
 fn parse_cli(args: &[String]) -> Result<Cli, String> {
     let mut cli = Cli {
@@ -985,14 +1031,14 @@ fn parse_cli(args: &[String]) -> Result<Cli, String> {
 }
 
 /// One row of the sweep: a configuration without the relay, with it as specified, and with
-/// the early background refresh proposed.
+/// the proposed changes (full answers, early background refresh).
 #[derive(Debug, Clone, PartialEq)]
 struct Row {
     dcs: usize,
     isolates: usize,
     baseline: Report,
     relay: Report,
-    early: Report,
+    proposed: Report,
 }
 
 impl Row {
@@ -1000,7 +1046,7 @@ impl Row {
         [
             ("none", &self.baseline),
             ("relay", &self.relay),
-            ("relay+early", &self.early),
+            ("relay+proposed", &self.proposed),
         ]
     }
 }
@@ -1025,9 +1071,10 @@ fn sweep(cli: &Cli) -> Vec<Row> {
                     relay: true,
                     ..p.clone()
                 }),
-                early: simulate(Params {
+                proposed: simulate(Params {
                     relay: true,
                     early_refresh: true,
+                    full_answers: true,
                     ..p
                 }),
             });
@@ -1040,16 +1087,16 @@ fn table(rows: &[Row], p: &Params) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| DCs | isolates/DC | relay | coordinator req/s (changes) | utilisation | queue wait p50 / p99 ms | relay share (background req/s) | staleness p50 / p99 / max ms (bound {}) | reads (token) | unserved | violations 1/4/5 |",
+        "| DCs | isolates/DC | relay | coordinator req/s (changes) | utilisation | queue wait p50 / p99 ms | relay share (background req/s) | direct because too old / token / gap / none | staleness p50 / p99 / max ms (bound {}) | reads (token) | unserved | violations 1/4/5 |",
         p.bound_ms
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     for row in rows {
         for (mode, r) in row.modes() {
             let v = r.violations;
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {:.0} ({:.0}) | {:.0} % | {:.1} / {:.1} | {:.0} % ({:.0}) | {:.0} / {:.0} / {:.0} | {} ({}) | {} | {}/{}/{} |",
+                "| {} | {} | {} | {:.0} ({:.0}) | {:.0} % | {:.1} / {:.1} | {:.0} % ({:.0}) | {} / {} / {} / {} | {:.0} / {:.0} / {:.0} | {} ({}) | {} | {}/{}/{} |",
                 row.dcs,
                 row.isolates,
                 mode,
@@ -1060,6 +1107,10 @@ fn table(rows: &[Row], p: &Params) -> String {
                 r.wait_p99_ms,
                 r.relay_share() * 100.0,
                 r.background_refreshes as f64 / p.measure_s,
+                r.direct_because.too_old,
+                r.direct_because.behind_token,
+                r.direct_because.gap,
+                r.direct_because.no_entry,
                 r.staleness_p50_ms,
                 r.staleness_p99_ms,
                 r.staleness_max_ms,
@@ -1096,7 +1147,7 @@ const MODE_DASHES: [&str; 3] = [
 const MODE_LABELS: [&str; 3] = [
     "no relay (today)",
     "relay (as specified)",
-    "relay + early refresh",
+    "relay + proposed",
 ];
 
 /// Coordinator requests per second against isolates per data centre, log-log: one colour per
@@ -1339,12 +1390,13 @@ mod tests {
 
     #[test]
     fn every_read_keeps_the_invariants_with_and_without_the_relay() {
-        for (relay, early_refresh) in [(false, false), (true, false), (true, true)] {
+        for (relay, proposed) in [(false, false), (true, false), (true, true)] {
             for cold_start in [false, true] {
                 for seed in 1..4 {
                     let p = Params {
                         relay,
-                        early_refresh,
+                        early_refresh: proposed,
+                        full_answers: proposed,
                         cold_start,
                         coalesce: seed == 3,
                         seed,
@@ -1407,6 +1459,31 @@ mod tests {
             "{with:?} vs {without:?}"
         );
         assert!(with.relay_share() > 0.4, "{with:?}");
+    }
+
+    #[test]
+    fn relayed_deltas_leave_due_views_with_gap_and_full_answers_do_not() {
+        let run = |isolates, proposed| {
+            simulate(Params {
+                dcs: 2,
+                isolates,
+                early_refresh: proposed,
+                full_answers: proposed,
+                ..small()
+            })
+        };
+        // As specified, an entry's floor is its asker's seq: a due view is usually behind it.
+        let specified = run(40, false);
+        let why = specified.direct_because;
+        assert!(
+            why.gap > why.too_old && why.gap > why.behind_token,
+            "{why:?}"
+        );
+        let (few, many) = (run(5, true), run(40, true));
+        assert_eq!(many.direct_because.gap, 0, "{many:?}");
+        assert!(many.changes_rps < specified.changes_rps, "{many:?}");
+        // Eight times the isolates, well under twice the requests.
+        assert!(many.changes_rps < 2.0 * few.changes_rps, "{few:?} {many:?}");
     }
 
     #[test]
