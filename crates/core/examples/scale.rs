@@ -48,7 +48,9 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use edgecache_core::freshness::{Changes, TableView};
-use edgecache_core::relay::{RelayPolicy, RelayVerdict, RelayedChanges};
+use edgecache_core::relay::{
+    RelayPolicy, RelayVerdict, RelayedChanges, MAX_REFRESH_FRACTION, MIN_REFRESH_FRACTION,
+};
 use proptest::prelude::Rng;
 use proptest::test_runner::{RngAlgorithm, TestRng};
 
@@ -98,7 +100,8 @@ pub struct Params {
     pub fault: Fault,
     /// Whether views and relay entries start empty (every isolate cold at once, as after a
     /// deploy) rather than as in a steady state (each data centre's relay entry, or without
-    /// the relay each view, refreshed at a random moment of the last bound).
+    /// the relay each view, refreshed at a random moment of the last bound, or of the last
+    /// half bound with `early_refresh`).
     pub cold_start: bool,
     /// A proposal, not the edge as specified: an isolate whose view is past its refresh
     /// fraction of the bound (but not yet due) consults the relay in the background while
@@ -128,8 +131,8 @@ impl Default for Params {
             cache_put_us: 5_000,
             token_reads: 1,
             token_after_us: 10_000,
-            warmup_s: 3.0,
-            measure_s: 5.0,
+            warmup_s: 2.0,
+            measure_s: 4.0,
             seed: 12,
             relay: true,
             fault: Fault::None,
@@ -258,6 +261,8 @@ enum Event {
         produced_us: u64,
         changes: Changes,
     },
+    /// A Cache API put of a claim to be refreshing the relay completes.
+    RelayClaim(usize),
     /// A Cache API put of the relay entry completes.
     RelayPut {
         dc: usize,
@@ -381,6 +386,9 @@ struct Isolate {
 struct DataCentre {
     /// The relay entry, and when the coordinator produced the answer in it.
     relay: Option<(RelayedChanges, u64)>,
+    /// With `early_refresh`: when another isolate's claim to be refreshing the relay became
+    /// visible in the Cache API.
+    claimed_us: Option<u64>,
     l2: Vec<Option<u64>>,
     isolates: Vec<Isolate>,
 }
@@ -423,10 +431,15 @@ impl Sim {
         let key_count = names.len();
         let coordinator = Coordinator::new(key_count);
         // A steady start: every view and relay entry holds the coordinator's (empty) answer as
-        // of a random moment of the last bound.
-        let bound_us = p.bound_ms * US_PER_MS;
+        // of a random moment, spread as each way of refreshing keeps them: over the last bound
+        // when views refresh as they fall due, over the last half bound when the relay is
+        // refreshed early (from half the bound on).
+        let span_us = match p.early_refresh {
+            true => MIN_REFRESH_FRACTION * (p.bound_ms * US_PER_MS) as f64,
+            false => (p.bound_ms * US_PER_MS) as f64,
+        };
         let warm = |rng: &mut TestRng| {
-            let asked_us = EPOCH_US - (unit(rng) * bound_us as f64) as u64;
+            let asked_us = EPOCH_US - (unit(rng) * span_us) as u64;
             let changes = coordinator.changes_since(0, &names);
             (RelayedChanges::new(0, changes, ms(asked_us)), asked_us)
         };
@@ -457,6 +470,7 @@ impl Sim {
                     .collect();
                 DataCentre {
                     relay,
+                    claimed_us: None,
                     l2: vec![None; key_count],
                     isolates,
                 }
@@ -585,6 +599,7 @@ impl Sim {
                 entry,
                 produced_us,
             } => self.dcs[dc].relay = Some((entry, produced_us)),
+            Event::RelayClaim(dc) => self.dcs[dc].claimed_us = Some(now),
         }
     }
 
@@ -791,11 +806,22 @@ impl Sim {
         }
     }
 
-    /// Refreshes the relay in the background unless this isolate already is.
+    /// Refreshes the relay in the background unless this isolate already is, or (with
+    /// `early_refresh`) another isolate of the data centre claimed to less than
+    /// `(1 - MAX_REFRESH_FRACTION) × bound` ago: then that claim expires in time for one more
+    /// try before the entry turns `TooOld`.
     fn refresh_relay(&mut self, now: u64, dc: usize, isolate: usize) {
-        let iso = &mut self.dcs[dc].isolates[isolate];
+        let claim_us = ((1.0 - MAX_REFRESH_FRACTION) * (self.p.bound_ms * US_PER_MS) as f64) as u64;
+        let d = &mut self.dcs[dc];
+        if self.p.early_refresh && d.claimed_us.is_some_and(|at| now < at + claim_us) {
+            return;
+        }
+        let iso = &mut d.isolates[isolate];
         if !iso.refreshing_relay {
             iso.refreshing_relay = true;
+            if self.p.early_refresh {
+                self.at(now + self.p.cache_put_us, Event::RelayClaim(dc));
+            }
             self.ask(now, dc, isolate, None);
         }
     }
@@ -942,13 +968,13 @@ cargo run --release -p edgecache-core --example scale -- [flags]
   --cache-put-ms N     Cache API put latency (default 5)
   --token-reads N      reads with the token per write (default 1)
   --token-after-ms N   from a write's acknowledgement to its token reads (default 10)
-  --warmup-s N         simulated seconds before measuring (default 3)
-  --measure-s N        simulated seconds measured (default 5)
+  --warmup-s N         simulated seconds before measuring (default 2)
+  --measure-s N        simulated seconds measured (default 4)
   --seed N             (default 12)
   --svg PATH           where the plot goes (default docs/scale.svg of the workspace)
   --cold               views and relay entries start empty, every isolate at once (as after
                        a deploy); default: a steady start, each view refreshed at a random
-                       moment of the last bound
+                       moment of the last bound (half bound with early refresh)
   --coalesce           an isolate's due reads wait for the refresh already on its way
                        (default: each read refreshes, as the edge does today)
   --no-svg             no plot
