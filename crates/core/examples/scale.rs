@@ -29,6 +29,16 @@
 //!   recorded when theirs finishes); it reaches the edge half an RTT later. With one-way
 //!   latencies constant, requests reach it in the order they were sent, so the FIFO is solved
 //!   as they are sent.
+//! * **Modes** (each configuration runs all three): no relay; the relay as specified above;
+//!   and a proposal for how the edge could use the same core functions: refreshes ask
+//!   `since 0` (`full_answers`, so an entry's floor is the coordinator's own and no view gets
+//!   `Gap`), an isolate whose view is past its refresh fraction consults the relay in the
+//!   background (`early_refresh`: applies a newer entry, refreshes one past its fraction), and
+//!   the isolate that refreshes first puts a claim in the Cache API that the others honour for
+//!   `(1 - MAX_REFRESH_FRACTION) × bound`.
+//! * **Start**: steady (each relay entry, or without the relay each view, refreshed at a random
+//!   moment of the last bound, half bound with `early_refresh`) or `--cold` (all empty at once,
+//!   as after a deploy). `--coalesce` makes an isolate's due reads wait for its one refresh.
 //! * **Invariants, checked on every read** (`Violations`):
 //!   1. A served L1/L2 entry `(key, stamp)` was not invalidated by any write with a seq in
 //!      `(stamp, view.seq]` (anything the view should know).
@@ -36,7 +46,8 @@
 //!      `read start − bound − rtt/2`. The `rtt/2` is the coordinator delay accounted for: a direct
 //!      answer is applied with its *arrival* time as the refresh time (as `src/edge/read.rs`
 //!      does today) while it knows only what the coordinator knew half an RTT earlier. A relayed
-//!      answer is dated when it was asked for, so it keeps the bound with no slack.
+//!      answer is dated when it was asked for, so it keeps the bound with no slack. The queue
+//!      wait needs none either: an answer knows every write recorded before it was served.
 //!   5. A read with token `T` is served from a view with `seq ≥ T`.
 //!
 //! Run `cargo run --release -p edgecache-core --example scale -- --help` for the parameters.
@@ -90,7 +101,7 @@ pub struct Params {
     /// Reads carrying a write's token, per write, and how long after its acknowledgement.
     pub token_reads: usize,
     pub token_after_us: u64,
-    /// Simulated time before measuring (views start empty), and measured time.
+    /// Simulated time before measuring, and measured time.
     pub warmup_s: f64,
     pub measure_s: f64,
     pub seed: u64,
@@ -105,8 +116,9 @@ pub struct Params {
     pub cold_start: bool,
     /// A proposal, not the edge as specified: an isolate whose view is past its refresh
     /// fraction of the bound (but not yet due) consults the relay in the background while
-    /// serving from the view it has: it applies a newer entry, and asks the coordinator (and
-    /// publishes) only when the verdict says `refresh_early` or the entry cannot be used.
+    /// serving from the view it has: it applies a newer entry, and refreshes the relay when
+    /// the verdict says `refresh_early`, when the entry is the one it has and past its
+    /// fraction, or when the entry is of no use; unless another isolate claimed that refresh.
     pub early_refresh: bool,
     /// Whether an isolate's reads that find its view due wait for the refresh already on its
     /// way instead of each starting their own (the edge does not coalesce them today).
@@ -193,16 +205,14 @@ pub struct Report {
     /// Reads still waiting for the coordinator when the simulation ended.
     pub unserved: u64,
     pub hits: u64,
-    /// Coordinator requests per second (all kinds), and of them `changes` and writes.
+    /// Coordinator requests per second (writes and `changes`), and of them `changes`.
     pub coordinator_rps: f64,
     pub changes_rps: f64,
-    pub writes_rps: f64,
     /// Share of the window the coordinator was busy.
     pub utilisation: f64,
     /// Time requests waited in the coordinator's queue (ms).
     pub wait_p50_ms: f64,
     pub wait_p99_ms: f64,
-    pub wait_max_ms: f64,
     /// Refreshes views took from the relay (due views, and with `early_refresh` views about
     /// to be), due views' refreshes asked of the coordinator, and background refreshes of the
     /// relay.
@@ -220,7 +230,7 @@ pub struct Report {
 }
 
 impl Report {
-    /// Share of due views' refreshes answered by the relay.
+    /// Share of view refreshes answered by the relay.
     pub fn relay_share(&self) -> f64 {
         match self.relay_refreshes + self.direct_refreshes {
             0 => 0.0,
@@ -920,14 +930,12 @@ impl Sim {
         let requests = self.waits_us.len() as f64;
         r.coordinator_rps = requests / window_s;
         r.changes_rps = self.changes_requests as f64 / window_s;
-        r.writes_rps = r.coordinator_rps - r.changes_rps;
         r.utilisation = self.busy_in_window_us as f64 / (window_s * US_PER_S);
         self.waits_us.sort_unstable();
         self.ages_us.sort_unstable();
         let ms_of = |us: u64| us as f64 / US_PER_MS as f64;
         r.wait_p50_ms = ms_of(percentile(&self.waits_us, 0.50));
         r.wait_p99_ms = ms_of(percentile(&self.waits_us, 0.99));
-        r.wait_max_ms = ms_of(self.waits_us.last().copied().unwrap_or(0));
         r.staleness_p50_ms = ms_of(percentile(&self.ages_us, 0.50));
         r.staleness_p99_ms = ms_of(percentile(&self.ages_us, 0.99));
         r.staleness_max_ms = ms_of(self.ages_us.last().copied().unwrap_or(0));
@@ -1168,7 +1176,7 @@ fn short(v: f64) -> String {
 const MODE_DASHES: [&str; 3] = [
     r#" stroke-dasharray="6 4""#,
     "",
-    r#" stroke-dasharray="1 3""#,
+    r#" stroke-dasharray="2 2""#,
 ];
 const MODE_LABELS: [&str; 3] = [
     "no relay (today)",
