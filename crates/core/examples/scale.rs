@@ -1496,7 +1496,7 @@ mod tests {
     }
 
     #[test]
-    fn relayed_deltas_leave_due_views_with_gap_and_full_answers_do_not() {
+    fn relayed_deltas_leave_due_views_with_gap_and_the_proposal_scales_with_data_centres() {
         let run = |isolates, proposed| {
             simulate(Params {
                 dcs: 2,
@@ -1518,6 +1518,23 @@ mod tests {
         assert!(many.changes_rps < specified.changes_rps, "{many:?}");
         // Eight times the isolates, well under twice the requests.
         assert!(many.changes_rps < 2.0 * few.changes_rps, "{few:?} {many:?}");
+        // Four times the data centres, at least three times the relay's refreshes (no token
+        // reads here: their answers refresh the relay too).
+        let proposed = |dcs| {
+            simulate(Params {
+                dcs,
+                early_refresh: true,
+                full_answers: true,
+                token_reads: 0,
+                ..small()
+            })
+        };
+        let (fewer_dcs, more_dcs) = (proposed(2), proposed(8));
+        assert!(
+            more_dcs.background_refreshes >= 3 * fewer_dcs.background_refreshes
+                && fewer_dcs.background_refreshes > 0,
+            "{fewer_dcs:?} {more_dcs:?}"
+        );
     }
 
     #[test]
