@@ -1012,9 +1012,6 @@ fn parse_cli(args: &[String]) -> Result<Cli, String> {
             cli.base.cold_start = true;
             continue;
         }
-        if flag == "--help" || flag == "-h" {
-            return Err(USAGE.to_string());
-        }
         let value = args
             .next()
             .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
@@ -1355,6 +1352,10 @@ fn plot(rows: &[Row], p: &Params) -> String {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return;
+    }
     let cli = match parse_cli(&args) {
         Ok(cli) => cli,
         Err(message) => {
