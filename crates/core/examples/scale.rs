@@ -989,7 +989,7 @@ cargo run --release -p edgecache-core --example scale -- [flags]
 Each configuration runs three times: without the relay (today), with the relay as specified
 (consulted when the view is due, asking since the view's seq), and with two proposed changes
 to how the edge uses it: full answers (`since 0`) and an early background refresh (once the
-view is past its refresh fraction of the bound).";
+view is past its refresh fraction of the bound), claimed by one isolate per data centre.";
 
 fn parse_cli(args: &[String]) -> Result<Cli, String> {
     let mut cli = Cli {
