@@ -40,3 +40,30 @@ pub async fn put(id: &CoordinatorId, relayed: &RelayedChanges) {
     };
     let _ = Cache::default().put(url_for(id).as_str(), resp).await;
 }
+
+/// The Cache API's key for an isolate's claim to be refreshing `id`'s relayed answer.
+fn claim_url(id: &CoordinatorId) -> String {
+    format!("https://relay.edgecache.internal/claim/{}", id.as_str())
+}
+
+/// Whether another isolate of this data centre claimed to be refreshing `id`'s relayed answer
+/// less than `within_ms` before `now_ms`.
+pub async fn claimed(id: &CoordinatorId, now_ms: u64, within_ms: u64) -> bool {
+    let Ok(Some(mut resp)) = Cache::default().get(claim_url(id).as_str(), true).await else {
+        return false;
+    };
+    let at: Option<u64> = resp.text().await.ok().and_then(|t| t.trim().parse().ok());
+    at.is_some_and(|at| now_ms.saturating_sub(at) < within_ms)
+}
+
+/// Claims the refresh of `id`'s relayed answer at `now_ms`. Two isolates claiming at once both
+/// refresh: one extra coordinator call, nothing worse.
+pub async fn claim(id: &CoordinatorId, now_ms: u64) {
+    let headers = Headers::new();
+    if headers.set("cache-control", "max-age=5").is_err() {
+        return;
+    }
+    if let Ok(resp) = Response::ok(now_ms.to_string()).map(|r| r.with_headers(headers)) {
+        let _ = Cache::default().put(claim_url(id).as_str(), resp).await;
+    }
+}

@@ -38,7 +38,7 @@ use edgecache_core::outcome::{NotStored, Outcome};
 use edgecache_core::protocol::{
     OriginConfig, OriginHeader, RefreshRequest, RegisterRequest, Tenant,
 };
-use edgecache_core::relay::{RelayVerdict, RelayedChanges};
+use edgecache_core::relay::{claim_ms, relay_since, EarlyStep, RelayVerdict, RelayedChanges};
 use edgecache_core::route::Resource;
 use edgecache_core::rules::{self, RoutePolicy, RouteRule};
 use edgecache_core::schema::Relation;
@@ -415,17 +415,27 @@ async fn bypass(read: &Read<'_>, reason: NotStored) -> Result<Response, ApiError
 
 /// Validate phase: brings each table's view up to the route's staleness bound (invariant 4)
 /// and the client's token (invariant 5), from the data centre's relay when its answer is young
-/// enough, else from the coordinator.
+/// enough, else from the coordinator. A view not due yet but past this isolate's fraction of
+/// the bound looks at the relay in the background, so views rarely fall due at all.
 async fn validate_views(read: &Read<'_>) -> Views {
-    let edge = read.edge;
+    let (edge, bound) = (read.edge, read.policy.max_staleness_ms);
+    let policy = edge.relay_policy();
     let mut views = Views::Validated;
     for (table, id) in read.rc.relation.tables.iter().zip(&read.coordinators) {
         let token = read.tokens.get(table).copied();
-        let stale_view = edge.with_view(id, |v| {
-            v.needs_refresh(now_ms(), read.policy.max_staleness_ms, token)
+        let now = now_ms();
+        let (stale_view, early) = edge.with_view(id, |v| {
+            (
+                v.needs_refresh(now, bound, token),
+                policy.past_fraction(v, now, bound),
+            )
         });
-        if stale_view && refresh_view(read, id, token).await.is_err() {
-            views = Views::Unvalidated;
+        if stale_view {
+            if refresh_view(read, id, token).await.is_err() {
+                views = Views::Unvalidated;
+            }
+        } else if early {
+            in_background(read, id, Background::EarlyStep);
         }
         if token.is_some_and(|t| t > edge.with_view(id, |v| v.seq)) {
             views = Views::Unvalidated; // a token from a future we cannot see
@@ -437,9 +447,9 @@ async fn validate_views(read: &Read<'_>) -> Views {
 /// Why a view could not be refreshed: the coordinator failed or did not answer in time.
 struct NotRefreshed;
 
-/// Refreshes one view: applies the relay's answer if the relay policy allows (refreshing the
-/// relay in the background when this isolate's turn has come), else asks the coordinator and
-/// shares its answer through the relay.
+/// Refreshes one view that is due: applies the relay's answer if the relay policy allows
+/// (refreshing the relay in the background when this isolate's turn has come), else asks the
+/// coordinator and shares its answer through the relay.
 async fn refresh_view(
     read: &Read<'_>,
     id: &CoordinatorId,
@@ -465,19 +475,8 @@ async fn refresh_view(
                     now,
                     RefreshSource::Relay,
                 );
-                // One early refresh per isolate at a time (a name no cache key can have).
-                let refreshing = format!("\u{0}relay:{}", id.as_str());
-                let guard = match refresh_early {
-                    true => edge.begin_fill(&refreshing, now, bound),
-                    false => None,
-                };
-                if let Some(guard) = guard {
-                    let (env, id) = (read.rc.env.clone(), id.clone());
-                    let since = edge.with_view(&id, |v| v.since());
-                    read.rc.ctx.wait_until(async move {
-                        let _ = ask_coordinator(&env, edge, &id, since).await;
-                        drop(guard);
-                    });
+                if refresh_early {
+                    in_background(read, id, Background::Refresh);
                 }
                 return Ok(());
             }
@@ -485,31 +484,96 @@ async fn refresh_view(
             RelayVerdict::TooOld | RelayVerdict::BehindToken | RelayVerdict::Gap => {}
         }
     }
-    let since = edge.with_view(id, |v| v.since());
+    let relayed = bound > 0;
     match within(
         read.budget.step(now_ms()),
-        ask_coordinator(read.rc.env, edge, id, since),
+        ask_coordinator(read.rc.env, edge, id, relayed),
     )
     .await
     {
-        Some(Ok(())) => Ok(()),
+        Some(Ok(share)) => {
+            if let Some(share) = share {
+                let id = id.clone();
+                read.rc
+                    .ctx
+                    .wait_until(async move { relay::put(&id, &share).await });
+            }
+            Ok(())
+        }
         Some(Err(_)) | None => Err(NotRefreshed),
     }
 }
 
-/// Asks the coordinator for `changes since since`, applies the answer to this isolate's view as
-/// of the moment it was asked, and stores it in the data centre's relay for the others.
+/// Relay work done after the response.
+#[derive(Clone, Copy)]
+enum Background {
+    /// The view is past this isolate's fraction: take a newer relayed answer, or refresh it.
+    EarlyStep,
+    /// Refresh the relay from the coordinator.
+    Refresh,
+}
+
+/// Runs relay work after the response, at most one per view per isolate at a time, and
+/// refreshes only if no other isolate of the data centre claimed that lately.
+fn in_background(read: &Read<'_>, id: &CoordinatorId, work: Background) {
+    let (edge, bound) = (read.edge, read.policy.max_staleness_ms);
+    // A name no cache key can have: cache keys always have `:/`.
+    let busy = format!("\u{0}relay:{}", id.as_str());
+    let Some(guard) = edge.begin_fill(&busy, now_ms(), bound) else {
+        return;
+    };
+    let (env, id) = (read.rc.env.clone(), id.clone());
+    read.rc.ctx.wait_until(async move {
+        let now = now_ms();
+        let refresh = match work {
+            Background::Refresh => true,
+            Background::EarlyStep => {
+                let relayed = relay::get(&id).await;
+                let policy = edge.relay_policy();
+                let step =
+                    edge.with_view(&id, |v| policy.early_step(v, relayed.as_ref(), now, bound));
+                match (step, relayed) {
+                    (EarlyStep::Apply { refresh }, Some(r)) => {
+                        edge.apply_changes(
+                            &id,
+                            &r.changes,
+                            r.asked_at_ms,
+                            now_ms(),
+                            RefreshSource::Relay,
+                        );
+                        refresh
+                    }
+                    (EarlyStep::Refresh, _) => true,
+                    _ => false,
+                }
+            }
+        };
+        if refresh && !relay::claimed(&id, now, claim_ms(bound)).await {
+            relay::claim(&id, now).await;
+            if let Ok(Some(share)) = ask_coordinator(&env, edge, &id, true).await {
+                relay::put(&id, &share).await;
+            }
+        }
+        drop(guard);
+    });
+}
+
+/// Asks the coordinator for changes since this view's seq and applies them as of the moment
+/// they were asked for. With `relayed` (routes with a staleness bound) the answer starts a
+/// window further back, so every view of the data centre can take it, and is returned to be
+/// shared through the relay.
 async fn ask_coordinator(
     env: &Env,
     edge: Edge,
     id: &CoordinatorId,
-    since: u64,
-) -> Result<(), ApiError> {
+    relayed: bool,
+) -> Result<Option<RelayedChanges>, ApiError> {
+    let own = edge.with_view(id, |v| v.since());
+    let since = if relayed { relay_since(own) } else { own };
     let asked_at = now_ms();
     let changes = Coordinator::of(env, id).changes(since).await?;
     edge.apply_changes(id, &changes, asked_at, now_ms(), RefreshSource::Coordinator);
-    relay::put(id, &RelayedChanges::new(since, changes, asked_at)).await;
-    Ok(())
+    Ok(relayed.then(|| RelayedChanges::new(since, changes, asked_at)))
 }
 
 /// Look-up phase: L1, then L2 (skipped when the client wants the origin's answer). A fresh

@@ -30,12 +30,12 @@
 //!   latencies constant, requests reach it in the order they were sent, so the FIFO is solved
 //!   as they are sent.
 //! * **Modes** (each configuration runs all three): no relay; the relay as specified above;
-//!   and a proposal for how the edge could use the same core functions: refreshes ask
-//!   `since 0` (`full_answers`, so an entry's floor is the coordinator's own and no view gets
-//!   `Gap`), an isolate whose view is past its refresh fraction consults the relay in the
-//!   background (`early_refresh`: applies a newer entry, refreshes one past its fraction), and
-//!   the isolate that refreshes first puts a claim in the Cache API that the others honour for
-//!   `(1 - MAX_REFRESH_FRACTION) × bound`.
+//!   and the relay as the edge uses it: refreshes ask from `RELAY_WINDOW_SEQS` behind the
+//!   view (`relay_since`, `full_answers`, so no view of the data centre gets `Gap`), an
+//!   isolate whose view is past its refresh fraction consults the relay in the background
+//!   (`early_refresh`, `RelayPolicy::early_step`: applies a newer entry, refreshes one past its
+//!   fraction), and the isolate that refreshes first puts a claim in the Cache API that the
+//!   others honour for `claim_ms(bound)`.
 //! * **Start**: steady (each relay entry, or without the relay each view, refreshed at a random
 //!   moment of the last bound, half bound with `early_refresh`) or `--cold` (all empty at once,
 //!   as after a deploy). `--coalesce` makes an isolate's due reads wait for its one refresh.
@@ -43,11 +43,10 @@
 //!   1. A served L1/L2 entry `(key, stamp)` was not invalidated by any write with a seq in
 //!      `(stamp, view.seq]` (anything the view should know).
 //!   4. `view.seq ≥` the seq of the last write the coordinator recorded at or before
-//!      `read start − bound − rtt/2`. The `rtt/2` is the coordinator delay accounted for: a direct
-//!      answer is applied with its *arrival* time as the refresh time (as `src/edge/read.rs`
-//!      does today) while it knows only what the coordinator knew half an RTT earlier. A relayed
-//!      answer is dated when it was asked for, so it keeps the bound with no slack. The queue
-//!      wait needs none either: an answer knows every write recorded before it was served.
+//!      `read start − bound`: every answer, direct or relayed, is dated when it was asked for
+//!      (as `src/edge/read.rs` does), before the coordinator produced it, so no slack is
+//!      needed; nor for the queue wait: an answer knows every write recorded before it was
+//!      served.
 //!   5. A read with token `T` is served from a view with `seq ≥ T`.
 //!
 //! Run `cargo run --release -p edgecache-core --example scale -- --help` for the parameters.
@@ -60,7 +59,8 @@ use std::path::PathBuf;
 
 use edgecache_core::freshness::{Changes, TableView};
 use edgecache_core::relay::{
-    RelayPolicy, RelayVerdict, RelayedChanges, MAX_REFRESH_FRACTION, MIN_REFRESH_FRACTION,
+    claim_ms, relay_since, EarlyStep, RelayPolicy, RelayVerdict, RelayedChanges,
+    MIN_REFRESH_FRACTION,
 };
 use proptest::prelude::Rng;
 use proptest::test_runner::{RngAlgorithm, TestRng};
@@ -114,7 +114,7 @@ pub struct Params {
     /// the relay each view, refreshed at a random moment of the last bound, or of the last
     /// half bound with `early_refresh`).
     pub cold_start: bool,
-    /// A proposal, not the edge as specified: an isolate whose view is past its refresh
+    /// As the edge does (`RelayPolicy::early_step`): an isolate whose view is past its refresh
     /// fraction of the bound (but not yet due) consults the relay in the background while
     /// serving from the view it has: it applies a newer entry, and refreshes the relay when
     /// the verdict says `refresh_early`, when the entry is the one it has and past its
@@ -123,8 +123,8 @@ pub struct Params {
     /// Whether an isolate's reads that find its view due wait for the refresh already on its
     /// way instead of each starting their own (the edge does not coalesce them today).
     pub coalesce: bool,
-    /// A proposal: with the relay, isolates ask the coordinator `changes since 0` (everything
-    /// its log holds) instead of since their own view's seq.
+    /// As the edge does: with the relay, isolates ask the coordinator from `relay_since` (a
+    /// window behind their view) instead of since their own view's seq.
     pub full_answers: bool,
 }
 
@@ -175,7 +175,7 @@ pub enum Fault {
 pub struct Violations {
     /// 1: served an entry invalidated by a write the view should know.
     pub lost_invalidation: u64,
-    /// 4: the view missed a write recorded more than `bound + rtt/2` before the read started.
+    /// 4: the view missed a write recorded more than `bound` before the read started.
     pub staleness: u64,
     /// 5: the view was older than the read's token.
     pub token: u64,
@@ -587,8 +587,8 @@ impl Sim {
                 iso.produced_us = iso.produced_us.max(produced_us);
                 match read {
                     Some(ctx) => {
-                        // As the edge does today: the arrival time is the refresh time.
-                        iso.view.apply(&changes, ms(now));
+                        // As the edge does: dated when it was asked for.
+                        iso.view.apply(&changes, ms(asked_us));
                         if self.p.relay {
                             let relayed = self.relayed(since, changes, asked_us);
                             self.publish(now, dc, relayed, produced_us);
@@ -616,8 +616,11 @@ impl Sim {
     /// How an answer to `changes since since`, asked at `asked_us`, goes into the relay.
     fn relayed(&self, since: u64, changes: Changes, asked_us: u64) -> RelayedChanges {
         match self.p.fault {
+            // Stored as a whole answer with the coordinator's floor, though it lists only what
+            // came after `since`.
             Fault::UnraisedFloor => RelayedChanges {
                 asked_at_ms: ms(asked_us),
+                since: 0,
                 changes,
             },
             _ => RelayedChanges::new(since, changes, ms(asked_us)),
@@ -786,29 +789,25 @@ impl Sim {
     fn relay_check(&mut self, now: u64, dc: usize, isolate: usize) {
         let d = &mut self.dcs[dc];
         let iso = &mut d.isolates[isolate];
-        let verdict = d.relay.as_ref().map(|(entry, _)| {
-            iso.policy
-                .verdict(&iso.view, entry, ms(now), self.p.bound_ms, None)
-        });
-        let ask = match verdict {
-            Some(RelayVerdict::Apply { refresh_early }) => {
-                let (entry, produced_us) = d.relay.as_ref().expect("a verdict needs an entry");
+        // The edge's own decision (`RelayPolicy::early_step`).
+        let step = iso.policy.early_step(
+            &iso.view,
+            d.relay.as_ref().map(|(entry, _)| entry),
+            ms(now),
+            self.p.bound_ms,
+        );
+        let ask = match step {
+            EarlyStep::Apply { refresh } => {
+                let (entry, produced_us) = d.relay.as_ref().expect("a step needs an entry");
                 iso.view.apply(&entry.changes, entry.asked_at_ms);
                 iso.produced_us = iso.produced_us.max(*produced_us);
                 if now >= self.window_start_us && now < self.end_us {
                     self.report.relay_refreshes += 1;
                 }
-                refresh_early
+                refresh
             }
-            // The entry this view already took: refresh it once it is past this isolate's
-            // fraction of the bound, else every view that took it falls due as it turns
-            // `TooOld`.
-            Some(RelayVerdict::NotNewer) => d.relay.as_ref().is_some_and(|(entry, _)| {
-                entry.age_ms(ms(now)) as f64 >= iso.policy.refresh_fraction * self.p.bound_ms as f64
-            }),
-            Some(RelayVerdict::TooOld | RelayVerdict::Gap | RelayVerdict::BehindToken) | None => {
-                true
-            }
+            EarlyStep::Refresh => true,
+            EarlyStep::Nothing => false,
         };
         iso.refreshing_relay = false;
         if ask {
@@ -821,7 +820,7 @@ impl Sim {
     /// `(1 - MAX_REFRESH_FRACTION) × bound` ago: then that claim expires in time for one more
     /// try before the entry turns `TooOld`.
     fn refresh_relay(&mut self, now: u64, dc: usize, isolate: usize) {
-        let claim_us = ((1.0 - MAX_REFRESH_FRACTION) * (self.p.bound_ms * US_PER_MS) as f64) as u64;
+        let claim_us = claim_ms(self.p.bound_ms) * US_PER_MS;
         let d = &mut self.dcs[dc];
         if self.p.early_refresh && d.claimed_us.is_some_and(|at| now < at + claim_us) {
             return;
@@ -843,9 +842,10 @@ impl Sim {
         // A full answer (`since 0`) carries the coordinator's own floor, so any view above it
         // can take it from the relay; a delta from this view's seq leaves every view behind
         // this one with `Gap`.
+        let own = self.dcs[dc].isolates[isolate].view.since();
         let since = match self.p.relay && self.p.full_answers {
-            true => 0,
-            false => self.dcs[dc].isolates[isolate].view.since(),
+            true => relay_since(own),
+            false => own,
         };
         let (_, produced_us) = self.request(now, false);
         match read {
@@ -877,7 +877,7 @@ impl Sim {
     fn serve(&mut self, now: u64, ctx: ReadCtx) {
         let counted = self.in_window(ctx.started_us);
         let bound_us = self.p.bound_ms * US_PER_MS;
-        let cutoff = ctx.started_us.saturating_sub(bound_us + self.p.rtt_us / 2);
+        let cutoff = ctx.started_us.saturating_sub(bound_us);
         let must_know = self.coordinator.seq_recorded_by(cutoff);
         let dc = &mut self.dcs[ctx.dc];
         let iso = &mut dc.isolates[ctx.isolate];
@@ -986,10 +986,11 @@ cargo run --release -p edgecache-core --example scale -- [flags]
   --coalesce           an isolate's due reads wait for the refresh already on its way
                        (default: each read refreshes, as the edge does today)
   --no-svg             no plot
-Each configuration runs three times: without the relay (today), with the relay as specified
-(consulted when the view is due, asking since the view's seq), and with two proposed changes
-to how the edge uses it: full answers (`since 0`) and an early background refresh (once the
-view is past its refresh fraction of the bound), claimed by one isolate per data centre.";
+Each configuration runs three times: without the relay; with the relay consulted only when a
+view is due, asking since the view's seq (the first design); and with the relay as the edge
+uses it: answers from a window behind the view (`relay_since`), an early background step once
+the view is past its refresh fraction of the bound (`RelayPolicy::early_step`), claimed by one
+isolate per data centre.";
 
 fn parse_cli(args: &[String]) -> Result<Cli, String> {
     let mut cli = Cli {
@@ -1061,8 +1062,9 @@ fn parse_cli(args: &[String]) -> Result<Cli, String> {
     Ok(cli)
 }
 
-/// One row of the sweep: a configuration without the relay, with it as specified, and with
-/// the proposed changes (full answers, early background refresh).
+/// One row of the sweep: a configuration without the relay, with it consulted only when due
+/// (the first design), and with it as the edge uses it (windowed answers, early background
+/// step, a claim).
 #[derive(Debug, Clone, PartialEq)]
 struct Row {
     dcs: usize,
@@ -1076,8 +1078,8 @@ impl Row {
     fn modes(&self) -> [(&'static str, &Report); 3] {
         [
             ("none", &self.baseline),
-            ("relay", &self.relay),
-            ("relay+proposed", &self.proposed),
+            ("relay-due-only", &self.relay),
+            ("relay-edge", &self.proposed),
         ]
     }
 }
@@ -1176,9 +1178,9 @@ const MODE_DASHES: [&str; 3] = [
     r#" stroke-dasharray="2 2""#,
 ];
 const MODE_LABELS: [&str; 3] = [
-    "no relay (today)",
-    "relay (as specified)",
-    "relay + proposed",
+    "no relay",
+    "relay, consulted when due only (first design)",
+    "relay as the edge uses it",
 ];
 
 /// Coordinator requests per second against isolates per data centre, log-log: one colour per

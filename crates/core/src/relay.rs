@@ -28,6 +28,43 @@ use crate::freshness::{Changes, TableView};
 pub const MIN_REFRESH_FRACTION: f64 = 0.5;
 /// Latest fraction of the bound at which an isolate refreshes the relay.
 pub const MAX_REFRESH_FRACTION: f64 = 0.8;
+/// How far behind the asking view a relayed answer starts, in seqs: views of a data centre that
+/// take the relay sit within one refresh of each other, so an answer that starts this far back
+/// serves them all without a `Gap`, and stays small (a whole log would be up to
+/// `EDGECACHE_INVALIDATION_LOG` keys per call).
+pub const RELAY_WINDOW_SEQS: u64 = 256;
+
+/// The `since` to ask the coordinator for an answer that will be relayed, for a view whose own
+/// `since()` is `view_since` (0, a whole answer, for a new view).
+pub fn relay_since(view_since: u64) -> u64 {
+    match view_since {
+        0 => 0,
+        s => s.saturating_sub(RELAY_WINDOW_SEQS).max(1),
+    }
+}
+
+/// How long an isolate's claim to be refreshing the relay holds off the others: past it, one
+/// more isolate may try before the answer turns `TooOld`.
+pub fn claim_ms(max_staleness_ms: u64) -> u64 {
+    ((1.0 - MAX_REFRESH_FRACTION) * max_staleness_ms as f64).round() as u64
+}
+
+/// What an isolate whose view is not due yet, but past its refresh fraction, does with the
+/// relay in the background.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EarlyStep {
+    /// Apply the relayed answer (newer than the view): another isolate refreshed it; and with
+    /// `refresh`, it is past this isolate's fraction already, so refresh it too.
+    Apply {
+        /// Also refresh the relay.
+        refresh: bool,
+    },
+    /// Refresh the relay from the coordinator (unless another isolate claimed that).
+    Refresh,
+    /// Nothing to do.
+    Nothing,
+}
+
 /// How long the Cache API keeps a relayed answer: past the longest useful bound it is only
 /// ever `TooOld`, so it can go.
 pub const RELAY_TTL_SECS: u64 = 60;
@@ -134,6 +171,44 @@ impl RelayPolicy {
     }
 }
 
+impl RelayPolicy {
+    /// Whether a view not due for a refresh is past this isolate's fraction of the bound, so it
+    /// should look at the relay in the background ([`RelayPolicy::early_step`]).
+    pub fn past_fraction(&self, view: &TableView, now_ms: u64, max_staleness_ms: u64) -> bool {
+        max_staleness_ms > 0
+            && view.is_known()
+            && now_ms.saturating_sub(view.refreshed_at_ms) as f64
+                >= self.refresh_fraction * max_staleness_ms as f64
+    }
+
+    /// The early background step: take a newer relayed answer; refresh the relay when it holds
+    /// nothing useful, or only the answer this view already took and that answer is past this
+    /// isolate's fraction (else every view that took it would fall due as it turns `TooOld`).
+    pub fn early_step(
+        &self,
+        view: &TableView,
+        relayed: Option<&RelayedChanges>,
+        now_ms: u64,
+        max_staleness_ms: u64,
+    ) -> EarlyStep {
+        let Some(relayed) = relayed else {
+            return EarlyStep::Refresh;
+        };
+        match self.verdict(view, relayed, now_ms, max_staleness_ms, None) {
+            RelayVerdict::Apply { refresh_early } => EarlyStep::Apply {
+                refresh: refresh_early,
+            },
+            RelayVerdict::NotNewer
+                if (relayed.age_ms(now_ms) as f64)
+                    < self.refresh_fraction * max_staleness_ms as f64 =>
+            {
+                EarlyStep::Nothing
+            }
+            _ => EarlyStep::Refresh,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +297,50 @@ mod tests {
             POLICY.verdict(&ahead, &relayed, 1_100, 1_000, None),
             RelayVerdict::NotNewer
         );
+    }
+
+    #[test]
+    fn early_steps() {
+        let mut view = TableView::default();
+        view.apply(&changes(10, 0, &[]), 1_000);
+        assert!(!POLICY.past_fraction(&view, 1_400, 1_000));
+        assert!(POLICY.past_fraction(&view, 1_500, 1_000));
+        assert!(!POLICY.past_fraction(&view, 1_500, 0), "bound 0: no relay");
+        let step =
+            |relayed: Option<&RelayedChanges>, now| POLICY.early_step(&view, relayed, now, 1_000);
+        assert_eq!(step(None, 1_500), EarlyStep::Refresh);
+        let newer = RelayedChanges::new(relay_since(10), changes(12, 0, &[]), 1_300);
+        assert_eq!(
+            step(Some(&newer), 1_500),
+            EarlyStep::Apply { refresh: false }
+        );
+        assert_eq!(
+            step(Some(&newer), 1_900),
+            EarlyStep::Apply { refresh: true }
+        );
+        let same = RelayedChanges::new(0, changes(10, 0, &[]), 1_000);
+        assert_eq!(
+            step(Some(&same), 1_500),
+            EarlyStep::Refresh,
+            "the one it took, past 0.5"
+        );
+        let fresh_same = RelayedChanges::new(0, changes(10, 0, &[]), 1_000);
+        let mut newer_view = view.clone();
+        newer_view.apply(&changes(10, 0, &[]), 1_200);
+        assert_eq!(
+            POLICY.early_step(&newer_view, Some(&fresh_same), 1_400, 1_000),
+            EarlyStep::Nothing
+        );
+        let old = RelayedChanges::new(0, changes(9, 0, &[]), 100);
+        assert_eq!(step(Some(&old), 1_500), EarlyStep::Refresh, "too old");
+    }
+
+    #[test]
+    fn relayed_answers_start_a_window_behind() {
+        assert_eq!(relay_since(0), 0);
+        assert_eq!(relay_since(1_000), 1_000 - RELAY_WINDOW_SEQS);
+        assert_eq!(relay_since(5), 1, "never 0 unless asked: 0 means whole");
+        assert_eq!(claim_ms(1_000), 200);
     }
 
     #[test]
