@@ -14,7 +14,7 @@
 // write ≤ 1.3×.
 
 import { expectStatus } from "./lib/http.mjs";
-import { ms, percentile, ratio, table } from "./lib/util.mjs";
+import { mean, ms, percentile, ratio, table } from "./lib/util.mjs";
 
 const DIRECT = "/_edgecache/test/origin";
 
@@ -37,14 +37,25 @@ async function pairsOf(pairs, through, direct) {
   return sides;
 }
 
+/** `server-timing` entries (`name;dur=ms`, the read's phases) as [name, ms] pairs. */
+function phases(header) {
+  return (header ?? "")
+    .split(",")
+    .map((part) => /^\s*([\w-]+)(?:;desc="[^"]*")?;dur=([\d.]+)/.exec(part))
+    .filter(Boolean)
+    .map((m) => [m[1], Number(m[2])]);
+}
+
 export async function overheadTable({ http, writer, ids, pairs, out }) {
   let misses = 0;
+  const phaseMs = new Map();
   const reads = await pairsOf(
     pairs,
     async (i) => {
       const path = `/v1/users?limit=11&offset=${i}`;
       const a = expectStatus(await http.get(path), 200, `GET ${path}`);
       if (a.headers["x-edgecache"] === "MISS") misses++;
+      for (const [name, ms] of phases(a.headers["server-timing"])) phaseMs.set(name, [...(phaseMs.get(name) ?? []), ms]);
       return a;
     },
     async (i) => expectStatus(await http.get(`${DIRECT}/v1/users?limit=11&offset=${i}`), 200, "GET (direct)"),
@@ -76,6 +87,10 @@ export async function overheadTable({ http, writer, ids, pairs, out }) {
   const write = row("write vs the same D1 UPDATE", writes, 1.3);
   out(table(rows));
   out(`  ${misses}/${pairs} reads through EdgeCache were MISS (each a key never read before).`);
+  out(
+    "  a miss's phases (server-timing: the worker's clock moves only on I/O; mean ms): " +
+      [...phaseMs].map(([name, v]) => `${name} ${mean(v).toFixed(2)}`).join(", "),
+  );
   out();
   return { miss, write, misses };
 }
