@@ -21,11 +21,14 @@ pub const TENANT_CACHE_MS: u64 = 2_000;
 /// Names an isolate remembers; past it the memory starts over (it is only a cache).
 const MAX_CACHED_TENANTS: usize = 4096;
 
+/// A tenant's record as this isolate last fetched it (`None`: no such tenant), and when.
+type CachedTenant = (Option<Rc<TenantRecord>>, u64);
+
 thread_local! {
     // `None` remembers that a name is no tenant, so a flood of requests for made-up tenants
     // does not become a flood of registry calls. Shared (`Rc`): every request reads the
     // record, and copying its rules, views and key hashes was a measurable part of a hit.
-    static TENANTS: RefCell<HashMap<String, (Option<Rc<TenantRecord>>, u64)>> =
+    static TENANTS: RefCell<HashMap<String, CachedTenant>> =
         RefCell::new(HashMap::new());
 }
 
