@@ -2,7 +2,8 @@
 // open, and for each route (the no-op route, then an L1 hit) records a V8 CPU profile while wrk
 // loads it. Prints, per route, the share of the isolate thread's samples by kind (wasm, the
 // JS glue of build/index.js, runtime built-ins, garbage collection, idle) and the functions
-// with the most self time, and writes each profile to target/bench/profile-<name>.cpuprofile
+// with the most self time, the isolate-thread time per request and which functions make the
+// difference between the two routes, and writes each profile to target/bench/profile-<name>.cpuprofile
 // (open it in Chrome DevTools). Loopback only, bounded (routes × seconds).
 //
 //   node bench/profile.mjs [root] [seconds]
@@ -127,6 +128,7 @@ try {
   await cdp.send("Profiler.enable");
   await cdp.send("Profiler.setSamplingInterval", { interval: 100 });
   const busyPerRequest = [];
+  const selfPerRequest = [];
   for (const route of ROUTES) {
     for (let i = 0; i < 50; i++) {
       const a = await request(w.url, "GET", route.path);
@@ -148,6 +150,7 @@ try {
     for (const [k, v] of s.inclusive.slice(0, 25)) console.log(`  ${(100 * v).toFixed(1).padStart(5)}%  ${k}`);
     const busy = s.kinds.filter(([k]) => k !== "(idle)").reduce((a, [, v]) => a + v, 0);
     busyPerRequest.push((busy * s.total) / (rps * Number(seconds)));
+    selfPerRequest.push(new Map(s.self.map(([k, v]) => [k, (v * s.total) / (rps * Number(seconds))])));
     console.log(`  busy: ${busyPerRequest.at(-1).toFixed(0)} µs of the isolate thread per request (not idle)`);
   }
   const [noop, hit] = busyPerRequest;
@@ -155,6 +158,13 @@ try {
     `\nAn L1 hit keeps the isolate thread busy ${(hit - noop).toFixed(0)} µs longer than the no-op route ` +
       `(${hit.toFixed(0)} vs ${noop.toFixed(0)} µs): where the isolate is the bottleneck, L1 hit / no-op ≤ ${(noop / hit).toFixed(2)}×.`,
   );
+  const [noopSelf, hitSelf] = selfPerRequest;
+  const extra = [...new Set([...noopSelf.keys(), ...hitSelf.keys()])]
+    .filter((k) => !k.startsWith("(idle)"))
+    .map((k) => [k, (hitSelf.get(k) ?? 0) - (noopSelf.get(k) ?? 0)])
+    .sort((a, b) => b[1] - a[1]);
+  console.log("Where the difference goes (self time per request, L1 hit minus no-op, µs):");
+  for (const [k, v] of extra.slice(0, 20)) console.log(`  ${v.toFixed(1).padStart(6)}  ${k}`);
   cdp.close();
 } finally {
   await w.stop();

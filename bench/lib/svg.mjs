@@ -51,7 +51,7 @@ export function scatterSvg({ points, title, xLabel, yLabel, note }) {
     const cx = X(Math.min(1, Math.max(0, p.x)));
     const cy = Y(p.y);
     parts.push(`<circle cx="${cx}" cy="${cy}" r="6" fill="${p.colour}" stroke="#000" stroke-width="0.8"/>`);
-    parts.push(`<text x="${cx}" y="${cy - 10 - 12 * (i % 2)}" text-anchor="middle" font-size="11" fill="#222">${i + 1}</text>`);
+    parts.push(`<text x="${cx}" y="${cy - 10 - 12 * (i % 3)}" text-anchor="middle" font-size="11" fill="#222">${i + 1}</text>`);
     const ly = top + 14 + i * 36;
     parts.push(`<circle cx="${left + pw + 20}" cy="${ly - 4}" r="6" fill="${p.colour}" stroke="#000" stroke-width="0.8"/>`);
     parts.push(`<text x="${left + pw + 32}" y="${ly}">${i + 1}. ${esc(p.label)}</text>`);
