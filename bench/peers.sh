@@ -2,7 +2,7 @@
 # `npm run bench:peers`: EdgeCache against Varnish over one origin (bench/peers.mjs). Installs
 # Debian's varnish and varnish-modules (xkey) if they are missing, builds the worker, prepares the
 # seeded D1 state, and runs the benchmark in its own process group, which is killed on any exit,
-# so no varnishd, workerd or origin outlives the run. Loopback only; about three minutes.
+# so no varnishd, workerd or origin outlives the run. Loopback only; about four minutes.
 #
 # Environment: EDGECACHE_SKIP_BUILD=1 measures the existing build/; PEERS_SECONDS (20),
 # PEERS_WARMUP (10), PEERS_READ_RATE (200), PEERS_WRITE_RATE (5), PEERS_ROWS (1000), PEERS_ONLY.
