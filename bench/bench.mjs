@@ -13,6 +13,7 @@ import { fileURLToPath } from "node:url";
 import { client, closeClients, expectStatus } from "./lib/http.mjs";
 import { pickLoadGenerator } from "./lib/load.mjs";
 import { startMiniflare, startWrangler } from "./lib/worker.mjs";
+import { overheadTable } from "./overheads.mjs";
 import { readTable } from "./reads.mjs";
 import { soakTable } from "./soak.mjs";
 import { fanOutTable, writersTable, writeTable } from "./writes.mjs";
@@ -204,6 +205,8 @@ async function main() {
   const ids = expectStatus(await client(reader.url).get("/v1/users?limit=1000"), 200, "GET /v1/users?limit=1000")
     .json()
     .data.map((u) => u.id);
+  const pairs = Number(process.env.BENCH_OVERHEAD_PAIRS ?? 200);
+  await overheadTable({ http: client(reader.url), writer: writer(reader), ids, pairs, out });
   await stopWorker(reader);
 
   const settings = {

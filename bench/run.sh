@@ -24,31 +24,7 @@ if ! command -v wrk > /dev/null && [ -z "${BENCH_LOADGEN:-}" ]; then
   fi
 fi
 
-# 2. Tools, the worker bundle and the seeded state.
-bash scripts/setup.sh >&2
-if ! bash scripts/build-worker.sh >&2; then
-  say "the worker does not build (src/ may be mid-edit); EDGECACHE_SKIP_BUILD=1 measures the existing build/"
-  exit 1
-fi
-template=$(bash scripts/prepare-state.sh)
-
-# 3. The benchmark, in its own process group, bounded in time.
-mkdir -p target/bench
-set -m
-BENCH_STATE_TEMPLATE="$template" timeout --signal=TERM --kill-after=10 1200 node bench/bench.mjs &
-bench_pid=$!
-set +m
-cleanup() {
-  kill -TERM -- "-$bench_pid" 2> /dev/null || return 0
-  for _ in 1 2 3 4 5 6 7 8 9 10; do
-    kill -0 -- "-$bench_pid" 2> /dev/null || return 0
-    sleep 0.5
-  done
-  kill -KILL -- "-$bench_pid" 2> /dev/null || true
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
-status=0
-wait "$bench_pid" || status=$?
-[ "$status" = 124 ] && say "the benchmark ran out of time (1200 s) and was stopped"
-exit "$status"
+# 2. Tools, the worker bundle and the seeded state; 3. the benchmark, bounded (bench/lib/bounded.sh).
+source bench/lib/bounded.sh
+template=$(bench_prepare)
+bench_run_bounded 1200 "$template" bench/bench.mjs

@@ -156,3 +156,39 @@ fn malformed_consistency_tokens_are_400() {
         (400, "bad_consistency_token")
     );
 }
+
+/// The benchmark's baseline (`/_edgecache/test/origin/…`, test hooks): the same read and the
+/// same D1 UPDATE straight to the origin, no cache and no coordinator. So a write made there
+/// invalidates nothing (the cached copy is still served) while the origin has changed.
+#[test]
+fn the_test_origin_route_reads_and_writes_the_origin_without_the_cache() {
+    let id = w().create_user("direct", "Dora");
+    let path = format!("/v1/users/{id}");
+    let cached = w().warm(&path);
+    let direct = w().get(&format!("/_edgecache/test/origin{path}"));
+    assert_eq!(direct.status, 200, "{}", direct.text());
+    assert_eq!(direct.header("x-edgecache"), None);
+    assert_eq!(direct.json(), cached.json());
+
+    let written = w().send_json(
+        "PATCH",
+        &format!("/_edgecache/test/origin{path}"),
+        &serde_json::json!({"city": "Directville"}),
+    );
+    assert_eq!(written.status, 200, "{}", written.text());
+    assert_eq!(written.json()["data"]["city"], "Directville");
+    assert_eq!(written.header("x-edgecache-seq"), None);
+
+    let still = w().get(&path);
+    assert_eq!(still.outcome(), "HIT-L1");
+    assert_eq!(still.json()["data"]["city"], "Testville");
+    let fresh = w().get_with(&path, &[("cache-control", "no-cache")]);
+    assert_eq!(fresh.json()["data"]["city"], "Directville");
+
+    let refused = w().send_json(
+        "PATCH",
+        "/_edgecache/test/origin/v1/users",
+        &serde_json::json!({"city": "X"}),
+    );
+    assert_eq!(refused.status, 405, "{}", refused.text());
+}

@@ -68,10 +68,11 @@ async function waitReady(url, timeoutMs, describe) {
 }
 
 /**
- * Starts the worker with Miniflare. `vars` are added to wrangler.toml's vars.
+ * Starts the worker with Miniflare. `vars` are added to wrangler.toml's vars; `inspectorPort`
+ * opens workerd's V8 inspector there (bench/profile.mjs).
  * Returns { url, path, stop }.
  */
-export async function startMiniflare({ root, state, vars, log }) {
+export async function startMiniflare({ root, state, vars, log, inspectorPort }) {
   const { Miniflare, Log, LogLevel } = await import(path.join(root, "node_modules/miniflare/dist/src/index.js"));
   const { date, dbId } = wranglerSettings(root);
   const logger = new (class extends Log {
@@ -109,6 +110,7 @@ export async function startMiniflare({ root, state, vars, log }) {
     kvPersist: path.join(state, "v3/kv"),
     // The worker's own socket, the one wrangler's proxy forwards to.
     unsafeDirectSockets: [{ host: "127.0.0.1", port: await freePort() }],
+    ...(inspectorPort ? { inspectorPort } : {}),
   });
   let stopped = false;
   const stop = async () => {

@@ -2,6 +2,7 @@
 //! bearer tokens (the operator's, or a tenant's own admin token), JSON in and out.
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -255,7 +256,7 @@ async fn list_rules(env: &Env, p: &Principal, name: &str) -> Result<Response, Ap
     authorize(p, name)?;
     let record = existing(env, name).await?;
     answer(&RuleList {
-        rules: record.tenant.rules,
+        rules: record.tenant.rules.clone(),
     })
 }
 
@@ -366,7 +367,7 @@ pub async fn stats(
 }
 
 /// The tenant behind an admin path (404 `tenant_not_found` if there is none).
-async fn existing(env: &Env, name: &str) -> Result<TenantRecord, ApiError> {
+async fn existing(env: &Env, name: &str) -> Result<Rc<TenantRecord>, ApiError> {
     tenants::load(env, name).await.map_err(|e| {
         if e.code == "unknown_tenant" {
             ApiError::new(404, "tenant_not_found", e.message)

@@ -90,6 +90,11 @@ async fn dispatch(mut req: Request, env: &Env, ctx: &Context) -> Result<Response
         (Method::Post, "/_edgecache/test/register") if config.test_hooks => {
             ops::register(&mut req, env, tenant).await
         }
+        (Method::Get | Method::Patch, path)
+            if config.test_hooks && path.starts_with(ops::ORIGIN_DIRECT_PREFIX) =>
+        {
+            ops::origin_direct(&mut req, env, tenant, path, url.query()).await
+        }
         (Method::Post, "/_edgecache/beta") => beta::sign_up(&mut req, env).await,
         (Method::Post, "/_edgecache/demo/write") => demo::write(&mut req, env, &config).await,
         (Method::Post, "/_edgecache/demo/reset") => demo::reset_on_demand(&req, env, &config).await,

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::Value;
-use worker::{Context, Delay, Env, Headers, Method, Request, Response};
+use worker::{Context, Delay, Env, Headers, Method, Request, Response, ResponseBuilder};
 
 use super::tenants::{forget, registry};
 use super::token::min_seqs;
@@ -369,7 +369,9 @@ fn resolve<'r>(req: &Request, rc: &'r ReadContext<'r>) -> Result<Read<'r>, ApiEr
             .collect(),
         if_none_match: h.get("if-none-match")?,
         debug: h.get("x-edgecache-debug")?.is_some(),
-        headers: h.clone(),
+        // A second handle on the request's headers object, not a copy (`Headers::clone`
+        // copies every header in JS): only a `Vary` look-up reads it again.
+        headers: Headers(h.0.clone()),
         rc,
         key,
         target,
@@ -912,16 +914,18 @@ struct ResponseMeta<'a> {
 /// The response for an entry: body (or 304), and the observable cache headers.
 fn respond(entry: &CachedEntry, meta: ResponseMeta<'_>) -> Result<Response, ApiError> {
     let now = now_ms();
+    // Built with its content type (`Response::from_bytes` would set one, to be replaced: every
+    // header set is a call into JavaScript on the hit path).
+    let builder = ResponseBuilder::new().with_header("content-type", "application/json")?;
     let mut resp = if meta
         .if_none_match
         .is_some_and(|h| if_none_match(h, &entry.etag))
     {
-        Response::empty()?.with_status(304)
+        builder.with_status(304).empty()
     } else {
-        Response::from_bytes(entry.body.clone())?
+        builder.fixed(entry.body.clone())
     };
     let h = resp.headers_mut();
-    h.set("content-type", "application/json")?;
     h.set("x-edgecache", meta.outcome.as_str())?;
     h.set("etag", &entry.etag)?;
     h.set("age", &entry.age_secs(now).to_string())?;

@@ -2,7 +2,7 @@
 //! Identifiers are validated against the schema and quoted; every value is a bound parameter.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use serde_json::{Map, Value};
@@ -25,18 +25,20 @@ type Catalogue = (Vec<(String, Vec<Column>)>, Vec<(String, Vec<Column>)>);
 /// Schemas kept per isolate (one per distinct set of tenant views).
 const MAX_CACHED_SCHEMAS: usize = 64;
 
+/// A schema built for one scope and one set of tenant views.
+struct CachedSchema {
+    scope: Scope,
+    views: BTreeMap<String, Vec<String>>,
+    schema: Rc<Schema>,
+}
+
 thread_local! {
     // Read once per isolate: the schema changes only with a migration, which redeploys.
     static CATALOGUE: RefCell<Option<Catalogue>> = const { RefCell::new(None) };
-    static SCHEMAS: RefCell<HashMap<String, Rc<Schema>>> = RefCell::new(HashMap::new());
-}
-
-/// What a built schema is cached under: its scope and its set of views.
-fn schema_id(views: &BTreeMap<String, Vec<String>>, scope: Scope) -> String {
-    format!(
-        "{scope:?}:{}",
-        serde_json::to_string(views).unwrap_or_default()
-    )
+    // Each built schema under its scope and set of views, found by comparing them: every
+    // request looks its tenant's schema up, and a key made from the views (they were
+    // serialised to JSON) cost a hit more than the comparison of a few small maps.
+    static SCHEMAS: RefCell<Vec<CachedSchema>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A D1 database speaking the REST shape of DESIGN.md.
@@ -56,7 +58,12 @@ impl D1Origin {
         views: &BTreeMap<String, Vec<String>>,
         scope: Scope,
     ) -> Option<Rc<Schema>> {
-        SCHEMAS.with(|s| s.borrow().get(&schema_id(views, scope)).cloned())
+        SCHEMAS.with(|s| {
+            s.borrow()
+                .iter()
+                .find(|c| c.scope == scope && c.views == *views)
+                .map(|c| c.schema.clone())
+        })
     }
 
     /// The schema with a tenant's views, limited to `scope`; the catalogue is read on first use
@@ -69,7 +76,6 @@ impl D1Origin {
         if let Some(schema) = Self::cached_schema(views, scope) {
             return Ok(schema);
         }
-        let id = schema_id(views, scope);
         let (tables, catalogue_views) = self.catalogue().await?;
         let schema = Rc::new(Schema::from_catalogue(tables, catalogue_views, views).scoped(scope));
         SCHEMAS.with(|s| {
@@ -77,7 +83,11 @@ impl D1Origin {
             if s.len() >= MAX_CACHED_SCHEMAS {
                 s.clear();
             }
-            s.insert(id, schema.clone());
+            s.push(CachedSchema {
+                scope,
+                views: views.clone(),
+                schema: schema.clone(),
+            });
         });
         Ok(schema)
     }
