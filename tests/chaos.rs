@@ -9,28 +9,20 @@
 
 mod common;
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{unique, Worker};
+use common::{unique, Faulted, Worker};
 use serde_json::{json, Value};
 
 fn w() -> &'static Worker {
     Worker::shared()
 }
 
-/// Faults are isolate-wide: one scenario at a time, faults cleared however it ends.
-struct Serial(#[allow(dead_code)] MutexGuard<'static, ()>);
-
-impl Drop for Serial {
-    fn drop(&mut self) {
-        w().try_faults(&json!({}));
-    }
-}
-
-fn serial() -> Serial {
+/// Faults (and views) are isolate-wide: one test at a time, faults cleared however it ends.
+fn serial() -> Faulted<'static> {
     static M: Mutex<()> = Mutex::new(());
-    Serial(M.lock().unwrap_or_else(|e| e.into_inner()))
+    Faulted::on(w(), &M)
 }
 
 /// A read that waits out a coordinator restarting (an aborted instance answers nothing or a
@@ -266,7 +258,7 @@ const WORKLOAD_FAULTS: [&str; 6] = [
 /// begun, and the database ends with no acknowledged write lost.
 #[test]
 fn a_workload_with_a_crash_at_every_write_step_never_reads_older_than_an_acknowledged_write() {
-    use common::history::{check, check_final, seen_in, Read, Write};
+    use common::history::{check, check_final, seen_in, versioned_users, Read, Write};
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
     const ROUNDS: usize = 1;
@@ -275,20 +267,7 @@ fn a_workload_with_a_crash_at_every_write_step_never_reads_older_than_an_acknowl
         "EDGECACHE_RULES",
         r#"[{"pattern":"/v1/*","max_staleness_ms":0}]"#,
     )]);
-    let city = unique("chaoscity");
-    let users: Vec<String> = (0..3)
-        .map(|_| {
-            let id = unique("chaoswl");
-            let a = w.send_json(
-                "POST",
-                "/v1/users",
-                &json!({"id": id, "firstName": "Chaos", "lastName": "v0", "email": "c@x", "city": city}),
-            );
-            assert_eq!(a.status, 201, "{}", a.text());
-            id
-        })
-        .collect();
-    let list = format!("/v1/users?city={city}&limit=100");
+    let (users, list) = versioned_users(w, 3, "chaoswl");
     let t0 = Instant::now();
     let us = move || t0.elapsed().as_micros() as u64;
     let next_version = AtomicU64::new(1);

@@ -8,11 +8,11 @@
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Barrier, Mutex, MutexGuard, OnceLock};
+use std::sync::{Barrier, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::{seq_of, serial, unique, Answer, Worker};
-use serde_json::{json, Value};
+use common::{seq_of, unique, Answer, Faulted, Worker};
+use serde_json::json;
 
 const RULES: &str = r#"[{"pattern":"/v1/*","rehydrate":false}]"#;
 
@@ -32,32 +32,6 @@ fn slow() -> &'static Worker {
             ("EDGECACHE_ORIGIN_TIMEOUT_MS", "1000"),
         ])
     })
-}
-
-/// Holds the test lock; resets the worker's faults when dropped (before the lock is released).
-struct Faulted {
-    w: &'static Worker,
-    _lock: MutexGuard<'static, ()>,
-}
-
-impl Faulted {
-    fn on(w: &'static Worker) -> Faulted {
-        let lock = serial(&SERIAL);
-        w.faults(json!({}));
-        Faulted { w, _lock: lock }
-    }
-
-    fn set(&self, faults: Value) {
-        self.w.faults(faults);
-    }
-}
-
-impl Drop for Faulted {
-    fn drop(&mut self) {
-        if !self.w.try_faults(&json!({})) {
-            eprintln!("could not reset the faults of {}", self.w.base);
-        }
-    }
 }
 
 fn create_user(w: &Worker, prefix: &str, last: &str) -> String {
@@ -80,7 +54,7 @@ fn last_name(a: &Answer) -> String {
 
 #[test]
 fn concurrent_misses_of_one_key_make_one_origin_fetch() {
-    let f = Faulted::on(w());
+    let f = Faulted::on(w(), &SERIAL);
     let path = format!(
         "/v1/orders?limit=4&offset={}",
         100 + std::process::id() % 1000
@@ -127,7 +101,7 @@ fn concurrent_misses_of_one_key_make_one_origin_fetch() {
 
 #[test]
 fn stale_if_error_serves_the_old_copy_but_never_past_a_token() {
-    let f = Faulted::on(w());
+    let f = Faulted::on(w(), &SERIAL);
     let id = create_user(w(), "sie", "Old");
     let path = format!("/v1/users/{id}");
     let old = w().fill(&path);
@@ -187,7 +161,7 @@ fn stale_if_error_serves_the_old_copy_but_never_past_a_token() {
 
 #[test]
 fn failing_origin_without_a_copy_is_a_502_that_is_not_cached() {
-    let f = Faulted::on(w());
+    let f = Faulted::on(w(), &SERIAL);
     let id = create_user(w(), "nocopy", "Fresh");
     let path = format!("/v1/users/{id}");
     f.set(json!({"fail_reads": true}));
@@ -217,7 +191,7 @@ fn failing_origin_without_a_copy_is_a_502_that_is_not_cached() {
 
 #[test]
 fn slow_origin_times_out_with_504_or_serves_stale() {
-    let f = Faulted::on(slow());
+    let f = Faulted::on(slow(), &SERIAL);
     // No copy: the timeout is the answer.
     let id = create_user(slow(), "slow", "Before");
     let path = format!("/v1/users/{id}");
@@ -266,7 +240,7 @@ fn slow_origin_times_out_with_504_or_serves_stale() {
 /// read may be served from it: every read shows the write.
 #[test]
 fn a_fill_that_races_a_write_is_never_served_after_it() {
-    let f = Faulted::on(w());
+    let f = Faulted::on(w(), &SERIAL);
     let x = create_user(w(), "race", "Before");
     let y = create_user(w(), "race-ctl", "Control");
     let x_path = format!("/v1/users/{x}");

@@ -8,28 +8,20 @@
 
 mod common;
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{num, seq_of, unique, Answer, Worker};
+use common::{num, seq_of, unique, Answer, Faulted, Worker};
 use serde_json::{json, Value};
 
 fn w() -> &'static Worker {
     Worker::shared()
 }
 
-/// Faults are isolate-wide: one test at a time, faults cleared however it ends.
-struct Serial(#[allow(dead_code)] MutexGuard<'static, ()>);
-
-impl Drop for Serial {
-    fn drop(&mut self) {
-        w().try_faults(&json!({}));
-    }
-}
-
-fn serial() -> Serial {
+/// Faults (and views) are isolate-wide: one test at a time, faults cleared however it ends.
+fn serial() -> Faulted<'static> {
     static M: Mutex<()> = Mutex::new(());
-    Serial(M.lock().unwrap_or_else(|e| e.into_inner()))
+    Faulted::on(w(), &M)
 }
 
 /// The users coordinator's (writes, commits) counters.

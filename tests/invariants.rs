@@ -4,10 +4,10 @@
 
 mod common;
 
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::Worker;
+use common::{Faulted, Worker};
 use serde_json::json;
 
 const STALENESS_MS: u64 = 4000;
@@ -22,18 +22,10 @@ fn w() -> &'static Worker {
     })
 }
 
-/// Faults are isolate-wide: one test at a time, faults cleared however the test ends.
-struct Serial(#[allow(dead_code)] MutexGuard<'static, ()>);
-
-impl Drop for Serial {
-    fn drop(&mut self) {
-        let _ = w().try_request("PUT", "/_edgecache/test/faults", &[], Some(b"{}"));
-    }
-}
-
-fn serial() -> Serial {
+/// Faults (and views) are isolate-wide: one test at a time, faults cleared however it ends.
+fn serial() -> Faulted<'static> {
     static M: Mutex<()> = Mutex::new(());
-    Serial(M.lock().unwrap_or_else(|e| e.into_inner()))
+    Faulted::on(w(), &M)
 }
 
 fn last_name(path: &str, headers: &[(&str, &str)]) -> (String, String) {

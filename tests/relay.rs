@@ -7,10 +7,10 @@
 
 mod common;
 
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use common::{num, Worker};
+use common::{num, Faulted, Worker};
 use serde_json::{json, Value};
 
 const BOUND_MS: u64 = 3_000;
@@ -25,18 +25,10 @@ fn w() -> &'static Worker {
     })
 }
 
-/// Faults and views are isolate-wide: one test at a time, faults cleared however it ends.
-struct Serial(#[allow(dead_code)] MutexGuard<'static, ()>);
-
-impl Drop for Serial {
-    fn drop(&mut self) {
-        w().try_faults(&json!({}));
-    }
-}
-
-fn serial() -> Serial {
+/// Faults (and views) are isolate-wide: one test at a time, faults cleared however it ends.
+fn serial() -> Faulted<'static> {
     static M: Mutex<()> = Mutex::new(());
-    Serial(M.lock().unwrap_or_else(|e| e.into_inner()))
+    Faulted::on(w(), &M)
 }
 
 /// This isolate's view of `users`: lag samples and refreshes by source.

@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::history::{check, check_final, seen_in, Read, Write};
-use common::{seq_of, unique, Worker};
+use common::history::{check, check_final, seen_in, versioned_users, Read, Write};
+use common::{seq_of, Worker};
 use serde_json::json;
 
 const THREADS: usize = 6;
@@ -59,20 +59,7 @@ fn acknowledged_writes_are_never_read_older() {
         "EDGECACHE_RULES",
         r#"[{"pattern":"/v1/*","max_staleness_ms":0}]"#,
     )]);
-    let city = unique("wlcity");
-    let users: Vec<String> = (0..USERS)
-        .map(|_| {
-            let id = unique("wl");
-            let a = w.send_json(
-                "POST",
-                "/v1/users",
-                &json!({"id": id, "firstName": "Load", "lastName": "v0", "email": "w@example.com", "city": city}),
-            );
-            assert_eq!(a.status, 201, "{}", a.text());
-            id
-        })
-        .collect();
-    let list = format!("/v1/users?city={city}&limit=100");
+    let (users, list) = versioned_users(&w, USERS, "wl");
 
     let t0 = Instant::now();
     let us = move || t0.elapsed().as_micros() as u64;

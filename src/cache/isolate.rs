@@ -44,8 +44,9 @@ struct EdgeState {
     expired: HashSet<String>,
     /// Per view: invalidation lags and how it was refreshed.
     lags: HashMap<String, LagWindow>,
-    /// When this isolate refreshes the data centre's relay early (drawn once per isolate).
-    relay: RelayPolicy,
+    /// When this isolate refreshes the data centre's relay early (drawn once per isolate, on
+    /// first use).
+    relay: Option<RelayPolicy>,
     inflight: HashMap<String, u64>,
     counters: HashMap<String, EdgeCounters>,
     faults: Faults,
@@ -73,7 +74,7 @@ fn with<T>(l1_max_bytes: usize, f: impl FnOnce(&mut EdgeState) -> T) -> T {
             views: HashMap::new(),
             expired: HashSet::new(),
             lags: HashMap::new(),
-            relay: RelayPolicy::from_unit(random_unit()),
+            relay: None,
             inflight: HashMap::new(),
             counters: HashMap::new(),
             faults: Faults::default(),
@@ -163,7 +164,10 @@ impl Edge {
 
     /// This isolate's relay policy.
     pub fn relay_policy(&self) -> RelayPolicy {
-        with(self.l1_max_bytes, |s| s.relay)
+        with(self.l1_max_bytes, |s| {
+            *s.relay
+                .get_or_insert_with(|| RelayPolicy::from_unit(random_unit()))
+        })
     }
 
     /// Test hooks only: forgets every view, as a new isolate would start.

@@ -12,6 +12,10 @@
 
 use std::collections::HashMap;
 
+use serde_json::json;
+
+use super::{unique, Worker};
+
 /// One write as its client saw it.
 #[derive(Debug, Clone)]
 pub struct Write {
@@ -37,6 +41,25 @@ pub struct Read {
     pub end_us: u64,
     /// (record, version) pairs the response showed.
     pub seen: Vec<(String, u64)>,
+}
+
+/// Creates `n` users at `v0` in a city of their own and answers their ids and the list of all
+/// of them (`/v1/users?city=…&limit=100`), for a workload to version.
+pub fn versioned_users(w: &Worker, n: usize, prefix: &str) -> (Vec<String>, String) {
+    let city = unique(&format!("{prefix}city"));
+    let users = (0..n)
+        .map(|_| {
+            let id = unique(prefix);
+            let a = w.send_json(
+                "POST",
+                "/v1/users",
+                &json!({"id": id, "firstName": "Load", "lastName": "v0", "email": "w@example.com", "city": city}),
+            );
+            assert_eq!(a.status, 201, "{}", a.text());
+            id
+        })
+        .collect();
+    (users, format!("/v1/users?city={city}&limit=100"))
 }
 
 /// The version a `lastName` carries (`v<k>`).

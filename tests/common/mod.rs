@@ -544,6 +544,36 @@ pub fn serial(m: &'static std::sync::Mutex<()>) -> std::sync::MutexGuard<'static
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Faults (and views) are isolate-wide: a test that injects them holds its worker's lock for
+/// its whole run, and the faults are cleared when it ends, however it ends (before the lock is
+/// released).
+pub struct Faulted<'w> {
+    w: &'w Worker,
+    _lock: std::sync::MutexGuard<'static, ()>,
+}
+
+impl<'w> Faulted<'w> {
+    /// Takes `lock` (one per worker) and starts with no faults.
+    pub fn on(w: &'w Worker, lock: &'static std::sync::Mutex<()>) -> Faulted<'w> {
+        let lock = serial(lock);
+        w.faults(serde_json::json!({}));
+        Faulted { w, _lock: lock }
+    }
+
+    /// Replaces the faults.
+    pub fn set(&self, faults: Value) {
+        self.w.faults(faults);
+    }
+}
+
+impl Drop for Faulted<'_> {
+    fn drop(&mut self) {
+        if !self.w.try_faults(&serde_json::json!({})) {
+            eprintln!("could not reset the faults of {}", self.w.base);
+        }
+    }
+}
+
 /// Percent-encodes a query-parameter value (the worker's own encoder).
 #[allow(unused_imports)] // not every test binary encodes URLs
 pub use edgecache_core::codec::encode_component as urlencode;

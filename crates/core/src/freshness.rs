@@ -39,6 +39,19 @@ pub struct Changes {
     pub times: Vec<(u64, u64)>,
 }
 
+#[cfg(test)]
+impl Changes {
+    /// An answer listing `keys` (tests).
+    pub(crate) fn listing(seq: u64, floor: u64, keys: &[(&str, u64)]) -> Changes {
+        Changes {
+            seq,
+            floor,
+            keys: keys.iter().map(|(k, s)| (k.to_string(), *s)).collect(),
+            ..Changes::default()
+        }
+    }
+}
+
 /// An edge's view of one table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TableView {
@@ -132,12 +145,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn changes(seq: u64, floor: u64, keys: &[(&str, u64)]) -> Changes {
-        Changes {
-            seq,
-            floor,
-            keys: keys.iter().map(|(k, s)| (k.to_string(), *s)).collect(),
-            ..Changes::default()
-        }
+        Changes::listing(seq, floor, keys)
     }
 
     #[test]

@@ -216,12 +216,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn changes(seq: u64, floor: u64, keys: &[(&str, u64)]) -> Changes {
-        Changes {
-            seq,
-            floor,
-            keys: keys.iter().map(|(k, s)| (k.to_string(), *s)).collect(),
-            ..Changes::default()
-        }
+        Changes::listing(seq, floor, keys)
     }
 
     const POLICY: RelayPolicy = RelayPolicy {
