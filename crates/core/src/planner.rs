@@ -2,9 +2,10 @@
 //! that depend on its table, which keys are now stale and why.
 //!
 //! Safety comes first: a key is left alone only when the planner can show that the write cannot
-//! change that response. Record responses that show the row are always stale; lists are stale
-//! when a matching image lands in or before their cached page; responses the planner cannot
-//! reason about are always stale.
+//! change that response. Record responses that show the row are always stale; a list page is
+//! stale when a matching image sorts inside it, when the write changes how many rows precede
+//! it, or when a short or empty page may gain a row ([`list_effect`], from the first and last
+//! rows each page records); responses the planner cannot reason about are always stale.
 
 use std::cmp::Ordering;
 use std::collections::HashSet;
@@ -14,7 +15,7 @@ use serde_json::Value;
 
 use super::extract::ListWindow;
 use super::key::CacheKey;
-use super::predicate::{cmp_rows, column_value, row_matches, sql_text, SqlText};
+use super::predicate::{cmp_rows, column_value, row_matches, sql_text, Match, SqlText};
 use super::query::{Filter, ListQuery};
 use super::Row;
 
@@ -24,7 +25,8 @@ use super::Row;
 pub enum InvalidationReason {
     /// The response contains the written record.
     RecordWritten,
-    /// A before or after image of the write falls in or before the cached list page.
+    /// A before or after image of the write matches the list and may change its cached page
+    /// (see [`StaleCause`]).
     ListPredicateMatched,
     /// The response declares a dependency on the table (a view, an opaque list).
     ViewDependency,
@@ -138,40 +140,173 @@ pub fn plan_write(
     plan
 }
 
+/// Why the planner can show that a write leaves a cached list page as it was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpareReason {
+    /// The update changed no column of the row.
+    RowUnchanged,
+    /// Neither image of the row matches the list's filters.
+    FiltersExcludeRow,
+    /// Every matching image sorts after the page's last row and the page is full.
+    SortsAfterFullPage,
+    /// The row stays before the page's first row: as many rows precede the page as before.
+    StaysBeforePage,
+    /// The page is empty (its offset is past the list's end) and the write adds no row.
+    EmptyPageStaysEmpty,
+}
+
+impl SpareReason {
+    /// The snake_case name used in the admin API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpareReason::RowUnchanged => "row_unchanged",
+            SpareReason::FiltersExcludeRow => "filters_exclude_row",
+            SpareReason::SortsAfterFullPage => "sorts_after_full_page",
+            SpareReason::StaysBeforePage => "stays_before_page",
+            SpareReason::EmptyPageStaysEmpty => "empty_page_stays_empty",
+        }
+    }
+}
+
+/// Why the planner holds a cached list page stale.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StaleCause {
+    /// A matching image sorts between the page's first and last rows.
+    RowInPage,
+    /// The write changes how many rows sort before the page, shifting it.
+    ShiftsPage,
+    /// The page is not full and a matching image sorts after its last row.
+    ExtendsShortPage,
+    /// The page is empty and the write may add a row to the list.
+    MayFillEmptyPage,
+    /// The page's window is unknown, or an image's membership or place cannot be worked out
+    /// as SQLite would.
+    Unknown,
+}
+
+impl StaleCause {
+    /// The snake_case name used in the admin API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StaleCause::RowInPage => "row_in_page",
+            StaleCause::ShiftsPage => "shifts_page",
+            StaleCause::ExtendsShortPage => "extends_short_page",
+            StaleCause::MayFillEmptyPage => "may_fill_empty_page",
+            StaleCause::Unknown => "unknown",
+        }
+    }
+}
+
+/// What one write does to one cached list page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "effect", content = "why")]
+pub enum ListEffect {
+    /// The page may change.
+    Stale(StaleCause),
+    /// The page cannot change.
+    Spared(SpareReason),
+}
+
+/// Where a write's image falls relative to a non-empty page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Place {
+    /// Not in the list at all.
+    Absent,
+    /// Sorts strictly before the page's first row.
+    Before,
+    /// Sorts between the page's first and last rows (or cannot be told apart from that).
+    Inside,
+    /// Sorts strictly after the page's last row.
+    After,
+}
+
 /// Whether the write can change what `list` returns.
 fn list_affected(write: &WriteImages, list: &ListDependent) -> bool {
+    matches!(list_effect(write, list), ListEffect::Stale(_))
+}
+
+/// What the write does to `list`'s cached page. The page is the rows at positions
+/// `offset..offset + limit` of the sorted matching rows; a write removes the before image (if
+/// it matched) and adds the after image (if it matches), so the page changes only if one of
+/// them sorts inside it, the number of rows before it changes, or a short page gains a row.
+pub fn list_effect(write: &WriteImages, list: &ListDependent) -> ListEffect {
     // An update that changed nothing cannot change any list.
     if write.before.is_some() && write.before == write.after {
-        return false;
+        return ListEffect::Spared(SpareReason::RowUnchanged);
     }
     let q = &list.query;
-    let matching: Vec<&Row> = [&write.before, &write.after]
-        .into_iter()
-        .flatten()
-        .filter(|image| row_matches(q, image).may_match())
-        .collect();
-    if matching.is_empty() {
-        return false;
-    }
-    let last = match &list.window {
-        Some(ListWindow {
-            full: true,
-            last: Some(last),
-        }) => last,
-        // A page that is not full shows every matching row from its offset on; an unknown
-        // window shows who knows what: any matching row may change either.
-        _ => return true,
+    let membership = |image: &Option<Row>| {
+        image
+            .as_ref()
+            .map_or(Match::No, |image| row_matches(q, image))
     };
-    // A matching row at or before the page's last row is in the page or shifts it; only rows
-    // sorting strictly after a full page leave it as it was.
-    matching.iter().any(|image| {
-        !position_known(q, &write.id_column, image, last)
-            || cmp_rows(q.order.as_ref(), &write.id_column, image, last) != Ordering::Greater
+    let (was, is) = (membership(&write.before), membership(&write.after));
+    if !was.may_match() && !is.may_match() {
+        return ListEffect::Spared(SpareReason::FiltersExcludeRow);
+    }
+    let Some(window) = &list.window else {
+        // An unknown window shows who knows what: any matching row may change it.
+        return ListEffect::Stale(StaleCause::Unknown);
+    };
+    if window.empty {
+        // An empty page lies past the list's end: it stays empty unless the list may grow.
+        return match (was, is) {
+            (_, Match::No) | (Match::Yes, _) => {
+                ListEffect::Spared(SpareReason::EmptyPageStaysEmpty)
+            }
+            _ => ListEffect::Stale(StaleCause::MayFillEmptyPage),
+        };
+    }
+    let Some(last) = &window.last else {
+        return ListEffect::Stale(StaleCause::Unknown);
+    };
+    let place = |image: &Option<Row>, matched: Match| -> Option<Place> {
+        let image = match (image, matched) {
+            (None, _) | (_, Match::No) => return Some(Place::Absent),
+            (Some(_), Match::Unknown) => return None,
+            (Some(image), Match::Yes) => image,
+        };
+        if !position_known(q, &write.id_column, image, last) {
+            return None;
+        }
+        if cmp_rows(q.order.as_ref(), &write.id_column, image, last) == Ordering::Greater {
+            return Some(Place::After);
+        }
+        // Without a known first row, everything up to the last row counts as inside.
+        let before_first = window.first.as_ref().is_some_and(|first| {
+            position_known(q, &write.id_column, image, first)
+                && cmp_rows(q.order.as_ref(), &write.id_column, image, first) == Ordering::Less
+        });
+        Some(if before_first {
+            Place::Before
+        } else {
+            Place::Inside
+        })
+    };
+    let (Some(from), Some(to)) = (place(&write.before, was), place(&write.after, is)) else {
+        return ListEffect::Stale(StaleCause::Unknown);
+    };
+    if from == Place::Inside || to == Place::Inside {
+        return ListEffect::Stale(StaleCause::RowInPage);
+    }
+    if (from == Place::Before) != (to == Place::Before) {
+        return ListEffect::Stale(StaleCause::ShiftsPage);
+    }
+    if !window.full && (from == Place::After || to == Place::After) {
+        // A short page shows every matching row from its offset on.
+        return ListEffect::Stale(StaleCause::ExtendsShortPage);
+    }
+    ListEffect::Spared(if from == Place::Before {
+        SpareReason::StaysBeforePage
+    } else {
+        SpareReason::SortsAfterFullPage
     })
 }
 
-/// Whether `image` and `last` can be placed by `cmp_rows` as SQLite would place them.
-fn position_known(q: &ListQuery, id_column: &str, image: &Row, last: &Row) -> bool {
+/// Whether `image` and `bound` can be placed by `cmp_rows` as SQLite would place them.
+fn position_known(q: &ListQuery, id_column: &str, image: &Row, bound: &Row) -> bool {
     let sortable = |v: Option<&Value>| {
         matches!(
             v,
@@ -181,11 +316,11 @@ fn position_known(q: &ListQuery, id_column: &str, image: &Row, last: &Row) -> bo
     let order_column = q.order.as_ref().map(|o| o.column.as_str());
     // A missing id would sort as NULL; an image without its id is not one to reason about.
     column_value(image, id_column).is_some()
-        && column_value(last, id_column).is_some()
+        && column_value(bound, id_column).is_some()
         && order_column
             .into_iter()
             .chain([id_column])
-            .all(|c| sortable(column_value(image, c)) && sortable(column_value(last, c)))
+            .all(|c| sortable(column_value(image, c)) && sortable(column_value(bound, c)))
 }
 
 /// Whether an `Eq` value can be compared through the index: a REAL's text always contains '.',
@@ -265,8 +400,39 @@ mod tests {
     fn window(full: bool, last: Value) -> Option<ListWindow> {
         Some(ListWindow {
             full,
+            empty: false,
+            first: None,
             last: Some(row(last)),
         })
+    }
+
+    fn page(full: bool, first: Value, last: Value) -> Option<ListWindow> {
+        Some(ListWindow {
+            full,
+            empty: false,
+            first: Some(row(first)),
+            last: Some(row(last)),
+        })
+    }
+
+    fn update(before: Value, after: Value) -> WriteImages {
+        WriteImages {
+            before: Some(row(before)),
+            after: Some(row(after)),
+            ..insert(json!({"id": "9"}))
+        }
+    }
+
+    fn delete(before: Value) -> WriteImages {
+        WriteImages {
+            before: Some(row(before)),
+            after: None,
+            ..insert(json!({"id": "9"}))
+        }
+    }
+
+    fn effect(write: &WriteImages, l: &ListDependent) -> ListEffect {
+        list_effect(write, l)
     }
 
     fn insert(after: Value) -> WriteImages {
@@ -375,10 +541,26 @@ mod tests {
             "limit=10&offset=5",
             Some(ListWindow {
                 full: false,
+                empty: true,
+                first: None,
                 last: None,
             }),
         );
         assert!(stale(&insert(json!({"id": "9"})), &empty));
+        // A window that is not a list's, empty or not, is unknown.
+        let odd = list(
+            "limit=10",
+            Some(ListWindow {
+                full: false,
+                empty: false,
+                first: None,
+                last: None,
+            }),
+        );
+        assert_eq!(
+            effect(&delete(json!({"id": "9"})), &odd),
+            ListEffect::Stale(StaleCause::Unknown)
+        );
     }
 
     #[test]
@@ -442,6 +624,115 @@ mod tests {
                     reason: InvalidationReason::ViewDependency
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn an_update_in_place_stales_only_the_page_showing_the_row() {
+        // Pages 1 and 2 of `order=age&limit=2`: ages 10, 20 | 30, 40.
+        let first = list(
+            "limit=2&order=age",
+            page(
+                true,
+                json!({"id": "1", "age": 10}),
+                json!({"id": "2", "age": 20}),
+            ),
+        );
+        let second = list(
+            "limit=2&offset=2&order=age",
+            page(
+                true,
+                json!({"id": "3", "age": 30}),
+                json!({"id": "4", "age": 40}),
+            ),
+        );
+        let renamed = update(
+            json!({"id": "3", "age": 30, "firstName": "Ann"}),
+            json!({"id": "3", "age": 30, "firstName": "Bea"}),
+        );
+        assert_eq!(
+            effect(&renamed, &first),
+            ListEffect::Spared(SpareReason::SortsAfterFullPage)
+        );
+        assert_eq!(
+            effect(&renamed, &second),
+            ListEffect::Stale(StaleCause::RowInPage)
+        );
+        let early = update(
+            json!({"id": "1", "age": 10, "firstName": "Ann"}),
+            json!({"id": "1", "age": 10, "firstName": "Bea"}),
+        );
+        assert_eq!(
+            effect(&early, &second),
+            ListEffect::Spared(SpareReason::StaysBeforePage)
+        );
+        // Moving before the page from before it keeps the count before it.
+        let reorder = update(json!({"id": "1", "age": 10}), json!({"id": "1", "age": 5}));
+        assert!(!stale(&reorder, &second));
+        // Moving from before the page to after it shifts the page.
+        let moved = update(json!({"id": "1", "age": 10}), json!({"id": "1", "age": 50}));
+        assert_eq!(
+            effect(&moved, &second),
+            ListEffect::Stale(StaleCause::ShiftsPage)
+        );
+        // Leaving the list from before the page shifts it too.
+        assert_eq!(
+            effect(&delete(json!({"id": "1", "age": 10})), &second),
+            ListEffect::Stale(StaleCause::ShiftsPage)
+        );
+        // A short page gains rows sorting after it.
+        let short = list(
+            "limit=3&offset=2&order=age",
+            page(
+                false,
+                json!({"id": "3", "age": 30}),
+                json!({"id": "4", "age": 40}),
+            ),
+        );
+        assert_eq!(
+            effect(&insert(json!({"id": "5", "age": 50})), &short),
+            ListEffect::Stale(StaleCause::ExtendsShortPage)
+        );
+    }
+
+    #[test]
+    fn an_empty_page_stays_empty_unless_the_list_may_grow() {
+        let empty = list(
+            "firstName=Lane&limit=10&offset=20",
+            Some(ListWindow {
+                full: false,
+                empty: true,
+                first: None,
+                last: None,
+            }),
+        );
+        let lane = json!({"id": "9", "firstName": "Lane"});
+        let bob = json!({"id": "9", "firstName": "Bob"});
+        assert_eq!(
+            effect(&delete(lane.clone()), &empty),
+            ListEffect::Spared(SpareReason::EmptyPageStaysEmpty)
+        );
+        assert_eq!(
+            effect(
+                &update(
+                    lane.clone(),
+                    json!({"id": "9", "firstName": "Lane", "age": 3})
+                ),
+                &empty
+            ),
+            ListEffect::Spared(SpareReason::EmptyPageStaysEmpty)
+        );
+        assert_eq!(
+            effect(&update(bob.clone(), lane.clone()), &empty),
+            ListEffect::Stale(StaleCause::MayFillEmptyPage)
+        );
+        assert_eq!(
+            effect(&insert(lane), &empty),
+            ListEffect::Stale(StaleCause::MayFillEmptyPage)
+        );
+        assert_eq!(
+            effect(&insert(bob), &empty),
+            ListEffect::Spared(SpareReason::FiltersExcludeRow)
         );
     }
 
@@ -674,6 +965,48 @@ mod tests {
             .unwrap();
         eprintln!(
             "planner over write sequences: {} planned, {} changed: precision {:.1}%",
+            planned.get(),
+            changed.get(),
+            100.0 * changed.get() as f64 / planned.get().max(1) as f64,
+        );
+    }
+
+    /// Every page of a few lists, as a client paging through them caches them, under random
+    /// write sequences: most writes touch one page of each list, and only that page (or the
+    /// pages the write shifts) may be planned.
+    #[test]
+    fn planner_is_safe_for_paged_lists() {
+        let (changed, planned, lists) = (Cell::new(0), Cell::new(0), Cell::new(0));
+        let strategy = (
+            testdb::rows(),
+            proptest::collection::vec(testdb::query(), 1..4),
+            proptest::collection::vec(testdb::write(), 1..8),
+        );
+        runner(100)
+            .run(&strategy, |(rows, queries, writes)| {
+                let db = TestDb::new(&rows);
+                let pages: Vec<ListQuery> = queries
+                    .iter()
+                    .flat_map(|q| {
+                        (0..=rows.len() as u32 / q.limit + 1).map(move |n| ListQuery {
+                            offset: n * q.limit,
+                            ..q.clone()
+                        })
+                    })
+                    .collect();
+                let mut cache: Vec<Cached> = dedup(pages).iter().map(|q| fill(&db, q)).collect();
+                for write in &writes {
+                    let (c, p) = check_write(&db, &mut cache, write)?;
+                    changed.set(changed.get() + c);
+                    planned.set(planned.get() + p);
+                    lists.set(lists.get() + cache.len());
+                }
+                Ok(())
+            })
+            .unwrap();
+        eprintln!(
+            "planner over paged lists: {} pages, {} planned, {} changed: precision {:.1}%",
+            lists.get(),
             planned.get(),
             changed.get(),
             100.0 * changed.get() as f64 / planned.get().max(1) as f64,
