@@ -13,6 +13,7 @@ import { fileURLToPath } from "node:url";
 import { client, closeClients, expectStatus } from "./lib/http.mjs";
 import { pickLoadGenerator } from "./lib/load.mjs";
 import { startMiniflare, startWrangler } from "./lib/worker.mjs";
+import { precisionTable } from "./precision.mjs";
 import { readTable } from "./reads.mjs";
 import { soakTable } from "./soak.mjs";
 import { fanOutTable, writeTable } from "./writes.mjs";
@@ -30,6 +31,8 @@ const threads = 2;
 const connections = 16;
 // auto: Miniflare, or wrangler dev if Miniflare does not start; miniflare / wrangler: only that.
 const runtime = process.env.BENCH_RUNTIME ?? "auto";
+// all, or one section: precision (the others share set-up and run together).
+const only = process.env.BENCH_ONLY ?? "all";
 
 // The operator token of this run's workers (stats and deps need it).
 const OPERATOR_TOKEN = `eco_bench_${randomBytes(16).toString("hex")}`;
@@ -187,6 +190,11 @@ async function main() {
   out(`  other:  sequential requests from Node (node:http, keep-alive) for write → read and fan-out`);
   out();
 
+  if (only === "precision") {
+    await stopWorker(reader);
+    await precisionSection();
+    return finish(t0);
+  }
   await readTable({ http: client(reader.url), admin: admin(reader), load, loadParams, out });
   const ids = expectStatus(await client(reader.url).get("/v1/users?limit=1000"), 200, "GET /v1/users?limit=1000")
     .json()
@@ -227,6 +235,27 @@ async function main() {
   });
   await stopWorker(soak);
 
+  await precisionSection();
+  finish(t0);
+}
+
+/** The precision table, on a worker of its own whose cached routes do not rehydrate. */
+async function precisionSection() {
+  const w = await startWorker("precision", {
+    EDGECACHE_RULES: JSON.stringify([{ pattern: "/v1/*", rehydrate: false }]),
+  });
+  await precisionTable({
+    http: writer(w),
+    anon: client(w.url),
+    admin: admin(w),
+    out,
+    writes: Number(process.env.BENCH_PRECISION_WRITES ?? 60),
+    seed: 0x9e3779b9,
+  });
+  await stopWorker(w);
+}
+
+function finish(t0) {
   out(`Took ${((Date.now() - t0) / 1000).toFixed(0)} s. Worker logs: target/bench/worker-*.log`);
   writeFileSync(path.join(OUT_DIR, "latest.txt"), lines.join("\n") + "\n");
   console.log("Written to target/bench/latest.txt");

@@ -117,6 +117,11 @@ pub fn plan_write(
     lists: &[ListDependent],
     opaque: &[CacheKey],
 ) -> InvalidationPlan {
+    // The images are whole rows (`SELECT *`): an update that left the row as it was changed no
+    // response, not even the record's own.
+    if write_left_row_unchanged(write) {
+        return InvalidationPlan::default();
+    }
     let records = record_keys
         .iter()
         .map(|key| (key, InvalidationReason::RecordWritten));
@@ -222,6 +227,11 @@ enum Place {
     After,
 }
 
+/// Whether the write is an update that left every column as it was.
+fn write_left_row_unchanged(write: &WriteImages) -> bool {
+    write.before.is_some() && write.before == write.after
+}
+
 /// Whether the write can change what `list` returns.
 fn list_affected(write: &WriteImages, list: &ListDependent) -> bool {
     matches!(list_effect(write, list), ListEffect::Stale(_))
@@ -232,8 +242,7 @@ fn list_affected(write: &WriteImages, list: &ListDependent) -> bool {
 /// it matched) and adds the after image (if it matches), so the page changes only if one of
 /// them sorts inside it, the number of rows before it changes, or a short page gains a row.
 pub fn list_effect(write: &WriteImages, list: &ListDependent) -> ListEffect {
-    // An update that changed nothing cannot change any list.
-    if write.before.is_some() && write.before == write.after {
+    if write_left_row_unchanged(write) {
         return ListEffect::Spared(SpareReason::RowUnchanged);
     }
     let q = &list.query;
@@ -582,7 +591,7 @@ mod tests {
     }
 
     #[test]
-    fn unchanged_update_stales_records_but_not_lists() {
+    fn an_unchanged_row_stales_nothing() {
         let same = row(json!({"id": "9", "firstName": "Lane"}));
         let write = WriteImages {
             before: Some(same.clone()),
@@ -597,8 +606,21 @@ mod tests {
             std::slice::from_ref(&lanes),
             &[],
         );
-        let keys: Vec<&CacheKey> = plan.entries.iter().map(|e| &e.key).collect();
-        assert_eq!(keys, vec![&record]);
+        assert!(plan.entries.is_empty(), "{plan:?}");
+        assert_eq!(
+            list_effect(&write, &lanes),
+            ListEffect::Spared(SpareReason::RowUnchanged)
+        );
+        // An HTTP origin's write has no before image: its record is stale.
+        let unknown = WriteImages {
+            before: None,
+            ..write
+        };
+        let plan = plan_write(&unknown, std::slice::from_ref(&record), &[], &[]);
+        assert_eq!(
+            plan.reason_for(&record),
+            Some(InvalidationReason::RecordWritten)
+        );
     }
 
     #[test]
