@@ -8,8 +8,10 @@ use super::graph::Graph;
 use super::object::TableCoordinator;
 use super::store::{Store, StoreError};
 use crate::cache::l2;
+use crate::origin::d1::D1Origin;
 use crate::origin::{AnyOrigin, Origin};
 use crate::runtime::platform::now_ms;
+use edgecache_core::explain::{predicted_after, spare_reason, split_unpredictable};
 use edgecache_core::key::CacheKey;
 use edgecache_core::origin::{OriginError, OriginWrite};
 use edgecache_core::planner::{
@@ -17,8 +19,8 @@ use edgecache_core::planner::{
     WriteImages,
 };
 use edgecache_core::protocol::{
-    OriginConfig, StaleKey, WriteExplanation, WriteFault, WriteOp, WriteRequest, WriteResponse,
-    MAX_EXPLAINED_KEYS,
+    ExplainRequest, ExplainResponse, ExplainedKey, KeyAction, KeyReason, OriginConfig, StaleKey,
+    WriteExplanation, WriteFault, WriteOp, WriteRequest, WriteResponse, MAX_EXPLAINED_KEYS,
 };
 use edgecache_core::schema::Relation;
 use edgecache_core::ApiError;
@@ -116,6 +118,61 @@ impl TableCoordinator {
             seq: recorded.seq,
             invalidated: recorded.invalidated,
             explained,
+        })
+    }
+
+    /// `POST /explain` of `tenant`: what the write would do to the tenant's cached keys, planned
+    /// on the record as the origin holds it now and as the write would leave it. Nothing is
+    /// written; it takes its turn after the writes queued before it.
+    pub(super) async fn explain_write(
+        &self,
+        req: ExplainRequest,
+        tenant: &str,
+        origin: &OriginConfig,
+    ) -> Result<ExplainResponse, ApiError> {
+        let table = self.table()?.to_string();
+        if req.table != table {
+            return Err(ApiError::new(
+                400,
+                "bad_request",
+                "explain sent to another table's coordinator",
+            ));
+        }
+        if !matches!(origin, OriginConfig::D1) {
+            return Err(ApiError::new(
+                400,
+                "explain_unsupported",
+                "a write can be explained only on the built-in D1 origin: an HTTP API's \
+                 record cannot be read without it",
+            ));
+        }
+        let relation = self.relation(&table).await?;
+        let id = match &req.op {
+            WriteOp::Create { row } => row
+                .get(&relation.id_column)
+                .and_then(edgecache_core::id_text)
+                .unwrap_or_default(),
+            other => other.id().unwrap_or_default().to_string(),
+        };
+        let before = D1Origin::new(self.env.d1("DB")?)
+            .get(&relation, &id)
+            .await?;
+        let after = predicted_after(&relation, before.as_ref(), &req.op)?;
+        let images = WriteImages {
+            table,
+            id,
+            id_column: relation.id_column.clone(),
+            before,
+            after,
+        };
+        let (keys, truncated) = explain_keys(&self.graph()?, tenant, &images)?;
+        let (after, unpredictable) = split_unpredictable(images.after);
+        Ok(ExplainResponse {
+            before: images.before,
+            after,
+            unpredictable,
+            keys,
+            truncated,
         })
     }
 
@@ -299,6 +356,61 @@ pub fn explain<S: Store>(
     })
 }
 
+/// What a write with these images would do to `tenant`'s keys: every key its plan stales
+/// (refreshed where the key is refilled, else invalidated), then the keys it spares with the
+/// planner's reason (at most [`MAX_EXPLAINED_KEYS`]; the flag says whether more were left out).
+pub fn explain_keys<S: Store>(
+    graph: &Graph<S>,
+    tenant: &str,
+    images: &WriteImages,
+) -> Result<(Vec<ExplainedKey>, bool), StoreError> {
+    let prefix = format!("{tenant}:");
+    let planned = plan(graph, images)?;
+    let mut keys = Vec::new();
+    for entry in &planned.entries {
+        let key = entry.key.as_str();
+        if !key.starts_with(&prefix) {
+            continue;
+        }
+        let refills = graph.registration(key)?.is_some_and(|r| r.refills());
+        keys.push(ExplainedKey {
+            key: key.to_string(),
+            action: if refills {
+                KeyAction::Refresh
+            } else {
+                KeyAction::Invalidate
+            },
+            reason: entry
+                .cause
+                .map_or(KeyReason::Invalidation(entry.reason), KeyReason::Page),
+        });
+    }
+    let stale = keys.len();
+    let registered = graph.registered(&prefix, stale + MAX_EXPLAINED_KEYS + 1)?;
+    let mut truncated = false;
+    for listed in registered {
+        let Ok(key) = CacheKey::parse(&listed.key) else {
+            continue;
+        };
+        if planned.reason_for(&key).is_some() {
+            continue;
+        }
+        if keys.len() - stale == MAX_EXPLAINED_KEYS {
+            truncated = true;
+            break;
+        }
+        let Some(reg) = graph.registration(&listed.key)? else {
+            continue;
+        };
+        keys.push(ExplainedKey {
+            key: listed.key,
+            action: KeyAction::Spare,
+            reason: KeyReason::Spared(spare_reason(images, &key, &reg.dependent)),
+        });
+    }
+    Ok((keys, truncated))
+}
+
 /// Invariant 6: an intent left by a coordinator that died between forwarding a write and
 /// recording it means the origin may have changed in ways nobody planned for, so every
 /// entry of the table is invalidated.
@@ -394,6 +506,67 @@ mod tests {
         assert_eq!(g.registration(&user.key).unwrap(), None);
         assert_eq!(g.last_write("1").unwrap(), Some(BORN + 1));
         assert!(g.pending_intents().unwrap().is_empty());
+    }
+
+    #[test]
+    fn explain_names_each_key_with_its_action_and_reason_and_writes_nothing() {
+        let g = graph();
+        let user = user_reg("1", "Ann", BORN);
+        let other = user_reg("2", "Cy", BORN);
+        let anns = registration(
+            "/v1/users?firstName=Ann&limit=1",
+            json!({"data": [{"id": "1", "firstName": "Ann", "age": 30}]}),
+            BORN,
+        );
+        let zoes = registration("/v1/users?firstName=Zoe", json!({"data": []}), BORN);
+        let quiet = Registration {
+            rehydrate: false,
+            ..registration("/v1/users?firstName=Bea", json!({"data": []}), BORN)
+        };
+        for reg in [&user, &other, &anns, &zoes, &quiet] {
+            g.register(reg).unwrap();
+        }
+        let (keys, truncated) = explain_keys(&g, "acme", &rename("1", "Ann", "Bea")).unwrap();
+        let got: Vec<_> = keys
+            .iter()
+            .map(|k| (k.key.as_str(), k.action, k.reason))
+            .collect();
+        use edgecache_core::planner::{SpareReason, StaleCause};
+        assert_eq!(
+            got,
+            vec![
+                (
+                    user.key.as_str(),
+                    KeyAction::Refresh,
+                    KeyReason::Invalidation(InvalidationReason::RecordWritten)
+                ),
+                (
+                    anns.key.as_str(),
+                    KeyAction::Refresh,
+                    KeyReason::Invalidation(InvalidationReason::RecordWritten)
+                ),
+                (
+                    quiet.key.as_str(),
+                    KeyAction::Invalidate,
+                    KeyReason::Page(StaleCause::MayFillEmptyPage)
+                ),
+                (
+                    other.key.as_str(),
+                    KeyAction::Spare,
+                    KeyReason::Spared(SpareReason::OtherRecord)
+                ),
+                (
+                    zoes.key.as_str(),
+                    KeyAction::Spare,
+                    KeyReason::Spared(SpareReason::FiltersExcludeRow)
+                ),
+            ]
+        );
+        assert!(!truncated);
+        let (keys, _) = explain_keys(&g, "someone-else", &rename("1", "Ann", "Bea")).unwrap();
+        assert!(keys.is_empty(), "only the tenant's keys");
+        // Nothing was written: every key is still registered, the seq unchanged.
+        assert_eq!((g.seq().unwrap(), g.counts().unwrap()), (BORN, (5, 0)));
     }
 
     #[test]

@@ -89,6 +89,9 @@ pub struct PlannedInvalidation {
     pub key: CacheKey,
     /// Why it is stale.
     pub reason: InvalidationReason,
+    /// For a list page: how the write may change it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<StaleCause>,
 }
 
 /// The keys a write makes stale, each once.
@@ -124,21 +127,28 @@ pub fn plan_write(
     }
     let records = record_keys
         .iter()
-        .map(|key| (key, InvalidationReason::RecordWritten));
+        .map(|key| (key, InvalidationReason::RecordWritten, None));
     let lists = lists
         .iter()
-        .filter(|list| list_affected(write, list))
-        .map(|list| (&list.key, InvalidationReason::ListPredicateMatched));
+        .filter_map(|list| match list_effect(write, list) {
+            ListEffect::Stale(cause) => Some((
+                &list.key,
+                InvalidationReason::ListPredicateMatched,
+                Some(cause),
+            )),
+            ListEffect::Spared(_) => None,
+        });
     let opaque = opaque
         .iter()
-        .map(|key| (key, InvalidationReason::ViewDependency));
+        .map(|key| (key, InvalidationReason::ViewDependency, None));
     let mut plan = InvalidationPlan::default();
     let mut seen: HashSet<&CacheKey> = HashSet::new();
-    for (key, reason) in records.chain(lists).chain(opaque) {
+    for (key, reason, cause) in records.chain(lists).chain(opaque) {
         if seen.insert(key) {
             plan.entries.push(PlannedInvalidation {
                 key: key.clone(),
                 reason,
+                cause,
             });
         }
     }
@@ -159,6 +169,8 @@ pub enum SpareReason {
     StaysBeforePage,
     /// The page is empty (its offset is past the list's end) and the write adds no row.
     EmptyPageStaysEmpty,
+    /// The response shows other records of the table, not the written one.
+    OtherRecord,
 }
 
 impl SpareReason {
@@ -170,6 +182,7 @@ impl SpareReason {
             SpareReason::SortsAfterFullPage => "sorts_after_full_page",
             SpareReason::StaysBeforePage => "stays_before_page",
             SpareReason::EmptyPageStaysEmpty => "empty_page_stays_empty",
+            SpareReason::OtherRecord => "other_record",
         }
     }
 }
@@ -230,11 +243,6 @@ enum Place {
 /// Whether the write is an update that left every column as it was.
 fn write_left_row_unchanged(write: &WriteImages) -> bool {
     write.before.is_some() && write.before == write.after
-}
-
-/// Whether the write can change what `list` returns.
-fn list_affected(write: &WriteImages, list: &ListDependent) -> bool {
-    matches!(list_effect(write, list), ListEffect::Stale(_))
 }
 
 /// What the write does to `list`'s cached page. The page is the rows at positions
@@ -639,11 +647,13 @@ mod tests {
             vec![
                 PlannedInvalidation {
                     key: lanes.key.clone(),
-                    reason: InvalidationReason::RecordWritten
+                    reason: InvalidationReason::RecordWritten,
+                    cause: None,
                 },
                 PlannedInvalidation {
                     key: view,
-                    reason: InvalidationReason::ViewDependency
+                    reason: InvalidationReason::ViewDependency,
+                    cause: None,
                 },
             ]
         );
