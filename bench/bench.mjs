@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url";
 import { client, closeClients, expectStatus } from "./lib/http.mjs";
 import { pickLoadGenerator } from "./lib/load.mjs";
 import { startMiniflare, startWrangler } from "./lib/worker.mjs";
-import { precisionTable } from "./precision.mjs";
+import { boundedWriteTable, precisionTable } from "./precision.mjs";
 import { readTable } from "./reads.mjs";
 import { soakTable } from "./soak.mjs";
 import { fanOutTable, writeTable } from "./writes.mjs";
@@ -239,7 +239,8 @@ async function main() {
   finish(t0);
 }
 
-/** The precision table, on a worker of its own whose cached routes do not rehydrate. */
+/** The precision table, on a worker of its own whose cached routes do not rehydrate; then the
+ * write cost with many cached pages, on another. */
 async function precisionSection() {
   const w = await startWorker("precision", {
     EDGECACHE_RULES: JSON.stringify([{ pattern: "/v1/*", rehydrate: false }]),
@@ -253,6 +254,15 @@ async function precisionSection() {
     seed: 0x9e3779b9,
   });
   await stopWorker(w);
+  const bounded = await startWorker("bounded", {});
+  await boundedWriteTable({
+    http: writer(bounded),
+    admin: admin(bounded),
+    coordinatorStats: bounded.coordinatorStats,
+    out,
+    reps: Number(process.env.BENCH_BOUNDED_REPS ?? 15),
+  });
+  await stopWorker(bounded);
 }
 
 function finish(t0) {

@@ -298,7 +298,7 @@ pub fn plan<S: Store>(
         .iter()
         .filter_map(|k| CacheKey::parse(k).ok())
         .collect();
-    let (lists, opaque) = graph.candidates(&terms, &unindexed)?;
+    let (lists, opaque) = graph.candidates(&terms, &unindexed, images)?;
     Ok(plan_write(images, &record_keys, &lists, &opaque))
 }
 

@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::extract::ListWindow;
 use super::key::CacheKey;
 use super::predicate::{cmp_rows, column_value, row_matches, sql_text, Match, SqlText};
-use super::query::{Filter, ListQuery};
+use super::query::{Filter, ListQuery, Order};
 use super::Row;
 
 /// Why a key was invalidated, carried with every purged key so "why?" has an answer.
@@ -358,6 +358,165 @@ pub fn list_index_term(q: &ListQuery) -> Option<(String, String)> {
         }
         _ => None,
     })
+}
+
+/// Longest text whose prefixes a row is looked up under; a longer one loads every prefix list
+/// on its column.
+const MAX_PREFIXED_TEXT: usize = 64;
+
+/// The term a list without an index term ([`list_index_term`]) is indexed under: its first
+/// `Prefix` filter, column lowercased.
+///
+/// Contract: if this returns `(c, p)` and `row_matches(q, row)` is not `No`, then `(c, p)` is
+/// in [`row_prefix_terms`]`(row).0` or `c` is in its `.1`.
+pub fn list_prefix_term(q: &ListQuery) -> Option<(String, String)> {
+    if list_index_term(q).is_some() {
+        return None;
+    }
+    q.filters.iter().find_map(|f| match f {
+        Filter::Prefix { column, prefix } => Some((column.to_ascii_lowercase(), prefix.clone())),
+        Filter::Eq { .. } => None,
+    })
+}
+
+/// The `(column, prefix)` terms a row is looked up under (every prefix of each column's text,
+/// the empty one and the whole text included), and the columns (lowercased) whose prefix
+/// lists must all be considered: an integer may render as a REAL's text, and other values'
+/// texts are not known; see [`list_prefix_term`] for the contract.
+pub fn row_prefix_terms(row: &Row) -> (Vec<(String, String)>, Vec<String>) {
+    let mut terms = Vec::new();
+    let mut every = Vec::new();
+    for (column, value) in row {
+        let column = column.to_ascii_lowercase();
+        match sql_text(value) {
+            SqlText::Null => {}
+            SqlText::Text(s) if s.len() <= MAX_PREFIXED_TEXT => {
+                let ends = s.char_indices().map(|(i, _)| i).chain([s.len()]);
+                terms.extend(ends.map(|end| (column.clone(), s[..end].to_string())));
+            }
+            SqlText::Text(_) | SqlText::Integer(_) | SqlText::Unknown => every.push(column),
+        }
+    }
+    (terms, every)
+}
+
+/// The order a list without filters is indexed under by its page bounds (see [`sort_key`]):
+/// its order column, lowercased, `-` first when descending, or `""` for the id order. `None`
+/// for a list with filters, which is indexed by its terms.
+pub fn list_bound_order(q: &ListQuery) -> Option<String> {
+    if !q.filters.is_empty() {
+        return None;
+    }
+    Some(match &q.order {
+        Some(o) => format!(
+            "{}{}",
+            if o.descending { "-" } else { "" },
+            o.column.to_ascii_lowercase()
+        ),
+        None => String::new(),
+    })
+}
+
+/// The [`Order`] of a [`list_bound_order`].
+pub fn order_of_bound(bound_order: &str) -> Option<Order> {
+    if bound_order.is_empty() {
+        return None;
+    }
+    let (column, descending) = match bound_order.strip_prefix('-') {
+        Some(column) => (column, true),
+        None => (bound_order, false),
+    };
+    Some(Order {
+        column: column.to_string(),
+        descending,
+    })
+}
+
+/// A row's place in a list's order as text whose bytewise order is `cmp_rows`'s ascending
+/// order of (order column, id), whatever the list's direction; `None` where the JSON cannot
+/// say (a float, a boolean, a missing id). NULL is `0`, an integer `1` and 16 hex digits of
+/// its sign-flipped bits, text `2` and the hex of its bytes; the id follows a `.`, which sorts
+/// before every hex digit, so a shorter text sorts first as in SQLite.
+pub fn sort_key(order: Option<&Order>, id_column: &str, row: &Row) -> Option<String> {
+    let id = column_value(row, id_column)?;
+    key_of(order.map(|o| column_value(row, &o.column)), id)
+}
+
+fn key_of(order_value: Option<Option<&Value>>, id: &Value) -> Option<String> {
+    fn part(v: Option<&Value>) -> Option<String> {
+        match v {
+            None | Some(Value::Null) => Some("0".into()),
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .map(|i| format!("1{:016x}", (i as u64) ^ (1 << 63))),
+            Some(Value::String(s)) => {
+                let mut out = String::with_capacity(1 + 2 * s.len());
+                out.push('2');
+                for b in s.as_bytes() {
+                    out.push_str(&format!("{b:02x}"));
+                }
+                Some(out)
+            }
+            Some(_) => None,
+        }
+    }
+    let id = part(Some(id))?;
+    match order_value {
+        Some(v) => Some(format!("{}.{id}", part(v)?)),
+        None => Some(id),
+    }
+}
+
+/// Where a cached page of a list without filters lies in its order, for the coordinator's
+/// index: a write need only be planned against pages its images can land in, shift or extend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PageBounds {
+    /// The [`sort_key`]s of the page's first and last rows, lowest first, and whether the
+    /// page is full.
+    Page {
+        /// The lower key.
+        lo: String,
+        /// The higher key.
+        hi: String,
+        /// The page holds `limit` rows.
+        full: bool,
+    },
+    /// An empty page: any insert may fill it.
+    Empty,
+    /// Bounds that cannot be keyed: planned for every write.
+    Unknown,
+}
+
+/// The bounds of a cached page of `q` (a list without filters), from its window. The window's
+/// rows hold only the order and id columns (`extract::list_window`), so the id is the column
+/// that is not the order column; where that cannot be told, the bounds are unknown.
+pub fn page_bounds(q: &ListQuery, window: &ListWindow) -> PageBounds {
+    if window.empty {
+        return PageBounds::Empty;
+    }
+    let key = |reduced: &Row| -> Option<String> {
+        match &q.order {
+            None if reduced.len() == 1 => key_of(None, reduced.values().next()?),
+            Some(o) if reduced.len() == 2 => {
+                let (_, id) = reduced
+                    .iter()
+                    .find(|(n, _)| !n.eq_ignore_ascii_case(&o.column))?;
+                key_of(Some(column_value(reduced, &o.column)), id)
+            }
+            _ => None,
+        }
+    };
+    match (
+        window.first.as_ref().and_then(key),
+        window.last.as_ref().and_then(key),
+    ) {
+        (Some(first), Some(last)) => PageBounds::Page {
+            lo: first.clone().min(last.clone()),
+            hi: first.max(last),
+            full: window.full,
+        },
+        _ => PageBounds::Unknown,
+    }
 }
 
 /// The `(column, text)` terms of a row, column lowercased as SQLite resolves names, for every
@@ -798,7 +957,8 @@ mod tests {
 
     /// A list query on any of a few columns with values aimed at the JSON values below.
     fn index_query() -> impl Strategy<Value = ListQuery> {
-        let value = prop::sample::select(vec!["5", "5.0", "x", "", "1.5", "true", "1"]);
+        let value =
+            prop::sample::select(vec!["5", "5.0", "x", "", "1.5", "true", "1", "xé", "xé5"]);
         let filter = (
             prop::sample::select(vec!["a", "A", "b"]),
             any::<bool>(),
@@ -838,6 +998,7 @@ mod tests {
             json!("5"),
             json!("x"),
             json!(""),
+            json!("xé5"),
             json!(true),
         ])
     }
@@ -849,12 +1010,54 @@ mod tests {
         #[test]
         fn index_contract(q in index_query(), a in json_value(), b in json_value()) {
             let r = row(json!({"a": a, "b": b}));
+            if let (Some((column, prefix)), true) = (list_prefix_term(&q), row_matches(&q, &r).may_match()) {
+                let (terms, every) = row_prefix_terms(&r);
+                prop_assert!(
+                    terms.contains(&(column.clone(), prefix)) || every.contains(&column),
+                    "{:?} hides {:?} from its prefix term", q, r
+                );
+            }
             if let (Some((column, value)), true) = (list_index_term(&q), row_matches(&q, &r).may_match()) {
                 let term = (column.clone(), value);
                 prop_assert!(
                     row_index_terms(&r).contains(&term) || row_unindexed_columns(&r).contains(&column),
                     "{:?} hides {:?}", q, r
                 );
+            }
+        }
+    }
+
+    fn sortable_value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(json!(null)),
+            (-3i64..3).prop_map(|i| json!(i)),
+            prop::sample::select(vec![i64::MIN, i64::MAX, -1, 0]).prop_map(|i| json!(i)),
+            "[a-c\u{e9}]{0,3}".prop_map(|s| json!(s)),
+            Just(json!(1.5)),
+            Just(json!(true)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// `sort_key` orders rows as `cmp_rows` does, or declines.
+        #[test]
+        fn sort_keys_order_rows_like_sqlite(
+            a in (sortable_value(), sortable_value()),
+            b in (sortable_value(), sortable_value()),
+            ordered in any::<bool>(),
+            descending in any::<bool>(),
+        ) {
+            let order = ordered.then(|| Order { column: "v".into(), descending });
+            let ra = row(json!({"id": a.0, "v": a.1}));
+            let rb = row(json!({"id": b.0, "v": b.1}));
+            if let (Some(ka), Some(kb)) = (
+                sort_key(order.as_ref(), "id", &ra),
+                sort_key(order.as_ref(), "id", &rb),
+            ) {
+                let asc = order.as_ref().map(|o| Order { descending: false, ..o.clone() });
+                prop_assert_eq!(ka.cmp(&kb), cmp_rows(asc.as_ref(), "id", &ra, &rb), "{:?} {:?}", ra, rb);
             }
         }
     }
