@@ -431,13 +431,18 @@ impl<S: Store> Graph<S> {
             )?;
             keys.extend(rows.into_iter().map(|r| r.key));
         }
-        for chunk in terms.chunks(MAX_PARAMS / 2) {
-            let pairs = vec!["(?, ?)"; chunk.len()].join(", ");
-            let rows: Vec<KeyRow> = self.rows(
-                &format!("SELECT key FROM list_prefixes WHERE (col, prefix) IN (VALUES {pairs})"),
-                chunk.iter().flat_map(|(c, p)| [text(c), text(p)]).collect(),
-            )?;
-            keys.extend(rows.into_iter().map(|r| r.key));
+        // One column at a time, so each lookup is a range of the (col, prefix) index.
+        for (col, group) in terms.chunk_by(|a, b| a.0 == b.0).map(|g| (&g[0].0, g)) {
+            for chunk in group.chunks(MAX_PARAMS - 1) {
+                let marks = vec!["?"; chunk.len()].join(", ");
+                let mut args = vec![text(col)];
+                args.extend(chunk.iter().map(|(_, p)| text(p)));
+                let rows: Vec<KeyRow> = self.rows(
+                    &format!("SELECT key FROM list_prefixes WHERE col = ? AND prefix IN ({marks})"),
+                    args,
+                )?;
+                keys.extend(rows.into_iter().map(|r| r.key));
+            }
         }
         Ok(keys)
     }
@@ -447,7 +452,8 @@ impl<S: Store> Graph<S> {
     /// row matches such a list, so a full page may change only if an image's key falls inside
     /// it or exactly one image sorts before it (shifting it); short, empty and unkeyed pages
     /// are always candidates. An image whose key is unknown loads the whole order. Each
-    /// condition is its own indexed query.
+    /// condition is its own query on an index of `lo` or `hi` (only full pages have them: NULL
+    /// compares false).
     pub fn bounded_candidates(&self, images: &WriteImages) -> Result<Vec<String>> {
         let orders: Vec<KeyRow> = self.rows("SELECT ord AS key FROM list_bound_orders", vec![])?;
         let mut keys = Vec::new();
@@ -476,21 +482,18 @@ impl<S: Store> Graph<S> {
             select("state IN ('short', 'empty', 'unknown')", vec![text(&ord)])?;
             let present: Vec<&String> = before.iter().chain(after.iter()).collect();
             for x in &present {
-                select(
-                    "state = 'full' AND lo <= ? AND hi >= ?",
-                    vec![text(&ord), text(x), text(x)],
-                )?;
+                select("lo <= ? AND hi >= ?", vec![text(&ord), text(x), text(x)])?;
             }
             // Exactly one image before the page (after it, in descending key order).
             let descending = order.as_ref().is_some_and(|o| o.descending);
             match (present.as_slice(), descending) {
-                ([x], false) => select("state = 'full' AND lo > ?", vec![text(&ord), text(x)])?,
-                ([x], true) => select("state = 'full' AND hi < ?", vec![text(&ord), text(x)])?,
+                ([x], false) => select("lo > ?", vec![text(&ord), text(x)])?,
+                ([x], true) => select("hi < ?", vec![text(&ord), text(x)])?,
                 ([b, a], descending) => {
                     let (low, high) = if b <= a { (b, a) } else { (a, b) };
                     let condition = match descending {
-                        false => "state = 'full' AND lo > ? AND lo <= ?",
-                        true => "state = 'full' AND hi >= ? AND hi < ?",
+                        false => "lo > ? AND lo <= ?",
+                        true => "hi >= ? AND hi < ?",
                     };
                     select(condition, vec![text(&ord), text(low), text(high)])?;
                 }
