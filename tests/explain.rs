@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{seq_of, unique, urlencode, Worker};
+use common::{seq_of, unique, Worker};
 use serde_json::{json, Value};
 
 fn w() -> &'static Worker {
@@ -17,17 +17,6 @@ fn explain(body: &Value) -> common::Answer {
         "/_edgecache/admin/tenants/local/explain",
         Some(body),
     )
-}
-
-/// The seq of `path`'s last invalidation by the users coordinator, if any.
-fn last_invalidated(path: &str) -> Option<u64> {
-    let a = w().admin(
-        "GET",
-        &format!("/_edgecache/deps?url={}", urlencode(path)),
-        None,
-    );
-    assert_eq!(a.status, 200, "{}", a.text());
-    a.json()["coordinators"]["users"]["last_invalidated"]["seq"].as_u64()
 }
 
 #[test]
@@ -84,7 +73,10 @@ fn explain_answers_without_writing_and_the_write_does_what_it_said() {
         (again.outcome(), again.json()["data"]["city"].clone()),
         ("HIT-L1", json!(city))
     );
-    assert_eq!(last_invalidated(&pages[1]), last_invalidated(&pages[0]));
+    assert_eq!(
+        w().last_invalidated(&pages[1], "users"),
+        w().last_invalidated(&pages[0], "users")
+    );
 
     // The real write invalidates exactly the keys the explanation called stale.
     let a = w().send_json("PATCH", &record, &json!({"city": "Oslo"}));
@@ -93,7 +85,7 @@ fn explain_answers_without_writing_and_the_write_does_what_it_said() {
     for p in &pages {
         let stale = action_of(p).0 != "spare";
         assert_eq!(
-            last_invalidated(p) == Some(seq),
+            w().last_invalidated(p, "users") == Some(seq),
             stale,
             "{p}: explained {:?}",
             action_of(p)

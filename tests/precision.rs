@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{seq_of, urlencode, Worker};
+use common::{seq_of, Worker};
 use serde_json::{json, Value};
 
 fn w() -> &'static Worker {
@@ -25,17 +25,6 @@ fn rows(body: &[u8]) -> Vec<Value> {
         .clone()
 }
 
-/// The seq of `path`'s last invalidation by the users coordinator, if any.
-fn last_invalidated(path: &str) -> Option<u64> {
-    let a = w().admin(
-        "GET",
-        &format!("/_edgecache/deps?url={}", urlencode(path)),
-        None,
-    );
-    assert_eq!(a.status, 200, "{}", a.text());
-    a.json()["coordinators"]["users"]["last_invalidated"]["seq"].as_u64()
-}
-
 /// Caches `pages`, applies `patch` to user `id`, and checks page by page that exactly the
 /// pages whose answer changed were invalidated and that the others are still served from L1.
 /// Returns (pages invalidated, pages showing the user before the write).
@@ -51,7 +40,7 @@ fn write_and_check(pages: &[String], id: &str, patch: Value) -> (usize, usize) {
     let seq = seq_of(&token);
     let mut invalidated = 0;
     for (page, old) in pages.iter().zip(&before) {
-        let stale = last_invalidated(page) == Some(seq);
+        let stale = w().last_invalidated(page, "users") == Some(seq);
         let origin = w().get_with(page, &[("cache-control", "no-cache")]);
         assert_eq!(origin.status, 200, "{page}: {}", origin.text());
         let changed = &origin.body != old;

@@ -11,7 +11,9 @@ use crate::cache::l2;
 use crate::origin::d1::D1Origin;
 use crate::origin::{AnyOrigin, Origin};
 use crate::runtime::platform::now_ms;
-use edgecache_core::explain::{predicted_after, spare_reason, split_unpredictable};
+use edgecache_core::explain::{
+    predicted_after, spare_reason, split_unpredictable, unsupported_origin,
+};
 use edgecache_core::key::CacheKey;
 use edgecache_core::origin::{OriginError, OriginWrite};
 use edgecache_core::planner::{
@@ -139,12 +141,7 @@ impl TableCoordinator {
             ));
         }
         if !matches!(origin, OriginConfig::D1) {
-            return Err(ApiError::new(
-                400,
-                "explain_unsupported",
-                "a write can be explained only on the built-in D1 origin: an HTTP API's \
-                 record cannot be read without it",
-            ));
+            return Err(unsupported_origin());
         }
         let relation = self.relation(&table).await?;
         let id = match &req.op {

@@ -19,6 +19,7 @@ use edgecache_core::access::{CreateKey, CreatedKey, KeyInfo, KeyList};
 use edgecache_core::auth::{constant_time_eq, hash_token, parse_bearer};
 use edgecache_core::codec::encode_component;
 use edgecache_core::config::Config;
+use edgecache_core::explain::unsupported_origin;
 use edgecache_core::invalidation::InvalidationSpec;
 use edgecache_core::origin::OriginError;
 use edgecache_core::protocol::{
@@ -366,11 +367,7 @@ async fn explain_write(
     };
     let origin = &record.tenant.origin;
     if !matches!(origin, OriginConfig::D1) {
-        return Err(ApiError::new(
-            400,
-            "explain_unsupported",
-            "a write can be explained only on the built-in D1 origin",
-        ));
+        return Err(unsupported_origin());
     }
     let path = asked.path.split('?').next().unwrap_or_default();
     let resource = route::resource(path).ok_or_else(|| ApiError::route_not_found(path))?;

@@ -12,7 +12,17 @@ use crate::origin::OriginError;
 use crate::planner::{list_effect, ListDependent, ListEffect, SpareReason, WriteImages};
 use crate::protocol::{Dependent, WriteOp};
 use crate::schema::{Column, Relation};
-use crate::{CacheKey, Row};
+use crate::{ApiError, CacheKey, Row};
+
+/// The answer to a write to explain on an HTTP origin: its record cannot be read without the
+/// write, so there is nothing to plan.
+pub fn unsupported_origin() -> ApiError {
+    ApiError::new(
+        400,
+        "explain_unsupported",
+        "a write can be explained only on the built-in D1 origin",
+    )
+}
 
 /// The stand-in for a value the prediction cannot know: a JSON boolean, which D1 never returns
 /// and whose SQLite text and order the planner never assumes (`predicate::sql_text`).
