@@ -6,25 +6,31 @@
 
 use super::graph::Graph;
 use super::object::TableCoordinator;
+use super::rehydrate::refilled_copy;
 use super::store::{Store, StoreError};
 use crate::cache::l2;
 use crate::origin::d1::D1Origin;
 use crate::origin::{AnyOrigin, Origin};
 use crate::runtime::platform::now_ms;
+use edgecache_core::entry::CachedEntry;
 use edgecache_core::explain::{
     predicted_after, spare_reason, split_unpredictable, unsupported_origin,
 };
+use edgecache_core::fill::record_body;
 use edgecache_core::key::CacheKey;
-use edgecache_core::origin::{OriginError, OriginWrite};
+use edgecache_core::origin::{OriginError, OriginWrite, ReadTarget};
 use edgecache_core::planner::{
     plan_write, row_index_terms, row_unindexed_columns, InvalidationPlan, InvalidationReason,
     WriteImages,
 };
 use edgecache_core::protocol::{
-    ExplainRequest, ExplainResponse, ExplainedKey, KeyAction, KeyReason, OriginConfig, StaleKey,
-    WriteExplanation, WriteFault, WriteOp, WriteRequest, WriteResponse, MAX_EXPLAINED_KEYS,
+    Dependent, ExplainRequest, ExplainResponse, ExplainedKey, KeyAction, KeyReason, OriginConfig,
+    Registration, StaleKey, WriteExplanation, WriteFault, WriteOp, WriteRequest, WriteResponse,
+    MAX_EXPLAINED_KEYS,
 };
+use edgecache_core::route;
 use edgecache_core::schema::Relation;
+use edgecache_core::shared_cache::OriginHeaders;
 use edgecache_core::ApiError;
 
 /// L2 copies purged after one write; the rest expire or fail validation.
@@ -50,6 +56,9 @@ pub struct Recorded {
     pub purge: Vec<CacheKey>,
     /// Each stale key, why, and whether it is refilled (at most `MAX_EXPLAINED_KEYS`).
     pub stale: Vec<StaleKey>,
+    /// Record copies rebuilt from the write's after image, registered at `seq`, to store in
+    /// L2 (write-through: no origin read).
+    pub written_through: Vec<(CacheKey, CachedEntry)>,
 }
 
 impl TableCoordinator {
@@ -106,10 +115,13 @@ impl TableCoordinator {
         if self.fault_hook(&req, WriteFault::CrashDuringRehydrate)? {
             self.crash_next_refill.set(true);
         }
-        let recorded = record(&graph, intent, &images, &plan, ctx)?;
+        // A D1 write's after image is the row as a read would answer it.
+        let through = matches!(origin, OriginConfig::D1).then_some(&relation);
+        let recorded = record(&graph, intent, &images, &plan, ctx, through)?;
         self.writes.set(self.writes.get() + 1);
         self.schedule_rehydrate(&graph).await?;
         self.purge_later(recorded.purge);
+        self.store_later(recorded.written_through);
         let explained = match req.explain {
             true => Some(explain(&graph, tenant, recorded.stale)?),
             false => None,
@@ -202,6 +214,19 @@ impl TableCoordinator {
         }
     }
 
+    /// Write-through: stores the record copies the write rebuilt, after the response. A copy
+    /// that lands after a later write's invalidation is stamped before it, so never served.
+    fn store_later(&self, copies: Vec<(CacheKey, CachedEntry)>) {
+        if copies.is_empty() {
+            return;
+        }
+        self.state.wait_until(async move {
+            for (key, entry) in copies {
+                let _ = l2::put(&key, &entry).await;
+            }
+        });
+    }
+
     /// Purge: frees this data centre's stale L2 copies after the response. Best effort and
     /// bounded: a stale copy fails validation anyway, so nothing depends on this.
     fn purge_later(&self, keys: Vec<CacheKey>) {
@@ -258,23 +283,29 @@ pub fn settle<S: Store>(
 /// Records a planned write as one synchronous step with its planning (no await until the
 /// intent is gone): bumps the seq, logs the write for late registrations, invalidates what it
 /// made stale, drops the intent and keeps the logs bounded.
+///
+/// `through` is the written table's relation where the after image is the row a record read
+/// answers (the D1 origin): the record's own refillable copies are then rebuilt from it at
+/// once instead of queued for an origin read.
 pub fn record<S: Store>(
     graph: &Graph<S>,
     intent: i64,
     images: &WriteImages,
     plan: &InvalidationPlan,
     ctx: StepContext,
+    through: Option<&Relation>,
 ) -> Result<Recorded, StoreError> {
     let seq = graph.bump()?;
     graph.log_write(seq, images)?;
-    let (purge, stale) = apply(graph, seq, plan, ctx)?;
+    let applied = apply(graph, seq, images, plan, ctx, through)?;
     graph.end_intent(intent)?;
     graph.prune(ctx.log_limit)?;
     Ok(Recorded {
         seq,
         invalidated: plan.entries.len(),
-        purge,
-        stale,
+        purge: applied.purge,
+        stale: applied.stale,
+        written_through: applied.written_through,
     })
 }
 
@@ -299,41 +330,100 @@ pub fn plan<S: Store>(
     Ok(plan_write(images, &record_keys, &lists, &opaque))
 }
 
-/// Apply: invalidates each planned key at `seq` and queues a refill for those that get one
-/// (the refill purges before it refills); answers the others' keys to purge, and the first
-/// stale keys with their reasons.
+/// What `apply` did besides invalidating.
+struct Applied {
+    purge: Vec<CacheKey>,
+    stale: Vec<StaleKey>,
+    written_through: Vec<(CacheKey, CachedEntry)>,
+}
+
+/// Apply: invalidates each planned key at `seq`; a refillable copy of the written record is
+/// rebuilt from the after image (with `through`) and registered at `seq`, every other key that
+/// gets a refill is queued for one (the refill purges before it refills); answers the others'
+/// keys to purge, and the first stale keys with their reasons.
 fn apply<S: Store>(
     graph: &Graph<S>,
     seq: u64,
+    images: &WriteImages,
     plan: &InvalidationPlan,
     ctx: StepContext,
-) -> Result<(Vec<CacheKey>, Vec<StaleKey>), StoreError> {
-    let mut purge = Vec::new();
-    let mut stale = Vec::new();
+    through: Option<&Relation>,
+) -> Result<Applied, StoreError> {
+    let mut applied = Applied {
+        purge: Vec::new(),
+        stale: Vec::new(),
+        written_through: Vec::new(),
+    };
     for planned in &plan.entries {
         let reg = graph.registration(planned.key.as_str())?;
         graph.invalidate(planned.key.as_str(), seq, planned.reason)?;
         let refilled = match reg.filter(|r| r.refills()) {
             Some(reg) => {
-                graph.enqueue_rehydrate(&reg.key, reg.ttl_secs, ctx.now_ms)?;
+                let rebuilt = through.and_then(|relation| {
+                    rebuilt(&planned.key, &reg, relation, images, (seq, ctx.now_ms))
+                });
+                match rebuilt {
+                    Some((copy, entry)) => {
+                        graph.register(&copy)?;
+                        applied.written_through.push((planned.key.clone(), entry));
+                    }
+                    None => graph.enqueue_rehydrate(&reg.key, reg.ttl_secs, ctx.now_ms)?,
+                }
                 true
             }
             None => {
-                if purge.len() < MAX_PURGE_PER_WRITE {
-                    purge.push(planned.key.clone());
+                if applied.purge.len() < MAX_PURGE_PER_WRITE {
+                    applied.purge.push(planned.key.clone());
                 }
                 false
             }
         };
-        if stale.len() < MAX_EXPLAINED_KEYS {
-            stale.push(StaleKey {
+        if applied.stale.len() < MAX_EXPLAINED_KEYS {
+            applied.stale.push(StaleKey {
                 key: planned.key.as_str().to_string(),
                 reason: planned.reason,
                 refilled,
             });
         }
     }
-    Ok((purge, stale))
+    Ok(applied)
+}
+
+/// The copy of `key` a write rebuilds from its after image, stamped `seq` and filled at
+/// `now_ms`: only the written
+/// record's own key (`/v1/<table>/<id>`, no query, no variant) of a write that left a row.
+fn rebuilt(
+    key: &CacheKey,
+    reg: &Registration,
+    relation: &Relation,
+    images: &WriteImages,
+    (seq, now_ms): (u64, u64),
+) -> Option<(Registration, CachedEntry)> {
+    let after = images.after.as_ref()?;
+    let resource = route::resource(key.encoded_path())?;
+    let own = reg.dependent == Dependent::Record
+        && key.variant().is_none()
+        && key.query_pairs().is_empty()
+        && resource.relation == relation.name
+        && resource.id.as_deref() == Some(images.id.as_str());
+    if !own {
+        return None;
+    }
+    let json = record_body(after);
+    let body = serde_json::to_vec(&json).ok()?;
+    let no_headers = OriginHeaders {
+        cache_control: None,
+        vary: None,
+    };
+    refilled_copy(
+        key,
+        relation,
+        &ReadTarget::Record(images.id.clone()),
+        (&json, body),
+        no_headers,
+        (seq, now_ms),
+        reg.ttl_secs,
+    )
 }
 
 /// What a write did to `tenant`'s keys: those it made stale and those still registered. A
@@ -567,6 +657,62 @@ mod tests {
     }
 
     #[test]
+    fn the_written_records_copy_is_rebuilt_from_the_after_image() {
+        let g = graph();
+        let user = user_reg("1", "Ann", BORN);
+        let other = user_reg("2", "Cy", BORN);
+        let beas = registration("/v1/users?firstName=Bea", json!({"data": []}), BORN);
+        for reg in [&user, &other, &beas] {
+            g.register(reg).unwrap();
+        }
+        let intent = g.begin_intent("1").unwrap();
+        let images = rename("1", "Ann", "Bea");
+        let planned = plan(&g, &images).unwrap();
+        let users = fixtures::users();
+        let recorded = record(&g, intent, &images, &planned, ctx(1000), Some(&users)).unwrap();
+        // The record's key: registered again at the write's seq, its copy built, no refill.
+        let copy = g
+            .registration(&user.key)
+            .unwrap()
+            .expect("registered again");
+        assert_eq!(
+            (copy.stamp, copy.records.clone()),
+            (recorded.seq, vec!["1".to_string()])
+        );
+        let [(key, entry)] = recorded.written_through.as_slice() else {
+            panic!("one copy: {:?}", recorded.written_through);
+        };
+        assert_eq!(key, &key_of(&user));
+        let expected = serde_json::to_vec(&record_body(images.after.as_ref().unwrap())).unwrap();
+        assert_eq!(entry.body, expected);
+        assert_eq!(entry.stamps.get("users"), Some(&recorded.seq));
+        // The list that gains the row is refilled from the origin as before.
+        let due: Vec<String> = g
+            .due_rehydrates(0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|i| i.key)
+            .collect();
+        assert_eq!(due, vec![beas.key.clone()]);
+        assert_eq!(g.registration(&other.key).unwrap(), Some(other));
+        // A delete leaves no row to rebuild from: its record is refilled (and found gone).
+        let intent = g.begin_intent("1").unwrap();
+        let gone = WriteImages {
+            before: images.after.clone(),
+            after: None,
+            ..images
+        };
+        let planned = plan(&g, &gone).unwrap();
+        let recorded = record(&g, intent, &gone, &planned, ctx(1000), Some(&users)).unwrap();
+        assert!(recorded.written_through.is_empty());
+        assert!(g
+            .due_rehydrates(0, 10)
+            .unwrap()
+            .iter()
+            .any(|i| i.key == user.key));
+    }
+
+    #[test]
     fn refillable_keys_are_queued_and_the_others_purged() {
         let g = graph();
         let user = user_reg("1", "Ann", BORN);
@@ -574,7 +720,7 @@ mod tests {
         let intent = g.begin_intent("1").unwrap();
         let images = rename("1", "Ann", "Bea");
         let planned = plan(&g, &images).unwrap();
-        let recorded = record(&g, intent, &images, &planned, ctx(1000)).unwrap();
+        let recorded = record(&g, intent, &images, &planned, ctx(1000), None).unwrap();
         assert!(recorded.purge.is_empty(), "the refill purges");
         let due = g.due_rehydrates(0, 10).unwrap();
         assert_eq!(due.len(), 1);
@@ -589,7 +735,7 @@ mod tests {
         let intent = g.begin_intent("1").unwrap();
         let images = rename("1", "Ann", "Bea");
         let planned = plan(&g, &images).unwrap();
-        let recorded = record(&g, intent, &images, &planned, ctx(1000)).unwrap();
+        let recorded = record(&g, intent, &images, &planned, ctx(1000), None).unwrap();
         assert_eq!(recorded.purge, vec![key_of(&no_rehydrate)]);
         assert!(g.due_rehydrates(0, 10).unwrap().is_empty());
     }
