@@ -426,7 +426,8 @@ fn rebuilt(
     )
 }
 
-/// What a write did to `tenant`'s keys: those it made stale and those still registered. A
+/// What a write did to `tenant`'s keys: those it made stale and those still registered that
+/// it spared (a record copy the write rebuilt is registered again, but was stale). A
 /// coordinator serves every tenant of its data source; other tenants' keys are left out.
 pub fn explain<S: Store>(
     graph: &Graph<S>,
@@ -434,13 +435,17 @@ pub fn explain<S: Store>(
     stale: Vec<StaleKey>,
 ) -> Result<WriteExplanation, StoreError> {
     let prefix = format!("{tenant}:");
-    Ok(WriteExplanation {
-        stale: stale
-            .into_iter()
-            .filter(|k| k.key.starts_with(&prefix))
-            .collect(),
-        spared: graph.registered(&prefix, MAX_EXPLAINED_KEYS)?,
-    })
+    let stale: Vec<StaleKey> = stale
+        .into_iter()
+        .filter(|k| k.key.starts_with(&prefix))
+        .collect();
+    let spared = graph
+        .registered(&prefix, MAX_EXPLAINED_KEYS + stale.len())?
+        .into_iter()
+        .filter(|k| !stale.iter().any(|s| s.key == k.key))
+        .take(MAX_EXPLAINED_KEYS)
+        .collect();
+    Ok(WriteExplanation { stale, spared })
 }
 
 /// What a write with these images would do to `tenant`'s keys: every key its plan stales
@@ -694,7 +699,14 @@ mod tests {
             .map(|i| i.key)
             .collect();
         assert_eq!(due, vec![beas.key.clone()]);
-        assert_eq!(g.registration(&other.key).unwrap(), Some(other));
+        assert_eq!(g.registration(&other.key).unwrap(), Some(other.clone()));
+        let shown = explain(&g, "acme", recorded.stale.clone()).unwrap();
+        let spared: Vec<&str> = shown.spared.iter().map(|k| k.key.as_str()).collect();
+        assert_eq!(
+            spared,
+            vec![other.key.as_str()],
+            "the rebuilt copy was stale, not spared"
+        );
         // A delete leaves no row to rebuild from: its record is refilled (and found gone).
         let intent = g.begin_intent("1").unwrap();
         let gone = WriteImages {
