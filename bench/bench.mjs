@@ -14,6 +14,7 @@ import { client, closeClients, expectStatus } from "./lib/http.mjs";
 import { pickLoadGenerator } from "./lib/load.mjs";
 import { startMiniflare, startWrangler } from "./lib/worker.mjs";
 import { overheadTable } from "./overheads.mjs";
+import { boundedWriteTable, precisionTable } from "./precision.mjs";
 import { readTable } from "./reads.mjs";
 import { soakTable } from "./soak.mjs";
 import { fanOutTable, writersTable, writeTable } from "./writes.mjs";
@@ -31,6 +32,8 @@ const threads = 2;
 const connections = 16;
 // auto: Miniflare, or wrangler dev if Miniflare does not start; miniflare / wrangler: only that.
 const runtime = process.env.BENCH_RUNTIME ?? "auto";
+// all, or one section: precision (the others share set-up and run together).
+const only = process.env.BENCH_ONLY ?? "all";
 
 // The operator token of this run's workers (stats and deps need it).
 const OPERATOR_TOKEN = `eco_bench_${randomBytes(16).toString("hex")}`;
@@ -188,8 +191,13 @@ async function main() {
   out(`  other:  sequential requests from Node (node:http, keep-alive) for write → read and fan-out`);
   out();
 
-  // BENCH_ONLY=writers: only the concurrent-writers table (for before/after runs of a change).
-  if (process.env.BENCH_ONLY === "writers") {
+  // BENCH_ONLY=precision or writers: only that table (for before/after runs of a change).
+  if (only === "precision") {
+    await stopWorker(reader);
+    await precisionSection();
+    return finish(t0);
+  }
+  if (only === "writers") {
     const ids = expectStatus(await client(reader.url).get("/v1/users?limit=1000"), 200, "GET /v1/users")
       .json()
       .data.map((u) => u.id);
@@ -198,8 +206,7 @@ async function main() {
     const writes = await startWorker("write", {});
     await writersTable({ out, seconds, http: writer(writes), admin: admin(writes) }, ids);
     await stopWorker(writes);
-    writeFileSync(path.join(OUT_DIR, "latest.txt"), lines.join("\n") + "\n");
-    return;
+    return finish(t0);
   }
   await readTable({ http: client(reader.url), admin: admin(reader), load, loadParams, out });
   const ids = expectStatus(await client(reader.url).get("/v1/users?limit=1000"), 200, "GET /v1/users?limit=1000")
@@ -244,6 +251,37 @@ async function main() {
   });
   await stopWorker(soak);
 
+  await precisionSection();
+  finish(t0);
+}
+
+/** The precision table, on a worker of its own whose cached routes do not rehydrate; then the
+ * write cost with many cached pages, on another. */
+async function precisionSection() {
+  const w = await startWorker("precision", {
+    EDGECACHE_RULES: JSON.stringify([{ pattern: "/v1/*", rehydrate: false }]),
+  });
+  await precisionTable({
+    http: writer(w),
+    anon: client(w.url),
+    admin: admin(w),
+    out,
+    writes: Number(process.env.BENCH_PRECISION_WRITES ?? 60),
+    seed: 0x9e3779b9,
+  });
+  await stopWorker(w);
+  const bounded = await startWorker("bounded", {});
+  await boundedWriteTable({
+    http: writer(bounded),
+    admin: admin(bounded),
+    coordinatorStats: bounded.coordinatorStats,
+    out,
+    reps: Number(process.env.BENCH_BOUNDED_REPS ?? 15),
+  });
+  await stopWorker(bounded);
+}
+
+function finish(t0) {
   out(`Took ${((Date.now() - t0) / 1000).toFixed(0)} s. Worker logs: target/bench/worker-*.log`);
   writeFileSync(path.join(OUT_DIR, "latest.txt"), lines.join("\n") + "\n");
   console.log("Written to target/bench/latest.txt");

@@ -59,7 +59,7 @@ export async function request(base, method, path, { headers = {}, json, body: ra
 export function client(base, defaults = {}) {
   const call = (method) => (path, opts = {}) =>
     request(base, method, path, { ...opts, headers: { ...defaults, ...opts.headers } });
-  return { base, get: call("GET"), put: call("PUT"), post: call("POST"), patch: call("PATCH") };
+  return { base, get: call("GET"), put: call("PUT"), post: call("POST"), patch: call("PATCH"), delete: call("DELETE") };
 }
 
 /** Throws unless the answer has the expected status. */

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::CliError;
-use crate::model::{CreateKey, CreateTenant, InvalidationSpec, Rule, TenantSettings};
+use crate::model::{CreateKey, CreateTenant, ExplainWrite, InvalidationSpec, Rule, TenantSettings};
 use crate::path::encode;
 
 /// Base path of the admin API on the worker.
@@ -118,6 +118,15 @@ impl AdminClient {
     pub fn deps_of_record(&self, tenant: &str, record: &str) -> Result<Value, CliError> {
         let path = tenant_path(tenant, &format!("/deps?record={}", encode(record)));
         self.call("GET", &path, None)
+    }
+
+    /// `POST /tenants/{name}/explain`.
+    pub fn explain(&self, tenant: &str, body: &ExplainWrite) -> Result<Value, CliError> {
+        self.call(
+            "POST",
+            &tenant_path(tenant, "/explain"),
+            Some(to_json(body)),
+        )
     }
 
     /// `GET /tenants/{name}/stats`.

@@ -71,6 +71,9 @@ pub enum Command {
     Invalidate(InvalidateArgs),
     /// Show what a cached URL depends on, or which cached URLs contain a record
     Deps(DepsArgs),
+    /// Show which cached keys a write would invalidate, refresh or spare, and why, without
+    /// writing
+    Explain(ExplainArgs),
     /// Show hit ratios per tier and route, coordinator seqs and pending rehydrates
     Stats,
     /// Fetch a list of paths or URLs through the cache to fill it
@@ -334,6 +337,26 @@ pub struct DepsArgs {
     pub record: Option<RecordRef>,
 }
 
+/// `explain …`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The write's method
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(["POST", "PUT", "PATCH", "DELETE"])
+        .map(|m| m.to_string()), ignore_case = true)]
+    pub method: String,
+    /// The written path, e.g. /v1/users/123-abc, or its full URL
+    #[arg(value_name = "URL_OR_PATH")]
+    pub target: String,
+    /// The write's JSON body
+    #[arg(short = 'd', long = "data", value_name = "JSON", value_parser = parse_json_body)]
+    pub data: Option<serde_json::Value>,
+}
+
+/// A `-d` body: JSON, checked before anything is sent.
+fn parse_json_body(s: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(s).map_err(|e| format!("not JSON: {e}"))
+}
+
 /// `warm …`.
 #[derive(Debug, Args)]
 pub struct WarmArgs {
@@ -509,6 +532,8 @@ mod tests {
             &["tenant", "create", "acme", "--d1", "--table", "notes"],
             &["deps"],
             &["deps", "/v1/users", "--record", "users:1"],
+            &["explain", "GET", "/v1/users/1"],
+            &["explain", "PATCH", "/v1/users/1", "-d", "{city:"],
             &["warm", "list.txt", "--concurrency", "0"],
             &["warm", "list.txt", "--concurrency", "33"],
             &[

@@ -10,15 +10,15 @@ use serde_json::{json, Value};
 
 use crate::api::{self, AdminClient};
 use crate::cli::{
-    BetaCommand, Cli, Command, CompletionShell, DepsArgs, GlobalArgs, InvalidateArgs, KeysCommand,
-    RulesCommand, TenantCommand, TenantCreateArgs, TenantSetArgs, WarmArgs,
+    BetaCommand, Cli, Command, CompletionShell, DepsArgs, ExplainArgs, GlobalArgs, InvalidateArgs,
+    KeysCommand, RulesCommand, TenantCommand, TenantCreateArgs, TenantSetArgs, WarmArgs,
 };
 use crate::config::{self, ConfigFile, Overrides, Settings};
 use crate::error::CliError;
 use crate::model::{
-    Access, BetaList, CreateKey, CreateTenant, CreatedKey, CreatedTenant, InvalidationResult,
-    InvalidationSpec, KeyDeps, KeyList, OriginConfig, RecordDeps, Rule, RuleEnvelope, RuleList,
-    Stats, TenantEnvelope, TenantList, TenantSettings, Whoami,
+    Access, BetaList, CreateKey, CreateTenant, CreatedKey, CreatedTenant, ExplainResponse,
+    ExplainWrite, InvalidationResult, InvalidationSpec, KeyDeps, KeyList, OriginConfig, RecordDeps,
+    Rule, RuleEnvelope, RuleList, Stats, TenantEnvelope, TenantList, TenantSettings, Whoami,
 };
 use crate::path::{api_path, encode};
 use crate::render;
@@ -34,6 +34,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Keys(command) => keys(&ctx, command),
         Command::Invalidate(args) => invalidate(&ctx, args),
         Command::Deps(args) => deps(&ctx, args),
+        Command::Explain(args) => explain(&ctx, args),
         Command::Stats => stats(&ctx),
         Command::Warm(args) => warm(&ctx, args),
         Command::Beta(command) => beta(&ctx, command),
@@ -384,6 +385,22 @@ fn deps(ctx: &Context, args: DepsArgs) -> Result<(), CliError> {
         }
         (None, None) => unreachable!("clap requires a URL or --record"),
     }
+    Ok(())
+}
+
+fn explain(ctx: &Context, args: ExplainArgs) -> Result<(), CliError> {
+    let (settings, client) = ctx.client()?;
+    let tenant = settings.tenant()?;
+    let path = api_path(&args.target, tenant).map_err(CliError::Usage)?;
+    let method = args.method.to_ascii_uppercase();
+    let body = ExplainWrite {
+        method: method.clone(),
+        path: path.clone(),
+        body: args.data,
+    };
+    let raw = client.explain(tenant, &body)?;
+    let answer: ExplainResponse = client.decode(raw.clone())?;
+    ctx.emit(&raw, || render::explained(&method, &path, &answer));
     Ok(())
 }
 

@@ -12,8 +12,8 @@ pub use edgecache_core::access::CreateKey;
 pub use edgecache_core::beta::BetaList;
 pub use edgecache_core::invalidation::InvalidationSpec;
 pub use edgecache_core::protocol::{
-    Access, CoordinatorStats, CreateTenant, InvalidationResult, KeyDeps, OriginConfig, RecordDeps,
-    RuleEnvelope, RuleList, TenantSettings, Whoami,
+    Access, CoordinatorStats, CreateTenant, ExplainResponse, ExplainWrite, InvalidationResult,
+    KeyDeps, OriginConfig, RecordDeps, RuleEnvelope, RuleList, TenantSettings, Whoami,
 };
 
 /// A cache rule, as the worker defines it; absent optional fields mean "the server's default".

@@ -6,11 +6,11 @@ use std::fmt::Write;
 
 use crate::duration::{format_millis, format_secs};
 use edgecache_core::lag::LagSummary;
-use edgecache_core::protocol::REDACTED;
+use edgecache_core::protocol::{KeyAction, KeyReason, REDACTED};
 
 use crate::model::{
-    BetaList, CoordinatorStats, CreatedKey, CreatedTenant, EdgeStats, InvalidationResult, Key,
-    KeyDeps, OriginConfig, RecordDeps, Rule, Stats, Tenant, Whoami,
+    BetaList, CoordinatorStats, CreatedKey, CreatedTenant, EdgeStats, ExplainResponse,
+    InvalidationResult, Key, KeyDeps, OriginConfig, RecordDeps, Rule, Stats, Tenant, Whoami,
 };
 use crate::table::Table;
 
@@ -286,6 +286,52 @@ pub fn key_deps(deps: &KeyDeps) -> String {
     out
 }
 
+/// `explain`: what a write would do, key by key.
+pub fn explained(method: &str, path: &str, answer: &ExplainResponse) -> String {
+    let count = |action: KeyAction| answer.keys.iter().filter(|k| k.action == action).count();
+    let (invalidate, refresh, spare) = (
+        count(KeyAction::Invalidate),
+        count(KeyAction::Refresh),
+        count(KeyAction::Spare),
+    );
+    let mut out =
+        format!(
+        "{method} {path} (not written) would invalidate {invalidate}, refresh {refresh} and spare \
+         {spare}{} cached key{}\n",
+        if answer.truncated { "+" } else { "" },
+        if invalidate + refresh + spare == 1 { "" } else { "s" }
+    );
+    if !answer.unpredictable.is_empty() {
+        let _ = writeln!(
+            out,
+            "the database decides {} (planned as unknown)",
+            answer.unpredictable.join(", ")
+        );
+    }
+    if answer.keys.is_empty() {
+        return out;
+    }
+    let mut table = Table::new(&["ACTION", "KEY", "REASON"]);
+    for key in &answer.keys {
+        let action = match key.action {
+            KeyAction::Invalidate => "invalidate",
+            KeyAction::Refresh => "refresh",
+            KeyAction::Spare => "spare",
+        };
+        let reason = match key.reason {
+            KeyReason::Invalidation(r) => r.as_str(),
+            KeyReason::Page(c) => c.as_str(),
+            KeyReason::Spared(r) => r.as_str(),
+        };
+        table.row(vec![action.into(), key.key.clone(), reason.into()]);
+    }
+    out.push_str(&table.render());
+    if answer.truncated {
+        out.push_str("(more spared keys not listed)\n");
+    }
+    out
+}
+
 /// `deps --record`: which keys contain a record.
 pub fn record_deps(deps: &RecordDeps) -> String {
     if deps.keys.is_empty() {
@@ -459,6 +505,32 @@ fn bytes(n: u64) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_explained_write_lists_each_key_with_its_action_and_reason() {
+        let answer: ExplainResponse = serde_json::from_value(json!({
+            "before": {"id": "1", "city": "Lima"},
+            "after": {"id": "1"},
+            "unpredictable": ["city"],
+            "keys": [
+                {"key": "acme:/v1/users/1", "action": "refresh", "reason": "record_written"},
+                {"key": "acme:/v1/users?limit=5&order=-id", "action": "invalidate", "reason": "shifts_page"},
+                {"key": "acme:/v1/users?city=Oslo", "action": "spare", "reason": "filters_exclude_row"}
+            ],
+            "truncated": true
+        }))
+        .unwrap();
+        assert_eq!(
+            explained("PATCH", "/v1/users/1", &answer),
+            "PATCH /v1/users/1 (not written) would invalidate 1, refresh 1 and spare 1+ cached keys\n\
+             the database decides city (planned as unknown)\n\
+             ACTION      KEY                               REASON\n\
+             refresh     acme:/v1/users/1                  record_written\n\
+             invalidate  acme:/v1/users?limit=5&order=-id  shifts_page\n\
+             spare       acme:/v1/users?city=Oslo          filters_exclude_row\n\
+             (more spared keys not listed)\n"
+        );
+    }
 
     fn tenant_json() -> Tenant {
         serde_json::from_value(json!({

@@ -525,8 +525,8 @@ fn stats_tables_and_json() {
          ROUTE      HITS  MISSES  HIT RATIO\n\
          /v1/users  4     1       80.0%\n\
          \n\
-         TABLE  SEQ  KEYS  PENDING REHYDRATES\n\
-         users  17   120   2\n\
+         TABLE  SEQ  KEYS  PENDING REHYDRATES  LAG P50  LAG P99  RELAY\n\
+         users  17   120   2                   -        -        -\n\
          pending rehydrates: 2\n"
     );
     let out = sandbox.run_against(&server, &["stats", "--json"]);

@@ -464,3 +464,59 @@ fn origin_credentials_are_never_shown_back() {
     operator.ok(&["tenant", "delete", &name, "--yes"]);
     operator.ok(&["tenant", "delete", &d1, "--yes"]);
 }
+
+#[test]
+fn explain_shows_what_a_write_would_do_without_writing_it() {
+    let cli = Cli::new();
+    cli.ok(&[
+        "login",
+        "--endpoint",
+        &w().base,
+        "--token",
+        OPERATOR_TOKEN,
+        "--tenant",
+        "local",
+    ]);
+    let id = w().create_user("cli-explain", "Ex");
+    let path = format!("/v1/users/{id}");
+    w().warm(&path);
+    let body = r#"{"city":"Oslo"}"#;
+    let answer = cli.json(&["explain", "PATCH", &path, "-d", body]);
+    let key = format!("local:{path}");
+    let record = answer["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["key"] == key.as_str())
+        .unwrap_or_else(|| panic!("{answer}"));
+    assert_eq!(
+        (&record["action"], &record["reason"]),
+        (&json!("refresh"), &json!("record_written"))
+    );
+    assert_eq!(answer["after"]["city"], "Oslo");
+    let human = cli.ok(&["explain", "patch", &path, "-d", body]);
+    assert!(
+        human.starts_with(&format!(
+            "PATCH {path} (not written) would invalidate 0, refresh "
+        )),
+        "{human}"
+    );
+    assert!(
+        human
+            .lines()
+            .any(|l| l.starts_with("refresh") && l.contains(&key) && l.ends_with("record_written")),
+        "{human}"
+    );
+    let still = w().get(&path);
+    assert_eq!(
+        (still.outcome(), still.json()["data"]["city"].clone()),
+        ("HIT-L1", json!("Testville")),
+        "explain wrote nothing"
+    );
+    let bad = cli.run(&["explain", "PATCH", &path, "-d", "{city"]);
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "a body that is not JSON is a usage error"
+    );
+}

@@ -6,9 +6,9 @@ use worker::{Env, Headers, Method};
 
 use edgecache_core::codec::encode_component;
 use edgecache_core::protocol::{
-    Changes, CoordinatorStats, InvalidateRequest, InvalidateResponse, KeyInfo, OriginConfig,
-    OriginContext, RecordInfo, RefreshRequest, RegisterRequest, RegisterResponse, WriteRequest,
-    WriteResponse, NAME_HEADER, ORIGIN_HEADER,
+    Changes, CoordinatorStats, ExplainRequest, ExplainResponse, InvalidateRequest,
+    InvalidateResponse, KeyInfo, OriginConfig, OriginContext, RecordInfo, RefreshRequest,
+    RegisterRequest, RegisterResponse, WriteRequest, WriteResponse, NAME_HEADER, ORIGIN_HEADER,
 };
 use edgecache_core::{ApiError, CoordinatorId};
 
@@ -73,6 +73,11 @@ impl<'a> Coordinator<'a> {
     /// Forwards a write.
     pub async fn write(&self, req: &WriteRequest) -> Result<WriteResponse, ApiError> {
         self.call(Method::Post, "/write", Some(req)).await
+    }
+
+    /// What a write would do, without writing.
+    pub async fn explain(&self, req: &ExplainRequest) -> Result<ExplainResponse, ApiError> {
+        self.call(Method::Post, "/explain", Some(req)).await
     }
 
     /// Asks for expired keys to be refilled (stale-while-revalidate).

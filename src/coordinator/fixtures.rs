@@ -100,7 +100,7 @@ pub fn ctx(log_limit: u64) -> StepContext {
 pub fn write(graph: &Graph<MemoryStore>, images: &WriteImages) -> Recorded {
     let intent = graph.begin_intent(&images.id).expect("intent");
     let planned = plan(graph, images).expect("planned");
-    record(graph, intent, images, &planned, ctx(1000)).expect("recorded")
+    record(graph, intent, images, &planned, ctx(1000), None).expect("recorded")
 }
 
 /// The key of a registration.

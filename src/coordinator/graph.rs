@@ -9,12 +9,15 @@ use serde::Deserialize;
 use super::store::{Param, Store, StoreError};
 use edgecache_core::freshness::ALL_KEYS;
 use edgecache_core::key::CacheKey;
-use edgecache_core::planner::{list_index_term, InvalidationReason, ListDependent, WriteImages};
+use edgecache_core::planner::{
+    list_bound_order, list_index_term, list_prefix_term, order_of_bound, page_bounds,
+    row_prefix_terms, sort_key, InvalidationReason, ListDependent, PageBounds, WriteImages,
+};
 use edgecache_core::protocol::{Changes, Dependent, Registration, SparedKey};
 use edgecache_core::Row;
 
 /// Storage layout version; bump it with a new step in `migrate`.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 /// SQLite in Durable Objects takes at most 100 bound parameters per statement.
 const MAX_PARAMS: usize = 90;
 
@@ -165,6 +168,22 @@ impl<S: Store> Graph<S> {
                 vec![],
             )?;
         }
+        if version < 4 {
+            // Lists without filters, by where their pages lie in their order (`page_bounds`),
+            // and lists with a prefix filter but no equality term, by that prefix; those
+            // registered before stay in `list_scan`, planned for every write as before.
+            for ddl in [
+                "CREATE TABLE list_bounds (key TEXT PRIMARY KEY, ord TEXT NOT NULL, state TEXT NOT NULL, lo TEXT, hi TEXT)",
+                "CREATE INDEX list_bounds_lo ON list_bounds (ord, lo, hi)",
+                "CREATE INDEX list_bounds_hi ON list_bounds (ord, hi)",
+                "CREATE INDEX list_bounds_state ON list_bounds (ord, state)",
+                "CREATE TABLE list_bound_orders (ord TEXT PRIMARY KEY)",
+                "CREATE TABLE list_prefixes (col TEXT NOT NULL, prefix TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (col, prefix, key))",
+                "CREATE INDEX list_prefixes_by_key ON list_prefixes (key)",
+            ] {
+                self.exec(ddl, vec![])?;
+            }
+        }
         if version < SCHEMA_VERSION {
             self.set_meta("schema_version", SCHEMA_VERSION as u64)?;
         }
@@ -235,16 +254,52 @@ impl<S: Store> Graph<S> {
             )?;
         }
         match &reg.dependent {
-            Dependent::List { query, .. } => match list_index_term(query) {
-                Some((col, val)) => self.exec(
-                    "INSERT OR IGNORE INTO list_terms (col, val, key) VALUES (?, ?, ?)",
-                    vec![text(&col), text(&val), text(&reg.key)],
-                )?,
-                None => self.exec(
-                    "INSERT OR IGNORE INTO list_scan (key) VALUES (?)",
-                    vec![text(&reg.key)],
-                )?,
-            },
+            Dependent::List { query, window } => {
+                match (
+                    list_index_term(query),
+                    list_prefix_term(query),
+                    list_bound_order(query),
+                ) {
+                    (Some((col, val)), _, _) => self.exec(
+                        "INSERT OR IGNORE INTO list_terms (col, val, key) VALUES (?, ?, ?)",
+                        vec![text(&col), text(&val), text(&reg.key)],
+                    )?,
+                    (None, Some((col, prefix)), _) => self.exec(
+                        "INSERT OR IGNORE INTO list_prefixes (col, prefix, key) VALUES (?, ?, ?)",
+                        vec![text(&col), text(&prefix), text(&reg.key)],
+                    )?,
+                    (None, None, Some(ord)) => {
+                        // Only a full page is placed by its bounds: a short, empty or unkeyed
+                        // one (at most the last of its list, or a few) is planned for every
+                        // write.
+                        let (state, lo, hi) = match page_bounds(query, window) {
+                            PageBounds::Page { lo, hi, full: true } => ("full", Some(lo), Some(hi)),
+                            PageBounds::Page { full: false, .. } => ("short", None, None),
+                            PageBounds::Empty => ("empty", None, None),
+                            PageBounds::Unknown => ("unknown", None, None),
+                        };
+                        self.exec(
+                            "INSERT OR IGNORE INTO list_bound_orders (ord) VALUES (?)",
+                            vec![text(&ord)],
+                        )?;
+                        self.exec(
+                            "INSERT OR REPLACE INTO list_bounds (key, ord, state, lo, hi) \
+                             VALUES (?, ?, ?, ?, ?)",
+                            vec![
+                                text(&reg.key),
+                                text(&ord),
+                                text(state),
+                                Param::from(lo),
+                                Param::from(hi),
+                            ],
+                        )?
+                    }
+                    (None, None, None) => self.exec(
+                        "INSERT OR IGNORE INTO list_scan (key) VALUES (?)",
+                        vec![text(&reg.key)],
+                    )?,
+                }
+            }
             Dependent::Opaque => self.exec(
                 "INSERT OR IGNORE INTO list_scan (key) VALUES (?)",
                 vec![text(&reg.key)],
@@ -273,6 +328,8 @@ impl<S: Store> Graph<S> {
             "DELETE FROM entry_records WHERE key = ?",
             "DELETE FROM list_terms WHERE key = ?",
             "DELETE FROM list_scan WHERE key = ?",
+            "DELETE FROM list_bounds WHERE key = ?",
+            "DELETE FROM list_prefixes WHERE key = ?",
         ] {
             self.exec(q, vec![text(key)])?;
         }
@@ -321,13 +378,15 @@ impl<S: Store> Graph<S> {
         Ok(rows.into_iter().map(|r| r.key).collect())
     }
 
-    /// Lists and opaque entries a write of rows with these index terms could affect: lists
-    /// indexed under one of the terms or on one of the `unindexed` columns (whose text the
-    /// row does not pin down), plus every list without an index term and every opaque entry.
+    /// Lists and opaque entries a write with these images could affect: lists indexed under
+    /// one of the images' `terms` or on one of the `unindexed` columns (whose text an image
+    /// does not pin down), lists without filters whose pages the images can land in, shift or
+    /// extend ([`Graph::bounded_candidates`]), and every other list and opaque entry.
     pub fn candidates(
         &self,
         terms: &[(String, String)],
         unindexed: &[String],
+        images: &WriteImages,
     ) -> Result<(Vec<ListDependent>, Vec<CacheKey>)> {
         let mut keys: Vec<String> = Vec::new();
         for col in unindexed {
@@ -344,6 +403,8 @@ impl<S: Store> Graph<S> {
         }
         let scan: Vec<KeyRow> = self.rows("SELECT key FROM list_scan", vec![])?;
         keys.extend(scan.into_iter().map(|r| r.key));
+        keys.extend(self.prefixed_candidates(images)?);
+        keys.extend(self.bounded_candidates(images)?);
         keys.sort();
         keys.dedup();
         let mut lists = Vec::new();
@@ -365,6 +426,103 @@ impl<S: Store> Graph<S> {
             }
         }
         Ok((lists, opaque))
+    }
+
+    /// Lists indexed by a prefix ([`list_prefix_term`]) that an image may match: those under a
+    /// prefix of one of its column texts, and every one on a column whose text it does not pin
+    /// down.
+    pub fn prefixed_candidates(&self, images: &WriteImages) -> Result<Vec<String>> {
+        let mut terms = Vec::new();
+        let mut every = Vec::new();
+        for image in [&images.before, &images.after].into_iter().flatten() {
+            let (t, e) = row_prefix_terms(image);
+            terms.extend(t);
+            every.extend(e);
+        }
+        terms.sort();
+        terms.dedup();
+        every.sort();
+        every.dedup();
+        let mut keys = Vec::new();
+        for col in &every {
+            let rows: Vec<KeyRow> = self.rows(
+                "SELECT key FROM list_prefixes WHERE col = ?",
+                vec![text(col)],
+            )?;
+            keys.extend(rows.into_iter().map(|r| r.key));
+        }
+        // One column at a time, so each lookup is a range of the (col, prefix) index.
+        for (col, group) in terms.chunk_by(|a, b| a.0 == b.0).map(|g| (&g[0].0, g)) {
+            for chunk in group.chunks(MAX_PARAMS - 1) {
+                let marks = vec!["?"; chunk.len()].join(", ");
+                let mut args = vec![text(col)];
+                args.extend(chunk.iter().map(|(_, p)| text(p)));
+                let rows: Vec<KeyRow> = self.rows(
+                    &format!("SELECT key FROM list_prefixes WHERE col = ? AND prefix IN ({marks})"),
+                    args,
+                )?;
+                keys.extend(rows.into_iter().map(|r| r.key));
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Pages of lists without filters that a write with these images may change, as
+    /// `planner::list_effect` decides it, found by their bounds in each order in use: every
+    /// row matches such a list, so a full page may change only if an image's key falls inside
+    /// it or exactly one image sorts before it (shifting it); short, empty and unkeyed pages
+    /// are always candidates. An image whose key is unknown loads the whole order. Each
+    /// condition is its own query on an index of `lo` or `hi` (only full pages have them: NULL
+    /// compares false).
+    pub fn bounded_candidates(&self, images: &WriteImages) -> Result<Vec<String>> {
+        let orders: Vec<KeyRow> = self.rows("SELECT ord AS key FROM list_bound_orders", vec![])?;
+        let mut keys = Vec::new();
+        let mut select = |condition: &str, args: Vec<Param>| -> Result<()> {
+            let rows: Vec<KeyRow> = self.rows(
+                &format!("SELECT key FROM list_bounds WHERE ord = ? AND {condition}"),
+                args,
+            )?;
+            keys.extend(rows.into_iter().map(|r| r.key));
+            Ok(())
+        };
+        for ord in orders.into_iter().map(|r| r.key) {
+            let order = order_of_bound(&ord);
+            let key = |image: &Option<Row>| {
+                image
+                    .as_ref()
+                    .map(|row| sort_key(order.as_ref(), &images.id_column, row))
+            };
+            let (before, after) = match (key(&images.before), key(&images.after)) {
+                (Some(None), _) | (_, Some(None)) => {
+                    select("1", vec![text(&ord)])?;
+                    continue;
+                }
+                (b, a) => (b.flatten(), a.flatten()),
+            };
+            select("state IN ('short', 'empty', 'unknown')", vec![text(&ord)])?;
+            let present: Vec<&String> = before.iter().chain(after.iter()).collect();
+            for x in &present {
+                select("lo <= ? AND hi >= ?", vec![text(&ord), text(x), text(x)])?;
+            }
+            // Exactly one image before the page (after it, in descending key order).
+            let descending = order.as_ref().is_some_and(|o| o.descending);
+            match (present.as_slice(), descending) {
+                ([x], false) => select("lo > ?", vec![text(&ord), text(x)])?,
+                ([x], true) => select("hi < ?", vec![text(&ord), text(x)])?,
+                ([b, a], descending) => {
+                    let (low, high) = if b <= a { (b, a) } else { (a, b) };
+                    let condition = match descending {
+                        false => "lo > ? AND lo <= ?",
+                        true => "hi >= ? AND hi < ?",
+                    };
+                    select(condition, vec![text(&ord), text(low), text(high)])?;
+                }
+                _ => {}
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
     }
 
     /// Appends a write to the log that late registrations are checked against.
@@ -443,6 +601,9 @@ impl<S: Store> Graph<S> {
             "entry_records",
             "list_terms",
             "list_scan",
+            "list_bounds",
+            "list_bound_orders",
+            "list_prefixes",
             "rehydrate",
         ] {
             self.exec(&format!("DELETE FROM {table}"), vec![])?;
@@ -588,7 +749,10 @@ mod tests {
 
     use super::*;
     use crate::coordinator::fixtures::{graph, registration, row, BORN};
-    use edgecache_core::planner::row_index_terms;
+    use crate::coordinator::store::memory::MemoryStore;
+    use edgecache_core::planner::{list_effect, row_index_terms, ListEffect};
+    use edgecache_core::predicate::cmp_rows;
+    use proptest::prelude::*;
 
     #[test]
     fn the_objects_name_is_stored_once_and_read_back() {
@@ -612,10 +776,182 @@ mod tests {
         g.register(&registration("/v1/users?limit=5", empty(), BORN))
             .unwrap();
         let lane = row(json!({"id": "9", "firstName": "Lane", "age": 30}));
-        let (lists, opaque) = g.candidates(&row_index_terms(&lane), &[]).unwrap();
+        let images = WriteImages {
+            table: "users".into(),
+            id: "9".into(),
+            id_column: "id".into(),
+            before: None,
+            after: Some(lane.clone()),
+        };
+        let (lists, opaque) = g.candidates(&row_index_terms(&lane), &[], &images).unwrap();
         assert_eq!(lists.len(), 121, "every Lane list and the unindexed one");
         assert!(opaque.is_empty());
         assert!(lists.iter().all(|l| !l.key.as_str().contains("Bob")));
+    }
+
+    /// Pages 0..n of `/v1/users?<query>&limit=<limit>` over `rows`, sorted as the origin
+    /// sorts them (`cmp_rows`, the mirror tested against SQLite in the core).
+    fn paged(
+        g: &Graph<MemoryStore>,
+        rows: &[Row],
+        query: &str,
+        limit: usize,
+    ) -> Vec<ListDependent> {
+        let mut pages = Vec::new();
+        for n in 0..=rows.len() / limit + 1 {
+            let path = format!("/v1/users?{query}limit={limit}&offset={}", n * limit);
+            let reg = registration(&path, json!({"data": []}), BORN);
+            let Dependent::List { query: q, .. } = &reg.dependent else {
+                panic!("a list");
+            };
+            let mut sorted = rows.to_vec();
+            sorted.sort_by(|a, b| cmp_rows(q.order.as_ref(), "id", a, b));
+            let page: Vec<Row> = sorted.into_iter().skip(n * limit).take(limit).collect();
+            let reg = registration(&path, json!({ "data": page }), BORN);
+            g.register(&reg).unwrap();
+            if let Dependent::List { query, window } = &reg.dependent {
+                pages.push(ListDependent {
+                    key: CacheKey::parse(&reg.key).unwrap(),
+                    query: query.clone(),
+                    window: Some(window.clone()),
+                });
+            }
+        }
+        pages
+    }
+
+    fn value() -> impl Strategy<Value = serde_json::Value> {
+        prop_oneof![
+            Just(json!(null)),
+            (0i64..6).prop_map(|i| json!(i)),
+            "[ab]{0,2}".prop_map(|s| json!(s)),
+            Just(json!(2.5)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// The bounds index never hides a page the planner would stale.
+        #[test]
+        fn bounded_candidates_hold_every_page_a_write_may_change(
+            ages in proptest::collection::vec(value(), 0..12),
+            order in prop::sample::select(vec!["", "order=age&", "order=-age&", "order=-id&"]),
+            limit in 1usize..4,
+            target in any::<usize>(),
+            new_age in proptest::option::of(value()),
+            kind in 0u8..3,
+        ) {
+            let g = graph();
+            let rows: Vec<Row> = ages
+                .iter()
+                .enumerate()
+                .map(|(i, age)| row(json!({"id": format!("{:02}", i * 7 % 13), "age": age})))
+                .collect();
+            let mut unique = rows.clone();
+            unique.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+            unique.dedup_by(|a, b| a["id"] == b["id"]);
+            let pages = paged(&g, &unique, order, limit);
+            let existing = unique.get(target % unique.len().max(1)).cloned();
+            let changed = |r: &Row| {
+                let mut r = r.clone();
+                r.insert("age".into(), new_age.clone().unwrap_or(json!(null)));
+                r
+            };
+            let (before, after) = match (kind, existing) {
+                (0, Some(r)) => (Some(r.clone()), Some(changed(&r))),
+                (1, Some(r)) => (Some(r), None),
+                _ => (None, Some(changed(&row(json!({"id": format!("{:02}", target % 20)}))))),
+            };
+            if before.is_none() && unique.iter().any(|r| Some(&r["id"]) == after.as_ref().map(|a| &a["id"])) {
+                return Ok(());
+            }
+            let images = WriteImages {
+                table: "users".into(),
+                id: String::new(),
+                id_column: "id".into(),
+                before,
+                after,
+            };
+            let found = g.bounded_candidates(&images).unwrap();
+            for page in &pages {
+                if let ListEffect::Stale(cause) = list_effect(&images, page) {
+                    prop_assert!(
+                        found.contains(&page.key.as_str().to_string()),
+                        "{} ({:?}, {:?}) hidden from {:?}",
+                        page.key, cause, page.window, images
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn prefix_lists_are_found_by_the_prefixes_of_the_written_texts() {
+        let g = graph();
+        let empty = || json!({"data": []});
+        for path in [
+            "/v1/users?firstName=L*",
+            "/v1/users?firstName=La*&limit=5",
+            "/v1/users?firstName=Lé*",
+            "/v1/users?firstName=B*",
+            "/v1/users?age=3*",
+        ] {
+            g.register(&registration(path, empty(), BORN)).unwrap();
+        }
+        let lane = WriteImages {
+            table: "users".into(),
+            id: "9".into(),
+            id_column: "id".into(),
+            before: Some(row(json!({"id": "9", "firstName": "Lane", "age": null}))),
+            after: Some(row(json!({"id": "9", "firstName": "Léa", "age": 31}))),
+        };
+        let mut found = g.prefixed_candidates(&lane).unwrap();
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                "acme:/v1/users?age=3*",
+                "acme:/v1/users?firstName=L%C3%A9*",
+                "acme:/v1/users?firstName=L*",
+                "acme:/v1/users?firstName=La*&limit=5",
+            ],
+            "an integer age loads every prefix list on age"
+        );
+        let (lists, _) = g.candidates(&[], &[], &lane).unwrap();
+        assert_eq!(lists.len(), 4, "nothing else is scanned");
+    }
+
+    #[test]
+    fn a_write_loads_only_the_pages_near_its_place() {
+        let g = graph();
+        let rows: Vec<Row> = (0..1000)
+            .map(|i| row(json!({"id": format!("{i:04}"), "age": i % 90})))
+            .collect();
+        let by_id = paged(&g, &rows, "", 10);
+        let by_age = paged(&g, &rows, "order=age&", 10);
+        assert_eq!(by_id.len() + by_age.len(), 204);
+        let renamed = WriteImages {
+            table: "users".into(),
+            id: "0500".into(),
+            id_column: "id".into(),
+            before: Some(rows[500].clone()),
+            after: Some(row(
+                json!({"id": "0500", "age": 500 % 90, "firstName": "Bea"}),
+            )),
+        };
+        let mut found = g.bounded_candidates(&renamed).unwrap();
+        found.sort();
+        // The page showing the row in each order, and the two empty pages past each end.
+        assert_eq!(found.len(), 6, "{found:?}");
+        assert!(found.contains(&"acme:/v1/users?limit=10&offset=500".to_string()));
+        let inserted = WriteImages {
+            before: None,
+            after: Some(row(json!({"id": "0999a", "age": 89}))),
+            ..renamed
+        };
+        // Sorting after every full page in both orders: only the empty pages may gain it.
+        assert_eq!(g.bounded_candidates(&inserted).unwrap().len(), 4);
     }
 
     #[test]

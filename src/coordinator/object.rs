@@ -21,8 +21,8 @@ use edgecache_core::catalog::Catalog;
 use edgecache_core::config::Config;
 use edgecache_core::origin::OriginError;
 use edgecache_core::protocol::{
-    CoordinatorStats, InvalidateRequest, KeyInfo, OriginConfig, OriginContext, RecordInfo,
-    RefreshRequest, RegisterRequest, WriteRequest, NAME_HEADER, ORIGIN_HEADER,
+    CoordinatorStats, ExplainRequest, InvalidateRequest, KeyInfo, OriginConfig, OriginContext,
+    RecordInfo, RefreshRequest, RegisterRequest, WriteRequest, NAME_HEADER, ORIGIN_HEADER,
 };
 use edgecache_core::ratelimit::RateLimiter;
 use edgecache_core::schema::{Relation, Scope};
@@ -238,6 +238,18 @@ impl TableCoordinator {
                     ApiError::internal("the write's group ended without answering it")
                 })?;
                 json(&outcome?)
+            }
+            (Method::Post, "/explain") => {
+                let body: ExplainRequest = read_json(&mut req, INTERNAL_MAX_BODY).await?;
+                let caller = caller.ok_or_else(|| {
+                    ApiError::internal("an explain reached a coordinator without its origin")
+                })?;
+                let _turn = self.writes_queue.turn().await;
+                json(
+                    &self
+                        .explain_write(body, &caller.tenant, &caller.origin)
+                        .await?,
+                )
             }
             (Method::Post, "/invalidate") => {
                 let body: InvalidateRequest = read_json(&mut req, INTERNAL_MAX_BODY).await?;

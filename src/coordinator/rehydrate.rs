@@ -15,8 +15,8 @@ use crate::runtime::platform::now_ms;
 use edgecache_core::entry::CachedEntry;
 use edgecache_core::fill;
 use edgecache_core::key::CacheKey;
-use edgecache_core::origin::read_target;
-use edgecache_core::protocol::RefreshRequest;
+use edgecache_core::origin::{read_target, ReadTarget};
+use edgecache_core::protocol::{RefreshRequest, Registration};
 use edgecache_core::ratelimit::{Limit, RateLimiter, Verdict};
 use edgecache_core::route;
 use edgecache_core::rules::RoutePolicy;
@@ -78,7 +78,7 @@ impl TableCoordinator {
             let results = futures_util::future::join_all(
                 chunk
                     .iter()
-                    .map(|item| self.refill(table, &relation, &item.key, item.ttl_secs as u64)),
+                    .map(|item| self.refill(&relation, &item.key, item.ttl_secs as u64)),
             )
             .await;
             let outcomes: Vec<bool> = results.iter().map(Result::is_ok).collect();
@@ -132,13 +132,7 @@ impl TableCoordinator {
     /// and registers and stores the copy unless a write overtook it or the origin's answer may
     /// not be stored. A key whose tenant's origin this object has not been told since it
     /// started (an HTTP source after an eviction) is left for the next read.
-    async fn refill(
-        &self,
-        table: &str,
-        relation: &Relation,
-        key: &str,
-        ttl_secs: u64,
-    ) -> Result<(), ApiError> {
+    async fn refill(&self, relation: &Relation, key: &str, ttl_secs: u64) -> Result<(), ApiError> {
         let key = CacheKey::parse(key)?;
         let Some(origin) = self.origin_of(key.tenant()) else {
             return Ok(());
@@ -164,32 +158,59 @@ impl TableCoordinator {
             cache_control: read.cache_control.as_deref(),
             vary: read.vary.as_deref(),
         };
-        let policy = RoutePolicy {
+        let Some((reg, entry)) = refilled_copy(
+            &key,
+            relation,
+            &target,
+            (&read.json, read.body),
+            headers,
+            (stamp, now_ms()),
             ttl_secs,
-            rehydrate: true,
-            ..RoutePolicy::default()
+        ) else {
+            return Ok(());
         };
-        // What a read may not store, a refill may not either; a varied answer is stored per
-        // variant, by reads.
-        let ttl_secs = match storable(headers, &[], &policy) {
-            Ok(allowed) if allowed.vary.is_empty() => allowed.ttl_secs,
-            _ => return Ok(()),
-        };
-        let reg = fill::registration(&key, relation, &target, &read.json, stamp, &policy);
         let graph = self.graph()?;
         if !registration_is_fresh(&graph, &reg, graph.seq()?, relation)? {
             return Ok(()); // a write overtook the refill; that write queued its own
         }
         graph.register(&reg)?;
-        let entry = CachedEntry::new(
-            key.as_str().to_string(),
-            read.body,
-            BTreeMap::from([(table.to_string(), stamp)]),
-            now_ms(),
-            ttl_secs,
-        );
         l2::put(&key, &entry).await.map_err(ApiError::from)
     }
+}
+
+/// The registration and L2 entry of a refilled copy of `key`, the origin's answer `json` and
+/// `body` with its `headers`, stamped `stamp` and filled at `now_ms`; `None` where a read could
+/// not store it either. Also how a write rebuilds a record's copy from its after image
+/// (`write::apply`).
+pub(super) fn refilled_copy(
+    key: &CacheKey,
+    relation: &Relation,
+    target: &ReadTarget,
+    (json, body): (&serde_json::Value, Vec<u8>),
+    headers: OriginHeaders<'_>,
+    (stamp, now_ms): (u64, u64),
+    ttl_secs: u64,
+) -> Option<(Registration, CachedEntry)> {
+    let policy = RoutePolicy {
+        ttl_secs,
+        rehydrate: true,
+        ..RoutePolicy::default()
+    };
+    // What a read may not store, a refill may not either; a varied answer is stored per
+    // variant, by reads.
+    let ttl_secs = match storable(headers, &[], &policy) {
+        Ok(allowed) if allowed.vary.is_empty() => allowed.ttl_secs,
+        _ => return None,
+    };
+    let reg = fill::registration(key, relation, target, json, stamp, &policy);
+    let entry = CachedEntry::new(
+        key.as_str().to_string(),
+        body,
+        BTreeMap::from([(relation.name.clone(), stamp)]),
+        now_ms,
+        ttl_secs,
+    );
+    Some((reg, entry))
 }
 
 /// Records how refills went (`refilled[i]` for `items[i]`): a done refill leaves the queue; a

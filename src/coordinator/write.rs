@@ -8,21 +8,31 @@
 use super::graph::Graph;
 use super::object::TableCoordinator;
 use super::queue::{PendingWrite, WriteOutcome};
+use super::rehydrate::refilled_copy;
 use super::store::{Store, StoreError};
 use crate::cache::l2;
+use crate::origin::d1::D1Origin;
 use crate::origin::{AnyOrigin, Origin};
 use crate::runtime::platform::now_ms;
+use edgecache_core::entry::CachedEntry;
+use edgecache_core::explain::{
+    predicted_after, spare_reason, split_unpredictable, unsupported_origin,
+};
+use edgecache_core::fill::record_body;
 use edgecache_core::key::CacheKey;
-use edgecache_core::origin::{OriginError, OriginWrite};
+use edgecache_core::origin::{OriginError, OriginWrite, ReadTarget};
 use edgecache_core::planner::{
     plan_write, row_index_terms, row_unindexed_columns, InvalidationPlan, InvalidationReason,
     WriteImages,
 };
 use edgecache_core::protocol::{
-    StaleKey, WriteExplanation, WriteFault, WriteOp, WriteRequest, WriteResponse,
+    Dependent, ExplainRequest, ExplainResponse, ExplainedKey, KeyAction, KeyReason, OriginConfig,
+    Registration, StaleKey, WriteExplanation, WriteFault, WriteOp, WriteRequest, WriteResponse,
     MAX_EXPLAINED_KEYS, SLOW_FORWARD_MS,
 };
+use edgecache_core::route;
 use edgecache_core::schema::Relation;
+use edgecache_core::shared_cache::OriginHeaders;
 use edgecache_core::ApiError;
 
 /// L2 copies purged after one write; the rest expire or fail validation.
@@ -48,6 +58,9 @@ pub struct Recorded {
     pub purge: Vec<CacheKey>,
     /// Each stale key, why, and whether it is refilled (at most `MAX_EXPLAINED_KEYS`).
     pub stale: Vec<StaleKey>,
+    /// Record copies rebuilt from the write's after image, registered at `seq`, to store in
+    /// L2 (write-through: no origin read).
+    pub written_through: Vec<(CacheKey, CachedEntry)>,
 }
 
 impl TableCoordinator {
@@ -180,8 +193,11 @@ impl TableCoordinator {
         if self.fault_hook(&pending.req, WriteFault::CrashDuringRehydrate)? {
             self.crash_next_refill.set(true);
         }
-        let recorded = record(graph, intent, &images, &plan, ctx)?;
+        // A D1 write's after image is the row as a read would answer it.
+        let through = matches!(pending.origin, OriginConfig::D1).then_some(relation);
+        let recorded = record(graph, intent, &images, &plan, ctx, through)?;
         self.writes.set(self.writes.get() + 1);
+        self.store_later(recorded.written_through);
         let explained = match pending.req.explain {
             true => Some(explain(graph, &pending.tenant, recorded.stale)?),
             false => None,
@@ -196,6 +212,56 @@ impl TableCoordinator {
             },
             recorded.purge,
         ))
+    }
+
+    /// `POST /explain` of `tenant`: what the write would do to the tenant's cached keys, planned
+    /// on the record as the origin holds it now and as the write would leave it. Nothing is
+    /// written; it takes its turn after the writes queued before it.
+    pub(super) async fn explain_write(
+        &self,
+        req: ExplainRequest,
+        tenant: &str,
+        origin: &OriginConfig,
+    ) -> Result<ExplainResponse, ApiError> {
+        let table = self.table()?.to_string();
+        if req.table != table {
+            return Err(ApiError::new(
+                400,
+                "bad_request",
+                "explain sent to another table's coordinator",
+            ));
+        }
+        if !matches!(origin, OriginConfig::D1) {
+            return Err(unsupported_origin());
+        }
+        let relation = self.relation(&table).await?;
+        let id = match &req.op {
+            WriteOp::Create { row } => row
+                .get(&relation.id_column)
+                .and_then(edgecache_core::id_text)
+                .unwrap_or_default(),
+            other => other.id().unwrap_or_default().to_string(),
+        };
+        let before = D1Origin::new(self.env.d1("DB")?)
+            .get(&relation, &id)
+            .await?;
+        let after = predicted_after(&relation, before.as_ref(), &req.op)?;
+        let images = WriteImages {
+            table,
+            id,
+            id_column: relation.id_column.clone(),
+            before,
+            after,
+        };
+        let (keys, truncated) = explain_keys(&self.graph()?, tenant, &images)?;
+        let (after, unpredictable) = split_unpredictable(images.after);
+        Ok(ExplainResponse {
+            before: images.before,
+            after,
+            unpredictable,
+            keys,
+            truncated,
+        })
     }
 
     /// Forward: the writes go to their origin, with their tenant's credentials; writes to the
@@ -258,6 +324,19 @@ impl TableCoordinator {
         }
     }
 
+    /// Write-through: stores the record copies the write rebuilt, after the response. A copy
+    /// that lands after a later write's invalidation is stamped before it, so never served.
+    fn store_later(&self, copies: Vec<(CacheKey, CachedEntry)>) {
+        if copies.is_empty() {
+            return;
+        }
+        self.state.wait_until(async move {
+            for (key, entry) in copies {
+                let _ = l2::put(&key, &entry).await;
+            }
+        });
+    }
+
     /// Purge: frees this data centre's stale L2 copies after the response. Best effort and
     /// bounded: a stale copy fails validation anyway, so nothing depends on this.
     fn purge_later(&self, keys: Vec<CacheKey>) {
@@ -314,23 +393,29 @@ pub fn settle<S: Store>(
 /// Records a planned write as one synchronous step with its planning (no await until the
 /// intent is gone): bumps the seq, logs the write for late registrations, invalidates what it
 /// made stale, drops the intent and keeps the logs bounded.
+///
+/// `through` is the written table's relation where the after image is the row a record read
+/// answers (the D1 origin): the record's own refillable copies are then rebuilt from it at
+/// once instead of queued for an origin read.
 pub fn record<S: Store>(
     graph: &Graph<S>,
     intent: i64,
     images: &WriteImages,
     plan: &InvalidationPlan,
     ctx: StepContext,
+    through: Option<&Relation>,
 ) -> Result<Recorded, StoreError> {
     let seq = graph.bump()?;
     graph.log_write(seq, images)?;
-    let (purge, stale) = apply(graph, seq, plan, ctx)?;
+    let applied = apply(graph, seq, images, plan, ctx, through)?;
     graph.end_intent(intent)?;
     graph.prune(ctx.log_limit)?;
     Ok(Recorded {
         seq,
         invalidated: plan.entries.len(),
-        purge,
-        stale,
+        purge: applied.purge,
+        stale: applied.stale,
+        written_through: applied.written_through,
     })
 }
 
@@ -351,48 +436,108 @@ pub fn plan<S: Store>(
         .iter()
         .filter_map(|k| CacheKey::parse(k).ok())
         .collect();
-    let (lists, opaque) = graph.candidates(&terms, &unindexed)?;
+    let (lists, opaque) = graph.candidates(&terms, &unindexed, images)?;
     Ok(plan_write(images, &record_keys, &lists, &opaque))
 }
 
-/// Apply: invalidates each planned key at `seq` and queues a refill for those that get one
-/// (the refill purges before it refills); answers the others' keys to purge, and the first
-/// stale keys with their reasons.
+/// What `apply` did besides invalidating.
+struct Applied {
+    purge: Vec<CacheKey>,
+    stale: Vec<StaleKey>,
+    written_through: Vec<(CacheKey, CachedEntry)>,
+}
+
+/// Apply: invalidates each planned key at `seq`; a refillable copy of the written record is
+/// rebuilt from the after image (with `through`) and registered at `seq`, every other key that
+/// gets a refill is queued for one (the refill purges before it refills); answers the others'
+/// keys to purge, and the first stale keys with their reasons.
 fn apply<S: Store>(
     graph: &Graph<S>,
     seq: u64,
+    images: &WriteImages,
     plan: &InvalidationPlan,
     ctx: StepContext,
-) -> Result<(Vec<CacheKey>, Vec<StaleKey>), StoreError> {
-    let mut purge = Vec::new();
-    let mut stale = Vec::new();
+    through: Option<&Relation>,
+) -> Result<Applied, StoreError> {
+    let mut applied = Applied {
+        purge: Vec::new(),
+        stale: Vec::new(),
+        written_through: Vec::new(),
+    };
     for planned in &plan.entries {
         let reg = graph.registration(planned.key.as_str())?;
         graph.invalidate(planned.key.as_str(), seq, planned.reason)?;
         let refilled = match reg.filter(|r| r.refills()) {
             Some(reg) => {
-                graph.enqueue_rehydrate(&reg.key, reg.ttl_secs, ctx.now_ms)?;
+                let rebuilt = through.and_then(|relation| {
+                    rebuilt(&planned.key, &reg, relation, images, (seq, ctx.now_ms))
+                });
+                match rebuilt {
+                    Some((copy, entry)) => {
+                        graph.register(&copy)?;
+                        applied.written_through.push((planned.key.clone(), entry));
+                    }
+                    None => graph.enqueue_rehydrate(&reg.key, reg.ttl_secs, ctx.now_ms)?,
+                }
                 true
             }
             None => {
-                if purge.len() < MAX_PURGE_PER_WRITE {
-                    purge.push(planned.key.clone());
+                if applied.purge.len() < MAX_PURGE_PER_WRITE {
+                    applied.purge.push(planned.key.clone());
                 }
                 false
             }
         };
-        if stale.len() < MAX_EXPLAINED_KEYS {
-            stale.push(StaleKey {
+        if applied.stale.len() < MAX_EXPLAINED_KEYS {
+            applied.stale.push(StaleKey {
                 key: planned.key.as_str().to_string(),
                 reason: planned.reason,
                 refilled,
             });
         }
     }
-    Ok((purge, stale))
+    Ok(applied)
 }
 
-/// What a write did to `tenant`'s keys: those it made stale and those still registered. A
+/// The copy of `key` a write rebuilds from its after image, stamped `seq` and filled at
+/// `now_ms`: only the written
+/// record's own key (`/v1/<table>/<id>`, no query, no variant) of a write that left a row.
+fn rebuilt(
+    key: &CacheKey,
+    reg: &Registration,
+    relation: &Relation,
+    images: &WriteImages,
+    (seq, now_ms): (u64, u64),
+) -> Option<(Registration, CachedEntry)> {
+    let after = images.after.as_ref()?;
+    let resource = route::resource(key.encoded_path())?;
+    let own = reg.dependent == Dependent::Record
+        && key.variant().is_none()
+        && key.query_pairs().is_empty()
+        && resource.relation == relation.name
+        && resource.id.as_deref() == Some(images.id.as_str());
+    if !own {
+        return None;
+    }
+    let json = record_body(after);
+    let body = serde_json::to_vec(&json).ok()?;
+    let no_headers = OriginHeaders {
+        cache_control: None,
+        vary: None,
+    };
+    refilled_copy(
+        key,
+        relation,
+        &ReadTarget::Record(images.id.clone()),
+        (&json, body),
+        no_headers,
+        (seq, now_ms),
+        reg.ttl_secs,
+    )
+}
+
+/// What a write did to `tenant`'s keys: those it made stale and those still registered that
+/// it spared (a record copy the write rebuilt is registered again, but was stale). A
 /// coordinator serves every tenant of its data source; other tenants' keys are left out.
 pub fn explain<S: Store>(
     graph: &Graph<S>,
@@ -400,13 +545,72 @@ pub fn explain<S: Store>(
     stale: Vec<StaleKey>,
 ) -> Result<WriteExplanation, StoreError> {
     let prefix = format!("{tenant}:");
-    Ok(WriteExplanation {
-        stale: stale
-            .into_iter()
-            .filter(|k| k.key.starts_with(&prefix))
-            .collect(),
-        spared: graph.registered(&prefix, MAX_EXPLAINED_KEYS)?,
-    })
+    let stale: Vec<StaleKey> = stale
+        .into_iter()
+        .filter(|k| k.key.starts_with(&prefix))
+        .collect();
+    let spared = graph
+        .registered(&prefix, MAX_EXPLAINED_KEYS + stale.len())?
+        .into_iter()
+        .filter(|k| !stale.iter().any(|s| s.key == k.key))
+        .take(MAX_EXPLAINED_KEYS)
+        .collect();
+    Ok(WriteExplanation { stale, spared })
+}
+
+/// What a write with these images would do to `tenant`'s keys: every key its plan stales
+/// (refreshed where the key is refilled, else invalidated), then the keys it spares with the
+/// planner's reason (at most [`MAX_EXPLAINED_KEYS`]; the flag says whether more were left out).
+pub fn explain_keys<S: Store>(
+    graph: &Graph<S>,
+    tenant: &str,
+    images: &WriteImages,
+) -> Result<(Vec<ExplainedKey>, bool), StoreError> {
+    let prefix = format!("{tenant}:");
+    let planned = plan(graph, images)?;
+    let mut keys = Vec::new();
+    for entry in &planned.entries {
+        let key = entry.key.as_str();
+        if !key.starts_with(&prefix) {
+            continue;
+        }
+        let refills = graph.registration(key)?.is_some_and(|r| r.refills());
+        keys.push(ExplainedKey {
+            key: key.to_string(),
+            action: if refills {
+                KeyAction::Refresh
+            } else {
+                KeyAction::Invalidate
+            },
+            reason: entry
+                .cause
+                .map_or(KeyReason::Invalidation(entry.reason), KeyReason::Page),
+        });
+    }
+    let stale = keys.len();
+    let registered = graph.registered(&prefix, stale + MAX_EXPLAINED_KEYS + 1)?;
+    let mut truncated = false;
+    for listed in registered {
+        let Ok(key) = CacheKey::parse(&listed.key) else {
+            continue;
+        };
+        if planned.reason_for(&key).is_some() {
+            continue;
+        }
+        if keys.len() - stale == MAX_EXPLAINED_KEYS {
+            truncated = true;
+            break;
+        }
+        let Some(reg) = graph.registration(&listed.key)? else {
+            continue;
+        };
+        keys.push(ExplainedKey {
+            key: listed.key,
+            action: KeyAction::Spare,
+            reason: KeyReason::Spared(spare_reason(images, &key, &reg.dependent)),
+        });
+    }
+    Ok((keys, truncated))
 }
 
 /// Invariant 6: an intent left by a coordinator that died between forwarding a write and
@@ -507,6 +711,130 @@ mod tests {
     }
 
     #[test]
+    fn explain_names_each_key_with_its_action_and_reason_and_writes_nothing() {
+        let g = graph();
+        let user = user_reg("1", "Ann", BORN);
+        let other = user_reg("2", "Cy", BORN);
+        let anns = registration(
+            "/v1/users?firstName=Ann&limit=1",
+            json!({"data": [{"id": "1", "firstName": "Ann", "age": 30}]}),
+            BORN,
+        );
+        let zoes = registration("/v1/users?firstName=Zoe", json!({"data": []}), BORN);
+        let quiet = Registration {
+            rehydrate: false,
+            ..registration("/v1/users?firstName=Bea", json!({"data": []}), BORN)
+        };
+        for reg in [&user, &other, &anns, &zoes, &quiet] {
+            g.register(reg).unwrap();
+        }
+        let (keys, truncated) = explain_keys(&g, "acme", &rename("1", "Ann", "Bea")).unwrap();
+        let got: Vec<_> = keys
+            .iter()
+            .map(|k| (k.key.as_str(), k.action, k.reason))
+            .collect();
+        use edgecache_core::planner::{SpareReason, StaleCause};
+        assert_eq!(
+            got,
+            vec![
+                (
+                    user.key.as_str(),
+                    KeyAction::Refresh,
+                    KeyReason::Invalidation(InvalidationReason::RecordWritten)
+                ),
+                (
+                    anns.key.as_str(),
+                    KeyAction::Refresh,
+                    KeyReason::Invalidation(InvalidationReason::RecordWritten)
+                ),
+                (
+                    quiet.key.as_str(),
+                    KeyAction::Invalidate,
+                    KeyReason::Page(StaleCause::MayFillEmptyPage)
+                ),
+                (
+                    other.key.as_str(),
+                    KeyAction::Spare,
+                    KeyReason::Spared(SpareReason::OtherRecord)
+                ),
+                (
+                    zoes.key.as_str(),
+                    KeyAction::Spare,
+                    KeyReason::Spared(SpareReason::FiltersExcludeRow)
+                ),
+            ]
+        );
+        assert!(!truncated);
+        let (keys, _) = explain_keys(&g, "someone-else", &rename("1", "Ann", "Bea")).unwrap();
+        assert!(keys.is_empty(), "only the tenant's keys");
+        // Nothing was written: every key is still registered, the seq unchanged.
+        assert_eq!((g.seq().unwrap(), g.counts().unwrap()), (BORN, (5, 0)));
+    }
+
+    #[test]
+    fn the_written_records_copy_is_rebuilt_from_the_after_image() {
+        let g = graph();
+        let user = user_reg("1", "Ann", BORN);
+        let other = user_reg("2", "Cy", BORN);
+        let beas = registration("/v1/users?firstName=Bea", json!({"data": []}), BORN);
+        for reg in [&user, &other, &beas] {
+            g.register(reg).unwrap();
+        }
+        let intent = g.begin_intent("1").unwrap();
+        let images = rename("1", "Ann", "Bea");
+        let planned = plan(&g, &images).unwrap();
+        let users = fixtures::users();
+        let recorded = record(&g, intent, &images, &planned, ctx(1000), Some(&users)).unwrap();
+        // The record's key: registered again at the write's seq, its copy built, no refill.
+        let copy = g
+            .registration(&user.key)
+            .unwrap()
+            .expect("registered again");
+        assert_eq!(
+            (copy.stamp, copy.records.clone()),
+            (recorded.seq, vec!["1".to_string()])
+        );
+        let [(key, entry)] = recorded.written_through.as_slice() else {
+            panic!("one copy: {:?}", recorded.written_through);
+        };
+        assert_eq!(key, &key_of(&user));
+        let expected = serde_json::to_vec(&record_body(images.after.as_ref().unwrap())).unwrap();
+        assert_eq!(entry.body, expected);
+        assert_eq!(entry.stamps.get("users"), Some(&recorded.seq));
+        // The list that gains the row is refilled from the origin as before.
+        let due: Vec<String> = g
+            .due_rehydrates(0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|i| i.key)
+            .collect();
+        assert_eq!(due, vec![beas.key.clone()]);
+        assert_eq!(g.registration(&other.key).unwrap(), Some(other.clone()));
+        let shown = explain(&g, "acme", recorded.stale.clone()).unwrap();
+        let spared: Vec<&str> = shown.spared.iter().map(|k| k.key.as_str()).collect();
+        assert_eq!(
+            spared,
+            vec![other.key.as_str()],
+            "the rebuilt copy was stale, not spared"
+        );
+        // A delete leaves no row to rebuild from: its record is refilled (and found gone).
+        let intent = g.begin_intent("1").unwrap();
+        let gone = WriteImages {
+            before: images.after.clone(),
+            after: None,
+            ..images
+        };
+        let planned = plan(&g, &gone).unwrap();
+        let recorded = record(&g, intent, &gone, &planned, ctx(1000), Some(&users)).unwrap();
+        assert!(recorded.written_through.is_empty());
+        assert!(g
+            .due_rehydrates(0, 10)
+            .unwrap()
+            .iter()
+            .any(|i| i.key == user.key));
+    }
+
+    #[test]
     fn refillable_keys_are_queued_and_the_others_purged() {
         let g = graph();
         let user = user_reg("1", "Ann", BORN);
@@ -514,7 +842,7 @@ mod tests {
         let intent = g.begin_intent("1").unwrap();
         let images = rename("1", "Ann", "Bea");
         let planned = plan(&g, &images).unwrap();
-        let recorded = record(&g, intent, &images, &planned, ctx(1000)).unwrap();
+        let recorded = record(&g, intent, &images, &planned, ctx(1000), None).unwrap();
         assert!(recorded.purge.is_empty(), "the refill purges");
         let due = g.due_rehydrates(0, 10).unwrap();
         assert_eq!(due.len(), 1);
@@ -529,7 +857,7 @@ mod tests {
         let intent = g.begin_intent("1").unwrap();
         let images = rename("1", "Ann", "Bea");
         let planned = plan(&g, &images).unwrap();
-        let recorded = record(&g, intent, &images, &planned, ctx(1000)).unwrap();
+        let recorded = record(&g, intent, &images, &planned, ctx(1000), None).unwrap();
         assert_eq!(recorded.purge, vec![key_of(&no_rehydrate)]);
         assert!(g.due_rehydrates(0, 10).unwrap().is_empty());
     }

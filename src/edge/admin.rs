@@ -11,6 +11,7 @@ use worker::{Env, Method, Request, Response, Url};
 use super::invalidate;
 use super::tenants::{self, catalog_of, registry};
 use super::throttle::{self, Bucket};
+use super::write::{self, WriteContext};
 use crate::cache::isolate::Edge;
 use crate::coordinator::client::Coordinator;
 use crate::runtime::env::secret;
@@ -19,12 +20,17 @@ use edgecache_core::access::{CreateKey, CreatedKey, KeyInfo, KeyList};
 use edgecache_core::auth::{constant_time_eq, hash_token, parse_bearer};
 use edgecache_core::codec::encode_component;
 use edgecache_core::config::Config;
+use edgecache_core::explain::unsupported_origin;
 use edgecache_core::invalidation::InvalidationSpec;
+use edgecache_core::origin::OriginError;
 use edgecache_core::protocol::{
-    CreateTenant, CreatedTenant, EdgeCounters, InvalidateRequest, RuleEnvelope, RuleList, Tenant,
-    TenantEnvelope, TenantList, TenantRecord, TenantSettings, TenantStats, Whoami,
+    CreateTenant, CreatedTenant, EdgeCounters, ExplainRequest, ExplainWrite, InvalidateRequest,
+    OriginConfig, RuleEnvelope, RuleList, Tenant, TenantEnvelope, TenantList, TenantRecord,
+    TenantSettings, TenantStats, Whoami,
 };
+use edgecache_core::route;
 use edgecache_core::rules::{check_rule, RouteRule};
+use edgecache_core::schema::RelationKind;
 use edgecache_core::{ApiError, CoordinatorId};
 
 /// Largest admin request body.
@@ -114,6 +120,9 @@ pub async fn serve(
             invalidate(req, env, config, &p, name).await
         }
         (Method::Get, ["tenants", name, "deps"]) => deps(env, &p, name, &url).await,
+        (Method::Post, ["tenants", name, "explain"]) => {
+            explain_write(req, env, config, &p, name).await
+        }
         (Method::Get, ["tenants", name, "stats"]) => stats(env, config, &p, name).await,
         (Method::Get, ["beta"]) => {
             operator_only(&p)?;
@@ -330,6 +339,69 @@ pub async fn deps(env: &Env, p: &Principal, tenant: &str, url: &Url) -> Result<R
             "give exactly one of ?url=<path> or ?record=<table:id>",
         )),
     }
+}
+
+/// `POST /tenants/{name}/explain` `{"method","path","body"}`: which of the tenant's cached keys
+/// the write would invalidate, refresh or spare, and why, without writing (D1 origins).
+async fn explain_write(
+    req: &mut Request,
+    env: &Env,
+    config: &Config,
+    p: &Principal,
+    name: &str,
+) -> Result<Response, ApiError> {
+    authorize(p, name)?;
+    let record = existing(env, name).await?;
+    let asked: ExplainWrite = read_json(req, MAX_ADMIN_BODY).await?;
+    let method = match asked.method.to_ascii_uppercase().as_str() {
+        "POST" => Method::Post,
+        "PUT" => Method::Put,
+        "PATCH" => Method::Patch,
+        "DELETE" => Method::Delete,
+        other => {
+            return Err(ApiError::new(
+                400,
+                "bad_method",
+                format!("`{other}` is not a write: explain POST, PUT, PATCH or DELETE"),
+            ))
+        }
+    };
+    let origin = &record.tenant.origin;
+    if !matches!(origin, OriginConfig::D1) {
+        return Err(unsupported_origin());
+    }
+    let path = asked.path.split('?').next().unwrap_or_default();
+    let resource = route::resource(path).ok_or_else(|| ApiError::route_not_found(path))?;
+    let catalog = catalog_of(env, &record).await?;
+    let relation = catalog
+        .relation(&resource.relation)
+        .ok_or_else(|| OriginError::UnknownRelation(resource.relation.clone()))?;
+    if relation.kind == RelationKind::View {
+        return Err(OriginError::ReadOnlyView(relation.name.clone()).into());
+    }
+    let wc = WriteContext {
+        env,
+        config,
+        tenant: name,
+        relation: &relation,
+        resource: &resource,
+        origin,
+        access: &record.tenant.access,
+    };
+    let body = match &asked.body {
+        Some(body) => serde_json::to_vec(body).map_err(|e| ApiError::internal(e.to_string()))?,
+        None => Vec::new(),
+    };
+    let op = write::d1_op(&method, &wc, &body)?;
+    let id = CoordinatorId::new(&origin.source(), &relation.name);
+    let explained = Coordinator::of(env, &id)
+        .for_tenant(name, origin)
+        .explain(&ExplainRequest {
+            table: relation.name.clone(),
+            op,
+        })
+        .await?;
+    answer(&explained)
 }
 
 /// `GET …/stats`: this isolate's counters for the tenant, L1's, and each table coordinator's.

@@ -66,17 +66,32 @@ async fn parse_op(
     method: &Method,
     wc: &WriteContext<'_>,
 ) -> Result<WriteOp, ApiError> {
+    let http = matches!(wc.origin, OriginConfig::Http { .. });
+    match (method, &wc.resource.id) {
+        (Method::Post, None) | (Method::Put | Method::Patch | Method::Delete, Some(_)) if http => {
+            if let Some(id) = &wc.resource.id {
+                check_id_readable(wc.tenant, &wc.relation.name, id)?;
+            }
+            forward_op(req, method, wc).await
+        }
+        (Method::Delete, _) => d1_op(method, wc, &[]),
+        _ => {
+            let body = read_body(req, MAX_BODY_BYTES).await?;
+            d1_op(method, wc, &body)
+        }
+    }
+}
+
+/// A write to the built-in D1 origin as the coordinator takes it, from its method and body
+/// (read only where the method takes one); also what `explain` plans.
+pub fn d1_op(method: &Method, wc: &WriteContext<'_>, body: &[u8]) -> Result<WriteOp, ApiError> {
     let relation = wc.relation;
     if let Some(id) = &wc.resource.id {
         check_id_readable(wc.tenant, &relation.name, id)?;
     }
-    let http = matches!(wc.origin, OriginConfig::Http { .. });
     let op = match (method, &wc.resource.id) {
-        (Method::Post, None) | (Method::Put | Method::Patch | Method::Delete, Some(_)) if http => {
-            forward_op(req, method, wc).await?
-        }
         (Method::Post, None) => {
-            let mut row = parse_row(&read_body(req, MAX_BODY_BYTES).await?, relation)?;
+            let mut row = parse_row(body, relation)?;
             match row.get(&relation.id_column).and_then(id_text) {
                 Some(id) => check_id_readable(wc.tenant, &relation.name, &id)?,
                 None => {
@@ -86,7 +101,7 @@ async fn parse_op(
             WriteOp::Create { row }
         }
         (Method::Put | Method::Patch, Some(id)) => {
-            let row = parse_row(&read_body(req, MAX_BODY_BYTES).await?, relation)?;
+            let row = parse_row(body, relation)?;
             check_id(&row, relation, id)?;
             let id = id.clone();
             match method {

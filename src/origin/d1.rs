@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use worker::wasm_bindgen::JsValue;
 use worker::D1Database;
 
+use edgecache_core::fill::record_body;
 use edgecache_core::id_text;
 use edgecache_core::key::CacheKey;
 use edgecache_core::origin::{OriginError, OriginRead, OriginWrite, ReadTarget};
@@ -154,9 +155,7 @@ impl D1Origin {
                     "meta": { "limit": q.limit, "offset": q.offset, "count": count },
                 }))
             }
-            ReadTarget::Record(id) => {
-                Ok(serde_json::json!({ "data": self.existing(relation, id).await? }))
-            }
+            ReadTarget::Record(id) => Ok(record_body(&self.existing(relation, id).await?)),
             // Only HTTP origins read opaque lists.
             ReadTarget::Opaque => Err(OriginError::UnknownRelation(relation.name.clone())),
         }

@@ -481,6 +481,18 @@ impl Worker {
         a.json()
     }
 
+    /// The seq of `path`'s last invalidation at `table`'s coordinator, if any
+    /// (`/_edgecache/deps` of the default tenant).
+    pub fn last_invalidated(&self, path: &str, table: &str) -> Option<u64> {
+        let a = self.admin(
+            "GET",
+            &format!("/_edgecache/deps?url={}", urlencode(path)),
+            None,
+        );
+        assert_eq!(a.status, 200, "deps of {path}: {}", a.text());
+        a.json()["coordinators"][table]["last_invalidated"]["seq"].as_u64()
+    }
+
     /// A write's read-your-writes token (`users=18`).
     pub fn token_of(a: &Answer) -> String {
         a.header("x-edgecache-seq")

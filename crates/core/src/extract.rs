@@ -9,11 +9,21 @@ use super::predicate::column_value;
 use super::query::ListQuery;
 use super::{id_text, Row};
 
-/// Where a cached list page ends.
+/// Where a cached list page begins and ends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ListWindow {
     /// The page holds `limit` rows, so rows sorting after its last row are not in it.
     pub full: bool,
+    /// The page is a list with no rows: its offset lies past the list's end. False for a body
+    /// that is not a list (and in registrations stored before it was recorded), whose window
+    /// the planner does not know.
+    #[serde(default)]
+    pub empty: bool,
+    /// The page's first row, reduced like `last`: rows moving around before it leave the page
+    /// as it was. `None` for an empty page, and in registrations stored before it was recorded
+    /// (the planner then treats every row up to `last` as inside the page).
+    #[serde(default)]
+    pub first: Option<Row>,
     /// The page's last row, reduced to the order and id columns; `None` for an empty page.
     pub last: Option<Row>,
 }
@@ -35,10 +45,13 @@ pub fn list_window(q: &ListQuery, id_column: &str, body: &Value) -> ListWindow {
     let Some(Value::Array(rows)) = body.get("data") else {
         return ListWindow {
             full: false,
+            empty: false,
+            first: None,
             last: None,
         };
     };
-    let last = rows.last().and_then(Value::as_object).map(|row| {
+    let reduce = |row: &Value| {
+        let row = row.as_object()?;
         let mut reduced = Row::new();
         let columns = q.order.as_ref().map(|o| o.column.as_str());
         for column in columns.into_iter().chain([id_column]) {
@@ -50,12 +63,14 @@ pub fn list_window(q: &ListQuery, id_column: &str, body: &Value) -> ListWindow {
                 reduced.insert(name.clone(), value.clone());
             }
         }
-        reduced
-    });
+        Some(reduced)
+    };
     ListWindow {
         // More rows than asked for means the body is not what the query returned: not full.
         full: rows.len() == q.limit as usize,
-        last,
+        empty: rows.is_empty(),
+        first: rows.first().and_then(reduce),
+        last: rows.last().and_then(reduce),
     }
 }
 
@@ -105,6 +120,10 @@ mod tests {
         let w = list_window(&query(2, Some("name")), "id", &body);
         assert!(w.full);
         assert_eq!(
+            w.first,
+            json!({"id": "1", "name": "Ann"}).as_object().cloned()
+        );
+        assert_eq!(
             w.last,
             json!({"id": "2", "name": "Bob"}).as_object().cloned()
         );
@@ -116,6 +135,8 @@ mod tests {
             empty,
             ListWindow {
                 full: false,
+                empty: true,
+                first: None,
                 last: None
             }
         );
@@ -124,6 +145,8 @@ mod tests {
             odd,
             ListWindow {
                 full: false,
+                empty: false,
+                first: None,
                 last: None
             }
         );
@@ -138,5 +161,9 @@ mod tests {
         );
         let back: ListWindow = serde_json::from_str(&serde_json::to_string(&w).unwrap()).unwrap();
         assert_eq!(back, w);
+        // A registration stored before pages recorded their first row still reads.
+        let old: ListWindow =
+            serde_json::from_value(json!({"full": true, "last": {"id": 1}})).unwrap();
+        assert_eq!((old.first, old.empty), (None, false));
     }
 }

@@ -9,6 +9,14 @@ use crate::origin::ReadTarget;
 use crate::protocol::{Dependent, Registration};
 use crate::rules::RoutePolicy;
 use crate::schema::{Relation, RelationKind};
+use crate::Row;
+
+/// The answer to a record read (`GET /v1/<table>/<id>`) of the built-in D1 origin: what the
+/// origin answers, and what a write rebuilds the record's copy from (its after image), so the
+/// two are the same bytes.
+pub fn record_body(row: &Row) -> Value {
+    serde_json::json!({ "data": row })
+}
 
 /// The registration of `key` with the coordinator of one of `relation.tables`, whose fill
 /// stamp is `stamp`.

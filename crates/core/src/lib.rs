@@ -21,6 +21,7 @@ pub mod codec;
 pub mod config;
 pub mod entry;
 pub mod error;
+pub mod explain;
 pub mod extract;
 pub mod fill;
 pub mod freshness;

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::extract::ListWindow;
 use crate::key::{CacheKey, DataSource};
-use crate::planner::{InvalidationReason, ListDependent};
+use crate::planner::{InvalidationReason, ListDependent, SpareReason, StaleCause};
 use crate::query::ListQuery;
 use crate::Row;
 
@@ -276,6 +276,83 @@ pub struct SparedKey {
     pub key: String,
     /// `record`, `list` or `opaque` (see [`Dependent::kind`]).
     pub kind: String,
+}
+
+/// `POST /_edgecache/admin/tenants/{name}/explain`: a write to explain, as a client would send
+/// it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainWrite {
+    /// `POST`, `PUT`, `PATCH` or `DELETE`.
+    pub method: String,
+    /// `/v1/<table>` or `/v1/<table>/<id>`.
+    pub path: String,
+    /// The JSON body (none for a delete).
+    #[serde(default)]
+    pub body: Option<serde_json::Value>,
+}
+
+/// The coordinator's `POST /explain`: what `op` would do, without doing it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExplainRequest {
+    /// The coordinated table (checked like a write's).
+    pub table: String,
+    /// The write.
+    pub op: WriteOp,
+}
+
+/// What a write would do to one cached key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyAction {
+    /// Invalidated; the next read refills it from the origin.
+    Invalidate,
+    /// Invalidated and refilled from the origin in the background (rehydrate).
+    Refresh,
+    /// Left as it is: the write cannot change it.
+    Spare,
+}
+
+/// Why: the planner's reason for a stale key (for a list page, how the write may change it),
+/// or why it spares one. Serialized as the variant's snake_case name alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum KeyReason {
+    /// A stale record or opaque key.
+    Invalidation(InvalidationReason),
+    /// A stale list page.
+    Page(StaleCause),
+    /// A spared key.
+    Spared(SpareReason),
+}
+
+/// One cached key in an explanation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExplainedKey {
+    /// The key.
+    pub key: String,
+    /// What the write would do to it.
+    pub action: KeyAction,
+    /// Why.
+    pub reason: KeyReason,
+}
+
+/// The answer to an explained write: nothing was written.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExplainResponse {
+    /// The record as the origin holds it now (`None`: absent).
+    pub before: Option<Row>,
+    /// The record as the write would leave it (`None`: deleted), without `unpredictable`.
+    pub after: Option<Row>,
+    /// Columns of `after` whose stored value cannot be predicted (a DEFAULT, a value SQLite's
+    /// type affinity converts); the planner treats them as unknown, which only stales more.
+    pub unpredictable: Vec<String>,
+    /// The tenant's cached keys of the table: those the write would invalidate or refresh
+    /// (every one), then those it would spare (at most [`MAX_EXPLAINED_KEYS`]).
+    pub keys: Vec<ExplainedKey>,
+    /// More keys would be spared than are listed.
+    pub truncated: bool,
 }
 
 /// `POST /refresh`: keys an edge served stale-while-revalidate; the coordinator refills those

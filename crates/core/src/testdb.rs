@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::key::CacheKey;
 use super::planner::WriteImages;
+use super::protocol::WriteOp;
 use super::query::{list_sql, parse_list_query, Filter, ListQuery, Order, SqlValue};
 use super::Row;
 
@@ -220,6 +221,45 @@ impl TestDb {
             id_column: "id".into(),
             before,
             after: self.get(&id),
+        }
+    }
+}
+
+/// The record id `write` addresses on `db` (as [`TestDb::apply`] picks it) and the write as
+/// the coordinator would send it to the D1 origin: an upsert is a PUT of every column.
+pub fn op_of(db: &TestDb, write: &TestWrite) -> (String, WriteOp) {
+    let ids = db.ids();
+    let body = |r: &TestRow| {
+        let text = |s: &Option<String>| s.clone().map_or(Value::Null, Value::String);
+        let b = match &r.b {
+            None => Value::Null,
+            Some(BValue::Int(i)) => json!(i),
+            Some(BValue::Text(s)) => json!(s),
+        };
+        json!({"a": text(&r.a), "b": b, "c": text(&r.c)})
+            .as_object()
+            .unwrap()
+            .clone()
+    };
+    let nth = |n: usize, fallback: &str| match ids.is_empty() {
+        true => fallback.to_string(),
+        false => ids[n % ids.len()].clone(),
+    };
+    match write {
+        TestWrite::Upsert(r) => (
+            r.id.clone(),
+            WriteOp::Replace {
+                id: r.id.clone(),
+                row: body(r),
+            },
+        ),
+        TestWrite::Update(n, r) => {
+            let id = nth(*n, &r.id);
+            (id.clone(), WriteOp::Patch { id, row: body(r) })
+        }
+        TestWrite::Delete(n) => {
+            let id = nth(*n, "zz");
+            (id.clone(), WriteOp::Delete { id })
         }
     }
 }

@@ -1,0 +1,92 @@
+//! Invalidation precision in the real runtime: a PATCH of one user invalidates (and so refills)
+//! exactly the cached pages whose bodies it changed. Plain pages (by id), ordered pages (by age)
+//! and the pages of the user's city are cached; after each write every page's last invalidation
+//! (`/_edgecache/deps`) is compared with whether the origin's answer changed (read with
+//! `cache-control: no-cache`), and pages left alone must still be L1 hits.
+
+mod common;
+
+use common::{seq_of, Worker};
+use serde_json::{json, Value};
+
+fn w() -> &'static Worker {
+    Worker::shared()
+}
+
+/// Reads `path` until it is an L1 hit and returns its body.
+fn cached(path: &str) -> Vec<u8> {
+    w().warm(path).body
+}
+
+fn rows(body: &[u8]) -> Vec<Value> {
+    serde_json::from_slice::<Value>(body).unwrap()["data"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Caches `pages`, applies `patch` to user `id`, and checks page by page that exactly the
+/// pages whose answer changed were invalidated and that the others are still served from L1.
+/// Returns (pages invalidated, pages showing the user before the write).
+fn write_and_check(pages: &[String], id: &str, patch: Value) -> (usize, usize) {
+    let before: Vec<Vec<u8>> = pages.iter().map(|p| cached(p)).collect();
+    let showing = before
+        .iter()
+        .filter(|b| rows(b).iter().any(|r| r["id"] == id))
+        .count();
+    let a = w().send_json("PATCH", &format!("/v1/users/{id}"), &patch);
+    assert_eq!(a.status, 200, "{}", a.text());
+    let token = Worker::token_of(&a);
+    let seq = seq_of(&token);
+    let mut invalidated = 0;
+    for (page, old) in pages.iter().zip(&before) {
+        let stale = w().last_invalidated(page, "users") == Some(seq);
+        let origin = w().get_with(page, &[("cache-control", "no-cache")]);
+        assert_eq!(origin.status, 200, "{page}: {}", origin.text());
+        let changed = &origin.body != old;
+        assert_eq!(
+            stale, changed,
+            "{page} after PATCH {id} {patch}: invalidated {stale}, changed {changed}"
+        );
+        if stale {
+            invalidated += 1;
+        } else {
+            let again = w().get_with(page, &[("x-edgecache-min-seq", &token)]);
+            assert_eq!(
+                (again.outcome(), &again.body),
+                ("HIT-L1", old),
+                "{page}: a page the write left alone is still served from L1"
+            );
+        }
+    }
+    (invalidated, showing)
+}
+
+#[test]
+fn a_patch_refills_only_the_pages_it_changed() {
+    let mut pages: Vec<String> = (0..10)
+        .map(|k| format!("/v1/users?limit=100&offset={}", 100 * k))
+        .collect();
+    pages.extend((0..10).map(|k| format!("/v1/users?limit=100&offset={}&order=age", 100 * k)));
+    let middle = rows(&cached("/v1/users?limit=100&offset=500"))[50].clone();
+    let id = middle["id"].as_str().unwrap().to_string();
+    let city = middle["city"].as_str().unwrap();
+    pages.extend((0..4).map(|k| format!("/v1/users?city={city}&limit=40&offset={}", 40 * k)));
+
+    // A new first name moves the user in no list: only the pages showing it change (one plain
+    // page, one age page, one page of the city).
+    let (invalidated, showing) = write_and_check(&pages, &id, json!({"firstName": "Precise"}));
+    assert_eq!(showing, 3, "the user is on one page of each list");
+    assert_eq!(invalidated, showing, "only the pages showing the user");
+
+    // A new age moves the user through the age pages between its old and new place: those
+    // shift, the others (and every plain and city page but the user's own) stay.
+    let age = middle["age"].as_u64().unwrap();
+    let new_age = if age < 40 { 75 } else { 20 };
+    let (invalidated, _) = write_and_check(&pages, &id, json!({"age": new_age}));
+    assert!(
+        (3..pages.len() / 2).contains(&invalidated),
+        "{invalidated} of {} pages invalidated",
+        pages.len()
+    );
+}
