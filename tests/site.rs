@@ -305,6 +305,9 @@ fn the_openapi_document_is_valid_and_every_operation_answers_as_documented() {
             ("/_edgecache/admin/tenants/{name}/invalidate", _) | ("/_edgecache/invalidate", _) => {
                 Some(json!({"tables": ["users"]}))
             }
+            ("/_edgecache/admin/tenants/{name}/explain", _) => Some(
+                json!({"method": "PATCH", "path": "/v1/users/123-abc", "body": {"city": "Oslo"}}),
+            ),
             ("/_edgecache/beta", _) => Some(json!({"email": "probe@example.com"})),
             ("/_edgecache/demo/write", _) => Some(json!({"id": "u6", "set": {"plan": "pro"}})),
             _ => None,
