@@ -359,7 +359,7 @@ fn the_openapi_document_is_valid_and_every_operation_answers_as_documented() {
         }
     }
     // Every operation of the REST, admin, webhook and site endpoints, each called once.
-    assert_eq!(checked, 27, "operations checked");
+    assert_eq!(checked, 28, "operations checked");
 }
 
 /// The demo's endpoints end to end (a private worker: it writes the sandbox), then the whole
