@@ -183,38 +183,31 @@ async function commitCounters(ctx) {
 export async function writersTable(ctx, ids) {
   const { http, out } = ctx;
   const records = ids.filter((id) => id !== "123-abc").slice(0, 64);
-  const rows = [["writers", "writes/s", "p50", "p99", "p99 / p50", "mean group"]];
+  const rows = [["writers", "writes/s", "p50", "p99", "p99 / p50", "mean group", "no-op p50 / p99 (ratio)"]];
   const results = [];
   for (const writers of [1, 4, 16]) {
     const before = await commitCounters(ctx);
-    const latencies = [];
-    let failed = 0;
-    const deadline = performance.now() + ctx.seconds * 1000;
-    const t0 = performance.now();
-    await Promise.all(
-      Array.from({ length: writers }, async (_, w) => {
-        for (let i = 0; performance.now() < deadline; i++) {
-          const id = records[(w + i * writers) % records.length];
-          const t = performance.now();
-          const a = await http.patch(`/v1/users/${encodeURIComponent(id)}`, { json: { age: 20 + (i % 50) } });
-          latencies.push(performance.now() - t);
-          if (a.status !== 200) failed++;
-        }
-      }),
-    );
-    const elapsed = (performance.now() - t0) / 1000;
+    const write = (w, i) => {
+      const id = records[(w + i * writers) % records.length];
+      return http.patch(`/v1/users/${encodeURIComponent(id)}`, { json: { age: 20 + (i % 50) } });
+    };
+    const writes = await closedLoop(writers, ctx.seconds, write);
     const after = await commitCounters(ctx);
+    // The same clients and concurrency on the no-op route: the tail the runtime and this box
+    // add whatever the request does.
+    const noop = await closedLoop(writers, Math.min(ctx.seconds, 3), () => http.get("/_edgecache/health"));
     const commits = after.commits === null ? null : after.commits - before.commits;
-    const p50 = percentile(latencies, 50);
-    const p99 = percentile(latencies, 99);
-    results.push({ writers, rps: latencies.length / elapsed, p50, p99 });
+    const [p50, p99] = [percentile(writes.latencies, 50), percentile(writes.latencies, 99)];
+    const [n50, n99] = [percentile(noop.latencies, 50), percentile(noop.latencies, 99)];
+    results.push({ writers, rps: writes.rps, p50, p99 });
     rows.push([
       String(writers),
-      `${int(latencies.length / elapsed)}${failed ? ` (${failed} failed!)` : ""}`,
+      `${int(writes.rps)}${writes.failed ? ` (${writes.failed} failed!)` : ""}`,
       ms(p50),
       ms(p99),
       ratio(p99 / p50),
       commits ? ((after.writes - before.writes) / commits).toFixed(1) : "n/a (no group commit)",
+      `${ms(n50)} / ${ms(n99)} (${ratio(n99 / n50)})`,
     ]);
   }
   out(`Concurrent writers on one table (PATCH users, closed loop from Node, ${ctx.seconds} s each)`);
@@ -222,6 +215,25 @@ export async function writersTable(ctx, ids) {
   out("  targets: writes/s grows with writers; p99 ≤ 5× p50");
   out();
   return results;
+}
+
+/** `clients` closed loops of `send(client, i)` for `seconds`: latencies (ms), rate, failures. */
+async function closedLoop(clients, seconds, send) {
+  const latencies = [];
+  let failed = 0;
+  const deadline = performance.now() + seconds * 1000;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: clients }, async (_, c) => {
+      for (let i = 0; performance.now() < deadline; i++) {
+        const t = performance.now();
+        const a = await send(c, i);
+        latencies.push(performance.now() - t);
+        if (a.status !== 200) failed++;
+      }
+    }),
+  );
+  return { latencies, failed, rps: latencies.length / ((performance.now() - t0) / 1000) };
 }
 
 /**
