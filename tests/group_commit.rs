@@ -44,16 +44,21 @@ fn send(method: &str, path: &str, body: Option<Value>) -> Result<Answer, String>
 }
 
 /// Runs `first` (whose write carries `slow_forward`), then, 100 ms later while it is in flight,
-/// each of `rest` at once; answers every outcome, `first`'s first.
+/// each of `rest` at once, the first of them to reach the isolate carrying `rest_fault` if one
+/// is given; answers every outcome, `first`'s first.
 fn behind_a_slow_write(
     first: (&str, String, Option<Value>),
     rest: Vec<(&'static str, String, Option<Value>)>,
+    rest_fault: Option<&str>,
 ) -> Vec<Result<Answer, String>> {
     w().faults(json!({"next_write_fault": "slow_forward"}));
     std::thread::scope(|s| {
         let (m, p, b) = first;
         let head = s.spawn(move || send(m, &p, b));
         std::thread::sleep(Duration::from_millis(100));
+        if let Some(fault) = rest_fault {
+            w().faults(json!({ "next_write_fault": fault }));
+        }
         let tail: Vec<_> = rest
             .into_iter()
             .map(|(m, p, b)| s.spawn(move || send(m, &p, b)))
@@ -85,7 +90,7 @@ fn writes_queued_behind_one_in_flight_are_committed_as_one_group_in_order() {
     let ids: Vec<String> = (0..6).map(|_| w().create_user("group", "Group")).collect();
     let (writes0, commits0) = counters();
     let rest = ids[1..].iter().map(|id| patch(id, "Grouped")).collect();
-    let answers = behind_a_slow_write(patch(&ids[0], "Head"), rest);
+    let answers = behind_a_slow_write(patch(&ids[0], "Head"), rest, None);
     let seqs: Vec<u64> = answers
         .iter()
         .map(|a| {
@@ -131,6 +136,7 @@ fn a_write_the_database_refuses_fails_alone_and_the_rest_of_its_group_lands() {
             ("DELETE", format!("/v1/users/{}", unique("missing")), None),
             patch(&ids[2], "Landed"),
         ],
+        None,
     );
     let statuses: Vec<u16> = answers
         .iter()
@@ -160,35 +166,12 @@ fn a_coordinator_that_dies_mid_group_invalidates_the_rest_when_it_wakes() {
     for id in &ids {
         w().warm(&format!("/v1/users/{id}"));
     }
-    w().faults(json!({"next_write_fault": "slow_forward"}));
-    let answers = std::thread::scope(|s| {
-        let head = s.spawn(|| {
-            send(
-                "PATCH",
-                &format!("/v1/users/{}", ids[0]),
-                Some(json!({"lastName": "After"})),
-            )
-        });
-        std::thread::sleep(Duration::from_millis(100));
-        // The next write through the isolate carries the crash; the three queue as one group.
-        w().faults(json!({"next_write_fault": "crash_mid_group"}));
-        let tail: Vec<_> = ids[1..]
-            .iter()
-            .map(|id| {
-                s.spawn(move || {
-                    send(
-                        "PATCH",
-                        &format!("/v1/users/{id}"),
-                        Some(json!({"lastName": "After"})),
-                    )
-                })
-            })
-            .collect();
-        std::iter::once(head)
-            .chain(tail)
-            .map(|h| h.join().unwrap())
-            .collect::<Vec<_>>()
-    });
+    // The three behind the head queue as one group; one of them carries the crash.
+    let answers = behind_a_slow_write(
+        patch(&ids[0], "After"),
+        ids[1..].iter().map(|id| patch(id, "After")).collect(),
+        Some("crash_mid_group"),
+    );
     w().faults(json!({}));
     let acked: Vec<bool> = answers
         .iter()

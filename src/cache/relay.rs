@@ -15,30 +15,14 @@ fn url_for(id: &CoordinatorId) -> String {
 
 /// The relayed answer for `id`, if one is stored and readable.
 pub async fn get(id: &CoordinatorId) -> Option<RelayedChanges> {
-    let mut resp = Cache::default()
-        .get(url_for(id).as_str(), true)
-        .await
-        .ok()??;
-    let text = resp.text().await.ok()?;
-    serde_json::from_str(&text).ok()
+    serde_json::from_str(&get_text(&url_for(id)).await?).ok()
 }
 
 /// Stores `relayed` as the answer for `id`.
 pub async fn put(id: &CoordinatorId, relayed: &RelayedChanges) {
-    let Ok(body) = serde_json::to_string(relayed) else {
-        return;
-    };
-    let headers = Headers::new();
-    let set = headers
-        .set("content-type", "application/json")
-        .and_then(|_| headers.set("cache-control", &format!("max-age={RELAY_TTL_SECS}")));
-    let Ok(resp) = set
-        .and_then(|_| Response::ok(body))
-        .map(|r| r.with_headers(headers))
-    else {
-        return;
-    };
-    let _ = Cache::default().put(url_for(id).as_str(), resp).await;
+    if let Ok(body) = serde_json::to_string(relayed) {
+        put_text(&url_for(id), body, RELAY_TTL_SECS).await;
+    }
 }
 
 /// The Cache API's key for an isolate's claim to be refreshing `id`'s relayed answer.
@@ -49,21 +33,34 @@ fn claim_url(id: &CoordinatorId) -> String {
 /// Whether another isolate of this data centre claimed to be refreshing `id`'s relayed answer
 /// less than `within_ms` before `now_ms`.
 pub async fn claimed(id: &CoordinatorId, now_ms: u64, within_ms: u64) -> bool {
-    let Ok(Some(mut resp)) = Cache::default().get(claim_url(id).as_str(), true).await else {
-        return false;
-    };
-    let at: Option<u64> = resp.text().await.ok().and_then(|t| t.trim().parse().ok());
+    let at: Option<u64> = get_text(&claim_url(id))
+        .await
+        .and_then(|t| t.trim().parse().ok());
     at.is_some_and(|at| now_ms.saturating_sub(at) < within_ms)
 }
 
 /// Claims the refresh of `id`'s relayed answer at `now_ms`. Two isolates claiming at once both
 /// refresh: one extra coordinator call, nothing worse.
 pub async fn claim(id: &CoordinatorId, now_ms: u64) {
+    put_text(&claim_url(id), now_ms.to_string(), 5).await;
+}
+
+/// The text stored under `url`, if the Cache API has it and it reads.
+async fn get_text(url: &str) -> Option<String> {
+    let mut resp = Cache::default().get(url, true).await.ok()??;
+    resp.text().await.ok()
+}
+
+/// Stores `body` under `url` for `max_age_secs`; failures are ignored (best effort).
+async fn put_text(url: &str, body: String, max_age_secs: u64) {
     let headers = Headers::new();
-    if headers.set("cache-control", "max-age=5").is_err() {
-        return;
-    }
-    if let Ok(resp) = Response::ok(now_ms.to_string()).map(|r| r.with_headers(headers)) {
-        let _ = Cache::default().put(claim_url(id).as_str(), resp).await;
+    let set = headers
+        .set("content-type", "application/json")
+        .and_then(|_| headers.set("cache-control", &format!("max-age={max_age_secs}")));
+    if let Ok(resp) = set
+        .and_then(|_| Response::ok(body))
+        .map(|r| r.with_headers(headers))
+    {
+        let _ = Cache::default().put(url, resp).await;
     }
 }

@@ -166,19 +166,24 @@ impl RelayPolicy {
             }
         }
         RelayVerdict::Apply {
-            refresh_early: age as f64 >= self.refresh_fraction * max_staleness_ms as f64,
+            refresh_early: self.past(age, max_staleness_ms),
         }
     }
-}
 
-impl RelayPolicy {
+    /// Whether `age_ms` is past this isolate's fraction of the bound.
+    fn past(&self, age_ms: u64, max_staleness_ms: u64) -> bool {
+        age_ms as f64 >= self.refresh_fraction * max_staleness_ms as f64
+    }
+
     /// Whether a view not due for a refresh is past this isolate's fraction of the bound, so it
     /// should look at the relay in the background ([`RelayPolicy::early_step`]).
     pub fn past_fraction(&self, view: &TableView, now_ms: u64, max_staleness_ms: u64) -> bool {
         max_staleness_ms > 0
             && view.is_known()
-            && now_ms.saturating_sub(view.refreshed_at_ms) as f64
-                >= self.refresh_fraction * max_staleness_ms as f64
+            && self.past(
+                now_ms.saturating_sub(view.refreshed_at_ms),
+                max_staleness_ms,
+            )
     }
 
     /// The early background step: take a newer relayed answer; refresh the relay when it holds
@@ -198,10 +203,7 @@ impl RelayPolicy {
             RelayVerdict::Apply { refresh_early } => EarlyStep::Apply {
                 refresh: refresh_early,
             },
-            RelayVerdict::NotNewer
-                if (relayed.age_ms(now_ms) as f64)
-                    < self.refresh_fraction * max_staleness_ms as f64 =>
-            {
+            RelayVerdict::NotNewer if !self.past(relayed.age_ms(now_ms), max_staleness_ms) => {
                 EarlyStep::Nothing
             }
             _ => EarlyStep::Refresh,
