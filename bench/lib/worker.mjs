@@ -126,18 +126,20 @@ export async function startMiniflare({ root, state, vars, log, inspectorPort }) 
     // The coordinator's own counters (its internal `GET /stats`), reached through Miniflare's
     // binding proxy: used only to check the set-up of the fan-out runs, never timed.
     const ns = await mf.getDurableObjectNamespace("COORDINATOR");
-    const coordinatorStats = async (tenant, table) => {
-      const name = `${tenant}:${table}`;
+    // `GET <path>` of coordinator `name` (`source:table`), parsed.
+    const coordinatorGet = async (name, path) => {
       const stub = ns.get(ns.idFromName(name));
-      const r = await stub.fetch("https://coordinator/stats");
+      const r = await stub.fetch(`https://coordinator${path}`, { headers: { "x-edgecache-coordinator": name } });
       const text = await r.text();
-      if (r.status !== 200) throw new Error(`coordinator /stats answered ${r.status}: ${text.slice(0, 200)}`);
+      if (r.status !== 200) throw new Error(`coordinator ${path} answered ${r.status}: ${text.slice(0, 200)}`);
       return JSON.parse(text);
     };
+    const coordinatorStats = (tenant, table) => coordinatorGet(`${tenant}:${table}`, "/stats");
     return {
       url,
       path: "Miniflare API → workerd, the worker's own socket (no proxy worker in front)",
       coordinatorStats,
+      coordinatorGet,
       stop,
     };
   } catch (e) {

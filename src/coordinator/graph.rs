@@ -3,6 +3,8 @@
 //! (any [`Store`]: natively tested on an in-memory one). Every method is synchronous: statements with no `.await` between them are atomic, which is
 //! what keeps planning, logging and bumping the seq one indivisible step.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
@@ -11,7 +13,8 @@ use edgecache_core::freshness::ALL_KEYS;
 use edgecache_core::key::CacheKey;
 use edgecache_core::planner::{
     list_bound_order, list_index_term, list_prefix_term, order_of_bound, page_bounds,
-    row_prefix_terms, sort_key, InvalidationReason, ListDependent, PageBounds, WriteImages,
+    row_index_terms, row_prefix_terms, row_unindexed_columns, sort_key, InvalidationReason,
+    ListDependent, PageBounds, WriteImages,
 };
 use edgecache_core::protocol::{Changes, Dependent, Registration, SparedKey};
 use edgecache_core::Row;
@@ -378,35 +381,42 @@ impl<S: Store> Graph<S> {
         Ok(rows.into_iter().map(|r| r.key).collect())
     }
 
-    /// Lists and opaque entries a write with these images could affect: lists indexed under
-    /// one of the images' `terms` or on one of the `unindexed` columns (whose text an image
-    /// does not pin down), lists without filters whose pages the images can land in, shift or
-    /// extend ([`Graph::bounded_candidates`]), and every other list and opaque entry.
-    pub fn candidates(
-        &self,
-        terms: &[(String, String)],
-        unindexed: &[String],
-        images: &WriteImages,
-    ) -> Result<(Vec<ListDependent>, Vec<CacheKey>)> {
-        let mut keys: Vec<String> = Vec::new();
-        for col in unindexed {
-            let rows: Vec<KeyRow> =
-                self.rows("SELECT key FROM list_terms WHERE col = ?", vec![text(col)])?;
-            keys.extend(rows.into_iter().map(|r| r.key));
+    /// For each of a group's writes, in one pass over the indexes, the keys of the lists and
+    /// opaque entries it could affect: lists indexed under one of its images' terms
+    /// ([`row_index_terms`]) or on a column whose text an image does not pin down
+    /// ([`row_unindexed_columns`]), lists with a prefix filter its texts can match
+    /// ([`row_prefix_terms`]), lists without filters whose pages its images can land in, shift
+    /// or extend ([`Graph::bounded_candidates`]), and every other list and opaque entry. Each
+    /// write's keys are exactly those a lookup of its own images finds (sorted, no repeats): the
+    /// group's lookups are shared, one query per column rather than one per term and write.
+    /// Keys registered at the call; [`Graph::dependents`] loads each write's when its turn
+    /// comes, so a key an earlier write of the group invalidated is gone by then.
+    pub fn candidate_keys(&self, writes: &[&WriteImages]) -> Result<Vec<Vec<String>>> {
+        let mut wanted = IndexLookups::default();
+        let per_write: Vec<WriteTerms> = writes
+            .iter()
+            .map(|images| {
+                let terms = WriteTerms::of(images);
+                wanted.add(&terms);
+                terms
+            })
+            .collect();
+        let found = wanted.look_up(self)?;
+        let orders: Vec<KeyRow> = self.rows("SELECT ord AS key FROM list_bound_orders", vec![])?;
+        let orders: Vec<String> = orders.into_iter().map(|r| r.key).collect();
+        let mut all = Vec::with_capacity(writes.len());
+        for (images, terms) in writes.iter().zip(&per_write) {
+            let mut keys = found.keys_for(terms);
+            keys.extend(self.bounded_in(&orders, images)?);
+            keys.sort();
+            keys.dedup();
+            all.push(keys);
         }
-        for (col, val) in terms {
-            let rows: Vec<KeyRow> = self.rows(
-                "SELECT key FROM list_terms WHERE col = ? AND val = ?",
-                vec![text(col), text(val)],
-            )?;
-            keys.extend(rows.into_iter().map(|r| r.key));
-        }
-        let scan: Vec<KeyRow> = self.rows("SELECT key FROM list_scan", vec![])?;
-        keys.extend(scan.into_iter().map(|r| r.key));
-        keys.extend(self.prefixed_candidates(images)?);
-        keys.extend(self.bounded_candidates(images)?);
-        keys.sort();
-        keys.dedup();
+        Ok(all)
+    }
+
+    /// The registered lists and opaque entries among `keys` (sorted), as the planner takes them.
+    pub fn dependents(&self, keys: &[String]) -> Result<(Vec<ListDependent>, Vec<CacheKey>)> {
         let mut lists = Vec::new();
         let mut opaque = Vec::new();
         for chunk in keys.chunks(MAX_PARAMS) {
@@ -428,45 +438,6 @@ impl<S: Store> Graph<S> {
         Ok((lists, opaque))
     }
 
-    /// Lists indexed by a prefix ([`list_prefix_term`]) that an image may match: those under a
-    /// prefix of one of its column texts, and every one on a column whose text it does not pin
-    /// down.
-    pub fn prefixed_candidates(&self, images: &WriteImages) -> Result<Vec<String>> {
-        let mut terms = Vec::new();
-        let mut every = Vec::new();
-        for image in [&images.before, &images.after].into_iter().flatten() {
-            let (t, e) = row_prefix_terms(image);
-            terms.extend(t);
-            every.extend(e);
-        }
-        terms.sort();
-        terms.dedup();
-        every.sort();
-        every.dedup();
-        let mut keys = Vec::new();
-        for col in &every {
-            let rows: Vec<KeyRow> = self.rows(
-                "SELECT key FROM list_prefixes WHERE col = ?",
-                vec![text(col)],
-            )?;
-            keys.extend(rows.into_iter().map(|r| r.key));
-        }
-        // One column at a time, so each lookup is a range of the (col, prefix) index.
-        for (col, group) in terms.chunk_by(|a, b| a.0 == b.0).map(|g| (&g[0].0, g)) {
-            for chunk in group.chunks(MAX_PARAMS - 1) {
-                let marks = vec!["?"; chunk.len()].join(", ");
-                let mut args = vec![text(col)];
-                args.extend(chunk.iter().map(|(_, p)| text(p)));
-                let rows: Vec<KeyRow> = self.rows(
-                    &format!("SELECT key FROM list_prefixes WHERE col = ? AND prefix IN ({marks})"),
-                    args,
-                )?;
-                keys.extend(rows.into_iter().map(|r| r.key));
-            }
-        }
-        Ok(keys)
-    }
-
     /// Pages of lists without filters that a write with these images may change, as
     /// `planner::list_effect` decides it, found by their bounds in each order in use: every
     /// row matches such a list, so a full page may change only if an image's key falls inside
@@ -476,6 +447,12 @@ impl<S: Store> Graph<S> {
     /// compares false).
     pub fn bounded_candidates(&self, images: &WriteImages) -> Result<Vec<String>> {
         let orders: Vec<KeyRow> = self.rows("SELECT ord AS key FROM list_bound_orders", vec![])?;
+        let orders: Vec<String> = orders.into_iter().map(|r| r.key).collect();
+        self.bounded_in(&orders, images)
+    }
+
+    /// [`Graph::bounded_candidates`] in the bound orders in use, `orders`.
+    fn bounded_in(&self, orders: &[String], images: &WriteImages) -> Result<Vec<String>> {
         let mut keys = Vec::new();
         let mut select = |condition: &str, args: Vec<Param>| -> Result<()> {
             let rows: Vec<KeyRow> = self.rows(
@@ -485,8 +462,8 @@ impl<S: Store> Graph<S> {
             keys.extend(rows.into_iter().map(|r| r.key));
             Ok(())
         };
-        for ord in orders.into_iter().map(|r| r.key) {
-            let order = order_of_bound(&ord);
+        for ord in orders {
+            let order = order_of_bound(ord);
             let key = |image: &Option<Row>| {
                 image
                     .as_ref()
@@ -494,28 +471,28 @@ impl<S: Store> Graph<S> {
             };
             let (before, after) = match (key(&images.before), key(&images.after)) {
                 (Some(None), _) | (_, Some(None)) => {
-                    select("1", vec![text(&ord)])?;
+                    select("1", vec![text(ord)])?;
                     continue;
                 }
                 (b, a) => (b.flatten(), a.flatten()),
             };
-            select("state IN ('short', 'empty', 'unknown')", vec![text(&ord)])?;
+            select("state IN ('short', 'empty', 'unknown')", vec![text(ord)])?;
             let present: Vec<&String> = before.iter().chain(after.iter()).collect();
             for x in &present {
-                select("lo <= ? AND hi >= ?", vec![text(&ord), text(x), text(x)])?;
+                select("lo <= ? AND hi >= ?", vec![text(ord), text(x), text(x)])?;
             }
             // Exactly one image before the page (after it, in descending key order).
             let descending = order.as_ref().is_some_and(|o| o.descending);
             match (present.as_slice(), descending) {
-                ([x], false) => select("lo > ?", vec![text(&ord), text(x)])?,
-                ([x], true) => select("hi < ?", vec![text(&ord), text(x)])?,
+                ([x], false) => select("lo > ?", vec![text(ord), text(x)])?,
+                ([x], true) => select("hi < ?", vec![text(ord), text(x)])?,
                 ([b, a], descending) => {
                     let (low, high) = if b <= a { (b, a) } else { (a, b) };
                     let condition = match descending {
                         false => "lo > ? AND lo <= ?",
                         true => "hi >= ? AND hi < ?",
                     };
-                    select(condition, vec![text(&ord), text(low), text(high)])?;
+                    select(condition, vec![text(ord), text(low), text(high)])?;
                 }
                 _ => {}
             }
@@ -738,6 +715,180 @@ impl<S: Store> Graph<S> {
     }
 }
 
+/// What one write looks up in the list indexes (see [`Graph::candidate_keys`]).
+struct WriteTerms {
+    /// `(column, text)` of each image's indexable columns (`list_terms`).
+    terms: Vec<(String, String)>,
+    /// Columns whose text an image does not pin down: every list indexed on them.
+    unindexed: Vec<String>,
+    /// `(column, prefix)` of each image's texts (`list_prefixes`).
+    prefixes: Vec<(String, String)>,
+    /// Columns whose text an image does not pin down for prefixes: every prefix list on them.
+    every_prefix: Vec<String>,
+}
+
+impl WriteTerms {
+    fn of(images: &WriteImages) -> WriteTerms {
+        let mut t = WriteTerms {
+            terms: Vec::new(),
+            unindexed: Vec::new(),
+            prefixes: Vec::new(),
+            every_prefix: Vec::new(),
+        };
+        for image in [&images.before, &images.after].into_iter().flatten() {
+            t.terms.extend(row_index_terms(image));
+            t.unindexed.extend(row_unindexed_columns(image));
+            let (prefixes, every) = row_prefix_terms(image);
+            t.prefixes.extend(prefixes);
+            t.every_prefix.extend(every);
+        }
+        for v in [&mut t.terms, &mut t.prefixes] {
+            v.sort();
+            v.dedup();
+        }
+        for v in [&mut t.unindexed, &mut t.every_prefix] {
+            v.sort();
+            v.dedup();
+        }
+        t
+    }
+}
+
+/// A group's index lookups, by column: the texts (or prefixes) asked for under each, and the
+/// columns whose every entry is wanted.
+#[derive(Default)]
+struct IndexLookups {
+    terms: BTreeMap<String, BTreeSet<String>>,
+    unindexed: BTreeSet<String>,
+    prefixes: BTreeMap<String, BTreeSet<String>>,
+    every_prefix: BTreeSet<String>,
+}
+
+/// What a group's lookups found: keys by `(column, text)`, by column, and the scanned keys.
+struct IndexHits {
+    terms: HashMap<(String, String), Vec<String>>,
+    unindexed: HashMap<String, Vec<String>>,
+    prefixes: HashMap<(String, String), Vec<String>>,
+    every_prefix: HashMap<String, Vec<String>>,
+    scan: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct KeyTextRow {
+    key: String,
+    v: String,
+}
+
+impl IndexLookups {
+    fn add(&mut self, w: &WriteTerms) {
+        for (col, val) in &w.terms {
+            self.terms
+                .entry(col.clone())
+                .or_default()
+                .insert(val.clone());
+        }
+        for (col, prefix) in &w.prefixes {
+            let prefixes = self.prefixes.entry(col.clone()).or_default();
+            prefixes.insert(prefix.clone());
+        }
+        self.unindexed.extend(w.unindexed.iter().cloned());
+        self.every_prefix.extend(w.every_prefix.iter().cloned());
+    }
+
+    /// One query per index for the columns it has entries on, then one per such column (and
+    /// per [`MAX_PARAMS`] texts), each a range of the index's `(col, text)` primary key, plus
+    /// the scanned keys once. A column without entries costs nothing more: the prefixes of a
+    /// row's texts run to hundreds, and most columns have no prefix lists.
+    fn look_up<S: Store>(&self, g: &Graph<S>) -> Result<IndexHits> {
+        let in_use = |table: &str, columns: Vec<&String>| {
+            let mut used = BTreeSet::new();
+            for chunk in columns.chunks(MAX_PARAMS) {
+                let values = vec!["(?)"; chunk.len()].join(", ");
+                let rows: Vec<KeyRow> = g.rows(
+                    &format!(
+                        "SELECT column1 AS key FROM (VALUES {values}) \
+                         WHERE EXISTS (SELECT 1 FROM {table} WHERE col = column1)"
+                    ),
+                    chunk.iter().map(|c| text(c)).collect(),
+                )?;
+                used.extend(rows.into_iter().map(|r| r.key));
+            }
+            Ok::<_, StoreError>(used)
+        };
+        let term_columns = in_use(
+            "list_terms",
+            self.terms.keys().chain(&self.unindexed).collect(),
+        )?;
+        let prefix_columns = in_use(
+            "list_prefixes",
+            self.prefixes.keys().chain(&self.every_prefix).collect(),
+        )?;
+        let by_text = |table: &str,
+                       column: &str,
+                       wanted: &BTreeMap<String, BTreeSet<String>>,
+                       used: &BTreeSet<String>| {
+            let mut hits: HashMap<(String, String), Vec<String>> = HashMap::new();
+            for (col, texts) in wanted.iter().filter(|(col, _)| used.contains(*col)) {
+                let texts: Vec<&String> = texts.iter().collect();
+                for chunk in texts.chunks(MAX_PARAMS - 1) {
+                    let marks = vec!["?"; chunk.len()].join(", ");
+                    let mut args = vec![text(col)];
+                    args.extend(chunk.iter().map(|t| text(t)));
+                    let rows: Vec<KeyTextRow> = g.rows(
+                        &format!(
+                            "SELECT key, {column} AS v FROM {table} WHERE col = ? AND {column} IN ({marks})"
+                        ),
+                        args,
+                    )?;
+                    for r in rows {
+                        hits.entry((col.clone(), r.v)).or_default().push(r.key);
+                    }
+                }
+            }
+            Ok::<_, StoreError>(hits)
+        };
+        let by_column = |table: &str, columns: &BTreeSet<String>, used: &BTreeSet<String>| {
+            let mut hits: HashMap<String, Vec<String>> = HashMap::new();
+            for col in columns.intersection(used) {
+                let rows: Vec<KeyRow> = g.rows(
+                    &format!("SELECT key FROM {table} WHERE col = ?"),
+                    vec![text(col)],
+                )?;
+                hits.insert(col.clone(), rows.into_iter().map(|r| r.key).collect());
+            }
+            Ok::<_, StoreError>(hits)
+        };
+        let scan: Vec<KeyRow> = g.rows("SELECT key FROM list_scan", vec![])?;
+        Ok(IndexHits {
+            terms: by_text("list_terms", "val", &self.terms, &term_columns)?,
+            unindexed: by_column("list_terms", &self.unindexed, &term_columns)?,
+            prefixes: by_text("list_prefixes", "prefix", &self.prefixes, &prefix_columns)?,
+            every_prefix: by_column("list_prefixes", &self.every_prefix, &prefix_columns)?,
+            scan: scan.into_iter().map(|r| r.key).collect(),
+        })
+    }
+}
+
+impl IndexHits {
+    /// The keys a write's own lookups found (unsorted, with repeats).
+    fn keys_for(&self, w: &WriteTerms) -> Vec<String> {
+        let mut keys = self.scan.clone();
+        for term in &w.terms {
+            keys.extend(self.terms.get(term).into_iter().flatten().cloned());
+        }
+        for col in &w.unindexed {
+            keys.extend(self.unindexed.get(col).into_iter().flatten().cloned());
+        }
+        for prefix in &w.prefixes {
+            keys.extend(self.prefixes.get(prefix).into_iter().flatten().cloned());
+        }
+        for col in &w.every_prefix {
+            keys.extend(self.every_prefix.get(col).into_iter().flatten().cloned());
+        }
+        keys
+    }
+}
+
 fn reason_from(s: &str) -> InvalidationReason {
     serde_json::from_value(serde_json::Value::String(s.to_string()))
         .unwrap_or(InvalidationReason::Manual)
@@ -750,7 +901,7 @@ mod tests {
     use super::*;
     use crate::coordinator::fixtures::{graph, registration, row, BORN};
     use crate::coordinator::store::memory::MemoryStore;
-    use edgecache_core::planner::{list_effect, row_index_terms, ListEffect};
+    use edgecache_core::planner::{list_effect, ListEffect};
     use edgecache_core::predicate::cmp_rows;
     use proptest::prelude::*;
 
@@ -783,7 +934,8 @@ mod tests {
             before: None,
             after: Some(lane.clone()),
         };
-        let (lists, opaque) = g.candidates(&row_index_terms(&lane), &[], &images).unwrap();
+        let keys = g.candidate_keys(&[&images]).unwrap().remove(0);
+        let (lists, opaque) = g.dependents(&keys).unwrap();
         assert_eq!(lists.len(), 121, "every Lane list and the unindexed one");
         assert!(opaque.is_empty());
         assert!(lists.iter().all(|l| !l.key.as_str().contains("Bob")));
@@ -906,8 +1058,7 @@ mod tests {
             before: Some(row(json!({"id": "9", "firstName": "Lane", "age": null}))),
             after: Some(row(json!({"id": "9", "firstName": "Léa", "age": 31}))),
         };
-        let mut found = g.prefixed_candidates(&lane).unwrap();
-        found.sort();
+        let found = g.candidate_keys(&[&lane]).unwrap().remove(0);
         assert_eq!(
             found,
             [
@@ -918,7 +1069,7 @@ mod tests {
             ],
             "an integer age loads every prefix list on age"
         );
-        let (lists, _) = g.candidates(&[], &[], &lane).unwrap();
+        let (lists, _) = g.dependents(&found).unwrap();
         assert_eq!(lists.len(), 4, "nothing else is scanned");
     }
 

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use worker::{durable_object, DurableObject, Env, Method, Request, Response, SqlStorage, State};
 
 use super::graph::Graph;
-use super::queue::{WriteGroups, WriteQueue};
+use super::queue::{WriteGroups, WriteQueue, WriteTiming, WriteTimings};
 use super::store::Store;
 use super::write::recover;
 use crate::origin::d1::D1Origin;
@@ -51,6 +51,8 @@ pub struct TableCoordinator {
     writes_queue: WriteQueue,
     /// Writes submitted and not yet committed: the next group.
     write_groups: WriteGroups,
+    /// The last writes' timings (test hooks only: the writers bench reads them).
+    timings: WriteTimings,
     /// Groups committed since the object started (stats).
     pub(super) commits: Cell<u64>,
     /// Writes recorded since the object started (stats).
@@ -76,6 +78,7 @@ impl DurableObject for TableCoordinator {
             recovered: Cell::new(false),
             writes_queue: WriteQueue::default(),
             write_groups: WriteGroups::default(),
+            timings: WriteTimings::default(),
             commits: Cell::new(0),
             writes: Cell::new(0),
             crash_next_refill: Cell::new(false),
@@ -222,11 +225,14 @@ impl TableCoordinator {
                 json(&self.register(&graph, body).await?)
             }
             (Method::Post, "/write") => {
+                let arrived_ms = now_ms();
                 let body: WriteRequest = read_json(&mut req, INTERNAL_MAX_BODY).await?;
                 let caller = caller.ok_or_else(|| {
                     ApiError::internal("a write reached a coordinator without its origin")
                 })?;
-                let ticket = self.write_groups.submit(body, caller.tenant, caller.origin);
+                let ticket =
+                    self.write_groups
+                        .submit(body, caller.tenant, caller.origin, arrived_ms);
                 let turn = self.writes_queue.turn().await;
                 let group = self.write_groups.take(&ticket);
                 if !group.is_empty() {
@@ -234,11 +240,18 @@ impl TableCoordinator {
                 }
                 drop(turn);
                 // Sent by this writer's group, or an earlier one, before this turn began.
-                let outcome = ticket.outcome.await.map_err(|_| {
+                let answer = ticket.outcome.await.map_err(|_| {
                     ApiError::internal("the write's group ended without answering it")
                 })?;
-                json(&outcome?)
+                if self.config()?.test_hooks {
+                    self.timings.push(WriteTiming {
+                        responded_ms: now_ms(),
+                        ..answer.timing
+                    });
+                }
+                json(&answer.outcome?)
             }
+            (Method::Get, "/timings") if self.config()?.test_hooks => json(&self.timings.take()),
             (Method::Post, "/explain") => {
                 let body: ExplainRequest = read_json(&mut req, INTERNAL_MAX_BODY).await?;
                 let caller = caller.ok_or_else(|| {

@@ -14,6 +14,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 
 use futures_channel::oneshot;
+use serde::Serialize;
 
 use edgecache_core::protocol::{OriginConfig, WriteRequest, WriteResponse};
 use edgecache_core::ApiError;
@@ -24,22 +25,78 @@ pub const MAX_GROUP: usize = 32;
 /// A write's answer, as the group that committed it sends it.
 pub type WriteOutcome = Result<WriteResponse, ApiError>;
 
+/// When a write passed each point of the coordinator, in the runtime's milliseconds (which
+/// advance only between I/O events, so synchronous work shows in the interval after it). Kept
+/// for the writers bench, with the test hooks only (`GET /timings`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct WriteTiming {
+    /// The request reached the object.
+    pub arrived_ms: u64,
+    /// Its group started (the writer holding the turn took it).
+    pub taken_ms: u64,
+    /// The group's origin batch answered.
+    pub forwarded_ms: u64,
+    /// The group was recorded and its writers answered.
+    pub answered_ms: u64,
+    /// The writer had its turn and its answer left the object.
+    pub responded_ms: u64,
+    /// Writes in its group.
+    pub group: usize,
+}
+
+/// What the group sends a writer: its outcome, and when the group passed each point.
+pub struct Answer {
+    /// The write's outcome.
+    pub outcome: WriteOutcome,
+    /// The group's times (`arrived_ms` is the writer's own, `responded_ms` not yet known).
+    pub timing: WriteTiming,
+}
+
+/// Most timings kept between two reads of them.
+const MAX_TIMINGS: usize = 50_000;
+
+/// The last writes' timings, oldest first (bounded).
+#[derive(Default)]
+pub struct WriteTimings(RefCell<VecDeque<WriteTiming>>);
+
+impl WriteTimings {
+    /// Keeps a write's timing, forgetting the oldest past [`MAX_TIMINGS`].
+    pub fn push(&self, timing: WriteTiming) {
+        let mut kept = self.0.borrow_mut();
+        if kept.len() == MAX_TIMINGS {
+            kept.pop_front();
+        }
+        kept.push_back(timing);
+    }
+
+    /// The timings kept so far, which are then forgotten.
+    pub fn take(&self) -> Vec<WriteTiming> {
+        self.0.borrow_mut().drain(..).collect()
+    }
+}
+
 /// A write waiting to be committed.
 pub struct PendingWrite {
     ticket: u64,
+    /// When the request reached the object.
+    arrived_ms: u64,
     /// The write.
     pub req: WriteRequest,
     /// The tenant it came through.
     pub tenant: String,
     /// That tenant's origin.
     pub origin: OriginConfig,
-    done: oneshot::Sender<WriteOutcome>,
+    done: oneshot::Sender<Answer>,
 }
 
 impl PendingWrite {
-    /// Answers the writer.
-    pub fn answer(self, outcome: WriteOutcome) {
-        let _ = self.done.send(outcome); // a writer that went away needs no answer
+    /// Answers the writer; `timing` is the group's.
+    pub fn answer(self, outcome: WriteOutcome, timing: WriteTiming) {
+        let timing = WriteTiming {
+            arrived_ms: self.arrived_ms,
+            ..timing
+        };
+        let _ = self.done.send(Answer { outcome, timing }); // a writer that went away needs no answer
     }
 
     /// Whether the writer went away before its write was taken (it is then never applied,
@@ -60,17 +117,24 @@ pub struct WriteGroups {
 pub struct Ticket {
     id: u64,
     /// The answer, sent by whichever group commits the write.
-    pub outcome: oneshot::Receiver<WriteOutcome>,
+    pub outcome: oneshot::Receiver<Answer>,
 }
 
 impl WriteGroups {
-    /// Queues a write for the next group.
-    pub fn submit(&self, req: WriteRequest, tenant: String, origin: OriginConfig) -> Ticket {
+    /// Queues a write that reached the object at `arrived_ms` for the next group.
+    pub fn submit(
+        &self,
+        req: WriteRequest,
+        tenant: String,
+        origin: OriginConfig,
+        arrived_ms: u64,
+    ) -> Ticket {
         let id = self.next_ticket.get();
         self.next_ticket.set(id + 1);
         let (done, outcome) = oneshot::channel();
         self.pending.borrow_mut().push_back(PendingWrite {
             ticket: id,
+            arrived_ms,
             req,
             tenant,
             origin,
@@ -173,9 +237,9 @@ mod tests {
     #[test]
     fn the_writer_with_the_turn_takes_everything_queued_behind_it() {
         let g = WriteGroups::default();
-        let a = g.submit(write("a"), "t".into(), OriginConfig::D1);
-        let b = g.submit(write("b"), "t".into(), OriginConfig::D1);
-        let c = g.submit(write("c"), "u".into(), OriginConfig::D1);
+        let a = g.submit(write("a"), "t".into(), OriginConfig::D1, 0);
+        let b = g.submit(write("b"), "t".into(), OriginConfig::D1, 0);
+        let c = g.submit(write("c"), "u".into(), OriginConfig::D1, 0);
         let group = g.take(&a);
         assert_eq!(ids(&group), ["a", "b", "c"]);
         assert!(
@@ -184,9 +248,16 @@ mod tests {
         );
         for p in group {
             let id = p.req.op.id().unwrap_or_default().to_string();
-            p.answer(Err(ApiError::internal(id)));
+            p.answer(Err(ApiError::internal(id)), WriteTiming::default());
         }
-        let answered = |t: Ticket| t.outcome.now_or_never().unwrap().unwrap().unwrap_err();
+        let answered = |t: Ticket| {
+            t.outcome
+                .now_or_never()
+                .unwrap()
+                .unwrap()
+                .outcome
+                .unwrap_err()
+        };
         assert_eq!(answered(b).message, "b");
         assert_eq!(answered(c).message, "c");
     }
@@ -195,7 +266,7 @@ mod tests {
     fn groups_are_bounded_and_http_writes_go_alone() {
         let g = WriteGroups::default();
         let tickets: Vec<Ticket> = (0..MAX_GROUP + 5)
-            .map(|i| g.submit(write(&i.to_string()), "t".into(), OriginConfig::D1))
+            .map(|i| g.submit(write(&i.to_string()), "t".into(), OriginConfig::D1, 0))
             .collect();
         assert_eq!(g.take(&tickets[0]).len(), MAX_GROUP);
         assert_eq!(g.take(&tickets[MAX_GROUP]).len(), 5);
@@ -203,17 +274,17 @@ mod tests {
             base_url: "https://api.example".into(),
             headers: vec![],
         };
-        let h1 = g.submit(write("h1"), "t".into(), http.clone());
-        let _h2 = g.submit(write("h2"), "t".into(), http);
-        let _d = g.submit(write("d"), "t".into(), OriginConfig::D1);
+        let h1 = g.submit(write("h1"), "t".into(), http.clone(), 0);
+        let _h2 = g.submit(write("h2"), "t".into(), http, 0);
+        let _d = g.submit(write("d"), "t".into(), OriginConfig::D1, 0);
         assert_eq!(ids(&g.take(&h1)), ["h1"]);
     }
 
     #[test]
     fn abandoned_writes_are_dropped_unapplied() {
         let g = WriteGroups::default();
-        let gone = g.submit(write("gone"), "t".into(), OriginConfig::D1);
-        let mine = g.submit(write("mine"), "t".into(), OriginConfig::D1);
+        let gone = g.submit(write("gone"), "t".into(), OriginConfig::D1, 0);
+        let mine = g.submit(write("mine"), "t".into(), OriginConfig::D1, 0);
         drop(gone);
         assert_eq!(ids(&g.take(&mine)), ["mine"]);
     }

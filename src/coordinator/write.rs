@@ -7,7 +7,7 @@
 
 use super::graph::Graph;
 use super::object::TableCoordinator;
-use super::queue::{PendingWrite, WriteOutcome};
+use super::queue::{PendingWrite, WriteOutcome, WriteTiming};
 use super::rehydrate::refilled_copy;
 use super::store::{Store, StoreError};
 use crate::cache::l2;
@@ -21,10 +21,7 @@ use edgecache_core::explain::{
 use edgecache_core::fill::record_body;
 use edgecache_core::key::CacheKey;
 use edgecache_core::origin::{OriginError, OriginWrite, ReadTarget};
-use edgecache_core::planner::{
-    plan_write, row_index_terms, row_unindexed_columns, InvalidationPlan, InvalidationReason,
-    WriteImages,
-};
+use edgecache_core::planner::{plan_write, InvalidationPlan, InvalidationReason, WriteImages};
 use edgecache_core::protocol::{
     Dependent, ExplainRequest, ExplainResponse, ExplainedKey, KeyAction, KeyReason, OriginConfig,
     Registration, StaleKey, WriteExplanation, WriteFault, WriteOp, WriteRequest, WriteResponse,
@@ -67,20 +64,30 @@ impl TableCoordinator {
     /// Commits a group of writes (see `queue`) in the write queue's turn, in order, and answers
     /// each writer.
     pub(super) async fn commit_group(&self, group: Vec<PendingWrite>) {
-        let outcomes = match self.write_group(&group).await {
+        let mut timing = WriteTiming {
+            taken_ms: now_ms(),
+            group: group.len(),
+            ..WriteTiming::default()
+        };
+        let outcomes = match self.write_group(&group, &mut timing).await {
             Ok(outcomes) => outcomes,
             Err(e) => group.iter().map(|_| Err(e.clone())).collect(),
         };
         self.commits.set(self.commits.get() + 1);
+        timing.answered_ms = now_ms();
         for (pending, outcome) in group.into_iter().zip(outcomes) {
-            pending.answer(outcome);
+            pending.answer(outcome, timing);
         }
     }
 
     /// The write path for a group: intents for all, one forward, then each write settled,
     /// planned and recorded in its order (one synchronous step each), then refills scheduled
     /// once. One outcome per write; `Err` when nothing of the group could start.
-    async fn write_group(&self, group: &[PendingWrite]) -> Result<Vec<WriteOutcome>, ApiError> {
+    async fn write_group(
+        &self,
+        group: &[PendingWrite],
+        timing: &mut WriteTiming,
+    ) -> Result<Vec<WriteOutcome>, ApiError> {
         let table = self.table()?.to_string();
         let log_limit = self.config()?.invalidation_log;
         let relation = self.relation(&table).await?;
@@ -137,13 +144,14 @@ impl TableCoordinator {
             let stall = 2 * self.config()?.origin_timeout_ms + 1_000;
             worker::Delay::from(std::time::Duration::from_millis(stall)).await;
         }
+        timing.forwarded_ms = now_ms();
         let graph = self.graph()?;
+        let planned = group_candidates(&graph, &table, &relation.id_column, &results)?;
         let mut purge = Vec::new();
-        for (n, ((&i, intent), result)) in live.iter().zip(intents).zip(results).enumerate() {
+        let writes = live.iter().zip(intents).zip(results).zip(planned);
+        for (n, (((&i, intent), result), planned)) in writes.enumerate() {
             let pending = &group[i];
-            let outcome = self.settle_one(
-                &graph, &table, &relation, pending, intent, result, log_limit,
-            );
+            let outcome = self.settle_one(&graph, &relation, pending, intent, result, planned);
             if let Ok((_, keys)) = &outcome {
                 purge.extend(keys.iter().cloned());
             }
@@ -152,6 +160,7 @@ impl TableCoordinator {
                 self.group_fault([&pending.req], WriteFault::CrashMidGroup)?;
             }
         }
+        graph.prune(log_limit)?;
         self.schedule_rehydrate(&graph).await?;
         self.purge_later(purge);
         Ok(outcomes
@@ -161,34 +170,28 @@ impl TableCoordinator {
     }
 
     /// One write of a group after the origin answered: settle, plan, record (no await), and
-    /// the answer with the keys whose L2 copies to purge.
-    #[allow(clippy::too_many_arguments)]
+    /// the answer with the keys whose L2 copies to purge. `planned` is the write's images and
+    /// candidate keys where the origin changed the record.
     fn settle_one<S: Store>(
         &self,
         graph: &Graph<S>,
-        table: &str,
         relation: &Relation,
         pending: &PendingWrite,
         intent: i64,
         result: Result<OriginWrite, OriginError>,
-        log_limit: u64,
+        planned: Option<ToPlan>,
     ) -> Result<(WriteResponse, Vec<CacheKey>), ApiError> {
         let forwarded = match settle(graph, intent, result)? {
             Settled::Changed(forwarded) => forwarded,
             Settled::Unchanged(resp) => return Ok((resp, Vec::new())),
         };
-        let images = WriteImages {
-            table: table.to_string(),
-            id: forwarded.id,
-            id_column: relation.id_column.clone(),
-            before: forwarded.before,
-            after: forwarded.after,
-        };
+        let (images, candidates) =
+            planned.ok_or_else(|| ApiError::internal("a changed write was not planned"))?;
         let ctx = StepContext {
             now_ms: now_ms(),
-            log_limit,
+            log_limit: self.config()?.invalidation_log,
         };
-        let plan = plan(graph, &images)?;
+        let plan = plan_among(graph, &images, &candidates)?;
         self.fault_hook(&pending.req, WriteFault::CrashAfterPlan)?;
         if self.fault_hook(&pending.req, WriteFault::CrashDuringRehydrate)? {
             self.crash_next_refill.set(true);
@@ -392,7 +395,8 @@ pub fn settle<S: Store>(
 
 /// Records a planned write as one synchronous step with its planning (no await until the
 /// intent is gone): bumps the seq, logs the write for late registrations, invalidates what it
-/// made stale, drops the intent and keeps the logs bounded.
+/// made stale and drops the intent. The caller keeps the logs bounded ([`Graph::prune`]) once
+/// its step has recorded all it records (a group's writes).
 ///
 /// `through` is the written table's relation where the after image is the row a record read
 /// answers (the D1 origin): the record's own refillable copies are then rebuilt from it at
@@ -409,7 +413,6 @@ pub fn record<S: Store>(
     graph.log_write(seq, images)?;
     let applied = apply(graph, seq, images, plan, ctx, through)?;
     graph.end_intent(intent)?;
-    graph.prune(ctx.log_limit)?;
     Ok(Recorded {
         seq,
         invalidated: plan.entries.len(),
@@ -419,24 +422,63 @@ pub fn record<S: Store>(
     })
 }
 
+/// A changed write's images, and the keys to plan it among.
+pub type ToPlan = (WriteImages, Vec<String>);
+
+/// The images of each write the origin changed (`None` for the others), with the keys to plan
+/// it among: one pass over the list indexes for the group ([`Graph::candidate_keys`]); each
+/// write is then planned with [`plan_among`] when its turn comes.
+pub fn group_candidates<S: Store>(
+    graph: &Graph<S>,
+    table: &str,
+    id_column: &str,
+    results: &[Result<OriginWrite, OriginError>],
+) -> Result<Vec<Option<ToPlan>>, StoreError> {
+    let images: Vec<Option<WriteImages>> = results
+        .iter()
+        .map(|r| match r {
+            Ok(f) if f.changed => Some(WriteImages {
+                table: table.to_string(),
+                id: f.id.clone(),
+                id_column: id_column.to_string(),
+                before: f.before.clone(),
+                after: f.after.clone(),
+            }),
+            _ => None,
+        })
+        .collect();
+    let changed: Vec<&WriteImages> = images.iter().flatten().collect();
+    let mut candidates = graph.candidate_keys(&changed)?.into_iter();
+    Ok(images
+        .into_iter()
+        .map(|images| images.map(|i| (i, candidates.next().unwrap_or_default())))
+        .collect())
+}
+
 /// Plan: the keys the write makes stale, from the record's keys and the lists and opaque
 /// entries its images could affect.
 pub fn plan<S: Store>(
     graph: &Graph<S>,
     images: &WriteImages,
 ) -> Result<InvalidationPlan, StoreError> {
-    let mut terms = Vec::new();
-    let mut unindexed = Vec::new();
-    for image in [&images.before, &images.after].into_iter().flatten() {
-        terms.extend(row_index_terms(image));
-        unindexed.extend(row_unindexed_columns(image));
-    }
+    let candidates = graph.candidate_keys(&[images])?;
+    plan_among(graph, images, candidates.first().map_or(&[], Vec::as_slice))
+}
+
+/// Plan among `candidates`, the keys [`Graph::candidate_keys`] found for these images (for a
+/// group, before its first write was recorded): those still registered are planned, so a
+/// write sees what the group's earlier writes invalidated, as if it had come alone after them.
+pub fn plan_among<S: Store>(
+    graph: &Graph<S>,
+    images: &WriteImages,
+    candidates: &[String],
+) -> Result<InvalidationPlan, StoreError> {
     let record_keys: Vec<CacheKey> = graph
         .keys_for_record(&images.id)?
         .iter()
         .filter_map(|k| CacheKey::parse(k).ok())
         .collect();
-    let (lists, opaque) = graph.candidates(&terms, &unindexed, images)?;
+    let (lists, opaque) = graph.dependents(candidates)?;
     Ok(plan_write(images, &record_keys, &lists, &opaque))
 }
 
@@ -631,6 +673,8 @@ pub fn recover<S: Store>(graph: &Graph<S>) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests {
+    use edgecache_core::Row;
+    use proptest::prelude::*;
     use serde_json::json;
 
     use super::*;
@@ -925,6 +969,147 @@ mod tests {
         // Once recovered, a second start has nothing to do.
         recover(&g).unwrap();
         assert_eq!(g.seq().unwrap(), late.seq);
+    }
+
+    /// A scenario for the group/serial comparison: each id's row, and a write as
+    /// `(id, new first name or None for a delete)`.
+    fn group_scenario() -> impl Strategy<Value = Vec<(usize, Option<usize>)>> {
+        proptest::collection::vec(
+            (0usize..6, proptest::option::weighted(0.8, 0usize..4)),
+            1..8,
+        )
+    }
+
+    const NAMES: [&str; 4] = ["Ann", "Bea", "Bo", "Cy"];
+
+    /// Users 0..4 (ids 4 and 5 are created by the writes that name them), and every kind of
+    /// key the planner knows, over them: record copies, lists by first name, by first-name
+    /// prefix, plain pages in two orders, and a list the planner cannot evaluate.
+    fn group_graph() -> (
+        Graph<crate::coordinator::store::memory::MemoryStore>,
+        Vec<Row>,
+    ) {
+        let g = graph();
+        let rows: Vec<Row> = (0..4)
+            .map(|i| {
+                fixtures::row(json!({"id": i.to_string(), "firstName": NAMES[i], "age": 30 + i}))
+            })
+            .collect();
+        let body = |rows: Vec<&Row>| json!({ "data": rows });
+        for r in &rows {
+            let id = r["id"].as_str().unwrap();
+            g.register(&registration(
+                &format!("/v1/users/{id}"),
+                json!({ "data": r }),
+                BORN,
+            ))
+            .unwrap();
+        }
+        for name in NAMES {
+            let matching = rows.iter().filter(|r| r["firstName"] == name).collect();
+            g.register(&registration(
+                &format!("/v1/users?firstName={name}"),
+                body(matching),
+                BORN,
+            ))
+            .unwrap();
+        }
+        let bs = rows
+            .iter()
+            .filter(|r| r["firstName"].as_str().unwrap().starts_with('B'))
+            .collect();
+        g.register(&registration("/v1/users?firstName=B*", body(bs), BORN))
+            .unwrap();
+        for (order, sorted) in [
+            ("", rows.iter().collect::<Vec<_>>()),
+            ("order=-age&", rows.iter().rev().collect()),
+        ] {
+            for offset in [0, 2, 4] {
+                let page = sorted.iter().skip(offset).take(2).copied().collect();
+                g.register(&registration(
+                    &format!("/v1/users?{order}limit=2&offset={offset}"),
+                    body(page),
+                    BORN,
+                ))
+                .unwrap();
+            }
+        }
+        g.register(&registration(
+            "/v1/users?age=gt.31",
+            body(rows.iter().collect()),
+            BORN,
+        ))
+        .unwrap();
+        (g, rows)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// A group's writes, planned among candidates looked up once for the group and recorded
+        /// in order, do exactly what the same writes do one at a time: each write's seq, stale
+        /// keys and reasons, purges, rebuilt copies, and the graph left behind.
+        #[test]
+        fn a_group_plans_and_records_each_write_as_if_it_came_alone(writes in group_scenario()) {
+            let (grouped, rows) = group_graph();
+            let (serial, _) = group_graph();
+            let users = fixtures::users();
+            let mut current: Vec<Option<Row>> = (0..6).map(|i| rows.get(i).cloned()).collect();
+            let mut results = Vec::new();
+            for (id, name) in &writes {
+                let before = current[*id].clone();
+                let after = name.map(|n| {
+                    let mut r = before.clone().unwrap_or_else(|| fixtures::row(json!({"id": id.to_string(), "age": 40})));
+                    r.insert("firstName".into(), json!(NAMES[n]));
+                    r
+                });
+                current[*id] = after.clone();
+                results.push(Ok(OriginWrite {
+                    changed: before.is_some() || after.is_some(),
+                    status: 200,
+                    id: id.to_string(),
+                    before,
+                    after,
+                    body: json!(null),
+                }));
+            }
+            let intents: Vec<i64> = writes.iter().map(|(id, _)| grouped.begin_intent(&id.to_string()).unwrap()).collect();
+            let planned = group_candidates(&grouped, "users", "id", &results).unwrap();
+            let mut in_group = Vec::new();
+            for (intent, planned) in intents.into_iter().zip(planned) {
+                let Some((images, candidates)) = planned else {
+                    grouped.end_intent(intent).unwrap();
+                    in_group.push(None);
+                    continue;
+                };
+                let plan = plan_among(&grouped, &images, &candidates).unwrap();
+                in_group.push(Some(record(&grouped, intent, &images, &plan, ctx(1000), Some(&users)).unwrap()));
+            }
+            let mut alone = Vec::new();
+            for result in &results {
+                let Ok(f) = result else { unreachable!() };
+                if !f.changed {
+                    alone.push(None);
+                    continue;
+                }
+                let images = WriteImages {
+                    table: "users".into(),
+                    id: f.id.clone(),
+                    id_column: "id".into(),
+                    before: f.before.clone(),
+                    after: f.after.clone(),
+                };
+                let intent = serial.begin_intent(&f.id).unwrap();
+                let plan = plan(&serial, &images).unwrap();
+                alone.push(Some(record(&serial, intent, &images, &plan, ctx(1000), Some(&users)).unwrap()));
+            }
+            prop_assert_eq!(in_group, alone);
+            prop_assert_eq!(grouped.changes_since(0).unwrap(), serial.changes_since(0).unwrap());
+            prop_assert_eq!(grouped.counts().unwrap(), serial.counts().unwrap());
+            prop_assert!(grouped.pending_intents().unwrap().is_empty());
+            let keys = |g: &Graph<_>| g.registered("", 1000).unwrap().into_iter().map(|k| (k.key.clone(), g.registration(&k.key).unwrap())).collect::<Vec<_>>();
+            prop_assert_eq!(keys(&grouped), keys(&serial));
+        }
     }
 
     #[test]
