@@ -134,7 +134,7 @@ function timings(all) {
     ["answered → the writer's turn, answer sent", (t) => t.responded_ms - t.answered_ms],
     ["in the coordinator in all", (t) => t.responded_ms - t.arrived_ms],
   ];
-  console.log(`coordinator-side, ${all.length} writes (ms; the runtime's clock moves only between I/O events):`);
+  console.log(`coordinator-side, ${all.length} writes (ms, the runtime's clock):`);
   for (const [what, f] of spans) {
     const xs = all.map(f);
     console.log(`  ${what.padEnd(58)} p50 ${percentile(xs, 50).toFixed(1).padStart(6)}  p99 ${percentile(xs, 99).toFixed(1).padStart(6)}  max ${Math.max(...xs).toFixed(0).padStart(5)}`);

@@ -25,9 +25,9 @@ pub const MAX_GROUP: usize = 32;
 /// A write's answer, as the group that committed it sends it.
 pub type WriteOutcome = Result<WriteResponse, ApiError>;
 
-/// When a write passed each point of the coordinator, in the runtime's milliseconds (which
-/// advance only between I/O events, so synchronous work shows in the interval after it). Kept
-/// for the writers bench, with the test hooks only (`GET /timings`).
+/// When a write passed each point of the coordinator, in the runtime's milliseconds (real time
+/// locally; in production the clock moves only between I/O events). Kept for the writers
+/// bench, with the test hooks only (`GET /timings`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct WriteTiming {
     /// The request reached the object.
