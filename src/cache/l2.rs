@@ -4,6 +4,7 @@
 use worker::{Cache, Headers, Response};
 
 use super::lookup::Tier;
+use crate::runtime::http::body_bytes;
 use crate::runtime::platform::now_ms;
 use edgecache_core::entry::{parse_stamps, CachedEntry, SharedEntry};
 use edgecache_core::key::CacheKey;
@@ -30,7 +31,7 @@ pub fn url_for(key: &CacheKey) -> String {
 
 /// Reads the copy of `key`, if the Cache API has one and its metadata is intact.
 pub async fn get(key: &CacheKey) -> Option<CachedEntry> {
-    let mut resp = Cache::default()
+    let resp = Cache::default()
         .get(url_for(key).as_str(), true)
         .await
         .ok()??;
@@ -47,7 +48,7 @@ pub async fn get(key: &CacheKey) -> Option<CachedEntry> {
         .get(VARY)
         .ok()?
         .map(|v| v.split(',').map(str::to_string).collect());
-    let body = resp.bytes().await.ok()?;
+    let body = body_bytes(&resp).await.ok()?;
     Some(CachedEntry {
         key: stored_key,
         body,

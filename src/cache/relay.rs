@@ -5,6 +5,7 @@
 
 use worker::{Cache, Headers, Response};
 
+use crate::runtime::http::body_bytes;
 use edgecache_core::relay::{RelayedChanges, RELAY_TTL_SECS};
 use edgecache_core::CoordinatorId;
 
@@ -47,8 +48,8 @@ pub async fn claim(id: &CoordinatorId, now_ms: u64) {
 
 /// The text stored under `url`, if the Cache API has it and it reads.
 async fn get_text(url: &str) -> Option<String> {
-    let mut resp = Cache::default().get(url, true).await.ok()??;
-    resp.text().await.ok()
+    let resp = Cache::default().get(url, true).await.ok()??;
+    String::from_utf8(body_bytes(&resp).await.ok()?).ok()
 }
 
 /// Stores `body` under `url` for `max_age_secs`; failures are ignored (best effort).

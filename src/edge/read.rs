@@ -26,6 +26,7 @@ use crate::cache::relay;
 use crate::coordinator::client::Coordinator;
 use crate::origin::{AnyOrigin, Origin};
 use crate::runtime::env::variant_keyer;
+use crate::runtime::http::body_bytes;
 use crate::runtime::platform::{now_ms, within};
 use edgecache_core::cache_control::request_forbids_cached;
 use edgecache_core::codec::encode_component;
@@ -883,8 +884,8 @@ fn passthrough(
 }
 
 /// The answer to a HEAD: the GET's status and headers, `content-length` the GET body's, no body.
-async fn without_body(mut resp: Response) -> Result<Response, ApiError> {
-    let len = resp.bytes().await?.len();
+async fn without_body(resp: Response) -> Result<Response, ApiError> {
+    let len = body_bytes(&resp).await?.len();
     let headers = resp.headers().clone();
     headers.set("content-length", &len.to_string())?;
     Ok(Response::empty()?

@@ -6,6 +6,7 @@
 
 use worker::{Fetch, Headers, Method, Request, RequestInit};
 
+use crate::runtime::http::body_bytes;
 use edgecache_core::id_text;
 use edgecache_core::key::CacheKey;
 use edgecache_core::origin::{OriginError, OriginRead, OriginWrite, ReadTarget};
@@ -91,13 +92,13 @@ impl HttpOrigin {
                 .with_body(Some(worker::js_sys::Uint8Array::from(body).into()));
         }
         let req = Request::new_with_init(&url, &init).map_err(unavailable)?;
-        let mut resp = Fetch::Request(req).send().await.map_err(unavailable)?;
+        let resp = Fetch::Request(req).send().await.map_err(unavailable)?;
         let status = resp.status_code();
         let h = resp.headers();
         let content_type = h.get("content-type").ok().flatten();
         let cache_control = h.get("cache-control").ok().flatten();
         let vary = h.get("vary").ok().flatten();
-        let body = resp.bytes().await.map_err(unavailable)?;
+        let body = body_bytes(&resp).await.map_err(unavailable)?;
         if status >= 500 {
             return Err(OriginError::Unavailable(format!(
                 "the origin answered {status}"

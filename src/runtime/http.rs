@@ -3,7 +3,8 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use worker::{Method, Request, Response};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::{js_sys, web_sys, Method, Request, Response, ResponseBody};
 
 use edgecache_core::ApiError;
 
@@ -31,6 +32,21 @@ pub async fn read_body(req: &mut Request, max: usize) -> Result<Vec<u8>, ApiErro
         return Err(too_large());
     }
     Ok(bytes)
+}
+
+/// A response's whole body, in one `arrayBuffer()` call. `Response::bytes` reads a streamed body
+/// chunk by chunk, each read a trip across the JS boundary: about 0.4 ms per coordinator answer
+/// when measured under concurrent writers.
+pub async fn body_bytes(resp: &Response) -> worker::Result<Vec<u8>> {
+    match resp.body() {
+        ResponseBody::Empty => Ok(Vec::new()),
+        ResponseBody::Body(bytes) => Ok(bytes.clone()),
+        ResponseBody::Stream(stream) => {
+            let whole = web_sys::Response::new_with_opt_readable_stream(Some(stream))?;
+            let buffer = JsFuture::from(whole.array_buffer()?).await?;
+            Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+        }
+    }
 }
 
 /// The body as JSON of type `T` (400 `bad_body` otherwise).

@@ -5,6 +5,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use worker::{Headers, Method, Request, RequestInit, Stub};
 
+use super::http::body_bytes;
 use edgecache_core::protocol::ErrorBody;
 use edgecache_core::ApiError;
 
@@ -27,11 +28,11 @@ pub async fn call<B: Serialize, T: DeserializeOwned>(
         init.with_body(Some(text.into()));
     }
     let req = Request::new_with_init(&format!("https://{object}{path_and_query}"), &init)?;
-    let mut resp = stub
+    let resp = stub
         .fetch_with_request(req)
         .await
         .map_err(|e| ApiError::new(503, &unavailable, e.to_string()))?;
-    let bytes = resp.bytes().await?;
+    let bytes = body_bytes(&resp).await?;
     if resp.status_code() >= 400 {
         let err: ErrorBody = serde_json::from_slice(&bytes).map_err(|_| {
             ApiError::new(
