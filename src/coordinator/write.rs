@@ -9,6 +9,7 @@ use super::graph::Graph;
 use super::object::TableCoordinator;
 use super::queue::{PendingWrite, WriteOutcome};
 use super::rehydrate::refilled_copy;
+use super::shadow::queue_own_checks;
 use super::store::{Store, StoreError};
 use crate::cache::l2;
 use crate::origin::d1::D1Origin;
@@ -32,6 +33,7 @@ use edgecache_core::protocol::{
 };
 use edgecache_core::route;
 use edgecache_core::schema::Relation;
+use edgecache_core::shadow::op_pattern;
 use edgecache_core::shared_cache::OriginHeaders;
 use edgecache_core::ApiError;
 
@@ -139,21 +141,49 @@ impl TableCoordinator {
         }
         let graph = self.graph()?;
         let mut purge = Vec::new();
+        let mut seen = Vec::new();
         for (n, ((&i, intent), result)) in live.iter().zip(intents).zip(results).enumerate() {
             let pending = &group[i];
             let outcome = self.settle_one(
                 &graph, &table, &relation, pending, intent, result, log_limit,
             );
-            if let Ok((_, keys)) = &outcome {
-                purge.extend(keys.iter().cloned());
-            }
-            outcomes[i] = Some(outcome.map(|(resp, _)| resp));
+            outcomes[i] = Some(outcome.map(|(resp, keys, images)| {
+                purge.extend(keys);
+                if let Some(images) = images {
+                    seen.push((i, images, resp.seq));
+                }
+                resp
+            }));
             if n == 0 && live.len() > 1 {
                 self.group_fault([&pending.req], WriteFault::CrashMidGroup)?;
             }
         }
         self.schedule_rehydrate(&graph).await?;
         self.purge_later(purge);
+        // The tenant's other tables hear of each write before its writer is answered, so the
+        // keys learned rules invalidate there are invalidated before the token is given out.
+        for (i, (images, pattern), seq) in seen {
+            let pending = &group[i];
+            let Some(learn) = pending
+                .req
+                .learn
+                .as_ref()
+                .filter(|l| !l.siblings.is_empty())
+            else {
+                continue;
+            };
+            let related = self
+                .tell_siblings(
+                    learn,
+                    (&pending.tenant, &pending.origin),
+                    &images,
+                    (&pattern, seq),
+                )
+                .await;
+            if let Some(Some(Ok(resp))) = outcomes.get_mut(i) {
+                resp.related = related;
+            }
+        }
         Ok(outcomes
             .into_iter()
             .map(|o| o.unwrap_or_else(|| Err(ApiError::internal("a write of the group was lost"))))
@@ -172,10 +202,10 @@ impl TableCoordinator {
         intent: i64,
         result: Result<OriginWrite, OriginError>,
         log_limit: u64,
-    ) -> Result<(WriteResponse, Vec<CacheKey>), ApiError> {
+    ) -> Result<(WriteResponse, Vec<CacheKey>, Option<(WriteImages, String)>), ApiError> {
         let forwarded = match settle(graph, intent, result)? {
             Settled::Changed(forwarded) => forwarded,
-            Settled::Unchanged(resp) => return Ok((resp, Vec::new())),
+            Settled::Unchanged(resp) => return Ok((resp, Vec::new(), None)),
         };
         let images = WriteImages {
             table: table.to_string(),
@@ -189,6 +219,24 @@ impl TableCoordinator {
             log_limit,
         };
         let plan = plan(graph, &images)?;
+        let pattern = op_pattern(&pending.req.op, table);
+        if pending
+            .req
+            .learn
+            .as_ref()
+            .is_some_and(|l| !l.learning.frozen)
+        {
+            let n = self.shadow_allowance(&pending.tenant)?;
+            let seed = graph.seq()?;
+            queue_own_checks(
+                graph,
+                (&images, &pattern),
+                &plan,
+                &pending.tenant,
+                n,
+                (seed, ctx.now_ms),
+            )?;
+        }
         self.fault_hook(&pending.req, WriteFault::CrashAfterPlan)?;
         if self.fault_hook(&pending.req, WriteFault::CrashDuringRehydrate)? {
             self.crash_next_refill.set(true);
@@ -209,8 +257,10 @@ impl TableCoordinator {
                 seq: recorded.seq,
                 invalidated: recorded.invalidated,
                 explained,
+                related: Default::default(),
             },
             recorded.purge,
+            Some((images, pattern)),
         ))
     }
 
@@ -375,6 +425,7 @@ pub fn settle<S: Store>(
                 seq: graph.seq()?,
                 invalidated: 0,
                 explained: None,
+                related: Default::default(),
             }))
         }
         Err(e @ (OriginError::Unavailable(_) | OriginError::Timeout(_))) => {
