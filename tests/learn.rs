@@ -339,8 +339,8 @@ fn shadow_fetches_stay_within_the_per_write_budget() {
     }
     let reads = s.shop.user_reads();
     let writes = 5;
-    for n in 0..writes {
-        s.order(&format!("ob{n}"), &users[n]);
+    for (n, user) in users.iter().take(writes).enumerate() {
+        s.order(&format!("ob{n}"), user);
     }
     s.settle();
     let shadow = s.shop.user_reads() - reads;

@@ -147,12 +147,12 @@ impl TableCoordinator {
             let outcome = self.settle_one(
                 &graph, &table, &relation, pending, intent, result, log_limit,
             );
-            outcomes[i] = Some(outcome.map(|(resp, keys, images)| {
-                purge.extend(keys);
-                if let Some(images) = images {
-                    seen.push((i, images, resp.seq));
+            outcomes[i] = Some(outcome.map(|settled| {
+                purge.extend(settled.purge);
+                if let Some(images) = settled.seen {
+                    seen.push((i, images, settled.resp.seq));
                 }
-                resp
+                settled.resp
             }));
             if n == 0 && live.len() > 1 {
                 self.group_fault([&pending.req], WriteFault::CrashMidGroup)?;
@@ -202,10 +202,16 @@ impl TableCoordinator {
         intent: i64,
         result: Result<OriginWrite, OriginError>,
         log_limit: u64,
-    ) -> Result<(WriteResponse, Vec<CacheKey>, Option<(WriteImages, String)>), ApiError> {
+    ) -> Result<SettledWrite, ApiError> {
         let forwarded = match settle(graph, intent, result)? {
             Settled::Changed(forwarded) => forwarded,
-            Settled::Unchanged(resp) => return Ok((resp, Vec::new(), None)),
+            Settled::Unchanged(resp) => {
+                return Ok(SettledWrite {
+                    resp,
+                    purge: Vec::new(),
+                    seen: None,
+                })
+            }
         };
         let images = WriteImages {
             table: table.to_string(),
@@ -250,8 +256,8 @@ impl TableCoordinator {
             true => Some(explain(graph, &pending.tenant, recorded.stale)?),
             false => None,
         };
-        Ok((
-            WriteResponse {
+        Ok(SettledWrite {
+            resp: WriteResponse {
                 status: forwarded.status,
                 body: forwarded.body,
                 seq: recorded.seq,
@@ -259,9 +265,9 @@ impl TableCoordinator {
                 explained,
                 related: Default::default(),
             },
-            recorded.purge,
-            Some((images, pattern)),
-        ))
+            purge: recorded.purge,
+            seen: Some((images, pattern)),
+        })
     }
 
     /// `POST /explain` of `tenant`: what the write would do to the tenant's cached keys, planned
@@ -396,6 +402,14 @@ impl TableCoordinator {
             }
         });
     }
+}
+
+/// One write of a group once settled: its answer, the keys whose L2 copies to purge and, where
+/// it changed the record, its images and route pattern (for the tenant's other tables).
+struct SettledWrite {
+    resp: WriteResponse,
+    purge: Vec<CacheKey>,
+    seen: Option<(WriteImages, String)>,
 }
 
 /// What the origin's answer to a forwarded write means for the cache.
