@@ -321,7 +321,7 @@ fn the_hidden_side_effect_is_learned_then_the_orders_token_reads_the_user_fresh(
     let a = s.admin("DELETE", "/learn/rules/users:1", None);
     assert_eq!(
         (a.status, a.error_code()),
-        (404, "rule_not_found".to_string())
+        (404, "learned_rule_not_found".to_string())
     );
     let a = s.admin("DELETE", "/learn/rules/nonsense", None);
     assert_eq!((a.status, a.error_code()), (400, "bad_rule_id".to_string()));

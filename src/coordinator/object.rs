@@ -278,7 +278,7 @@ impl TableCoordinator {
                 let rule = graph.forget_rule(body.rule)?.ok_or_else(|| {
                     ApiError::new(
                         404,
-                        "rule_not_found",
+                        "learned_rule_not_found",
                         format!("no learned rule {table}:{}", body.rule),
                     )
                 })?;

@@ -9,6 +9,7 @@ use super::tenants::{self, catalog_of};
 use crate::coordinator::client::Coordinator;
 use crate::runtime::http::query_param;
 use edgecache_core::catalog::Catalog;
+use edgecache_core::codec::decode;
 use edgecache_core::protocol::{LearnStatus, OriginConfig, Tenant};
 use edgecache_core::{ApiError, CoordinatorId};
 
@@ -54,6 +55,8 @@ pub async fn forget(
     rule: &str,
 ) -> Result<Response, ApiError> {
     authorize(p, tenant)?;
+    // Clients may percent-encode the `:` of a path segment.
+    let rule = &decode(rule, false).unwrap_or_else(|_| rule.to_string());
     let bad = || {
         ApiError::new(
             400,
