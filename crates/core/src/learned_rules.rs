@@ -331,6 +331,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
         /// A hidden dependency `after.userId` with noise columns: checking the keys the
         /// images point at (as the coordinator's informed sample does) learns the true rule
         /// within a few dozen writes, and never a rule any check contradicted or a column

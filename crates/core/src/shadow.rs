@@ -258,6 +258,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
         #[test]
         fn samples_are_deterministic_distinct_bounded_and_preferred_first(
             keys in proptest::collection::vec("[a-e]{1,2}", 0..20),
