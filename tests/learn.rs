@@ -337,19 +337,18 @@ fn shadow_fetches_stay_within_the_per_write_budget() {
     for u in &users {
         s.cached(&format!("/v1/users/{u}"));
     }
-    let reads = s.shop.user_reads();
-    let writes = 5;
-    for (n, user) in users.iter().take(writes).enumerate() {
+    // One write at a time, each with its checks done before the next.
+    for (n, user) in users.iter().take(5).enumerate() {
+        let reads = s.shop.user_reads();
         s.order(&format!("ob{n}"), user);
+        s.settle();
+        let shadow = s.shop.user_reads() - reads;
+        // The default budget: 3 checks per write per coordinator (EDGECACHE_SHADOW_PER_WRITE).
+        assert!(
+            (1..=3).contains(&shadow),
+            "write {n}: {shadow} shadow fetches"
+        );
     }
-    s.settle();
-    let shadow = s.shop.user_reads() - reads;
-    // The default budget: 3 checks per write per coordinator (EDGECACHE_SHADOW_PER_WRITE).
-    assert!(shadow > 0, "no check ran");
-    assert!(
-        shadow <= 3 * writes,
-        "{shadow} shadow fetches for {writes} writes"
-    );
     let counts = &s.users()["shadow"][0]["counts"];
     let checked = [
         "kept_changed",
@@ -358,9 +357,9 @@ fn shadow_fetches_stay_within_the_per_write_budget() {
         "invalidated_same",
     ]
     .iter()
-    .map(|c| counts[c].as_u64().unwrap() as usize)
-    .sum::<usize>();
-    assert_eq!(checked, shadow, "{counts}");
+    .map(|c| counts[c].as_u64().unwrap())
+    .sum::<u64>();
+    assert!((5..=15).contains(&checked), "{counts}");
 }
 
 #[test]

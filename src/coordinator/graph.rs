@@ -973,6 +973,22 @@ impl<S: Store> Graph<S> {
         Ok(Some(rule))
     }
 
+    /// A mark that moves with every write that may change this table's answers: one of its
+    /// own (the write log's last seq) or one of another table it was told of
+    /// (`note_foreign_write`). A check whose mark moved between queueing and settling cannot
+    /// tell which write changed its key.
+    pub fn writes_mark(&self) -> Result<(u64, u64)> {
+        let own: Vec<One<Option<f64>>> = self.rows("SELECT MAX(seq) AS v FROM writes", vec![])?;
+        let own = own.first().and_then(|r| r.v).map_or(0, |v| v as u64);
+        Ok((own, self.meta("foreign_writes")?.unwrap_or(0.0) as u64))
+    }
+
+    /// Counts a write of another table this coordinator was told of.
+    pub fn note_foreign_write(&self) -> Result<()> {
+        let n = self.meta("foreign_writes")?.unwrap_or(0.0) as u64;
+        self.set_meta("foreign_writes", n + 1)
+    }
+
     /// How many keys start with `prefix` (a tenant's keys: `tenant:`).
     pub fn count_keys(&self, prefix: &str) -> Result<u64> {
         let rows: Vec<One<f64>> = self.rows(

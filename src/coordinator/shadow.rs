@@ -67,6 +67,9 @@ pub struct ShadowJob {
     pub learn: bool,
     /// TTL for a refetched copy, where the key is refilled after invalidation.
     pub refill_ttl_secs: Option<u64>,
+    /// The table's `writes_mark` once the write was recorded: if another write came after,
+    /// a change the check finds is not evidence about this one.
+    pub mark: (u64, u64),
 }
 
 /// The write a check is about.
@@ -81,6 +84,8 @@ pub struct SeenWrite<'a> {
     pub after: Option<&'a Row>,
     /// Count dependency evidence from the checks.
     pub learn: bool,
+    /// The table's `writes_mark` with this write counted.
+    pub mark: (u64, u64),
 }
 
 impl ShadowJob {
@@ -110,6 +115,7 @@ impl ShadowJob {
             weight,
             learn: write.learn,
             refill_ttl_secs: reg.refills().then_some(reg.ttl_secs),
+            mark: write.mark,
         })
     }
 }
@@ -183,12 +189,15 @@ pub fn queue_own_checks<S: Store>(
         .map(|e| e.key.as_str().to_string())
         .filter(|k| k.starts_with(&prefix))
         .collect();
+    // Queued before `record` logs the write at the next seq.
+    let (_, foreign) = graph.writes_mark()?;
     let write = SeenWrite {
         table: &images.table,
         pattern,
         before: images.before.as_ref(),
         after: images.after.as_ref(),
         learn: false,
+        mark: (graph.seq()? + 1, foreign),
     };
     let chosen = choose_sample(&invalidated, &[], n.div_ceil(2), seed);
     let mut jobs = Vec::new();
@@ -220,6 +229,7 @@ pub fn observe<S: Store>(
 ) -> Result<ObserveResponse, StoreError> {
     let (before, after) = (req.before.as_ref(), req.after.as_ref());
     let mut resp = ObserveResponse::default();
+    graph.note_foreign_write()?;
     let mut invalidated_keys: Vec<String> = Vec::new();
     // Registrations are forgotten when invalidated: keep those a check may need.
     let mut pointed: Vec<Registration> = Vec::new();
@@ -267,6 +277,7 @@ pub fn observe<S: Store>(
         before,
         after,
         learn: true,
+        mark: graph.writes_mark()?,
     };
     let planned = |key: &str| match invalidated_keys.iter().any(|k| k == key) {
         true => Planned::Invalidated,
@@ -309,8 +320,9 @@ pub enum AfterCheck {
 
 /// Settles a check whose refetch has digest `fetched` (`None`: the origin's answer could not
 /// be compared, so nothing is counted): counts it; invalidates a kept key still registered
-/// with another digest (its copy is stale: reason `shadow_changed`); counts dependency evidence
-/// and learns the hypotheses it makes ripe.
+/// with another digest (its copy is stale: reason `shadow_changed`); where no other write
+/// came since (the table's `writes_mark` has not moved), counts dependency evidence and
+/// learns the hypotheses it makes ripe.
 pub fn settle_check<S: Store>(
     graph: &Graph<S>,
     table: &str,
@@ -332,7 +344,8 @@ pub fn settle_check<S: Store>(
         found,
         job.weight,
     )?;
-    if job.learn && job.write_table != table {
+    // Evidence only where no other write came between the write and the check.
+    if job.learn && job.write_table != table && graph.writes_mark()? == job.mark {
         let obs = Observation {
             write_table: &job.write_table,
             write_pattern: &job.write_pattern,
@@ -589,10 +602,12 @@ mod tests {
         }
         for id in ["1", "2", "3"] {
             observe(&g, &order_for(id), "acme", 1, ctx(1000)).unwrap();
-        }
-        for job in jobs(&g) {
-            // The origin bumped the user's order count: every pointed-at user changed.
-            settle_check(&g, "users", &job, Some("changed"), ctx(2000)).unwrap();
+            for stored in g.due_shadow(u64::MAX >> 12, 10).unwrap() {
+                let job: ShadowJob = serde_json::from_str(&stored.job).unwrap();
+                // The origin bumped the user's order count: the pointed-at user changed.
+                settle_check(&g, "users", &job, Some("changed"), ctx(2000)).unwrap();
+                g.finish_shadow(stored.id as u64).unwrap();
+            }
         }
         let learned = table_learning(&g, "users").unwrap();
         let rules: Vec<&str> = learned.rules.iter().map(|r| r.rule.as_str()).collect();
@@ -608,6 +623,20 @@ mod tests {
         assert_eq!(resp.invalidated, 1);
         let (_, reason) = g.last_invalidation(&ann.key).unwrap().unwrap();
         assert_eq!(reason, InvalidationReason::Learned { rule: 1 });
+    }
+
+    #[test]
+    fn a_check_overtaken_by_another_write_is_no_evidence() {
+        let g = graph();
+        g.register(&user_reg("1", "Ann", BORN)).unwrap();
+        observe(&g, &order_for("1"), "acme", 1, ctx(1000)).unwrap();
+        let first = jobs(&g).remove(0);
+        // Another order arrives before the first write's check runs.
+        observe(&g, &order_for("2"), "acme", 1, ctx(1000)).unwrap();
+        settle_check(&g, "users", &first, Some("changed"), ctx(2000)).unwrap();
+        assert!(g.evidence().unwrap().is_empty());
+        let c = &table_learning(&g, "users").unwrap().shadow[0].counts;
+        assert_eq!(c.kept_changed, 1, "still counted: the copy was stale");
     }
 
     #[test]
