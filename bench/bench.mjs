@@ -13,6 +13,7 @@ import { fileURLToPath } from "node:url";
 import { client, closeClients, expectStatus } from "./lib/http.mjs";
 import { pickLoadGenerator } from "./lib/load.mjs";
 import { startMiniflare, startWrangler } from "./lib/worker.mjs";
+import { learnTable } from "./learn.mjs";
 import { overheadTable } from "./overheads.mjs";
 import { boundedWriteTable, precisionTable } from "./precision.mjs";
 import { readTable } from "./reads.mjs";
@@ -32,7 +33,7 @@ const threads = 2;
 const connections = 16;
 // auto: Miniflare, or wrangler dev if Miniflare does not start; miniflare / wrangler: only that.
 const runtime = process.env.BENCH_RUNTIME ?? "auto";
-// all, or one section: precision (the others share set-up and run together).
+// all, or one section: precision, writers or learn (the others share set-up and run together).
 const only = process.env.BENCH_ONLY ?? "all";
 
 // The operator token of this run's workers (stats and deps need it).
@@ -197,6 +198,11 @@ async function main() {
     await precisionSection();
     return finish(t0);
   }
+  if (only === "learn") {
+    await stopWorker(reader);
+    await learnSection();
+    return finish(t0);
+  }
   if (only === "writers") {
     const ids = expectStatus(await client(reader.url).get("/v1/users?limit=1000"), 200, "GET /v1/users")
       .json()
@@ -252,7 +258,21 @@ async function main() {
   await stopWorker(soak);
 
   await precisionSection();
+  await learnSection();
   finish(t0);
+}
+
+/** The learning table, on a worker of its own with an HTTP tenant over bench/lib/shop.mjs. */
+async function learnSection() {
+  const w = await startWorker("learn", {});
+  await learnTable({
+    http: client(w.url),
+    admin: admin(w),
+    out,
+    writes: Number(process.env.BENCH_LEARN_WRITES ?? 40),
+    seed: 0x5eed,
+  });
+  await stopWorker(w);
 }
 
 /** The precision table, on a worker of its own whose cached routes do not rehydrate; then the

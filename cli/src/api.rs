@@ -134,6 +134,20 @@ impl AdminClient {
         self.call("GET", &tenant_path(tenant, "/stats"), None)
     }
 
+    /// `GET /tenants/{name}/learn[?table=]`.
+    pub fn learn_status(&self, tenant: &str, table: Option<&str>) -> Result<Value, CliError> {
+        let query = table
+            .map(|t| format!("?table={}", encode(t)))
+            .unwrap_or_default();
+        self.call("GET", &tenant_path(tenant, &format!("/learn{query}")), None)
+    }
+
+    /// `DELETE /tenants/{name}/learn/rules/{id}`.
+    pub fn forget_rule(&self, tenant: &str, rule: &str) -> Result<Value, CliError> {
+        let path = format!("/learn/rules/{}", encode(rule));
+        self.call("DELETE", &tenant_path(tenant, &path), None)
+    }
+
     /// `GET /beta`.
     pub fn beta_signups(&self) -> Result<Value, CliError> {
         self.call("GET", "/beta", None)

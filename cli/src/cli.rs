@@ -7,7 +7,7 @@ use clap::builder::TypedValueParser;
 use clap::error::ErrorKind;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use edgecache_core::access::{valid_key_name, KeyScope};
-use edgecache_core::protocol::{check_header_name, parse_header_line, OriginHeader};
+use edgecache_core::protocol::{check_header_name, parse_header_line, LearningMode, OriginHeader};
 
 use crate::duration;
 use crate::path::parse_prefix;
@@ -76,6 +76,9 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Show hit ratios per tier and route, coordinator seqs and pending rehydrates
     Stats,
+    /// What EdgeCache learned about the origin: shadow precision and recall, learned rules
+    #[command(subcommand)]
+    Learn(LearnCommand),
     /// Fetch a list of paths or URLs through the cache to fill it
     Warm(WarmArgs),
     /// Beta sign-ups from the website (operator token)
@@ -110,6 +113,46 @@ pub enum TenantCommand {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+}
+
+/// `learn …`: on the tenant named by --tenant (or the config).
+#[derive(Debug, Subcommand)]
+pub enum LearnCommand {
+    /// Per table: shadow checks' precision and recall with their counts, learned rules with
+    /// their evidence, hypotheses under test
+    Status {
+        /// Only this table
+        #[arg(long, value_name = "TABLE")]
+        table: Option<String>,
+    },
+    /// Forget a learned rule and the evidence it was learned from (it is learned again only
+    /// from new evidence; `learn freeze` first to keep it gone)
+    Forget {
+        /// The rule's id, as `learn status` shows it (e.g. users:1)
+        rule: String,
+    },
+    /// Stop learning: no shadow checks, evidence or new rules; learned rules stay and apply
+    Freeze,
+    /// Resume learning
+    Unfreeze,
+}
+
+/// A learning mode on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LearningModeArg {
+    /// Measure and propose; skip no invalidation (rules that only add still apply)
+    Observe,
+    /// Also skip invalidations under continuously verified hypotheses
+    Apply,
+}
+
+impl From<LearningModeArg> for LearningMode {
+    fn from(mode: LearningModeArg) -> Self {
+        match mode {
+            LearningModeArg::Observe => LearningMode::Observe,
+            LearningModeArg::Apply => LearningMode::Apply,
+        }
+    }
 }
 
 /// `beta …`.
@@ -182,6 +225,7 @@ pub struct TenantCreateArgs {
             "origin_headers",
             "no_origin_headers",
             "tables",
+            "learning",
         ])
 ))]
 pub struct TenantSetArgs {
@@ -225,6 +269,9 @@ pub struct TenantSetArgs {
     /// The HTTP origin's known tables; replaces the current list (repeatable)
     #[arg(long = "table", value_name = "TABLE")]
     pub tables: Vec<String>,
+    /// What learning may do: observe (measure and propose) or apply
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub learning: Option<LearningModeArg>,
 }
 
 /// `keys …`: on the tenant named by --tenant (or the config).

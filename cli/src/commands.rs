@@ -15,6 +15,7 @@ use crate::cli::{
 };
 use crate::config::{self, ConfigFile, Overrides, Settings};
 use crate::error::CliError;
+use crate::learn;
 use crate::model::{
     Access, BetaList, CreateKey, CreateTenant, CreatedKey, CreatedTenant, ExplainResponse,
     ExplainWrite, InvalidationResult, InvalidationSpec, KeyDeps, KeyList, OriginConfig, RecordDeps,
@@ -36,6 +37,13 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Deps(args) => deps(&ctx, args),
         Command::Explain(args) => explain(&ctx, args),
         Command::Stats => stats(&ctx),
+        Command::Learn(command) => {
+            let (settings, client) = ctx.client()?;
+            let tenant = settings.tenant()?;
+            let out = learn::run(&client, tenant, command)?;
+            ctx.emit(&out.raw, || out.human);
+            Ok(())
+        }
         Command::Warm(args) => warm(&ctx, args),
         Command::Beta(command) => beta(&ctx, command),
         Command::Completions { shell } => {
@@ -222,6 +230,8 @@ fn settings_body(args: TenantSetArgs) -> TenantSettings {
         forward_headers: list(args.forward_headers, args.no_forward_headers),
         origin_headers: list(args.origin_headers, args.no_origin_headers),
         tables: list(args.tables, false),
+        learning: args.learning.map(Into::into),
+        learning_frozen: None,
     }
 }
 

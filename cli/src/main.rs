@@ -7,6 +7,7 @@ mod commands;
 mod config;
 mod duration;
 mod error;
+mod learn;
 mod model;
 mod path;
 mod record;

@@ -12,8 +12,9 @@ pub use edgecache_core::access::CreateKey;
 pub use edgecache_core::beta::BetaList;
 pub use edgecache_core::invalidation::InvalidationSpec;
 pub use edgecache_core::protocol::{
-    Access, CoordinatorStats, CreateTenant, ExplainResponse, ExplainWrite, InvalidationResult,
-    KeyDeps, OriginConfig, RecordDeps, RuleEnvelope, RuleList, TenantSettings, Whoami,
+    Access, CoordinatorStats, CreateTenant, ExplainResponse, ExplainWrite, ForgottenRule,
+    InvalidationResult, KeyDeps, LearnStatus, Learning, OriginConfig, PatternCounts, RecordDeps,
+    RuleEnvelope, RuleList, TableLearning, TenantSettings, Whoami,
 };
 
 /// A cache rule, as the worker defines it; absent optional fields mean "the server's default".
@@ -43,6 +44,9 @@ pub struct Tenant {
     /// The HTTP origin's known tables (declared or learned).
     #[serde(default)]
     pub tables: Vec<String>,
+    /// What EdgeCache may learn (`learn status`).
+    #[serde(default)]
+    pub learning: Option<Learning>,
 }
 
 /// One API key as listed: never the key or its hash. The scope is kept as text so a scope

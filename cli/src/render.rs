@@ -136,6 +136,10 @@ fn tenant_summary(tenant: &Tenant) -> String {
         "public"
     };
     let _ = writeln!(out, "reads:    {reads}");
+    if let Some(learning) = &tenant.learning {
+        let frozen = if learning.frozen { ", frozen" } else { "" };
+        let _ = writeln!(out, "learning: {}{frozen}", learning.mode.as_str());
+    }
     let writes = match (&tenant.origin, access.require_write_key) {
         (Some(OriginConfig::D1), _) | (None, true) => "write key required",
         (Some(OriginConfig::Http { .. }), true) => {
@@ -260,8 +264,9 @@ pub fn invalidated(answer: &InvalidationResult) -> String {
 pub fn key_deps(deps: &KeyDeps) -> String {
     let Some(entry) = &deps.entry else {
         return format!(
-            "key {} is not cached, so nothing would purge it\n",
-            deps.key
+            "key {} is not cached, so nothing would purge it\n{}",
+            deps.key,
+            last_invalidations(deps)
         );
     };
     let mut out = String::new();
@@ -279,10 +284,27 @@ pub fn key_deps(deps: &KeyDeps) -> String {
         .collect();
     let _ = writeln!(out, "tables:   {}", none_if_empty(&tables));
     let _ = writeln!(out, "records:  {}", none_if_empty(&entry.records));
+    out.push_str(&last_invalidations(deps));
     out.push_str(
         "a write to any of these records, or a change to these tables that affects this \
          response, purges it\n",
     );
+    out
+}
+
+/// Each table's last invalidation of the key and why (a learned rule by its id).
+fn last_invalidations(deps: &KeyDeps) -> String {
+    let mut out = String::new();
+    for (table, at) in &deps.coordinators {
+        if let Some(last) = &at.last_invalidated {
+            let _ = writeln!(
+                out,
+                "last invalidated in {table} at seq {}: {}",
+                last.seq,
+                last.reason.label(table)
+            );
+        }
+    }
     out
 }
 

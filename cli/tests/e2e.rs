@@ -520,3 +520,67 @@ fn explain_shows_what_a_write_would_do_without_writing_it() {
         "a body that is not JSON is a usage error"
     );
 }
+
+#[test]
+fn learn_commands_show_set_freeze_and_forget() {
+    let operator = Cli::new();
+    operator.ok(&["login", "--endpoint", &w().base, "--token", OPERATOR_TOKEN]);
+    let name = tenant_name();
+    // Never contacted: nothing is read or written through this tenant.
+    operator.ok(&[
+        "tenant",
+        "create",
+        &name,
+        "--origin-url",
+        "http://127.0.0.1:9/api",
+        "--table",
+        "users",
+        "--table",
+        "orders",
+    ]);
+    let set = operator.ok(&["tenant", "set", &name, "--learning", "observe"]);
+    assert!(set.contains("learning: observe\n"), "{set}");
+    let frozen = operator.ok(&["--tenant", &name, "learn", "freeze"]);
+    assert!(
+        frozen.starts_with(&format!("learning frozen for {name}")),
+        "{frozen}"
+    );
+
+    let status = operator.json(&["--tenant", &name, "learn", "status"]);
+    assert_eq!(
+        status["learning"],
+        json!({"mode": "observe", "frozen": true})
+    );
+    let tables: Vec<&str> = status["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["table"].as_str().unwrap())
+        .collect();
+    assert_eq!(tables, ["orders", "users"]);
+    assert_eq!(status["tables"][0]["hypotheses"], json!([]));
+    let one = operator.ok(&["--tenant", &name, "learn", "status", "--table", "orders"]);
+    assert!(
+        one.starts_with("tenant ") && one.contains("learning observe, frozen"),
+        "{one}"
+    );
+    assert!(
+        one.contains("table orders") && !one.contains("table users"),
+        "{one}"
+    );
+    assert!(one.contains("no learned rules"), "{one}");
+
+    let out = operator.run(&["--tenant", &name, "learn", "forget", "users:1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("learned_rule_not_found"), "{err}");
+    assert!(err.contains("edgecache learn status"), "{err}");
+    let out = operator.run(&["--tenant", &name, "learn", "forget", "carts:1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("table_not_found"), "{err}");
+
+    operator.ok(&["--tenant", &name, "learn", "unfreeze"]);
+    let status = operator.json(&["--tenant", &name, "learn", "status"]);
+    assert_eq!(status["learning"]["frozen"], false);
+    operator.ok(&["tenant", "delete", &name, "--yes"]);
+}

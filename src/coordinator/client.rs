@@ -6,9 +6,10 @@ use worker::{Env, Headers, Method};
 
 use edgecache_core::codec::encode_component;
 use edgecache_core::protocol::{
-    Changes, CoordinatorStats, ExplainRequest, ExplainResponse, InvalidateRequest,
-    InvalidateResponse, KeyInfo, OriginConfig, OriginContext, RecordInfo, RefreshRequest,
-    RegisterRequest, RegisterResponse, WriteRequest, WriteResponse, NAME_HEADER, ORIGIN_HEADER,
+    Changes, CoordinatorStats, ExplainRequest, ExplainResponse, ForgetRequest, ForgottenRule,
+    InvalidateRequest, InvalidateResponse, KeyInfo, ObserveRequest, ObserveResponse, OriginConfig,
+    OriginContext, RecordInfo, RefreshRequest, RegisterRequest, RegisterResponse, TableLearning,
+    WriteRequest, WriteResponse, NAME_HEADER, ORIGIN_HEADER,
 };
 use edgecache_core::{ApiError, CoordinatorId};
 
@@ -111,6 +112,22 @@ impl<'a> Coordinator<'a> {
             None,
         )
         .await
+    }
+
+    /// A write of another of the tenant's tables: learned rules and shadow checks.
+    pub async fn observe(&self, req: &ObserveRequest) -> Result<ObserveResponse, ApiError> {
+        self.call(Method::Post, "/observe", Some(req)).await
+    }
+
+    /// What the coordinator has learned.
+    pub async fn learning(&self) -> Result<TableLearning, ApiError> {
+        self.call::<(), _>(Method::Get, "/learn", None).await
+    }
+
+    /// Forgets a learned rule.
+    pub async fn forget_rule(&self, rule: u64) -> Result<ForgottenRule, ApiError> {
+        self.call(Method::Post, "/learn/forget", Some(&ForgetRequest { rule }))
+            .await
     }
 
     /// Counters.

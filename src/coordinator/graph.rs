@@ -11,16 +11,18 @@ use serde::Deserialize;
 use super::store::{Param, Store, StoreError};
 use edgecache_core::freshness::ALL_KEYS;
 use edgecache_core::key::CacheKey;
+use edgecache_core::learned_rules::{Dependency, Evidence, LearnedRule, Verdict};
 use edgecache_core::planner::{
     list_bound_order, list_index_term, list_prefix_term, order_of_bound, page_bounds,
     row_index_terms, row_prefix_terms, row_unindexed_columns, sort_key, InvalidationReason,
     ListDependent, PageBounds, WriteImages,
 };
 use edgecache_core::protocol::{Changes, Dependent, Registration, SparedKey};
+use edgecache_core::shadow::{Found, Planned, ShadowCounts};
 use edgecache_core::Row;
 
 /// Storage layout version; bump it with a new step in `migrate`.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 6;
 /// SQLite in Durable Objects takes at most 100 bound parameters per statement.
 const MAX_PARAMS: usize = 90;
 
@@ -183,6 +185,19 @@ impl<S: Store> Graph<S> {
                 "CREATE TABLE list_bound_orders (ord TEXT PRIMARY KEY)",
                 "CREATE TABLE list_prefixes (col TEXT NOT NULL, prefix TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (col, prefix, key))",
                 "CREATE INDEX list_prefixes_by_key ON list_prefixes (key)",
+            ] {
+                self.exec(ddl, vec![])?;
+            }
+        }
+        if version < 6 {
+            // Learning (`shadow`): queued shadow checks, their counts per (write pattern, key
+            // pattern), the evidence of each dependency hypothesis and the learned rules.
+            // (Version 5 is another branch's.)
+            for ddl in [
+                "CREATE TABLE shadow_jobs (id INTEGER PRIMARY KEY, due INTEGER NOT NULL, job TEXT NOT NULL)",
+                "CREATE TABLE shadow_counts (write_pattern TEXT NOT NULL, key_pattern TEXT NOT NULL, counts TEXT NOT NULL, PRIMARY KEY (write_pattern, key_pattern))",
+                "CREATE TABLE learn_evidence (dependency TEXT PRIMARY KEY, evidence TEXT NOT NULL)",
+                "CREATE TABLE learned_rules (id INTEGER PRIMARY KEY, dependency TEXT NOT NULL UNIQUE, rule TEXT NOT NULL)",
             ] {
                 self.exec(ddl, vec![])?;
             }
@@ -561,7 +576,7 @@ impl<S: Store> Graph<S> {
         self.exec(
             "INSERT INTO invalidations (key, seq, reason) VALUES (?, ?, ?) \
              ON CONFLICT(key) DO UPDATE SET seq = excluded.seq, reason = excluded.reason",
-            vec![text(key), int(seq), text(reason.as_str())],
+            vec![text(key), int(seq), text(&stored_reason(reason))],
         )?;
         if key != ALL_KEYS {
             self.unregister(key)?;
@@ -889,8 +904,275 @@ impl IndexHits {
     }
 }
 
+/// A queued shadow check, as stored.
+#[derive(Deserialize)]
+pub struct StoredJob {
+    /// Its id.
+    pub id: f64,
+    /// The job (`shadow::ShadowJob` as JSON).
+    pub job: String,
+}
+
+#[derive(Deserialize)]
+struct CountsRow {
+    write_pattern: String,
+    key_pattern: String,
+    counts: String,
+}
+
+#[derive(Deserialize)]
+struct EvidenceRow {
+    dependency: String,
+    evidence: String,
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| StoreError(e.to_string()))
+}
+
+/// Learning's storage: shadow checks, their counts, hypotheses' evidence and learned rules.
+impl<S: Store> Graph<S> {
+    /// Queues a shadow check (`job`: JSON) due at `due_ms`.
+    pub fn enqueue_shadow(&self, job: &str, due_ms: u64) -> Result<()> {
+        self.exec(
+            "INSERT INTO shadow_jobs (due, job) VALUES (?, ?)",
+            vec![int(due_ms), text(job)],
+        )
+    }
+
+    /// Shadow checks due, oldest first.
+    pub fn due_shadow(&self, now_ms: u64, limit: usize) -> Result<Vec<StoredJob>> {
+        self.rows(
+            "SELECT id, job FROM shadow_jobs WHERE due <= ? ORDER BY due, id LIMIT ?",
+            vec![int(now_ms), int(limit as u64)],
+        )
+    }
+
+    /// Drops a shadow check (done, or its origin is unknown).
+    pub fn finish_shadow(&self, id: u64) -> Result<()> {
+        self.exec("DELETE FROM shadow_jobs WHERE id = ?", vec![int(id)])
+    }
+
+    /// When the next shadow check is due.
+    pub fn next_shadow_due(&self) -> Result<Option<u64>> {
+        let rows: Vec<One<Option<f64>>> =
+            self.rows("SELECT MIN(due) AS v FROM shadow_jobs", vec![])?;
+        Ok(rows.first().and_then(|r| r.v).map(|v| v as u64))
+    }
+
+    /// Shadow checks queued.
+    pub fn pending_shadow(&self) -> Result<u64> {
+        let rows: Vec<One<f64>> = self.rows("SELECT COUNT(*) AS v FROM shadow_jobs", vec![])?;
+        Ok(rows.first().map(|r| r.v as u64).unwrap_or(0))
+    }
+
+    /// Adds one check to the counts of (`write_pattern`, `key_pattern`), the check standing
+    /// for `weight` keys of its population.
+    pub fn count_shadow(
+        &self,
+        write_pattern: &str,
+        key_pattern: &str,
+        planned: Planned,
+        found: Found,
+        weight: u64,
+    ) -> Result<()> {
+        let rows: Vec<CountsRow> = self.rows(
+            "SELECT write_pattern, key_pattern, counts FROM shadow_counts \
+             WHERE write_pattern = ? AND key_pattern = ?",
+            vec![text(write_pattern), text(key_pattern)],
+        )?;
+        let mut counts: ShadowCounts = rows
+            .first()
+            .and_then(|r| serde_json::from_str(&r.counts).ok())
+            .unwrap_or_default();
+        counts.record(planned, found);
+        match planned {
+            Planned::Kept => counts.kept_population += weight,
+            Planned::Invalidated => counts.invalidated_population += weight,
+        }
+        self.exec(
+            "INSERT OR REPLACE INTO shadow_counts (write_pattern, key_pattern, counts) VALUES (?, ?, ?)",
+            vec![text(write_pattern), text(key_pattern), text(&to_json(&counts)?)],
+        )
+    }
+
+    /// Every (write pattern, key pattern) with its counts.
+    pub fn shadow_counts(&self) -> Result<Vec<(String, String, ShadowCounts)>> {
+        let rows: Vec<CountsRow> = self.rows(
+            "SELECT write_pattern, key_pattern, counts FROM shadow_counts \
+             ORDER BY write_pattern, key_pattern",
+            vec![],
+        )?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let counts = serde_json::from_str(&r.counts).ok()?;
+                Some((r.write_pattern, r.key_pattern, counts))
+            })
+            .collect())
+    }
+
+    /// Counts a verdict on a hypothesis; answers its evidence now.
+    pub fn count_evidence(
+        &self,
+        dependency: &Dependency,
+        verdict: Verdict,
+        at_ms: u64,
+    ) -> Result<Evidence> {
+        let key = to_json(dependency)?;
+        let rows: Vec<EvidenceRow> = self.rows(
+            "SELECT dependency, evidence FROM learn_evidence WHERE dependency = ?",
+            vec![text(&key)],
+        )?;
+        let mut evidence: Evidence = rows
+            .first()
+            .and_then(|r| serde_json::from_str(&r.evidence).ok())
+            .unwrap_or_default();
+        evidence.count(verdict, at_ms);
+        self.exec(
+            "INSERT OR REPLACE INTO learn_evidence (dependency, evidence) VALUES (?, ?)",
+            vec![text(&key), text(&to_json(&evidence)?)],
+        )?;
+        Ok(evidence)
+    }
+
+    /// Every hypothesis with its evidence.
+    pub fn evidence(&self) -> Result<Vec<(Dependency, Evidence)>> {
+        let rows: Vec<EvidenceRow> =
+            self.rows("SELECT dependency, evidence FROM learn_evidence", vec![])?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                Some((
+                    serde_json::from_str(&r.dependency).ok()?,
+                    serde_json::from_str(&r.evidence).ok()?,
+                ))
+            })
+            .collect())
+    }
+
+    /// Stores a newly learned rule (once per dependency); answers its id, or `None` when the
+    /// dependency already is a rule.
+    pub fn add_rule(
+        &self,
+        dependency: &Dependency,
+        evidence: Evidence,
+        learned_at_ms: u64,
+    ) -> Result<Option<u64>> {
+        let key = to_json(dependency)?;
+        let known: Vec<One<f64>> = self.rows(
+            "SELECT id AS v FROM learned_rules WHERE dependency = ?",
+            vec![text(&key)],
+        )?;
+        if !known.is_empty() {
+            return Ok(None);
+        }
+        let next: Vec<One<Option<f64>>> =
+            self.rows("SELECT MAX(id) AS v FROM learned_rules", vec![])?;
+        let id = next.first().and_then(|r| r.v).map_or(1, |v| v as u64 + 1);
+        let rule = LearnedRule {
+            id,
+            dependency: dependency.clone(),
+            evidence,
+            learned_at_ms,
+            checks_to_learn: evidence.support + evidence.counter,
+        };
+        self.exec(
+            "INSERT INTO learned_rules (id, dependency, rule) VALUES (?, ?, ?)",
+            vec![int(id), text(&key), text(&to_json(&rule)?)],
+        )?;
+        Ok(Some(id))
+    }
+
+    /// Updates a rule's evidence (it keeps being counted after the rule is learned).
+    pub fn update_rule_evidence(&self, dependency: &Dependency, evidence: Evidence) -> Result<()> {
+        let key = to_json(dependency)?;
+        for mut rule in self.rules()? {
+            if &rule.dependency == dependency {
+                rule.evidence = evidence;
+                self.exec(
+                    "UPDATE learned_rules SET rule = ? WHERE dependency = ?",
+                    vec![text(&to_json(&rule)?), text(&key)],
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The learned rules, by id.
+    pub fn rules(&self) -> Result<Vec<LearnedRule>> {
+        let rows: Vec<RegRow> =
+            self.rows("SELECT rule AS reg FROM learned_rules ORDER BY id", vec![])?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| serde_json::from_str(&r.reg).ok())
+            .collect())
+    }
+
+    /// Forgets a rule and the evidence it was learned from (so it is learned again only from
+    /// new evidence); answers the rule, if there was one.
+    pub fn forget_rule(&self, id: u64) -> Result<Option<LearnedRule>> {
+        let Some(rule) = self.rules()?.into_iter().find(|r| r.id == id) else {
+            return Ok(None);
+        };
+        let key = to_json(&rule.dependency)?;
+        self.exec("DELETE FROM learned_rules WHERE id = ?", vec![int(id)])?;
+        self.exec(
+            "DELETE FROM learn_evidence WHERE dependency = ?",
+            vec![text(&key)],
+        )?;
+        Ok(Some(rule))
+    }
+
+    /// A mark that moves with every write that may change this table's answers: one of its
+    /// own (the write log's last seq) or one of another table it was told of
+    /// (`note_foreign_write`). A check whose mark moved between queueing and settling cannot
+    /// tell which write changed its key.
+    pub fn writes_mark(&self) -> Result<(u64, u64)> {
+        let own: Vec<One<Option<f64>>> = self.rows("SELECT MAX(seq) AS v FROM writes", vec![])?;
+        let own = own.first().and_then(|r| r.v).map_or(0, |v| v as u64);
+        Ok((own, self.meta("foreign_writes")?.unwrap_or(0.0) as u64))
+    }
+
+    /// Counts a write of another table this coordinator was told of.
+    pub fn note_foreign_write(&self) -> Result<()> {
+        let n = self.meta("foreign_writes")?.unwrap_or(0.0) as u64;
+        self.set_meta("foreign_writes", n + 1)
+    }
+
+    /// How many keys start with `prefix` (a tenant's keys: `tenant:`).
+    pub fn count_keys(&self, prefix: &str) -> Result<u64> {
+        let rows: Vec<One<f64>> = self.rows(
+            "SELECT COUNT(*) AS v FROM entries WHERE substr(key, 1, length(?1)) = ?1",
+            vec![text(prefix)],
+        )?;
+        Ok(rows.first().map(|r| r.v as u64).unwrap_or(0))
+    }
+
+    /// The registration of the `offset`-th key starting with `prefix`, in key order.
+    pub fn key_at(&self, prefix: &str, offset: u64) -> Result<Option<Registration>> {
+        let rows: Vec<RegRow> = self.rows(
+            "SELECT reg FROM entries WHERE substr(key, 1, length(?1)) = ?1 \
+             ORDER BY key LIMIT 1 OFFSET ?2",
+            vec![text(prefix), int(offset)],
+        )?;
+        Ok(rows.first().and_then(|r| serde_json::from_str(&r.reg).ok()))
+    }
+}
+
+/// A reason as the log stores it: its name, or its JSON where it carries data (a rule's id).
+fn stored_reason(reason: InvalidationReason) -> String {
+    match reason {
+        InvalidationReason::Learned { .. } => {
+            serde_json::to_string(&reason).unwrap_or_else(|_| reason.as_str().to_string())
+        }
+        other => other.as_str().to_string(),
+    }
+}
+
 fn reason_from(s: &str) -> InvalidationReason {
-    serde_json::from_value(serde_json::Value::String(s.to_string()))
+    serde_json::from_str(s)
+        .or_else(|_| serde_json::from_value(serde_json::Value::String(s.to_string())))
         .unwrap_or(InvalidationReason::Manual)
 }
 

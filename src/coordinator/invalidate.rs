@@ -1,5 +1,6 @@
-//! Manual invalidation (admin API, signed webhook): exact keys, a record's keys, prefixes, or
-//! the whole table, each at one new seq and with the reason `manual`.
+//! Invalidation by name (admin API, signed webhook, learned rules, shadow checks): exact keys,
+//! a record's keys, prefixes, or the whole table, each at one new seq and with one reason
+//! (`manual` from the admin API and webhook).
 
 use worker::SqlStorage;
 
@@ -24,35 +25,34 @@ impl TableCoordinator {
             now_ms: now_ms(),
             log_limit: self.config()?.invalidation_log,
         };
-        let resp = invalidate(graph, &req, ctx)?;
+        let resp = invalidate(graph, &req, ctx, InvalidationReason::Manual)?;
         self.schedule_rehydrate(graph).await?;
         Ok(resp)
     }
 }
 
-/// Invalidates what `req` names at one new seq, queueing refills for the keys that get one.
+/// Invalidates what `req` names at one new seq for `reason`, queueing refills for the keys
+/// that get one.
 pub fn invalidate<S: Store>(
     graph: &Graph<S>,
     req: &InvalidateRequest,
     ctx: StepContext,
+    reason: InvalidationReason,
 ) -> Result<InvalidateResponse, StoreError> {
     let seq = graph.bump()?;
-    let manual = |key: String| Invalidated {
-        key,
-        reason: InvalidationReason::Manual,
-    };
+    let named = |key: String| Invalidated { key, reason };
     let mut invalidated = Vec::new();
     if req.all {
-        graph.invalidate_all(seq, InvalidationReason::Manual)?;
-        invalidated.push(manual(ALL_KEYS.to_string()));
+        graph.invalidate_all(seq, reason)?;
+        invalidated.push(named(ALL_KEYS.to_string()));
     } else {
         for key in named_keys(graph, req)? {
             let reg = graph.registration(&key)?;
-            graph.invalidate(&key, seq, InvalidationReason::Manual)?;
+            graph.invalidate(&key, seq, reason)?;
             if let Some(reg) = reg.filter(|r| r.refills()) {
                 graph.enqueue_rehydrate(&key, reg.ttl_secs, ctx.now_ms)?;
             }
-            invalidated.push(manual(key));
+            invalidated.push(named(key));
         }
     }
     graph.prune(ctx.log_limit)?;
@@ -98,7 +98,7 @@ mod tests {
             prefixes: vec!["acme:/v1/users?".into()],
             all: false,
         };
-        let resp = invalidate(&g, &req, ctx(1000)).unwrap();
+        let resp = invalidate(&g, &req, ctx(1000), InvalidationReason::Manual).unwrap();
         assert_eq!(resp.seq, BORN + 1);
         let mut keys: Vec<&str> = resp.invalidated.iter().map(|i| i.key.as_str()).collect();
         keys.sort();
@@ -121,7 +121,7 @@ mod tests {
             all: true,
             ..InvalidateRequest::default()
         };
-        let resp = invalidate(&g, &req, ctx(1000)).unwrap();
+        let resp = invalidate(&g, &req, ctx(1000), InvalidationReason::Manual).unwrap();
         assert_eq!(resp.invalidated.len(), 1);
         assert_eq!(resp.invalidated[0].key, ALL_KEYS);
         assert_eq!(

@@ -11,6 +11,7 @@ use worker::{durable_object, DurableObject, Env, Method, Request, Response, SqlS
 
 use super::graph::Graph;
 use super::queue::{WriteGroups, WriteQueue, WriteTiming, WriteTimings};
+use super::shadow::table_learning;
 use super::store::Store;
 use super::write::recover;
 use crate::origin::d1::D1Origin;
@@ -21,8 +22,9 @@ use edgecache_core::catalog::Catalog;
 use edgecache_core::config::Config;
 use edgecache_core::origin::OriginError;
 use edgecache_core::protocol::{
-    CoordinatorStats, ExplainRequest, InvalidateRequest, KeyInfo, OriginConfig, OriginContext,
-    RecordInfo, RefreshRequest, RegisterRequest, WriteRequest, NAME_HEADER, ORIGIN_HEADER,
+    CoordinatorStats, ExplainRequest, ForgetRequest, ForgottenRule, InvalidateRequest, KeyInfo,
+    ObserveRequest, OriginConfig, OriginContext, RecordInfo, RefreshRequest, RegisterRequest,
+    WriteRequest, NAME_HEADER, ORIGIN_HEADER,
 };
 use edgecache_core::ratelimit::RateLimiter;
 use edgecache_core::schema::{Relation, Scope};
@@ -63,6 +65,8 @@ pub struct TableCoordinator {
     named: Cell<bool>,
     /// Each tenant's refill budget (`EDGECACHE_REFILLS_PER_MIN`), made on first use.
     pub(super) refill_budget: RefCell<Option<RateLimiter>>,
+    /// Each tenant's shadow-check budget (`EDGECACHE_SHADOW_PER_SEC`), made on first use.
+    pub(super) shadow_budget: RefCell<Option<RateLimiter>>,
 }
 
 impl DurableObject for TableCoordinator {
@@ -84,6 +88,7 @@ impl DurableObject for TableCoordinator {
             crash_next_refill: Cell::new(false),
             named: Cell::new(false),
             refill_budget: RefCell::new(None),
+            shadow_budget: RefCell::new(None),
         }
     }
 
@@ -271,6 +276,29 @@ impl TableCoordinator {
             (Method::Post, "/refresh") => {
                 let body: RefreshRequest = read_json(&mut req, INTERNAL_MAX_BODY).await?;
                 json(&self.refresh(&graph, body).await?)
+            }
+            (Method::Post, "/observe") => {
+                let body: ObserveRequest = read_json(&mut req, INTERNAL_MAX_BODY).await?;
+                let caller = caller.ok_or_else(|| {
+                    ApiError::internal("an observe reached a coordinator without its origin")
+                })?;
+                json(&self.observe(&graph, body, &caller.tenant).await?)
+            }
+            (Method::Get, "/learn") => json(&table_learning(&graph, &self.table()?)?),
+            (Method::Post, "/learn/forget") => {
+                let body: ForgetRequest = read_json(&mut req, INTERNAL_MAX_BODY).await?;
+                let table = self.table()?;
+                let rule = graph.forget_rule(body.rule)?.ok_or_else(|| {
+                    ApiError::new(
+                        404,
+                        "learned_rule_not_found",
+                        format!("no learned rule {table}:{}", body.rule),
+                    )
+                })?;
+                json(&ForgottenRule {
+                    id: format!("{table}:{}", rule.id),
+                    rule: rule.dependency.to_string(),
+                })
             }
             (Method::Get, "/inspect") => inspect(&graph, param("key"), param("record")),
             (Method::Get, "/stats") => {

@@ -224,6 +224,7 @@ mod tests {
             op: WriteOp::Delete { id: id.into() },
             fault: None,
             explain: false,
+            learn: None,
         }
     }
 

@@ -15,8 +15,8 @@ use crate::runtime::platform::now_ms;
 use edgecache_core::entry::CachedEntry;
 use edgecache_core::fill;
 use edgecache_core::key::CacheKey;
-use edgecache_core::origin::{read_target, ReadTarget};
-use edgecache_core::protocol::{RefreshRequest, Registration};
+use edgecache_core::origin::{read_target, OriginRead, ReadTarget};
+use edgecache_core::protocol::{OriginConfig, RefreshRequest, Registration};
 use edgecache_core::ratelimit::{Limit, RateLimiter, Verdict};
 use edgecache_core::route;
 use edgecache_core::rules::RoutePolicy;
@@ -32,12 +32,16 @@ const REHYDRATE_CONCURRENCY: usize = 4;
 const REHYDRATE_MAX_ATTEMPTS: u64 = 5;
 
 impl TableCoordinator {
-    /// Sets the alarm for the next due refill, if any.
+    /// Sets the alarm for the next due refill or shadow check, if any.
     pub(super) async fn schedule_rehydrate<S: Store>(
         &self,
         graph: &Graph<S>,
     ) -> Result<(), ApiError> {
-        if let Some(due) = graph.next_rehydrate_due()? {
+        let due = match (graph.next_rehydrate_due()?, graph.next_shadow_due()?) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(due) = due {
             let delay = due.saturating_sub(now_ms());
             self.state
                 .storage()
@@ -71,9 +75,11 @@ impl TableCoordinator {
             return Ok(());
         };
         let table = id.table();
+        let relation = self.relation(table).await?;
+        // Shadow checks first: a fresh refetch of an invalidated key is its refill.
+        self.shadow_checks(&relation).await?;
         let due = graph.due_rehydrates(now_ms(), REHYDRATE_BATCH)?;
         let due = self.within_budgets(&graph, due)?;
-        let relation = self.relation(table).await?;
         for chunk in due.chunks(REHYDRATE_CONCURRENCY) {
             let results = futures_util::future::join_all(
                 chunk
@@ -127,30 +133,70 @@ impl TableCoordinator {
         Ok(go)
     }
 
-    /// Refills one key: purges this data centre's stale L2 copy, reads the key's tenant's
-    /// origin (with that tenant's credentials) with a stamp taken before the read (invariant 2),
-    /// and registers and stores the copy unless a write overtook it or the origin's answer may
-    /// not be stored. A key whose tenant's origin this object has not been told since it
-    /// started (an HTTP source after an eviction) is left for the next read.
+    /// Refills one key: purges this data centre's stale L2 copy, reads the key's origin
+    /// (`read_fresh`) and keeps the copy unless a write overtook it (`keep_copy`).
     async fn refill(&self, relation: &Relation, key: &str, ttl_secs: u64) -> Result<(), ApiError> {
         let key = CacheKey::parse(key)?;
-        let Some(origin) = self.origin_of(key.tenant()) else {
+        let Some(target) = self.refetchable(relation, &key)? else {
             return Ok(());
         };
-        if key.variant().is_some() {
-            return Ok(()); // a variant needs its user's headers; the next read refills it
-        }
-        let resource = route::resource(key.encoded_path())
-            .ok_or_else(|| ApiError::route_not_found(key.encoded_path()))?;
-        let target = read_target(&origin, relation, &resource, &key)?;
         l2::purge(&key).await;
-        let stamp = self.graph()?.seq()?;
-        let read = AnyOrigin::open(&self.env, &origin)?
-            .read(relation, &target, &key, &[])
-            .await?;
+        let fetched = self.read_fresh(relation, &key, target).await?;
         if self.crash_next_refill.replace(false) {
             panic!("test hook: coordinator crashed during a refill");
         }
+        self.keep_copy(relation, &key, fetched, ttl_secs).await
+    }
+
+    /// Where the coordinator can read `key` from: `None` for a key whose tenant's origin this
+    /// object has not been told since it started (an HTTP source after an eviction; the next
+    /// read fills it) and for a variant (it needs its user's headers).
+    pub(super) fn refetchable(
+        &self,
+        relation: &Relation,
+        key: &CacheKey,
+    ) -> Result<Option<(OriginConfig, ReadTarget)>, ApiError> {
+        let Some(origin) = self.origin_of(key.tenant()) else {
+            return Ok(None);
+        };
+        if key.variant().is_some() {
+            return Ok(None);
+        }
+        let resource = route::resource(key.encoded_path())
+            .ok_or_else(|| ApiError::route_not_found(key.encoded_path()))?;
+        let target = read_target(&origin, relation, &resource, key)?;
+        Ok(Some((origin, target)))
+    }
+
+    /// Reads `key` from its tenant's origin (with that tenant's credentials) with a stamp
+    /// taken before the read (invariant 2).
+    pub(super) async fn read_fresh(
+        &self,
+        relation: &Relation,
+        key: &CacheKey,
+        (origin, target): (OriginConfig, ReadTarget),
+    ) -> Result<Fetched, ApiError> {
+        let stamp = self.graph()?.seq()?;
+        let read = AnyOrigin::open(&self.env, &origin)?
+            .read(relation, &target, key, &[])
+            .await?;
+        Ok(Fetched {
+            target,
+            stamp,
+            read,
+        })
+    }
+
+    /// Registers and stores a fetched copy of `key` unless a write overtook it (that write
+    /// queued its own refill) or the origin's answer may not be stored.
+    pub(super) async fn keep_copy(
+        &self,
+        relation: &Relation,
+        key: &CacheKey,
+        fetched: Fetched,
+        ttl_secs: u64,
+    ) -> Result<(), ApiError> {
+        let read = fetched.read;
         if read.status != 200 || read.not_storable.is_some() {
             return Ok(()); // nothing storable; the next read passes it through
         }
@@ -159,23 +205,33 @@ impl TableCoordinator {
             vary: read.vary.as_deref(),
         };
         let Some((reg, entry)) = refilled_copy(
-            &key,
+            key,
             relation,
-            &target,
+            &fetched.target,
             (&read.json, read.body),
             headers,
-            (stamp, now_ms()),
+            (fetched.stamp, now_ms()),
             ttl_secs,
         ) else {
             return Ok(());
         };
         let graph = self.graph()?;
         if !registration_is_fresh(&graph, &reg, graph.seq()?, relation)? {
-            return Ok(()); // a write overtook the refill; that write queued its own
+            return Ok(());
         }
         graph.register(&reg)?;
-        l2::put(&key, &entry).await.map_err(ApiError::from)
+        l2::put(key, &entry).await.map_err(ApiError::from)
     }
+}
+
+/// An origin read made by the coordinator, with the stamp taken before it.
+pub(super) struct Fetched {
+    /// What was read.
+    pub target: ReadTarget,
+    /// The table's seq before the read.
+    pub stamp: u64,
+    /// The origin's answer.
+    pub read: OriginRead,
 }
 
 /// The registration and L2 entry of a refilled copy of `key`, the origin's answer `json` and

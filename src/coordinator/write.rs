@@ -9,6 +9,7 @@ use super::graph::Graph;
 use super::object::TableCoordinator;
 use super::queue::{PendingWrite, WriteOutcome, WriteTiming};
 use super::rehydrate::refilled_copy;
+use super::shadow::queue_own_checks;
 use super::store::{Store, StoreError};
 use crate::cache::l2;
 use crate::origin::d1::D1Origin;
@@ -29,6 +30,7 @@ use edgecache_core::protocol::{
 };
 use edgecache_core::route;
 use edgecache_core::schema::Relation;
+use edgecache_core::shadow::op_pattern;
 use edgecache_core::shared_cache::OriginHeaders;
 use edgecache_core::ApiError;
 
@@ -148,14 +150,18 @@ impl TableCoordinator {
         let graph = self.graph()?;
         let planned = group_candidates(&graph, &table, &relation.id_column, &results)?;
         let mut purge = Vec::new();
+        let mut seen = Vec::new();
         let writes = live.iter().zip(intents).zip(results).zip(planned);
         for (n, (((&i, intent), result), planned)) in writes.enumerate() {
             let pending = &group[i];
             let outcome = self.settle_one(&graph, &relation, pending, intent, result, planned);
-            if let Ok((_, keys)) = &outcome {
-                purge.extend(keys.iter().cloned());
-            }
-            outcomes[i] = Some(outcome.map(|(resp, _)| resp));
+            outcomes[i] = Some(outcome.map(|settled| {
+                purge.extend(settled.purge);
+                if let Some(images) = settled.seen {
+                    seen.push((i, images, settled.resp.seq));
+                }
+                settled.resp
+            }));
             if n == 0 && live.len() > 1 {
                 self.group_fault([&pending.req], WriteFault::CrashMidGroup)?;
             }
@@ -163,6 +169,30 @@ impl TableCoordinator {
         graph.prune(log_limit)?;
         self.schedule_rehydrate(&graph).await?;
         self.purge_later(purge);
+        // The tenant's other tables hear of each write before its writer is answered, so the
+        // keys learned rules invalidate there are invalidated before the token is given out.
+        for (i, (images, pattern), seq) in seen {
+            let pending = &group[i];
+            let Some(learn) = pending
+                .req
+                .learn
+                .as_ref()
+                .filter(|l| !l.siblings.is_empty())
+            else {
+                continue;
+            };
+            let related = self
+                .tell_siblings(
+                    learn,
+                    (&pending.tenant, &pending.origin),
+                    &images,
+                    (&pattern, seq),
+                )
+                .await;
+            if let Some(Some(Ok(resp))) = outcomes.get_mut(i) {
+                resp.related = related;
+            }
+        }
         Ok(outcomes
             .into_iter()
             .map(|o| o.unwrap_or_else(|| Err(ApiError::internal("a write of the group was lost"))))
@@ -180,10 +210,16 @@ impl TableCoordinator {
         intent: i64,
         result: Result<OriginWrite, OriginError>,
         planned: Option<ToPlan>,
-    ) -> Result<(WriteResponse, Vec<CacheKey>), ApiError> {
+    ) -> Result<SettledWrite, ApiError> {
         let forwarded = match settle(graph, intent, result)? {
             Settled::Changed(forwarded) => forwarded,
-            Settled::Unchanged(resp) => return Ok((resp, Vec::new())),
+            Settled::Unchanged(resp) => {
+                return Ok(SettledWrite {
+                    resp,
+                    purge: Vec::new(),
+                    seen: None,
+                })
+            }
         };
         let (images, candidates) =
             planned.ok_or_else(|| ApiError::internal("a changed write was not planned"))?;
@@ -192,6 +228,24 @@ impl TableCoordinator {
             log_limit: self.config()?.invalidation_log,
         };
         let plan = plan_among(graph, &images, &candidates)?;
+        let pattern = op_pattern(&pending.req.op, &images.table);
+        if pending
+            .req
+            .learn
+            .as_ref()
+            .is_some_and(|l| !l.learning.frozen)
+        {
+            let n = self.shadow_allowance(&pending.tenant)?;
+            let seed = graph.seq()?;
+            queue_own_checks(
+                graph,
+                (&images, &pattern),
+                &plan,
+                &pending.tenant,
+                n,
+                (seed, ctx.now_ms),
+            )?;
+        }
         self.fault_hook(&pending.req, WriteFault::CrashAfterPlan)?;
         if self.fault_hook(&pending.req, WriteFault::CrashDuringRehydrate)? {
             self.crash_next_refill.set(true);
@@ -205,16 +259,18 @@ impl TableCoordinator {
             true => Some(explain(graph, &pending.tenant, recorded.stale)?),
             false => None,
         };
-        Ok((
-            WriteResponse {
+        Ok(SettledWrite {
+            resp: WriteResponse {
                 status: forwarded.status,
                 body: forwarded.body,
                 seq: recorded.seq,
                 invalidated: recorded.invalidated,
                 explained,
+                related: Default::default(),
             },
-            recorded.purge,
-        ))
+            purge: recorded.purge,
+            seen: Some((images, pattern)),
+        })
     }
 
     /// `POST /explain` of `tenant`: what the write would do to the tenant's cached keys, planned
@@ -351,6 +407,14 @@ impl TableCoordinator {
     }
 }
 
+/// One write of a group once settled: its answer, the keys whose L2 copies to purge and, where
+/// it changed the record, its images and route pattern (for the tenant's other tables).
+struct SettledWrite {
+    resp: WriteResponse,
+    purge: Vec<CacheKey>,
+    seen: Option<(WriteImages, String)>,
+}
+
 /// What the origin's answer to a forwarded write means for the cache.
 #[derive(Debug)]
 pub enum Settled {
@@ -378,6 +442,7 @@ pub fn settle<S: Store>(
                 seq: graph.seq()?,
                 invalidated: 0,
                 explained: None,
+                related: Default::default(),
             }))
         }
         Err(e @ (OriginError::Unavailable(_) | OriginError::Timeout(_))) => {

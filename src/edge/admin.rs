@@ -9,6 +9,7 @@ use serde::Serialize;
 use worker::{Env, Method, Request, Response, Url};
 
 use super::invalidate;
+use super::learn;
 use super::tenants::{self, catalog_of, registry};
 use super::throttle::{self, Bucket};
 use super::write::{self, WriteContext};
@@ -124,6 +125,10 @@ pub async fn serve(
             explain_write(req, env, config, &p, name).await
         }
         (Method::Get, ["tenants", name, "stats"]) => stats(env, config, &p, name).await,
+        (Method::Get, ["tenants", name, "learn"]) => learn::status(env, &p, name, &url).await,
+        (Method::Delete, ["tenants", name, "learn", "rules", rule]) => {
+            learn::forget(env, &p, name, rule).await
+        }
         (Method::Get, ["beta"]) => {
             operator_only(&p)?;
             answer(&super::beta::list(env).await?)
@@ -387,6 +392,7 @@ async fn explain_write(
         resource: &resource,
         origin,
         access: &record.tenant.access,
+        learn: None,
     };
     let body = match &asked.body {
         Some(body) => serde_json::to_vec(body).map_err(|e| ApiError::internal(e.to_string()))?,

@@ -81,6 +81,7 @@ pub async fn write(req: &mut Request, env: &Env, config: &Config) -> Result<Resp
         resource: &resource,
         origin: &record.tenant.origin,
         access: &record.tenant.access,
+        learn: None,
     };
     let op = WriteOp::Patch { id: body.id, row };
     let written = write::send(&wc, op, true).await?;

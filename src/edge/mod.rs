@@ -5,6 +5,7 @@ pub mod admin;
 pub mod beta;
 pub mod demo;
 pub mod invalidate;
+pub mod learn;
 pub mod ops;
 pub mod read;
 pub mod rest;

@@ -77,6 +77,7 @@ pub async fn serve(
         resource: &resource,
         origin: &record.tenant.origin,
         access: &record.tenant.access,
+        learn: record.tenant.learn_context(&relation.name),
     };
     write::serve(&mut req, method, wc).await
 }

@@ -11,9 +11,12 @@ use crate::runtime::http::read_body;
 use crate::runtime::platform::{self, within};
 use edgecache_core::codec::encode_component;
 use edgecache_core::config::Config;
+use edgecache_core::entry::format_stamps;
 use edgecache_core::id_text;
 use edgecache_core::origin::OriginError;
-use edgecache_core::protocol::{Access, OriginConfig, WriteOp, WriteRequest, WriteResponse};
+use edgecache_core::protocol::{
+    Access, LearnContext, OriginConfig, WriteOp, WriteRequest, WriteResponse,
+};
 use edgecache_core::route::Resource;
 use edgecache_core::schema::{Relation, RelationKind};
 use edgecache_core::token::{set_cookie, SEQ_HEADER};
@@ -43,6 +46,8 @@ pub struct WriteContext<'a> {
     pub origin: &'a OriginConfig,
     /// The tenant's access settings (which client headers its origin gets).
     pub access: &'a Access,
+    /// What the coordinators may learn from the write (`Tenant::learn_context`).
+    pub learn: Option<LearnContext>,
 }
 
 /// Serves POST/PUT/PATCH/DELETE (`method` is the request's, already checked to be known).
@@ -161,6 +166,7 @@ pub async fn send(
         op,
         fault: faults.next_write_fault,
         explain,
+        learn: wc.learn.clone(),
     };
     let client = Coordinator::of(wc.env, &coordinator).for_tenant(wc.tenant, wc.origin);
     let call = client.write(&write);
@@ -196,10 +202,13 @@ fn respond(req: &Request, table: &str, written: &WriteResponse) -> Result<Respon
         body => Response::from_json(body)?.with_status(written.status),
     };
     let h = resp.headers_mut();
-    h.set(SEQ_HEADER, &format!("{table}={}", written.seq))?;
+    // The token promises the written table and every table learned rules invalidated for it.
+    let mut tokens = written.related.clone();
+    tokens.insert(table.to_string(), written.seq);
+    h.set(SEQ_HEADER, &format_stamps(&tokens))?;
     h.set(
         "set-cookie",
-        &set_cookie(req.headers().get("cookie")?.as_deref(), table, written.seq),
+        &set_cookie(req.headers().get("cookie")?.as_deref(), &tokens),
     )?;
     h.set("cache-control", "no-store")?;
     Ok(resp)

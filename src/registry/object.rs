@@ -22,8 +22,8 @@ use edgecache_core::catalog::Catalog;
 use edgecache_core::config::Config;
 use edgecache_core::key::valid_tenant_name;
 use edgecache_core::protocol::{
-    check_header_name, check_headers, Access, CreateTenant, CreatedTenant, OriginConfig, Tenant,
-    TenantRecord, TenantSettings, MAX_HTTP_TABLES, MAX_TENANT_HEADERS,
+    check_header_name, check_headers, Access, CreateTenant, CreatedTenant, Learning, OriginConfig,
+    Tenant, TenantRecord, TenantSettings, MAX_HTTP_TABLES, MAX_TENANT_HEADERS,
 };
 use edgecache_core::rules::{check_rule, RouteRule};
 use edgecache_core::time::rfc3339;
@@ -140,6 +140,7 @@ impl TenantRegistry {
                 created_at: rfc3339(now_ms()),
                 access: Access::default(),
                 tables: Vec::new(),
+                learning: Learning::default(),
             },
             admin_token_hash: None,
             webhook_secret: None,
@@ -283,6 +284,7 @@ impl TenantRegistry {
                 created_at: rfc3339(now_ms()),
                 access,
                 tables: check_tables(body.tables.unwrap_or_default())?,
+                learning: Learning::default(),
             },
             admin_token_hash: Some(hash_token(&admin_token)),
             webhook_secret: Some(webhook_secret.clone()),
@@ -383,6 +385,12 @@ impl TenantRegistry {
         check_access(access)?;
         if let Some(tables) = settings.tables {
             record.tenant.tables = check_tables(tables)?;
+        }
+        if let Some(mode) = settings.learning {
+            record.tenant.learning.mode = mode;
+        }
+        if let Some(frozen) = settings.learning_frozen {
+            record.tenant.learning.frozen = frozen;
         }
         if let Some(new_headers) = settings.origin_headers {
             match &mut record.tenant.origin {

@@ -25,6 +25,12 @@ pub const DEFAULT_INVALIDATIONS_PER_MIN: u64 = 120;
 /// Default budget of origin reads a coordinator makes to refill one tenant's keys (rehydrates
 /// and stale-while-revalidate refreshes) per minute.
 pub const DEFAULT_REFILLS_PER_MIN: u64 = 600;
+/// Keys a coordinator shadow-checks per write it sees (its own table's, or another table's of
+/// the same tenant), per tenant.
+pub const DEFAULT_SHADOW_PER_WRITE: u64 = 3;
+/// Shadow checks per tenant per second in one coordinator; past it a write's checks are
+/// skipped (they are a sample).
+pub const DEFAULT_SHADOW_PER_SEC: u64 = 20;
 /// Default tenant for requests that name none (the demo works with no setup).
 pub const DEFAULT_TENANT: &str = "local";
 /// Default name of the website's demo tenant, whose data is the `demo_*` sandbox.
@@ -71,6 +77,11 @@ pub struct Config {
     /// Refills (origin reads for rehydrates and refreshes) per tenant per minute in one
     /// coordinator; past it a tenant's refills wait, and other tenants' go first.
     pub refills_per_min: u64,
+    /// Shadow checks per write per coordinator (`EDGECACHE_SHADOW_PER_WRITE`), counted apart
+    /// from refills.
+    pub shadow_per_write: u64,
+    /// Shadow checks per tenant per second per coordinator (`EDGECACHE_SHADOW_PER_SEC`).
+    pub shadow_per_sec: u64,
     /// Enables the fault-injection hooks the integration tests use. Never set in production.
     pub test_hooks: bool,
 }
@@ -138,6 +149,8 @@ impl Config {
                 DEFAULT_INVALIDATIONS_PER_MIN,
             )?,
             refills_per_min: number(vars, "EDGECACHE_REFILLS_PER_MIN", DEFAULT_REFILLS_PER_MIN)?,
+            shadow_per_write: number(vars, "EDGECACHE_SHADOW_PER_WRITE", DEFAULT_SHADOW_PER_WRITE)?,
+            shadow_per_sec: number(vars, "EDGECACHE_SHADOW_PER_SEC", DEFAULT_SHADOW_PER_SEC)?,
             test_hooks: vars.var("EDGECACHE_TEST_HOOKS").as_deref() == Some("1"),
         })
     }

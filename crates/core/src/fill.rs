@@ -50,5 +50,6 @@ pub fn registration(
         route: key.path_and_query().to_string(),
         rehydrate: policy.rehydrate && relation.kind == RelationKind::Table,
         ttl_secs: policy.ttl_secs,
+        digest: Some(crate::shadow::body_digest(body)),
     }
 }

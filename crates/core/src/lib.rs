@@ -28,6 +28,7 @@ pub mod freshness;
 pub mod invalidation;
 pub mod key;
 pub mod lag;
+pub mod learned_rules;
 pub mod origin;
 pub mod outcome;
 pub mod planner;
@@ -39,6 +40,7 @@ pub mod relay;
 pub mod route;
 pub mod rules;
 pub mod schema;
+pub mod shadow;
 pub mod shared_cache;
 #[cfg(test)]
 mod testdb;

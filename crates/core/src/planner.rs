@@ -39,6 +39,15 @@ pub enum InvalidationReason {
     /// The coordinator holds at most `EDGECACHE_MAX_REGISTRATIONS` keys and forgot the least
     /// recently filled one; a key it no longer tracks must not be served.
     Evicted,
+    /// A learned dependency (`learned_rules`) says a write of another table changes it; `rule`
+    /// is the rule's id in this table's coordinator.
+    Learned {
+        /// The rule's id.
+        rule: u64,
+    },
+    /// A shadow check refetched the kept key and found the origin's answer changed: the copy
+    /// was stale, so it is invalidated at once (and counted as a recall miss).
+    ShadowChanged,
 }
 
 impl InvalidationReason {
@@ -52,6 +61,16 @@ impl InvalidationReason {
             InvalidationReason::LateRegistration => "late_registration",
             InvalidationReason::Recovery => "recovery",
             InvalidationReason::Evicted => "evicted",
+            InvalidationReason::Learned { .. } => "learned",
+            InvalidationReason::ShadowChanged => "shadow_changed",
+        }
+    }
+
+    /// The name with what the variant carries, for people: `learned (rule users:3)`.
+    pub fn label(self, table: &str) -> String {
+        match self {
+            InvalidationReason::Learned { rule } => format!("learned (rule {table}:{rule})"),
+            other => other.as_str().to_string(),
         }
     }
 }

@@ -97,6 +97,10 @@ pub struct Registration {
     pub rehydrate: bool,
     /// The route's TTL, for refilled copies.
     pub ttl_secs: u64,
+    /// The cached body's digest (`shadow::body_digest`), which shadow checks compare a
+    /// refetch with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 impl Registration {
@@ -197,6 +201,19 @@ pub struct WriteRequest {
     /// and which registered keys it spared (the website's demo asks; bounded).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub explain: bool,
+    /// The writing tenant's learning: its other tables (whose coordinators hear of the write,
+    /// apply learned rules and shadow-check) and its setting. `None`: learn nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learn: Option<LearnContext>,
+}
+
+/// What a coordinator needs to know of the writing tenant's learning.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LearnContext {
+    /// The tenant's other tables of the same data source.
+    pub siblings: Vec<String>,
+    /// The tenant's learning setting.
+    pub learning: Learning,
 }
 
 /// Where a write fails, for the chaos tests: the coordinator dies at a step, or the origin
@@ -242,6 +259,174 @@ pub struct WriteResponse {
     /// What the write did to the cache, key by key, when the request asked to `explain`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explained: Option<WriteExplanation>,
+    /// Other tables whose keys learned rules invalidated for this write, each with its seq
+    /// after that invalidation: the token promises them too.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub related: std::collections::BTreeMap<String, u64>,
+}
+
+/// `POST /observe`: a write of another table of the tenant, which this coordinator's learned
+/// rules may reach and whose effect on its keys it may shadow-check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObserveRequest {
+    /// The written table.
+    pub write_table: String,
+    /// The write's route pattern (`shadow::write_pattern`).
+    pub write_pattern: String,
+    /// The written record's image before the write, if known.
+    pub before: Option<Row>,
+    /// Its image after the write (the origin's answer), if any.
+    pub after: Option<Row>,
+    /// The writing tenant's learning setting.
+    pub learning: Learning,
+    /// Seeds the shadow sample (the written table's seq: reproducible).
+    pub seed: u64,
+}
+
+/// What `/observe` did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ObserveResponse {
+    /// The table's seq after the learned rules' invalidation; `None` when they invalidated
+    /// nothing.
+    pub seq: Option<u64>,
+    /// Keys the learned rules invalidated.
+    pub invalidated: usize,
+    /// Shadow checks queued.
+    pub checks: usize,
+}
+
+/// A tenant's learning setting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Learning {
+    /// What learned hypotheses may do.
+    #[serde(default)]
+    pub mode: LearningMode,
+    /// Stop learning: no shadow checks (so no origin fetches for them), no evidence, no new
+    /// rules; learned rules stay and apply.
+    #[serde(default)]
+    pub frozen: bool,
+}
+
+/// What learning may change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LearningMode {
+    /// Measure and propose: skip no invalidation (rules that only add still apply).
+    Observe,
+    /// Also skip invalidations under verified hypotheses.
+    #[default]
+    Apply,
+}
+
+impl LearningMode {
+    /// Its name in settings and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LearningMode::Observe => "observe",
+            LearningMode::Apply => "apply",
+        }
+    }
+}
+
+/// Shadow counts of one (write pattern, key pattern), with the estimates they give.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PatternCounts {
+    /// The write's route pattern, or `*` for the table's totals.
+    pub write_pattern: String,
+    /// The checked keys' pattern, or `*` for the table's totals.
+    pub key_pattern: String,
+    /// The counts.
+    pub counts: crate::shadow::ShadowCounts,
+    /// Estimated precision of invalidation (`None`: no invalidated key checked).
+    pub precision: Option<f64>,
+    /// Estimated recall of invalidation (`None`: no change seen).
+    pub recall: Option<f64>,
+}
+
+impl PatternCounts {
+    /// The counts with their estimates.
+    pub fn new(
+        write_pattern: &str,
+        key_pattern: &str,
+        counts: crate::shadow::ShadowCounts,
+    ) -> Self {
+        PatternCounts {
+            write_pattern: write_pattern.to_string(),
+            key_pattern: key_pattern.to_string(),
+            precision: counts.precision(),
+            recall: counts.recall(),
+            counts,
+        }
+    }
+}
+
+/// A learned rule as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleView {
+    /// `<table>:<n>`, what `learn forget` takes.
+    pub id: String,
+    /// `POST /v1/orders -> /v1/users/{after.userId}`.
+    pub rule: String,
+    /// The rule itself.
+    pub learned: crate::learned_rules::LearnedRule,
+}
+
+/// A hypothesis under test, not (yet) a rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CandidateView {
+    /// `POST /v1/orders -> /v1/users/{after.id}`.
+    pub rule: String,
+    /// Its evidence so far.
+    pub evidence: crate::learned_rules::Evidence,
+}
+
+/// What one table's coordinator has learned (`GET /learn`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TableLearning {
+    /// The table.
+    pub table: String,
+    /// Shadow counts: the table's totals first (`*`, `*`), then per pattern.
+    pub shadow: Vec<PatternCounts>,
+    /// Learned rules invalidating this table's keys.
+    pub rules: Vec<RuleView>,
+    /// Dependency hypotheses with evidence that are not rules (contradicted or still short of
+    /// support), most supported first, at most [`MAX_LISTED_CANDIDATES`].
+    pub candidates: Vec<CandidateView>,
+    /// Learned query semantics of this table's routes (none are learned yet; the list is kept
+    /// so the answer's shape is stable).
+    pub hypotheses: Vec<serde_json::Value>,
+    /// Shadow checks queued and not yet done.
+    pub pending_checks: u64,
+}
+
+/// Hypotheses listed at most per table.
+pub const MAX_LISTED_CANDIDATES: usize = 20;
+
+/// `GET /tenants/{name}/learn`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LearnStatus {
+    /// The tenant.
+    pub tenant: String,
+    /// Its learning setting.
+    pub learning: Learning,
+    /// Each table's learning.
+    pub tables: Vec<TableLearning>,
+}
+
+/// A coordinator's `POST /learn/forget`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForgetRequest {
+    /// The rule's id in that coordinator.
+    pub rule: u64,
+}
+
+/// `DELETE /tenants/{name}/learn/rules/{id}`'s answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForgottenRule {
+    /// The rule's id.
+    pub id: String,
+    /// What it said.
+    pub rule: String,
 }
 
 /// Keys listed at most in each part of a [`WriteExplanation`].
@@ -532,6 +717,9 @@ pub struct Tenant {
     /// (no coordinator, no view, no counter). Unused for the built-in D1 origin.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tables: Vec<String>,
+    /// What EdgeCache may learn and do with it (`README.md` "Learned invalidation").
+    #[serde(default)]
+    pub learning: Learning,
 }
 
 /// Most tables of an HTTP origin one tenant has (declared and learned).
@@ -549,6 +737,24 @@ impl Tenant {
 }
 
 impl Tenant {
+    /// What a write of `table` tells its coordinator of the tenant's learning: for an HTTP
+    /// origin, its other known tables and its setting. The built-in D1 origin is planned
+    /// exactly (its writes change one row of one table), so it learns nothing.
+    pub fn learn_context(&self, table: &str) -> Option<LearnContext> {
+        match self.origin {
+            OriginConfig::D1 => None,
+            OriginConfig::Http { .. } => Some(LearnContext {
+                siblings: self
+                    .tables
+                    .iter()
+                    .filter(|t| *t != table)
+                    .cloned()
+                    .collect(),
+                learning: self.learning,
+            }),
+        }
+    }
+
     /// The tenant as the admin API shows it: origin credentials by name only.
     pub fn redacted(&self) -> Tenant {
         Tenant {
@@ -633,6 +839,12 @@ pub struct TenantSettings {
     /// The HTTP origin's known tables (replacing the current ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tables: Option<Vec<String>>,
+    /// The learning mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learning: Option<LearningMode>,
+    /// Freeze (`true`) or unfreeze learning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learning_frozen: Option<bool>,
 }
 
 /// Most origin headers, and most forwarded headers, one tenant has.

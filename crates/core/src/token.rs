@@ -48,13 +48,16 @@ fn cookie_value(cookie: Option<&str>) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
-/// The `set-cookie` after a write: the request's tokens merged with the new one. Cookie values
-/// may not contain commas, so pairs are joined with `|` and written `table:seq`.
-pub fn set_cookie(request_cookie: Option<&str>, table: &str, seq: u64) -> String {
+/// The `set-cookie` after a write: the request's tokens merged with the write's (its table's,
+/// and any other table learned rules invalidated for it). Cookie values may not contain
+/// commas, so pairs are joined with `|` and written `table:seq`.
+pub fn set_cookie(request_cookie: Option<&str>, written: &BTreeMap<String, u64>) -> String {
     let mut tokens = cookie_value(request_cookie)
         .and_then(|v| parse_stamps(&v.replace('|', ",")))
         .unwrap_or_default();
-    tokens.insert(table.to_string(), seq);
+    for (table, seq) in written {
+        tokens.insert(table.clone(), *seq);
+    }
     let value = format_stamps(&tokens).replace(',', "|").replace('=', ":");
     format!("{COOKIE}={value}; Path=/; Max-Age={COOKIE_MAX_AGE_SECS}; SameSite=Lax; HttpOnly")
 }
@@ -87,7 +90,10 @@ mod tests {
 
     #[test]
     fn set_cookie_merges_and_round_trips() {
-        let c = set_cookie(Some("edgecache_seq=orders:3"), "users", 18);
+        let c = set_cookie(
+            Some("edgecache_seq=orders:3"),
+            &BTreeMap::from([("users".to_string(), 18)]),
+        );
         assert!(c.starts_with("edgecache_seq=orders:3|users:18;"), "{c}");
         let value = c.split(';').next().unwrap();
         let t = parse_tokens(None, Some(value)).unwrap();

@@ -1,0 +1,204 @@
+//! `edgecache learn …`: what EdgeCache learned about the tenant's origin (shadow counts,
+//! learned rules, hypotheses), forgetting a rule, and freezing learning.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use crate::api::AdminClient;
+use crate::cli::LearnCommand;
+use crate::error::CliError;
+use crate::model::{ForgottenRule, LearnStatus, PatternCounts, TableLearning, TenantSettings};
+use crate::table::Table;
+
+/// A command's answer: the server's JSON and its rendering.
+pub struct Output {
+    /// For `--json`.
+    pub raw: Value,
+    /// For people.
+    pub human: String,
+}
+
+/// Runs a `learn` command on `tenant`.
+pub fn run(client: &AdminClient, tenant: &str, command: LearnCommand) -> Result<Output, CliError> {
+    match command {
+        LearnCommand::Status { table } => {
+            let raw = client.learn_status(tenant, table.as_deref())?;
+            let status: LearnStatus = client.decode(raw.clone())?;
+            let human = status_text(&status);
+            Ok(Output { raw, human })
+        }
+        LearnCommand::Forget { rule } => {
+            let raw = client.forget_rule(tenant, &rule)?;
+            let gone: ForgottenRule = client.decode(raw.clone())?;
+            let human = format!("forgot rule {}: {}\n", gone.id, gone.rule);
+            Ok(Output { raw, human })
+        }
+        LearnCommand::Freeze | LearnCommand::Unfreeze => {
+            let frozen = matches!(command, LearnCommand::Freeze);
+            let body = TenantSettings {
+                learning_frozen: Some(frozen),
+                ..TenantSettings::default()
+            };
+            let raw = client.update_tenant(tenant, &body)?;
+            let human = match frozen {
+                true => format!(
+                    "learning frozen for {tenant}: no shadow checks, evidence or new rules; \
+                     learned rules still apply\n"
+                ),
+                false => format!("learning resumed for {tenant}\n"),
+            };
+            Ok(Output { raw, human })
+        }
+    }
+}
+
+/// `learn status` for people: the setting, then per table its shadow counts, rules and
+/// hypotheses.
+pub fn status_text(status: &LearnStatus) -> String {
+    let mut out = String::new();
+    let frozen = if status.learning.frozen {
+        ", frozen"
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        out,
+        "tenant {}: learning {}{frozen}",
+        status.tenant,
+        status.learning.mode.as_str()
+    );
+    for table in &status.tables {
+        out.push('\n');
+        out.push_str(&table_text(table));
+    }
+    out
+}
+
+fn table_text(t: &TableLearning) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "table {} ({} shadow check{} queued)",
+        t.table,
+        t.pending_checks,
+        if t.pending_checks == 1 { "" } else { "s" }
+    );
+    let checked: Vec<&PatternCounts> = t
+        .shadow
+        .iter()
+        .filter(|p| {
+            let c = &p.counts;
+            c.kept_changed + c.kept_same + c.invalidated_changed + c.invalidated_same > 0
+        })
+        .collect();
+    if checked.is_empty() {
+        out.push_str("  no shadow checks yet\n");
+    } else {
+        let mut table = Table::new(&[
+            "WRITE",
+            "KEYS",
+            "PRECISION",
+            "RECALL",
+            "INV CHANGED",
+            "INV SAME",
+            "KEPT CHANGED",
+            "KEPT SAME",
+        ]);
+        for p in checked {
+            let c = &p.counts;
+            let (write, keys) = match (p.write_pattern.as_str(), p.key_pattern.as_str()) {
+                ("*", "*") => ("all writes".to_string(), "all keys".to_string()),
+                (w, k) => (w.to_string(), k.to_string()),
+            };
+            table.row(vec![
+                write,
+                keys,
+                percent(p.precision),
+                percent(p.recall),
+                c.invalidated_changed.to_string(),
+                c.invalidated_same.to_string(),
+                c.kept_changed.to_string(),
+                c.kept_same.to_string(),
+            ]);
+        }
+        out.push_str(&table.render());
+    }
+    if t.rules.is_empty() {
+        out.push_str("  no learned rules\n");
+    } else {
+        let mut table = Table::new(&["RULE", "DEPENDENCY", "SUPPORT", "AGAINST", "LEARNED AFTER"]);
+        for r in &t.rules {
+            let e = &r.learned.evidence;
+            table.row(vec![
+                r.id.clone(),
+                r.rule.clone(),
+                e.support.to_string(),
+                e.counter.to_string(),
+                format!("{} checks", r.learned.checks_to_learn),
+            ]);
+        }
+        out.push_str(&table.render());
+    }
+    if !t.candidates.is_empty() {
+        let mut table = Table::new(&["HYPOTHESIS", "SUPPORT", "AGAINST"]);
+        for c in &t.candidates {
+            table.row(vec![
+                c.rule.clone(),
+                c.evidence.support.to_string(),
+                c.evidence.counter.to_string(),
+            ]);
+        }
+        out.push_str(&table.render());
+    }
+    out
+}
+
+fn percent(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| format!("{:.1}%", v * 100.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn status_shows_estimates_with_their_counts_and_rules_with_evidence() {
+        let status: LearnStatus = serde_json::from_value(json!({
+            "tenant": "acme",
+            "learning": {"mode": "observe", "frozen": true},
+            "tables": [{
+                "table": "users",
+                "shadow": [
+                    {"write_pattern": "*", "key_pattern": "*", "precision": null, "recall": 0.5,
+                     "counts": {"kept_changed": 1, "kept_same": 3, "invalidated_changed": 0,
+                                "invalidated_same": 0, "kept_population": 8,
+                                "invalidated_population": 0}}
+                ],
+                "rules": [{"id": "users:1", "rule": "POST /v1/orders -> /v1/users/{after.userId}",
+                           "learned": {"id": 1, "learned_at_ms": 5, "checks_to_learn": 3,
+                             "dependency": {"write_table": "orders", "write_pattern": "POST /v1/orders",
+                               "target_table": "users",
+                               "target": {"record": {"field": {"side": "after", "column": "userId"}}}},
+                             "evidence": {"support": 7, "counter": 0, "first_seen_ms": 1, "last_seen_ms": 9}}}],
+                "candidates": [],
+                "hypotheses": [],
+                "pending_checks": 2
+            }]
+        }))
+        .unwrap();
+        let text = status_text(&status);
+        assert!(
+            text.starts_with("tenant acme: learning observe, frozen\n"),
+            "{text}"
+        );
+        assert!(text.contains("50.0%"), "{text}");
+        assert!(text.contains("users:1"), "{text}");
+        assert!(
+            text.contains("POST /v1/orders -> /v1/users/{after.userId}"),
+            "{text}"
+        );
+        assert!(text.contains("3 checks"), "{text}");
+    }
+}

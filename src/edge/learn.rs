@@ -1,0 +1,95 @@
+//! The admin API's learning endpoints: what each of a tenant's tables has learned (shadow
+//! counts, learned rules, hypotheses), and forgetting a rule. The learning setting itself is a
+//! tenant setting (`PATCH /tenants/{name}`: `learning`, `learning_frozen`).
+
+use worker::{Env, Response, Url};
+
+use super::admin::{answer, authorize, Principal};
+use super::tenants::{self, catalog_of};
+use crate::coordinator::client::Coordinator;
+use crate::runtime::http::query_param;
+use edgecache_core::catalog::Catalog;
+use edgecache_core::codec::decode;
+use edgecache_core::protocol::{LearnStatus, OriginConfig, Tenant};
+use edgecache_core::{ApiError, CoordinatorId};
+
+/// `GET /tenants/{name}/learn[?table=T]`: each table's learning (one table with `?table=`).
+pub async fn status(
+    env: &Env,
+    p: &Principal,
+    tenant: &str,
+    url: &Url,
+) -> Result<Response, ApiError> {
+    authorize(p, tenant)?;
+    let record = tenants::load(env, tenant).await?;
+    let catalog = catalog_of(env, &record).await?;
+    let only = query_param(url, "table");
+    let tables = tables_of(&record.tenant, &catalog);
+    if let Some(table) = only.as_ref().filter(|t| !tables.contains(t)) {
+        return Err(unknown_table(table));
+    }
+    let source = record.tenant.origin.source();
+    let mut status = LearnStatus {
+        tenant: tenant.to_string(),
+        learning: record.tenant.learning,
+        tables: Vec::new(),
+    };
+    for table in tables
+        .iter()
+        .filter(|t| only.as_ref().is_none_or(|o| o == *t))
+    {
+        let id = CoordinatorId::new(&source, table);
+        status
+            .tables
+            .push(Coordinator::of(env, &id).learning().await?);
+    }
+    answer(&status)
+}
+
+/// `DELETE /tenants/{name}/learn/rules/{id}` (`id`: `<table>:<n>`): forgets a learned rule and
+/// the evidence it was learned from.
+pub async fn forget(
+    env: &Env,
+    p: &Principal,
+    tenant: &str,
+    rule: &str,
+) -> Result<Response, ApiError> {
+    authorize(p, tenant)?;
+    // Clients may percent-encode the `:` of a path segment.
+    let rule = &decode(rule, false).unwrap_or_else(|_| rule.to_string());
+    let bad = || {
+        ApiError::new(
+            400,
+            "bad_rule_id",
+            format!("a learned rule's id looks like `users:3`, not `{rule}`"),
+        )
+    };
+    let (table, n) = rule.rsplit_once(':').ok_or_else(bad)?;
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let record = tenants::load(env, tenant).await?;
+    let catalog = catalog_of(env, &record).await?;
+    if !tables_of(&record.tenant, &catalog)
+        .iter()
+        .any(|t| t == table)
+    {
+        return Err(unknown_table(table));
+    }
+    let id = CoordinatorId::new(&record.tenant.origin.source(), table);
+    answer(&Coordinator::of(env, &id).forget_rule(n).await?)
+}
+
+/// The tenant's tables: its HTTP origin's known ones, or the D1 schema's.
+fn tables_of(tenant: &Tenant, catalog: &Catalog) -> Vec<String> {
+    match tenant.origin {
+        OriginConfig::D1 => catalog.tables(),
+        OriginConfig::Http { .. } => tenant.tables.clone(),
+    }
+}
+
+fn unknown_table(table: &str) -> ApiError {
+    ApiError::new(
+        404,
+        "table_not_found",
+        format!("the tenant has no table `{table}`"),
+    )
+}
