@@ -39,6 +39,7 @@ pub mod relay;
 pub mod route;
 pub mod rules;
 pub mod schema;
+pub mod semantics;
 pub mod shared_cache;
 #[cfg(test)]
 mod testdb;
