@@ -14,10 +14,11 @@ use edgecache_core::planner::{
     row_prefix_terms, sort_key, InvalidationReason, ListDependent, PageBounds, WriteImages,
 };
 use edgecache_core::protocol::{Changes, Dependent, Registration, SparedKey};
+use edgecache_core::semantics::RouteSemantics;
 use edgecache_core::Row;
 
 /// Storage layout version; bump it with a new step in `migrate`.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 7;
 /// SQLite in Durable Objects takes at most 100 bound parameters per statement.
 const MAX_PARAMS: usize = 90;
 
@@ -50,6 +51,17 @@ struct KindRow {
 #[derive(Deserialize)]
 struct NameRow {
     name: String,
+}
+
+#[derive(Deserialize)]
+struct StateRow {
+    state: String,
+}
+
+#[derive(Deserialize)]
+struct RouteRow {
+    route: String,
+    state: String,
 }
 
 #[derive(Deserialize)]
@@ -106,6 +118,11 @@ impl<S: Store> Graph<S> {
             g.migrate(now_ms)?;
         }
         Ok(g)
+    }
+
+    /// When the handle was opened (ms).
+    pub fn opened_ms(&self) -> u64 {
+        self.now_ms
     }
 
     fn exec(&self, query: &str, args: Vec<Param>) -> Result<()> {
@@ -180,6 +197,17 @@ impl<S: Store> Graph<S> {
                 "CREATE TABLE list_bound_orders (ord TEXT PRIMARY KEY)",
                 "CREATE TABLE list_prefixes (col TEXT NOT NULL, prefix TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (col, prefix, key))",
                 "CREATE INDEX list_prefixes_by_key ON list_prefixes (key)",
+            ] {
+                self.exec(ddl, vec![])?;
+            }
+        }
+        if version < 7 {
+            // Learned query semantics of HTTP origins' list routes (`semantics.rs`), and the
+            // keys kept under them, invalidated if a hypothesis is revoked.
+            for ddl in [
+                "CREATE TABLE learned_routes (route TEXT PRIMARY KEY, state TEXT NOT NULL)",
+                "CREATE TABLE learned_spared (route TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (route, key))",
+                "CREATE INDEX learned_spared_by_key ON learned_spared (key)",
             ] {
                 self.exec(ddl, vec![])?;
             }
@@ -330,6 +358,7 @@ impl<S: Store> Graph<S> {
             "DELETE FROM list_scan WHERE key = ?",
             "DELETE FROM list_bounds WHERE key = ?",
             "DELETE FROM list_prefixes WHERE key = ?",
+            "DELETE FROM learned_spared WHERE key = ?",
         ] {
             self.exec(q, vec![text(key)])?;
         }
@@ -604,6 +633,7 @@ impl<S: Store> Graph<S> {
             "list_bounds",
             "list_bound_orders",
             "list_prefixes",
+            "learned_spared",
             "rehydrate",
         ] {
             self.exec(&format!("DELETE FROM {table}"), vec![])?;
@@ -735,6 +765,53 @@ impl<S: Store> Graph<S> {
             vec![text(record)],
         )?;
         Ok(rows.first().and_then(|r| r.v).map(|v| v as u64))
+    }
+
+    /// What a list route has learned (`None`: nothing yet).
+    pub fn route_semantics(&self, route: &str) -> Result<Option<RouteSemantics>> {
+        let rows: Vec<StateRow> = self.rows(
+            "SELECT state FROM learned_routes WHERE route = ?",
+            vec![text(route)],
+        )?;
+        Ok(rows
+            .first()
+            .and_then(|r| serde_json::from_str(&r.state).ok()))
+    }
+
+    /// Every route that has learned something, with its state.
+    pub fn learned_routes(&self) -> Result<Vec<(String, RouteSemantics)>> {
+        let rows: Vec<RouteRow> = self.rows("SELECT route, state FROM learned_routes", vec![])?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| Some((r.route, serde_json::from_str(&r.state).ok()?)))
+            .collect())
+    }
+
+    /// Stores what a route has learned.
+    pub fn set_route_semantics(&self, route: &str, state: &RouteSemantics) -> Result<()> {
+        let json = serde_json::to_string(state).map_err(|e| StoreError(e.to_string()))?;
+        self.exec(
+            "INSERT INTO learned_routes (route, state) VALUES (?, ?) \
+             ON CONFLICT(route) DO UPDATE SET state = excluded.state",
+            vec![text(route), text(&json)],
+        )
+    }
+
+    /// Records that a write kept `key` because of `route`'s learned semantics.
+    pub fn add_learned_spared(&self, route: &str, key: &str) -> Result<()> {
+        self.exec(
+            "INSERT OR IGNORE INTO learned_spared (route, key) VALUES (?, ?)",
+            vec![text(route), text(key)],
+        )
+    }
+
+    /// Keys kept under `route`'s learned semantics since they were filled.
+    pub fn learned_spared(&self, route: &str) -> Result<Vec<String>> {
+        let rows: Vec<KeyRow> = self.rows(
+            "SELECT key FROM learned_spared WHERE route = ?",
+            vec![text(route)],
+        )?;
+        Ok(rows.into_iter().map(|r| r.key).collect())
     }
 }
 

@@ -9,10 +9,11 @@ use super::graph::Graph;
 use super::object::TableCoordinator;
 use super::queue::{PendingWrite, WriteOutcome};
 use super::rehydrate::refilled_copy;
+use super::semantics;
 use super::store::{Store, StoreError};
 use crate::cache::l2;
 use crate::origin::d1::D1Origin;
-use crate::origin::{AnyOrigin, Origin};
+use crate::origin::AnyOrigin;
 use crate::runtime::platform::now_ms;
 use edgecache_core::entry::CachedEntry;
 use edgecache_core::explain::{
@@ -280,10 +281,10 @@ impl TableCoordinator {
                 let ops: Vec<&WriteOp> = group.iter().map(|p| &p.req.op).collect();
                 d1.write_group(relation, &ops).await
             }
-            Ok(origin) => {
+            Ok(AnyOrigin::Http(http)) => {
                 let mut results = Vec::with_capacity(group.len());
                 for p in &group {
-                    results.push(origin.write(relation, &p.req.op).await);
+                    results.push(self.learned_write(&http, relation, p).await);
                 }
                 results
             }
@@ -436,8 +437,11 @@ pub fn plan<S: Store>(
         .iter()
         .filter_map(|k| CacheKey::parse(k).ok())
         .collect();
-    let (lists, opaque) = graph.candidates(&terms, &unindexed, images)?;
-    Ok(plan_write(images, &record_keys, &lists, &opaque))
+    let (mut lists, mut opaque) = graph.candidates(&terms, &unindexed, images)?;
+    let learned = semantics::plan_learned(graph, images, &mut lists, &mut opaque)?;
+    let plan = plan_write(images, &record_keys, &lists, &opaque);
+    semantics::record_spared(graph, &learned, &plan)?;
+    Ok(plan)
 }
 
 /// What `apply` did besides invalidating.

@@ -39,6 +39,9 @@ pub enum InvalidationReason {
     /// The coordinator holds at most `EDGECACHE_MAX_REGISTRATIONS` keys and forgot the least
     /// recently filled one; a key it no longer tracks must not be served.
     Evicted,
+    /// A learned query-semantics hypothesis the key was kept under was contradicted (a later
+    /// response, or a shadow check): every key it kept is stale.
+    HypothesisRevoked,
 }
 
 impl InvalidationReason {
@@ -52,6 +55,7 @@ impl InvalidationReason {
             InvalidationReason::LateRegistration => "late_registration",
             InvalidationReason::Recovery => "recovery",
             InvalidationReason::Evicted => "evicted",
+            InvalidationReason::HypothesisRevoked => "hypothesis_revoked",
         }
     }
 }

@@ -7,6 +7,7 @@ use crate::extract::ListWindow;
 use crate::key::{CacheKey, DataSource};
 use crate::planner::{InvalidationReason, ListDependent, SpareReason, StaleCause};
 use crate::query::ListQuery;
+use crate::semantics::{HypothesisStatus, ListObservation};
 use crate::Row;
 
 pub use crate::freshness::Changes;
@@ -97,6 +98,10 @@ pub struct Registration {
     pub rehydrate: bool,
     /// The route's TTL, for refilled copies.
     pub ttl_secs: u64,
+    /// For a list of an HTTP origin: what its response showed, for learned query semantics
+    /// (`semantics.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observation: Option<ListObservation>,
 }
 
 impl Registration {
@@ -436,6 +441,18 @@ pub struct CoordinatorStats {
     /// Batches committed since the coordinator started (`writes / commits` is the mean group).
     #[serde(default)]
     pub commits: u64,
+    /// Learned query semantics, per list route.
+    #[serde(default)]
+    pub hypotheses: Vec<RouteHypotheses>,
+}
+
+/// A list route's learned hypotheses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteHypotheses {
+    /// The route (`/v1/<table>`).
+    pub route: String,
+    /// Its hypotheses with their evidence.
+    pub hypotheses: Vec<HypothesisStatus>,
 }
 
 /// A coordinator error, answered with its HTTP status.

@@ -329,7 +329,10 @@ pub fn observe_list(
         .take(MAX_OBSERVED_IDS)
         .map(|r| column_value(r, id_column).and_then(id_text))
         .collect::<Option<Vec<_>>>()?;
-    let (first, last) = (rows.first().map(|r| reduce(r)), rows.last().map(|r| reduce(r)));
+    let (first, last) = (
+        rows.first().map(|r| reduce(r)),
+        rows.last().map(|r| reduce(r)),
+    );
     Some(ListObservation {
         params: params.to_vec(),
         stamp,
@@ -388,7 +391,11 @@ enum Verdict {
 impl RouteSemantics {
     fn entry(&mut self, id: HypothesisId) -> &mut Evidence {
         let name = id.to_string();
-        &mut self.hypotheses.entry(name).or_insert((id, Evidence::default())).1
+        &mut self
+            .hypotheses
+            .entry(name)
+            .or_insert((id, Evidence::default()))
+            .1
     }
 
     /// Folds one response into the hypotheses at time `now_ms`. Answers the hypotheses that
@@ -425,7 +432,11 @@ impl RouteSemantics {
                         let pre = obs.prefixed[i].contains(field);
                         verdicts.push((
                             id(HypothesisKind::Prefix, Some(field), false),
-                            if pre { supports() } else { Verdict::Contradicts },
+                            if pre {
+                                supports()
+                            } else {
+                                Verdict::Contradicts
+                            },
                         ));
                     }
                 }
@@ -438,7 +449,10 @@ impl RouteSemantics {
                 _ => verdicts.push((id(HypothesisKind::Limit, None, false), Verdict::Contradicts)),
             }
             if count(value).is_none() {
-                verdicts.push((id(HypothesisKind::Offset, None, false), Verdict::Contradicts));
+                verdicts.push((
+                    id(HypothesisKind::Offset, None, false),
+                    Verdict::Contradicts,
+                ));
             }
             let order_verdict = self.order_verdict(obs, value, &name);
             if let Some(v) = order_verdict {
@@ -910,7 +924,11 @@ mod tests {
         for page in 0..6 {
             out.push(pairs(&[("n", "5"), ("skip", &(page * 5).to_string())]));
             for a in ["open", "held", "shut"] {
-                out.push(pairs(&[("fa", a), ("n", "3"), ("skip", &(page * 3).to_string())]));
+                out.push(pairs(&[
+                    ("fa", a),
+                    ("n", "3"),
+                    ("skip", &(page * 3).to_string()),
+                ]));
             }
         }
         out
@@ -924,7 +942,10 @@ mod tests {
         ]});
         let obs = observe_list(&pairs(&[("s", "open"), ("q", "x*")]), &body, "id", 7).unwrap();
         assert_eq!(obs.fields, ["id", "name", "status"]);
-        assert_eq!(obs.equal, vec![Vec::<String>::new(), vec!["status".to_string()]]);
+        assert_eq!(
+            obs.equal,
+            vec![Vec::<String>::new(), vec!["status".to_string()]]
+        );
         assert_eq!(obs.ids, ["1", "2"]);
         assert!(obs.sorted.contains(&SortFact {
             field: "id".into(),
@@ -935,8 +956,16 @@ mod tests {
             descending: true
         }));
         assert_eq!(obs.constant, ["status"]);
-        assert_eq!(obs.first, json!({"id": "1", "status": "open", "name": "b"}).as_object().cloned());
-        assert_eq!(observe_list(&[], &json!({"data": {"id": 1}}), "id", 0), None);
+        assert_eq!(
+            obs.first,
+            json!({"id": "1", "status": "open", "name": "b"})
+                .as_object()
+                .cloned()
+        );
+        assert_eq!(
+            observe_list(&[], &json!({"data": {"id": 1}}), "id", 0),
+            None
+        );
         assert_eq!(observe_list(&[], &json!({"data": [1, 2]}), "id", 0), None);
     }
 
