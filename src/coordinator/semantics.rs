@@ -31,6 +31,9 @@ pub fn learning_applies() -> bool {
     true
 }
 
+/// Largest learned state kept per route (a statement takes at most 100 KB).
+const MAX_ROUTE_STATE_BYTES: usize = 48 * 1024;
+
 /// Why a route's hypotheses are revoked from outside the responses themselves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RevokeReason {
@@ -56,10 +59,16 @@ pub fn observe<S: Store>(
     };
     let mut state = graph.route_semantics(&route)?.unwrap_or_default();
     let revoked = state.observe(obs, now_ms);
-    graph.set_route_semantics(&route, &state)?;
-    if !revoked.is_empty() {
+    let size = serde_json::to_string(&state).map_or(usize::MAX, |s| s.len());
+    if !revoked.is_empty() || size > MAX_ROUTE_STATE_BYTES {
         invalidate_spared(graph, &route)?;
     }
+    if size > MAX_ROUTE_STATE_BYTES {
+        // Too much to keep in one statement: forget the route's learning (safe, since every
+        // key kept under it was just invalidated) and start again.
+        state = RouteSemantics::default();
+    }
+    graph.set_route_semantics(&route, &state)?;
     Ok(())
 }
 
@@ -261,5 +270,66 @@ impl TableCoordinator {
             return None;
         }
         http.read_record(path, headers).await.ok().flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Map, Value};
+
+    use super::*;
+    use crate::coordinator::fixtures::{graph, registration, BORN};
+    use edgecache_core::semantics::observe_list;
+
+    /// A registration of `/v1/users?<params>` showing `rows`, with its observation.
+    fn observed(params: &[(String, String)], rows: Value) -> Registration {
+        let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let key = CacheKey::from_request("acme", "/v1/users", Some(&query.join("&"))).unwrap();
+        let body = json!({ "data": rows });
+        // An HTTP origin's list: its parameters are its own, unknown to any schema.
+        Registration {
+            key: key.as_str().to_string(),
+            dependent: edgecache_core::protocol::Dependent::Opaque,
+            observation: observe_list(key.query_pairs(), &body, "id", BORN),
+            ..registration("/v1/users", body, BORN)
+        }
+    }
+
+    #[test]
+    fn a_route_state_too_large_to_keep_is_forgotten_and_its_kept_keys_invalidated() {
+        let g = graph();
+        let small = observed(
+            &[("limit".into(), "2".into())],
+            json!([{"id": "1"}, {"id": "2"}]),
+        );
+        g.register(&small).unwrap();
+        observe(&g, &small, 0).unwrap();
+        let route = route_of(&small.key).unwrap();
+        assert!(g.route_semantics(&route).unwrap().is_some());
+        g.add_learned_spared(&route, &small.key).unwrap();
+        // Sixteen parameters over rows of thirty fields: hundreds of hypotheses.
+        let params: Vec<(String, String)> =
+            (0..16).map(|i| (format!("p{i:02}"), "v".into())).collect();
+        let rows: Vec<Value> = (0..3)
+            .map(|r| {
+                let mut row: Map<String, Value> = (0..30)
+                    .map(|f| (format!("f{f:02}"), json!(format!("{r}{f}"))))
+                    .collect();
+                row.insert("id".into(), json!(r.to_string()));
+                Value::Object(row)
+            })
+            .collect();
+        let wide = observed(&params, Value::Array(rows));
+        assert!(wide.observation.is_some());
+        observe(&g, &wide, 0).unwrap();
+        assert_eq!(
+            g.route_semantics(&route).unwrap(),
+            Some(RouteSemantics::default()),
+            "forgotten"
+        );
+        assert_eq!(
+            g.last_invalidation(&small.key).unwrap().map(|(_, r)| r),
+            Some(InvalidationReason::HypothesisRevoked)
+        );
     }
 }

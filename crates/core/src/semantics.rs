@@ -27,6 +27,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use super::extract::ListWindow;
 use super::predicate::{cmp_rows, column_value, row_matches, Match};
@@ -38,12 +39,15 @@ pub const CONFIDENT_SUPPORT: usize = 10;
 /// Distinct values an equality or prefix filter must have been seen with.
 pub const CONFIDENT_VALUES: usize = 2;
 /// Ids of a page an observation carries; a longer page is checked by its first ids only.
-pub const MAX_OBSERVED_IDS: usize = 200;
+pub const MAX_OBSERVED_IDS: usize = 64;
 /// Pages a route keeps for the cross-page checks of offset parameters.
 pub const MAX_KEPT_PAGES: usize = 32;
 /// Parameters a route learns about; others (anyone can invent one) leave their lists
 /// conservative.
-pub const MAX_PARAMS: usize = 32;
+pub const MAX_PARAMS: usize = 16;
+/// Scalar fields a page may show to be observed; wider rows are not learned from (their lists
+/// stay conservative), which keeps a route's state small.
+pub const MAX_FIELDS: usize = 32;
 
 /// What a list response showed, as an edge reports it with the key's registration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -253,6 +257,9 @@ pub fn observe_list(
             }
         }
     }
+    if fields.len() > MAX_FIELDS {
+        return None;
+    }
     let all_match = |filter: Filter| {
         let q = filter_query(filter);
         !rows.is_empty() && rows.iter().all(|r| row_matches(&q, r) == Match::Yes)
@@ -371,6 +378,12 @@ fn count(value: &str) -> Option<u32> {
         return None;
     }
     value.parse().ok()
+}
+
+/// A short digest of a response's or value's name: distinct support is counted without
+/// keeping what a client may have made long.
+fn digest(text: &str) -> String {
+    hex::encode(&Sha256::digest(text.as_bytes())[..8])
 }
 
 /// A query string naming one response, for counting distinct support.
@@ -502,10 +515,10 @@ impl RouteSemantics {
                 Verdict::Contradicts => e.counter_examples = e.counter_examples.saturating_add(1),
                 Verdict::Supports { evidence, value } => {
                     if e.support.len() < CONFIDENT_SUPPORT {
-                        e.support.insert(evidence);
+                        e.support.insert(digest(&evidence));
                     }
                     if e.values.len() < CONFIDENT_VALUES {
-                        e.values.insert(value);
+                        e.values.insert(digest(&value));
                     }
                     e.last_verified_ms = now_ms;
                 }
