@@ -128,6 +128,16 @@ async function startEdgeCache(name, origin, rules) {
         const a = ok(await request(w.url, "PATCH", `${prefix}/v1/items/${id}`, { json: { name } }), `PATCH ${id}`);
         return { version: a.json().data.version };
       },
+      /** The list semantics its coordinator is confident of at the end of the run. */
+      async learned() {
+        const a = ok(await request(w.url, "GET", `/_edgecache/admin/tenants/${tenant}/stats`, { headers: admin }), "stats");
+        const routes = a.json().coordinators?.items?.hypotheses ?? [];
+        return routes.flatMap((r) =>
+          r.hypotheses
+            .filter((h) => h.confident)
+            .map((h) => `${h.param ?? "(default order)"} ${h.kind}${h.field ? ` ${h.descending ? "-" : ""}${h.field}` : ""}`),
+        );
+      },
     },
   };
 }
@@ -211,7 +221,8 @@ async function main() {
         connections: 16,
         seconds: 3,
       });
-      results.push({ ...s, ...r, rawRps: raw.rps });
+      const learned = running.system.learned ? await running.system.learned() : null;
+      results.push({ ...s, ...r, rawRps: raw.rps, learned });
       if (r.errors) console.error(`peers: ${s.label}: ${r.errors} failed requests (last: ${r.lastError})`);
     } finally {
       await running.stop();
@@ -242,7 +253,8 @@ async function main() {
         `origin reads ${int(r.originReadRps)}/s, served as ${Object.entries(r.servedAs)
           .sort((a, b) => b[1].share - a[1].share)
           .map(([k, { share, p50 }]) => `${k} ${(100 * share).toFixed(1)}% (p50 ${ms(p50)})`)
-          .join(", ")}${r.errors ? `, ${r.errors} failed (${r.lastError})` : ""}; claims: ${r.claims}`,
+          .join(", ")}${r.errors ? `, ${r.errors} failed (${r.lastError})` : ""}; claims: ${r.claims}` +
+        (r.learned ? `; list semantics learned: ${r.learned.length ? r.learned.join(", ") : "none"}` : ""),
     );
   }
   out();

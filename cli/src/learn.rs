@@ -151,6 +151,41 @@ fn table_text(t: &TableLearning) -> String {
         }
         out.push_str(&table.render());
     }
+    let hypotheses: Vec<_> = t
+        .hypotheses
+        .iter()
+        .flat_map(|r| r.hypotheses.iter().map(move |h| (&r.route, h)))
+        .collect();
+    if !hypotheses.is_empty() {
+        let mut table = Table::new(&[
+            "ROUTE",
+            "PARAM",
+            "MEANS",
+            "FIELD",
+            "SUPPORT",
+            "AGAINST",
+            "CONFIDENT",
+        ]);
+        for (route, h) in hypotheses {
+            let field = match (&h.field, h.descending) {
+                (Some(f), true) => format!("-{f}"),
+                (Some(f), false) => f.clone(),
+                (None, _) => "-".to_string(),
+            };
+            table.row(vec![
+                route.clone(),
+                h.param
+                    .clone()
+                    .unwrap_or_else(|| "(default order)".to_string()),
+                h.kind.as_str().to_string(),
+                field,
+                h.support.to_string(),
+                h.counter_examples.to_string(),
+                if h.confident { "yes" } else { "no" }.to_string(),
+            ]);
+        }
+        out.push_str(&table.render());
+    }
     out
 }
 
@@ -183,7 +218,10 @@ mod tests {
                                "target": {"record": {"field": {"side": "after", "column": "userId"}}}},
                              "evidence": {"support": 7, "counter": 0, "first_seen_ms": 1, "last_seen_ms": 9}}}],
                 "candidates": [],
-                "hypotheses": [],
+                "hypotheses": [{"route": "/v1/users", "hypotheses": [
+                    {"param": "city", "kind": "equals", "field": "city", "descending": false,
+                     "support": 10, "counter_examples": 0, "confident": true,
+                     "last_verified_ms": 9}]}],
                 "pending_checks": 2
             }]
         }))
@@ -200,5 +238,12 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("3 checks"), "{text}");
+        let city = text
+            .lines()
+            .find(|l| l.contains("/v1/users") && l.contains("city"));
+        assert!(
+            city.is_some_and(|l| l.contains("equals") && l.contains("yes")),
+            "{text}"
+        );
     }
 }

@@ -18,11 +18,12 @@ use edgecache_core::planner::{
     ListDependent, PageBounds, WriteImages,
 };
 use edgecache_core::protocol::{Changes, Dependent, Registration, SparedKey};
+use edgecache_core::semantics::RouteSemantics;
 use edgecache_core::shadow::{Found, Planned, ShadowCounts};
 use edgecache_core::Row;
 
 /// Storage layout version; bump it with a new step in `migrate`.
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 /// SQLite in Durable Objects takes at most 100 bound parameters per statement.
 const MAX_PARAMS: usize = 90;
 
@@ -55,6 +56,17 @@ struct KindRow {
 #[derive(Deserialize)]
 struct NameRow {
     name: String,
+}
+
+#[derive(Deserialize)]
+struct StateRow {
+    state: String,
+}
+
+#[derive(Deserialize)]
+struct RouteRow {
+    route: String,
+    state: String,
 }
 
 #[derive(Deserialize)]
@@ -111,6 +123,11 @@ impl<S: Store> Graph<S> {
             g.migrate(now_ms)?;
         }
         Ok(g)
+    }
+
+    /// When the handle was opened (ms).
+    pub fn opened_ms(&self) -> u64 {
+        self.now_ms
     }
 
     fn exec(&self, query: &str, args: Vec<Param>) -> Result<()> {
@@ -192,12 +209,23 @@ impl<S: Store> Graph<S> {
         if version < 6 {
             // Learning (`shadow`): queued shadow checks, their counts per (write pattern, key
             // pattern), the evidence of each dependency hypothesis and the learned rules.
-            // (Version 5 is another branch's.)
+            // (Version 5 is the views planner's.)
             for ddl in [
                 "CREATE TABLE shadow_jobs (id INTEGER PRIMARY KEY, due INTEGER NOT NULL, job TEXT NOT NULL)",
                 "CREATE TABLE shadow_counts (write_pattern TEXT NOT NULL, key_pattern TEXT NOT NULL, counts TEXT NOT NULL, PRIMARY KEY (write_pattern, key_pattern))",
                 "CREATE TABLE learn_evidence (dependency TEXT PRIMARY KEY, evidence TEXT NOT NULL)",
                 "CREATE TABLE learned_rules (id INTEGER PRIMARY KEY, dependency TEXT NOT NULL UNIQUE, rule TEXT NOT NULL)",
+            ] {
+                self.exec(ddl, vec![])?;
+            }
+        }
+        if version < 7 {
+            // Learned query semantics of HTTP origins' list routes (`semantics.rs`), and the
+            // keys kept under them, invalidated if a hypothesis is revoked.
+            for ddl in [
+                "CREATE TABLE learned_routes (route TEXT PRIMARY KEY, state TEXT NOT NULL)",
+                "CREATE TABLE learned_spared (route TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (route, key))",
+                "CREATE INDEX learned_spared_by_key ON learned_spared (key)",
             ] {
                 self.exec(ddl, vec![])?;
             }
@@ -348,6 +376,7 @@ impl<S: Store> Graph<S> {
             "DELETE FROM list_scan WHERE key = ?",
             "DELETE FROM list_bounds WHERE key = ?",
             "DELETE FROM list_prefixes WHERE key = ?",
+            "DELETE FROM learned_spared WHERE key = ?",
         ] {
             self.exec(q, vec![text(key)])?;
         }
@@ -596,6 +625,7 @@ impl<S: Store> Graph<S> {
             "list_bounds",
             "list_bound_orders",
             "list_prefixes",
+            "learned_spared",
             "rehydrate",
         ] {
             self.exec(&format!("DELETE FROM {table}"), vec![])?;
@@ -727,6 +757,53 @@ impl<S: Store> Graph<S> {
             vec![text(record)],
         )?;
         Ok(rows.first().and_then(|r| r.v).map(|v| v as u64))
+    }
+
+    /// What a list route has learned (`None`: nothing yet).
+    pub fn route_semantics(&self, route: &str) -> Result<Option<RouteSemantics>> {
+        let rows: Vec<StateRow> = self.rows(
+            "SELECT state FROM learned_routes WHERE route = ?",
+            vec![text(route)],
+        )?;
+        Ok(rows
+            .first()
+            .and_then(|r| serde_json::from_str(&r.state).ok()))
+    }
+
+    /// Every route that has learned something, with its state.
+    pub fn learned_routes(&self) -> Result<Vec<(String, RouteSemantics)>> {
+        let rows: Vec<RouteRow> = self.rows("SELECT route, state FROM learned_routes", vec![])?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| Some((r.route, serde_json::from_str(&r.state).ok()?)))
+            .collect())
+    }
+
+    /// Stores what a route has learned.
+    pub fn set_route_semantics(&self, route: &str, state: &RouteSemantics) -> Result<()> {
+        let json = serde_json::to_string(state).map_err(|e| StoreError(e.to_string()))?;
+        self.exec(
+            "INSERT INTO learned_routes (route, state) VALUES (?, ?) \
+             ON CONFLICT(route) DO UPDATE SET state = excluded.state",
+            vec![text(route), text(&json)],
+        )
+    }
+
+    /// Records that a write kept `key` because of `route`'s learned semantics.
+    pub fn add_learned_spared(&self, route: &str, key: &str) -> Result<()> {
+        self.exec(
+            "INSERT OR IGNORE INTO learned_spared (route, key) VALUES (?, ?)",
+            vec![text(route), text(key)],
+        )
+    }
+
+    /// Keys kept under `route`'s learned semantics since they were filled.
+    pub fn learned_spared(&self, route: &str) -> Result<Vec<String>> {
+        let rows: Vec<KeyRow> = self.rows(
+            "SELECT key FROM learned_spared WHERE route = ?",
+            vec![text(route)],
+        )?;
+        Ok(rows.into_iter().map(|r| r.key).collect())
     }
 }
 

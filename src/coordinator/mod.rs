@@ -1,5 +1,5 @@
 //! `TableCoordinator`: the Durable Object of one table (`object`, its routing), what it does
-//! (`register`, `write`, `invalidate`, `rehydrate`, `shadow`), its storage (`graph` over a `store`), its
+//! (`register`, `write`, `invalidate`, `rehydrate`, `shadow`, learned `semantics`), its storage (`graph` over a `store`), its
 //! write queue, and the edge's typed client for it.
 
 pub mod client;
@@ -9,6 +9,7 @@ pub mod object;
 pub mod queue;
 pub mod register;
 pub mod rehydrate;
+pub mod semantics;
 pub mod shadow;
 pub mod store;
 pub mod write;

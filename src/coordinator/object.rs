@@ -309,6 +309,7 @@ impl TableCoordinator {
                     pending_rehydrates: pending,
                     writes: self.writes.get(),
                     commits: self.commits.get(),
+                    hypotheses: super::semantics::hypotheses(&graph)?,
                 })
             }
             _ => Err(ApiError::route_not_found(url.path())),

@@ -6,6 +6,7 @@ use worker::SqlStorage;
 
 use super::graph::Graph;
 use super::object::TableCoordinator;
+use super::semantics;
 use super::store::{Store, StoreError};
 use edgecache_core::freshness::ALL_KEYS;
 use edgecache_core::key::CacheKey;
@@ -61,6 +62,7 @@ pub fn register<S: Store>(
         let ok = registration_is_fresh(graph, reg, seq, relation)?;
         if ok {
             graph.register(reg)?;
+            semantics::observe(graph, reg, graph.opened_ms())?;
         } else {
             let at = graph.bump()?;
             graph.invalidate(&reg.key, at, InvalidationReason::LateRegistration)?;

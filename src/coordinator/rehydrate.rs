@@ -93,15 +93,9 @@ impl TableCoordinator {
         self.schedule_rehydrate(&graph).await
     }
 
-    /// The due refills whose tenants are within their budget; the others wait (their attempts
-    /// unspent) until their tenant's window allows again, so one tenant's flood of invalidated
-    /// keys cannot hold up another tenant's refills or the origin.
-    fn within_budgets<S: Store>(
-        &self,
-        graph: &Graph<S>,
-        due: Vec<RehydrateItem>,
-    ) -> Result<Vec<RehydrateItem>, ApiError> {
-        let now = now_ms();
+    /// Draws one origin read from `tenant`'s refill budget (`EDGECACHE_REFILLS_PER_MIN`):
+    /// refills and the before images of learned planning share it.
+    pub(super) fn refill_budget_check(&self, tenant: &str, now: u64) -> Result<Verdict, ApiError> {
         let mut budget = self.refill_budget.borrow_mut();
         let budget = match &mut *budget {
             Some(budget) => budget,
@@ -116,12 +110,24 @@ impl TableCoordinator {
                 ))
             }
         };
+        Ok(budget.check(tenant, now))
+    }
+
+    /// The due refills whose tenants are within their budget; the others wait (their attempts
+    /// unspent) until their tenant's window allows again, so one tenant's flood of invalidated
+    /// keys cannot hold up another tenant's refills or the origin.
+    fn within_budgets<S: Store>(
+        &self,
+        graph: &Graph<S>,
+        due: Vec<RehydrateItem>,
+    ) -> Result<Vec<RehydrateItem>, ApiError> {
+        let now = now_ms();
         let mut go = Vec::with_capacity(due.len());
         for item in due {
             let tenant = CacheKey::parse(&item.key)
                 .map(|k| k.tenant().to_string())
                 .unwrap_or_default();
-            match budget.check(&tenant, now) {
+            match self.refill_budget_check(&tenant, now)? {
                 Verdict::Allowed => go.push(item),
                 Verdict::Limited { retry_after_secs } => graph.retry_rehydrate(
                     &item.key,
@@ -220,6 +226,7 @@ impl TableCoordinator {
             return Ok(());
         }
         graph.register(&reg)?;
+        super::semantics::observe(&graph, &reg, now_ms())?;
         l2::put(key, &entry).await.map_err(ApiError::from)
     }
 }

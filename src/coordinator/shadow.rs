@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::graph::Graph;
 use super::invalidate::invalidate;
 use super::object::{TableCoordinator, MAX_KNOWN_TENANTS};
+use super::semantics::{self, RevokeReason};
 use super::store::{Store, StoreError};
 use super::write::StepContext;
 use crate::runtime::platform::now_ms;
@@ -373,6 +374,11 @@ pub fn settle_check<S: Store>(
                     ..InvalidateRequest::default()
                 };
                 invalidate(graph, &req, ctx, InvalidationReason::ShadowChanged)?;
+                // A kept list that changed may have been kept under learned semantics: those
+                // are wrong somewhere, so the route loses them and every key kept under them.
+                if let Some(route) = semantics::route_of(&job.key) {
+                    semantics::revoke(graph, &route, RevokeReason::ShadowMiss)?;
+                }
             }
             Ok(AfterCheck::Done)
         }
@@ -424,7 +430,7 @@ pub fn table_learning<S: Store>(
         shadow,
         rules,
         candidates,
-        hypotheses: Vec::new(),
+        hypotheses: semantics::hypotheses(graph)?,
         pending_checks: graph.pending_shadow()?,
     })
 }

@@ -9,11 +9,12 @@ use super::graph::Graph;
 use super::object::TableCoordinator;
 use super::queue::{PendingWrite, WriteOutcome, WriteTiming};
 use super::rehydrate::refilled_copy;
+use super::semantics;
 use super::shadow::queue_own_checks;
 use super::store::{Store, StoreError};
 use crate::cache::l2;
 use crate::origin::d1::D1Origin;
-use crate::origin::{AnyOrigin, Origin};
+use crate::origin::AnyOrigin;
 use crate::runtime::platform::now_ms;
 use edgecache_core::entry::CachedEntry;
 use edgecache_core::explain::{
@@ -227,7 +228,9 @@ impl TableCoordinator {
             now_ms: now_ms(),
             log_limit: self.config()?.invalidation_log,
         };
-        let plan = plan_among(graph, &images, &candidates)?;
+        let applies = semantics::learning_applies(pending.req.learn.as_ref());
+        let (plan, spared) = plan_among(graph, &images, &candidates, applies)?;
+        semantics::record_spared(graph, &spared, &plan)?;
         let pattern = op_pattern(&pending.req.op, &images.table);
         if pending
             .req
@@ -339,10 +342,10 @@ impl TableCoordinator {
                 let ops: Vec<&WriteOp> = group.iter().map(|p| &p.req.op).collect();
                 d1.write_group(relation, &ops).await
             }
-            Ok(origin) => {
+            Ok(AnyOrigin::Http(http)) => {
                 let mut results = Vec::with_capacity(group.len());
                 for p in &group {
-                    results.push(origin.write(relation, &p.req.op).await);
+                    results.push(self.learned_write(&http, relation, p).await);
                 }
                 results
             }
@@ -527,24 +530,33 @@ pub fn plan<S: Store>(
     images: &WriteImages,
 ) -> Result<InvalidationPlan, StoreError> {
     let candidates = graph.candidate_keys(&[images])?;
-    plan_among(graph, images, candidates.first().map_or(&[], Vec::as_slice))
+    let among = candidates.first().map_or(&[][..], Vec::as_slice);
+    Ok(plan_among(graph, images, among, true)?.0)
 }
 
 /// Plan among `candidates`, the keys [`Graph::candidate_keys`] found for these images (for a
 /// group, before its first write was recorded): those still registered are planned, so a
 /// write sees what the group's earlier writes invalidated, as if it had come alone after them.
+/// With `learned`, lists whose route's semantics are learned are planned under them; the keys
+/// kept so are answered with their routes, for the write to record (`semantics::record_spared`)
+/// and an explanation not to.
 pub fn plan_among<S: Store>(
     graph: &Graph<S>,
     images: &WriteImages,
     candidates: &[String],
-) -> Result<InvalidationPlan, StoreError> {
+    learned: bool,
+) -> Result<(InvalidationPlan, Vec<(CacheKey, String)>), StoreError> {
     let record_keys: Vec<CacheKey> = graph
         .keys_for_record(&images.id)?
         .iter()
         .filter_map(|k| CacheKey::parse(k).ok())
         .collect();
-    let (lists, opaque) = graph.dependents(candidates)?;
-    Ok(plan_write(images, &record_keys, &lists, &opaque))
+    let (mut lists, mut opaque) = graph.dependents(candidates)?;
+    let spared = match learned {
+        true => semantics::plan_learned(graph, images, &mut lists, &mut opaque)?,
+        false => Vec::new(),
+    };
+    Ok((plan_write(images, &record_keys, &lists, &opaque), spared))
 }
 
 /// What `apply` did besides invalidating.
@@ -1147,7 +1159,7 @@ mod tests {
                     in_group.push(None);
                     continue;
                 };
-                let plan = plan_among(&grouped, &images, &candidates).unwrap();
+                let plan = plan_among(&grouped, &images, &candidates, true).unwrap().0;
                 in_group.push(Some(record(&grouped, intent, &images, &plan, ctx(1000), Some(&users)).unwrap()));
             }
             let mut alone = Vec::new();

@@ -424,7 +424,12 @@ pub async fn stats(
     let (mut coordinators, mut views) = (BTreeMap::new(), BTreeMap::new());
     if let Ok(catalog) = catalog_of(env, &record).await {
         let source = record.tenant.origin.source();
-        for table in catalog.tables() {
+        // An HTTP origin's tables are the tenant's declared and learned ones.
+        let tables = match catalog.tables() {
+            t if t.is_empty() => record.tenant.tables.clone(),
+            t => t,
+        };
+        for table in tables {
             let id = CoordinatorId::new(&source, &table);
             let stats = Coordinator::of(env, &id).stats().await?;
             views.insert(table.clone(), edge.lag_summary(&id));

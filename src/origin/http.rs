@@ -119,6 +119,34 @@ impl HttpOrigin {
     }
 }
 
+impl HttpOrigin {
+    /// The record at `path` (its query dropped) as the API answers a read of it now, with
+    /// the client headers `forward`: a write's before image. `None` when the answer is not a
+    /// 200 JSON object (a missing record, a refusal).
+    pub async fn read_record(
+        &self,
+        path: &str,
+        forward: &[OriginHeader],
+    ) -> Result<Option<edgecache_core::Row>, OriginError> {
+        let path = path.split('?').next().unwrap_or(path);
+        let answer = self.send(Method::Get, path, None, forward).await?;
+        if answer.status != 200 || !answer.is_json() {
+            return Ok(None);
+        }
+        let json: serde_json::Value =
+            serde_json::from_slice(&answer.body).unwrap_or(serde_json::Value::Null);
+        Ok(record_row(&json))
+    }
+}
+
+/// The record an answer carries: `{"data": {row}}` or the bare row.
+fn record_row(json: &serde_json::Value) -> Option<edgecache_core::Row> {
+    match json.get("data").unwrap_or(json) {
+        serde_json::Value::Object(m) => Some(m.clone()),
+        _ => None,
+    }
+}
+
 impl Origin for HttpOrigin {
     async fn read(
         &self,
@@ -145,8 +173,8 @@ impl Origin for HttpOrigin {
         })
     }
 
-    /// The before image is unknown, so the planner stales the record's keys and every list of
-    /// the table (lists of HTTP origins are opaque). Only a 2xx answer changed anything.
+    /// The before image is not read here (the coordinator reads it with [`HttpOrigin::read_record`]
+    /// when learned list semantics can use it). Only a 2xx answer changed anything.
     async fn write(&self, relation: &Relation, op: &WriteOp) -> Result<OriginWrite, OriginError> {
         let WriteOp::Forward {
             method,
@@ -177,10 +205,7 @@ impl Origin for HttpOrigin {
         let json: serde_json::Value =
             serde_json::from_slice(&answer.body).unwrap_or(serde_json::Value::Null);
         let changed = (200..300).contains(&answer.status);
-        let row = match json.get("data").unwrap_or(&json) {
-            serde_json::Value::Object(m) => Some(m.clone()),
-            _ => None,
-        };
+        let row = record_row(&json);
         let id = id
             .clone()
             .or_else(|| {

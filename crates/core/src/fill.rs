@@ -9,6 +9,7 @@ use crate::origin::ReadTarget;
 use crate::protocol::{Dependent, Registration};
 use crate::rules::RoutePolicy;
 use crate::schema::{Relation, RelationKind};
+use crate::semantics::observe_list;
 use crate::Row;
 
 /// The answer to a record read (`GET /v1/<table>/<id>`) of the built-in D1 origin: what the
@@ -51,5 +52,12 @@ pub fn registration(
         rehydrate: policy.rehydrate && relation.kind == RelationKind::Table,
         ttl_secs: policy.ttl_secs,
         digest: Some(crate::shadow::body_digest(body)),
+        // Only an HTTP origin's lists are opaque tables; what they show teaches their route.
+        observation: match (relation.kind, target) {
+            (RelationKind::Table, ReadTarget::Opaque) => {
+                observe_list(key.query_pairs(), body, &relation.id_column, stamp)
+            }
+            _ => None,
+        },
     }
 }

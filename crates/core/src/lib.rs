@@ -40,6 +40,7 @@ pub mod relay;
 pub mod route;
 pub mod rules;
 pub mod schema;
+pub mod semantics;
 pub mod shadow;
 pub mod shared_cache;
 #[cfg(test)]

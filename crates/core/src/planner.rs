@@ -48,6 +48,9 @@ pub enum InvalidationReason {
     /// A shadow check refetched the kept key and found the origin's answer changed: the copy
     /// was stale, so it is invalidated at once (and counted as a recall miss).
     ShadowChanged,
+    /// A learned query-semantics hypothesis the key was kept under was contradicted (a later
+    /// response, or a shadow check): every key it kept is stale.
+    HypothesisRevoked,
 }
 
 impl InvalidationReason {
@@ -63,6 +66,7 @@ impl InvalidationReason {
             InvalidationReason::Evicted => "evicted",
             InvalidationReason::Learned { .. } => "learned",
             InvalidationReason::ShadowChanged => "shadow_changed",
+            InvalidationReason::HypothesisRevoked => "hypothesis_revoked",
         }
     }
 

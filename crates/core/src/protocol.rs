@@ -7,6 +7,7 @@ use crate::extract::ListWindow;
 use crate::key::{CacheKey, DataSource};
 use crate::planner::{InvalidationReason, ListDependent, SpareReason, StaleCause};
 use crate::query::ListQuery;
+use crate::semantics::{HypothesisStatus, ListObservation};
 use crate::Row;
 
 pub use crate::freshness::Changes;
@@ -101,6 +102,10 @@ pub struct Registration {
     /// refetch with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// For a list of an HTTP origin: what its response showed, for learned query semantics
+    /// (`semantics.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observation: Option<ListObservation>,
 }
 
 impl Registration {
@@ -392,9 +397,9 @@ pub struct TableLearning {
     /// Dependency hypotheses with evidence that are not rules (contradicted or still short of
     /// support), most supported first, at most [`MAX_LISTED_CANDIDATES`].
     pub candidates: Vec<CandidateView>,
-    /// Learned query semantics of this table's routes (none are learned yet; the list is kept
-    /// so the answer's shape is stable).
-    pub hypotheses: Vec<serde_json::Value>,
+    /// Learned query semantics of this table's list routes (`semantics.rs`): each parameter's
+    /// hypotheses with their support, counter-examples and whether they are confident.
+    pub hypotheses: Vec<RouteHypotheses>,
     /// Shadow checks queued and not yet done.
     pub pending_checks: u64,
 }
@@ -621,6 +626,18 @@ pub struct CoordinatorStats {
     /// Batches committed since the coordinator started (`writes / commits` is the mean group).
     #[serde(default)]
     pub commits: u64,
+    /// Learned query semantics, per list route.
+    #[serde(default)]
+    pub hypotheses: Vec<RouteHypotheses>,
+}
+
+/// A list route's learned hypotheses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteHypotheses {
+    /// The route (`/v1/<table>`).
+    pub route: String,
+    /// Its hypotheses with their evidence.
+    pub hypotheses: Vec<HypothesisStatus>,
 }
 
 /// A coordinator error, answered with its HTTP status.

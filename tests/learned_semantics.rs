@@ -1,0 +1,355 @@
+//! Learned query semantics of an HTTP origin, in the real runtime: an API in this process
+//! answers `GET /v1/items?status=&limit=&offset=` (status filter, pagination, rows by id)
+//! without EdgeCache being told what any parameter means. Before its hypotheses are confident a
+//! write stales every list; after, a PATCH that moves nothing stales only the pages showing
+//! the row, and one that changes the filtered field stales the lists it leaves and enters; a
+//! response that contradicts a hypothesis revokes it and invalidates every key kept under it.
+//! After each write every cached list is read back and compared with the origin.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use common::api::read_request;
+use common::{unique, urlencode, Worker};
+use serde_json::{json, Value};
+
+const ROWS: usize = 60;
+const STATUSES: [&str; 3] = ["open", "held", "shut"];
+
+/// The origin: items in memory; `ignore_status` makes it answer lists as if `status` were not
+/// given (the API changed under EdgeCache).
+struct Api {
+    items: Mutex<BTreeMap<String, Value>>,
+    ignore_status: AtomicBool,
+}
+
+impl Api {
+    fn new() -> Api {
+        let items = (0..ROWS)
+            .map(|i| {
+                let id = format!("i{i:03}");
+                let status = STATUSES[(i * 7) % 3];
+                let row =
+                    json!({"id": id, "status": status, "name": format!("n{i}"), "version": 1});
+                (id, row)
+            })
+            .collect();
+        Api {
+            items: Mutex::new(items),
+            ignore_status: AtomicBool::new(false),
+        }
+    }
+
+    /// The list the API answers for a query string.
+    fn list(&self, query: &str) -> Value {
+        let mut status = None;
+        let (mut limit, mut offset) = (10usize, 0usize);
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            match k {
+                "status" => status = Some(v.to_string()),
+                "limit" => limit = v.parse().unwrap_or(10),
+                "offset" => offset = v.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        if self.ignore_status.load(Ordering::SeqCst) {
+            status = None;
+        }
+        let items = self.items.lock().unwrap();
+        let rows: Vec<&Value> = items
+            .values()
+            .filter(|r| status.as_ref().is_none_or(|s| r["status"] == s.as_str()))
+            .skip(offset)
+            .take(limit)
+            .collect();
+        json!({ "data": rows })
+    }
+
+    fn answer(&self, method: &str, target: &str, body: &[u8]) -> (u16, String) {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let segments: Vec<&str> = path.trim_start_matches("/v1/").split('/').collect();
+        match (method, segments.as_slice()) {
+            ("GET", ["items"]) => (200, self.list(query).to_string()),
+            ("GET", ["items", id]) => match self.items.lock().unwrap().get(*id) {
+                Some(row) => (200, json!({ "data": row }).to_string()),
+                None => (
+                    404,
+                    json!({"error": {"code": "not_found", "message": "no such item"}}).to_string(),
+                ),
+            },
+            ("PATCH", ["items", id]) => {
+                let patch: Value = serde_json::from_slice(body).unwrap_or(json!({}));
+                let mut items = self.items.lock().unwrap();
+                let Some(row) = items.get_mut(*id) else {
+                    return (
+                        404,
+                        json!({"error": {"code": "not_found", "message": "no such item"}})
+                            .to_string(),
+                    );
+                };
+                for (k, v) in patch.as_object().into_iter().flatten() {
+                    row[k] = v.clone();
+                }
+                row["version"] = json!(row["version"].as_u64().unwrap_or(0) + 1);
+                (200, json!({ "data": row }).to_string())
+            }
+            _ => (
+                404,
+                json!({"error": {"code": "not_found", "message": "nothing here"}}).to_string(),
+            ),
+        }
+    }
+}
+
+fn serve(api: &Api, mut stream: TcpStream) {
+    let Some((seen, body)) = read_request(&stream) else {
+        return;
+    };
+    let (status, text) = api.answer(&seen.method, &seen.target, &body);
+    let out = format!(
+        "HTTP/1.1 {status} X\r\nconnection: close\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{text}",
+        text.len()
+    );
+    let _ = stream.write_all(out.as_bytes());
+}
+
+struct Setup {
+    api: Arc<Api>,
+    tenant: String,
+}
+
+impl Setup {
+    fn start() -> Setup {
+        let api = Arc::new(Api::new());
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = api.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let api = server.clone();
+                std::thread::spawn(move || serve(&api, stream));
+            }
+        });
+        let tenant: String = unique("learn")
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .take(50)
+            .collect();
+        let a = Worker::shared().admin(
+            "POST",
+            "/_edgecache/admin/tenants",
+            Some(&json!({"name": tenant, "tables": ["items"],
+                "origin": {"kind": "http", "base_url": format!("http://127.0.0.1:{port}")}})),
+        );
+        assert_eq!(a.status, 201, "{}", a.text());
+        Setup { api, tenant }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("/t/{}{path}", self.tenant)
+    }
+
+    fn get(&self, path: &str) -> common::Answer {
+        let a = Worker::shared().get(&self.url(path));
+        assert_eq!(a.status, 200, "{path}: {}", a.text());
+        a
+    }
+
+    /// Reads `path` until it is an L1 hit (the fill registered).
+    fn cache(&self, path: &str) {
+        Worker::shared().warm(&self.url(path));
+    }
+
+    fn patch(&self, id: &str, body: Value) -> String {
+        let a = Worker::shared().request(
+            "PATCH",
+            &self.url(&format!("/v1/items/{id}")),
+            &[
+                ("content-type", "application/json"),
+                ("authorization", "Bearer user-ann"),
+            ],
+            Some(body.to_string().as_bytes()),
+        );
+        assert_eq!(a.status, 200, "PATCH {id}: {}", a.text());
+        a.header("x-edgecache-seq").expect("a token").to_string()
+    }
+
+    /// `(seq, reason)` of the key's last invalidation at the `items` coordinator.
+    fn last_invalidated(&self, path: &str) -> Option<(u64, String)> {
+        let a = Worker::shared().admin(
+            "GET",
+            &format!(
+                "/_edgecache/admin/tenants/{}/deps?url={}",
+                self.tenant,
+                urlencode(path)
+            ),
+            None,
+        );
+        assert_eq!(a.status, 200, "deps of {path}: {}", a.text());
+        let at = &a.json()["coordinators"]["items"]["last_invalidated"];
+        Some((at["seq"].as_u64()?, at["reason"].as_str()?.to_string()))
+    }
+
+    /// Which of `paths` the write with token `token` invalidated.
+    fn staled_by(&self, token: &str, paths: &[String]) -> Vec<String> {
+        let seq = common::seq_of(token);
+        paths
+            .iter()
+            .filter(|p| self.last_invalidated(p).is_some_and(|(at, _)| at == seq))
+            .cloned()
+            .collect()
+    }
+
+    /// The `items` coordinator's hypotheses that are confident, as `param kind field`.
+    fn confident(&self) -> Vec<String> {
+        let a = Worker::shared().admin(
+            "GET",
+            &format!("/_edgecache/admin/tenants/{}/stats", self.tenant),
+            None,
+        );
+        assert_eq!(a.status, 200, "{}", a.text());
+        let stats = a.json();
+        let routes = stats["coordinators"]["items"]["hypotheses"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for route in routes {
+            for h in route["hypotheses"].as_array().into_iter().flatten() {
+                if h["confident"] == true {
+                    out.push(format!(
+                        "{} {} {}{}",
+                        h["param"].as_str().unwrap_or("-"),
+                        h["kind"].as_str().unwrap_or("?"),
+                        if h["descending"] == true { "-" } else { "" },
+                        h["field"].as_str().unwrap_or("")
+                    ));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Reads every path and compares its data with what the origin answers now: never a
+    /// stale read.
+    fn assert_fresh(&self, paths: &[String]) {
+        for path in paths {
+            let a = self.get(path);
+            let query = path.split_once('?').map_or("", |(_, q)| q);
+            assert_eq!(
+                a.json()["data"],
+                self.api.list(query)["data"],
+                "{path} ({}) differs from the origin",
+                a.outcome()
+            );
+        }
+    }
+}
+
+fn page(limit: usize, offset: usize) -> String {
+    format!("/v1/items?limit={limit}&offset={offset}")
+}
+
+fn status_page(status: &str, offset: usize) -> String {
+    format!("/v1/items?limit=5&offset={offset}&status={status}")
+}
+
+/// Every page the test caches: six pages of the whole list, four of each status.
+fn pages() -> Vec<String> {
+    let mut out: Vec<String> = (0..6).map(|p| page(10, p * 10)).collect();
+    for status in STATUSES {
+        out.extend((0..4).map(|p| status_page(status, p * 5)));
+    }
+    out
+}
+
+#[test]
+fn learned_semantics_spare_what_a_write_cannot_change_and_revoke_on_a_counter_example() {
+    let s = Setup::start();
+    // Before confidence: a PATCH stales every list.
+    let early = [page(10, 0), page(10, 10)];
+    for p in &early {
+        s.cache(p);
+    }
+    let token = s.patch("i003", json!({"name": "renamed"}));
+    assert_eq!(s.staled_by(&token, &early), early.to_vec(), "conservative");
+    assert_fresh_and_cache(&s, &early);
+    assert!(s.confident().is_empty(), "{:?}", s.confident());
+
+    // Learning: the pages, filled with no write between them.
+    let all = pages();
+    for p in &all {
+        s.cache(p);
+    }
+    assert_eq!(
+        s.confident(),
+        [
+            "- default_order id",
+            "limit limit ",
+            "offset offset ",
+            "status equals status",
+        ],
+        "what the API's answers show"
+    );
+
+    // A rename moves nothing: only the pages showing the row (i013 is held, 2nd whole page).
+    let token = s.patch("i013", json!({"name": "renamed"}));
+    assert_eq!(
+        s.staled_by(&token, &all),
+        [page(10, 10), status_page("held", 0)],
+        "only the pages showing i013"
+    );
+    assert_fresh_and_cache(&s, &all);
+
+    // i013 goes from held to open: it leaves the held pages from its own on and enters the
+    // open list between i012 (the last row of open's first page) and i015.
+    let token = s.patch("i013", json!({"status": "open"}));
+    let mut expected: Vec<String> = vec![page(10, 10)];
+    expected.extend((0..4).map(|p| status_page("held", p * 5)));
+    expected.extend((1..4).map(|p| status_page("open", p * 5)));
+    expected.sort();
+    let mut got = s.staled_by(&token, &all);
+    got.sort();
+    assert_eq!(got, expected, "the lists it leaves and enters");
+    assert_fresh_and_cache(&s, &all);
+
+    // A later response contradicts `status`: the API now ignores it. The first fill that shows
+    // it revokes the hypothesis and invalidates every key kept under the route's semantics.
+    let kept = page(10, 0);
+    let before = s.last_invalidated(&kept);
+    s.api.ignore_status.store(true, Ordering::SeqCst);
+    s.get(&status_page("shut", 40));
+    // The fill registers off the response path.
+    let mut after = s.last_invalidated(&kept);
+    for _ in 0..40 {
+        if after != before {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        after = s.last_invalidated(&kept);
+    }
+    assert_ne!(after, before, "a kept page is invalidated");
+    assert_eq!(after.map(|(_, r)| r).as_deref(), Some("hypothesis_revoked"));
+    assert!(
+        !s.confident().iter().any(|h| h.starts_with("status")),
+        "{:?}",
+        s.confident()
+    );
+    s.api.ignore_status.store(false, Ordering::SeqCst);
+}
+
+/// Reads every path back against the origin, then makes sure each is cached again.
+fn assert_fresh_and_cache(s: &Setup, paths: &[String]) {
+    s.assert_fresh(paths);
+    for p in paths {
+        s.cache(p);
+    }
+}
