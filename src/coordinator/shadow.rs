@@ -499,11 +499,18 @@ impl TableCoordinator {
             learning: learn.learning,
             seed: seq,
         };
-        for table in learn.siblings.iter().filter(|t| **t != images.table) {
+        // All siblings at once: a write waits for the slowest, not for the sum.
+        let siblings = learn.siblings.iter().filter(|t| **t != images.table);
+        let told = futures_util::future::join_all(siblings.map(|table| {
             let sibling = edgecache_core::CoordinatorId::new(&id.source(), table);
             let client =
                 super::client::Coordinator::of(&self.env, &sibling).for_tenant(tenant, origin);
-            match client.observe(&req).await {
+            let req = &req;
+            async move { (table, client.observe(req).await) }
+        }))
+        .await;
+        for (table, answer) in told {
+            match answer {
                 Ok(ObserveResponse { seq: Some(seq), .. }) => {
                     related.insert(table.clone(), seq);
                 }
