@@ -6,8 +6,14 @@
 
 mod common;
 
-use common::{seq_of, Worker};
+use std::sync::Mutex;
+
+use common::{seq_of, serial, Worker};
 use serde_json::{json, Value};
+
+/// Each test checks exactly which pages a write invalidates, so no other test may write
+/// meanwhile.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn w() -> &'static Worker {
     Worker::shared()
@@ -64,6 +70,7 @@ fn write_and_check(pages: &[String], id: &str, patch: Value) -> (usize, usize) {
 
 #[test]
 fn a_patch_refills_only_the_pages_it_changed() {
+    let _alone = serial(&ONE_AT_A_TIME);
     let mut pages: Vec<String> = (0..10)
         .map(|k| format!("/v1/users?limit=100&offset={}", 100 * k))
         .collect();
@@ -137,6 +144,7 @@ fn view_write_and_check(
 /// row it changed, on either table's coordinator.
 #[test]
 fn a_write_stales_only_the_view_keys_showing_its_user() {
+    let _alone = serial(&ONE_AT_A_TIME);
     let pages: Vec<String> = (0..6)
         .map(|k| format!("/v1/usersWithOrders?limit=50&offset={}", 50 * k))
         .collect();
