@@ -200,7 +200,7 @@ export async function precisionTable(ctx) {
   const VIEW = "join view";
   const rows = new Map(); // write kind → counters, over the table keys
   const byKeyKind = new Map(); // key kind → counters
-  const counter = () => ({ writes: 0, changed: 0, invalidated: 0, hit: 0, keys: 0, misses: 0, refills: 0, avoided: 0 });
+  const counter = () => ({ writes: 0, changed: 0, invalidated: 0, hit: 0, keys: 0, misses: 0, refills: 0, avoided: 0, patched: 0 });
   const TABLES = ["users", "orders"];
   let counters = await settled(ctx, TABLES);
   const anomalies = [];
@@ -239,6 +239,7 @@ export async function precisionTable(ctx) {
     const now = await settled(ctx, TABLES);
     row.refills += now.refills - counters.refills;
     row.avoided += now.writtenThrough - counters.writtenThrough + now.patched - counters.patched;
+    row.patched += now.patched - counters.patched;
     counters = now;
     const reread = await warm(ctx, keys, token);
     row.misses += reread.misses.length;
@@ -292,8 +293,9 @@ export async function precisionTable(ctx) {
       `view keys alone ${pct(view.hit, view.invalidated)} (recall ${pct(view.hit, view.changed)}).`,
   );
   out(
-    `  refills avoided: ${int(all.avoided)} in all (record copies rebuilt from the after image and list pages patched in place, ` +
-      `no origin read each); origin reads: ${int(all.refills)} refills and ${int(all.misses)} read misses.`,
+    `  refills avoided: ${int(all.avoided)} in all, no origin read each: ${int(all.avoided - all.patched)} record copies rebuilt ` +
+      `from the after image and ${int(all.patched)} list pages patched in place; origin reads: ${int(all.refills)} refills and ` +
+      `${int(all.misses)} read misses.`,
   );
   out(`  cache reads after each write equal to the origin's: ${int(servedEqual)}/${int(served)}`);
   out(
