@@ -229,10 +229,13 @@ fn a_tenants_refills_past_its_budget_wait_and_other_tenants_are_refilled() {
     let (greedy, other) = (name("refill-greedy"), name("refill-other"));
     let first = common::unique("Refill").replace('-', "");
     let id = w.create_user("refill", &first);
-    // Every page shows the user, so one PATCH of it makes each of them stale.
+    // Every page shows the user, so one PATCH of it makes each of them stale; the pages are
+    // ordered by the column it writes, so none is patched in place: each needs a refill.
     let pages = |tenant: &str, n: usize| -> Vec<String> {
         (1..=n)
-            .map(|limit| format!("/t/{tenant}/v1/users?firstName={first}&limit={limit}"))
+            .map(|limit| {
+                format!("/t/{tenant}/v1/users?firstName={first}&limit={limit}&order=lastName")
+            })
             .collect()
     };
     let (greedy_pages, other_pages) = (pages(&greedy, 6), pages(&other, 2));

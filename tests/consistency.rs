@@ -3,7 +3,7 @@
 //! inspection shows what the coordinator knows.
 //!
 //! Tests of the shared worker hold `SHARED`: they write users, and a write legitimately stales
-//! keys other tests are warming (views are opaque to every users write; several tests use the
+//! keys other tests are warming (the view keys showing the written user; several tests use the
 //! Lane list), which would make "cache it, then write" racy. Each still writes records of its
 //! own (unique ids and names). Keys used as controls ("still a hit") are ones no test writes into.
 
@@ -112,8 +112,10 @@ fn updating_123_abc_stales_exactly_the_responses_that_show_it() {
         BOB.into(),
         ORDERS.into(),
         format!("/v1/users/{other}"),
+        // The view's first page: 123-abc sorts after it, and the view binds users.id to its
+        // id, so the planner can tell.
+        "/v1/usersWithOrders?limit=10".into(),
     ];
-    let view_list = "/v1/usersWithOrders?limit=10";
 
     for p in stale.iter().chain(&unrelated) {
         let a = w().warm(p);
@@ -121,7 +123,6 @@ fn updating_123_abc_stales_exactly_the_responses_that_show_it() {
     }
     assert!(!ids(&w().warm("/v1/users?limit=10")).contains(&"123-abc".to_string()));
     let before: Vec<Answer> = unrelated.iter().map(|p| w().warm(p)).collect();
-    w().warm(view_list);
 
     let last = unique("Hopper");
     let write = w().send_json("PATCH", "/v1/users/123-abc", &json!({"lastName": last}));
@@ -138,12 +139,6 @@ fn updating_123_abc_stales_exactly_the_responses_that_show_it() {
             a.text()
         );
     }
-    let a = read_after(view_list, &token);
-    assert_eq!(
-        a.outcome(),
-        "MISS",
-        "a view is opaque: every write of its tables stales it"
-    );
     for (p, b) in unrelated.iter().zip(&before) {
         assert_still_hit(p, b, &token);
     }

@@ -6,8 +6,14 @@
 
 mod common;
 
-use common::{seq_of, Worker};
+use std::sync::Mutex;
+
+use common::{seq_of, serial, Worker};
 use serde_json::{json, Value};
+
+/// Each test checks exactly which pages a write invalidates, so no other test may write
+/// meanwhile.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn w() -> &'static Worker {
     Worker::shared()
@@ -64,6 +70,7 @@ fn write_and_check(pages: &[String], id: &str, patch: Value) -> (usize, usize) {
 
 #[test]
 fn a_patch_refills_only_the_pages_it_changed() {
+    let _alone = serial(&ONE_AT_A_TIME);
     let mut pages: Vec<String> = (0..10)
         .map(|k| format!("/v1/users?limit=100&offset={}", 100 * k))
         .collect();
@@ -88,5 +95,92 @@ fn a_patch_refills_only_the_pages_it_changed() {
         (3..pages.len() / 2).contains(&invalidated),
         "{invalidated} of {} pages invalidated",
         pages.len()
+    );
+}
+
+/// Caches `keys`, makes the write, and checks key by key that exactly `expected` were
+/// invalidated by it (on `table`'s coordinator), that exactly those changed at the origin, that
+/// each invalidated key is then served as the origin answers it and each other one still from
+/// L1.
+fn view_write_and_check(
+    keys: &[String],
+    table: &str,
+    write: (&str, &str, Value),
+    expected: &[&String],
+) {
+    let before: Vec<Vec<u8>> = keys.iter().map(|k| cached(k)).collect();
+    let (method, path, body) = write;
+    let a = w().send_json(method, path, &body);
+    assert!(a.status < 300, "{method} {path}: {}", a.text());
+    let token = Worker::token_of(&a);
+    let seq = seq_of(&token);
+    for (key, old) in keys.iter().zip(&before) {
+        let stale = w().last_invalidated(key, table) == Some(seq);
+        let origin = w().get_with(key, &[("cache-control", "no-cache")]);
+        assert_eq!(origin.status, 200, "{key}: {}", origin.text());
+        let changed = &origin.body != old;
+        assert_eq!(
+            (stale, changed),
+            (expected.contains(&key), expected.contains(&key)),
+            "{key} after {method} {path} {body}: (invalidated, changed)"
+        );
+        let again = w().get_with(key, &[("x-edgecache-min-seq", &token)]);
+        assert_eq!(
+            again.body, origin.body,
+            "{key} is served as the origin answers it"
+        );
+        if !stale {
+            assert_eq!(
+                again.outcome(),
+                "HIT-L1",
+                "{key}: spared, still served from L1"
+            );
+        }
+    }
+}
+
+/// The join view (`usersWithOrders`, declared in wrangler.toml with users.id and
+/// orders.userId bound to its id): a write stales only the view pages and records whose view
+/// row it changed, on either table's coordinator.
+#[test]
+fn a_write_stales_only_the_view_keys_showing_its_user() {
+    let _alone = serial(&ONE_AT_A_TIME);
+    let pages: Vec<String> = (0..6)
+        .map(|k| format!("/v1/usersWithOrders?limit=50&offset={}", 50 * k))
+        .collect();
+    let id = rows(&cached(&pages[2]))[10]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let first = rows(&cached(&pages[0]))[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let record = format!("/v1/usersWithOrders/{id}");
+    let mut keys = pages.clone();
+    keys.push(record.clone());
+    keys.push(format!("/v1/usersWithOrders/{first}"));
+    let user = format!("/v1/users/{id}");
+
+    // The view does not show a user's age: no view key changes.
+    view_write_and_check(&keys, "users", ("PATCH", &user, json!({"age": 33})), &[]);
+    // A new first name changes the user's view row: its page and its record.
+    let showing = [&pages[2], &record];
+    view_write_and_check(
+        &keys,
+        "users",
+        ("PATCH", &user, json!({"firstName": "Viewed"})),
+        &showing,
+    );
+    // An order for the user changes its count and total, through the orders coordinator.
+    let order = json!({"id": "view-order-1", "userId": id, "item": "lamp", "quantity": 1, "totalCents": 1234});
+    view_write_and_check(&keys, "orders", ("POST", "/v1/orders", order), &showing);
+    // The view does not show an order's status.
+    let status = json!({"status": "shipped"});
+    view_write_and_check(
+        &keys,
+        "orders",
+        ("PATCH", "/v1/orders/view-order-1", status),
+        &[],
     );
 }

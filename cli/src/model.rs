@@ -4,8 +4,6 @@
 //! fields are ignored and absent ones defaulted, because the server may grow fields the CLI does
 //! not know yet. `--json` prints the server's own JSON, so nothing is lost there.
 
-use std::collections::BTreeMap;
-
 use serde::Deserialize;
 
 pub use edgecache_core::access::CreateKey;
@@ -31,9 +29,9 @@ pub struct Tenant {
     /// Its cache rules.
     #[serde(default)]
     pub rules: Vec<Rule>,
-    /// Named views and the tables each depends on.
+    /// Named views: the tables each depends on, and their bindings.
     #[serde(default)]
-    pub views: BTreeMap<String, Vec<String>>,
+    pub views: edgecache_core::schema::ViewDecls,
     /// When it was created (RFC 3339), shown as given.
     #[serde(default)]
     pub created_at: Option<String>,

@@ -104,7 +104,16 @@ pub fn tenant(tenant: &Tenant) -> String {
         out.push_str("no views\n");
     } else {
         let mut table = Table::new(&["VIEW", "TABLES"]);
-        for (view, tables) in &tenant.views {
+        for (view, decl) in &tenant.views {
+            let bind = decl.bind();
+            let tables: Vec<String> = decl
+                .tables()
+                .into_iter()
+                .map(|t| match bind.get(&t) {
+                    Some(column) => format!("{t} ({column} = id)"),
+                    None => t,
+                })
+                .collect();
             table.row(vec![view.clone(), tables.join(", ")]);
         }
         out.push_str(&table.render());
@@ -313,7 +322,7 @@ pub fn explained(method: &str, path: &str, answer: &ExplainResponse) -> String {
     let count = |action: KeyAction| answer.keys.iter().filter(|k| k.action == action).count();
     let (invalidate, refresh, spare) = (
         count(KeyAction::Invalidate),
-        count(KeyAction::Refresh),
+        count(KeyAction::Refresh) + count(KeyAction::RefreshInPlace),
         count(KeyAction::Spare),
     );
     let mut out =
@@ -338,6 +347,7 @@ pub fn explained(method: &str, path: &str, answer: &ExplainResponse) -> String {
         let action = match key.action {
             KeyAction::Invalidate => "invalidate",
             KeyAction::Refresh => "refresh",
+            KeyAction::RefreshInPlace => "refresh in place",
             KeyAction::Spare => "spare",
         };
         let reason = match key.reason {

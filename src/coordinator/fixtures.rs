@@ -43,6 +43,7 @@ pub fn users() -> Relation {
         ],
         id_column: "id".into(),
         tables: vec!["users".into()],
+        bind: Default::default(),
     }
 }
 
@@ -99,7 +100,7 @@ pub fn ctx(log_limit: u64) -> StepContext {
 /// Records a write the way the coordinator does once the origin accepted it.
 pub fn write(graph: &Graph<MemoryStore>, images: &WriteImages) -> Recorded {
     let intent = graph.begin_intent(&images.id).expect("intent");
-    let planned = plan(graph, images).expect("planned");
+    let planned = plan(graph, images, &[]).expect("planned");
     record(graph, intent, images, &planned, ctx(1000), None).expect("recorded")
 }
 

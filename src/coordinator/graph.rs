@@ -15,7 +15,7 @@ use edgecache_core::learned_rules::{Dependency, Evidence, LearnedRule, Verdict};
 use edgecache_core::planner::{
     list_bound_order, list_index_term, list_prefix_term, order_of_bound, page_bounds,
     row_index_terms, row_prefix_terms, row_unindexed_columns, sort_key, InvalidationReason,
-    ListDependent, PageBounds, WriteImages,
+    ListDependent, PageBounds, ViewDependent, ViewRead, WriteImages,
 };
 use edgecache_core::protocol::{Changes, Dependent, Registration, SparedKey};
 use edgecache_core::semantics::RouteSemantics;
@@ -93,6 +93,17 @@ struct InvalRow {
     key: String,
     seq: f64,
     reason: String,
+}
+
+/// What a write of the table is planned against besides its record's keys.
+#[derive(Debug, Default)]
+pub struct Candidates {
+    /// Lists of the table.
+    pub lists: Vec<ListDependent>,
+    /// Responses of views that read the table.
+    pub views: Vec<ViewDependent>,
+    /// Entries the planner cannot reason about.
+    pub opaque: Vec<CacheKey>,
 }
 
 /// A key waiting to be refilled.
@@ -346,7 +357,8 @@ impl<S: Store> Graph<S> {
                     )?,
                 }
             }
-            Dependent::Opaque => self.exec(
+            // A view's responses are planned on the view rows read around each write.
+            Dependent::View { .. } | Dependent::Opaque => self.exec(
                 "INSERT OR IGNORE INTO list_scan (key) VALUES (?)",
                 vec![text(&reg.key)],
             )?,
@@ -459,10 +471,10 @@ impl<S: Store> Graph<S> {
         Ok(all)
     }
 
-    /// The registered lists and opaque entries among `keys` (sorted), as the planner takes them.
-    pub fn dependents(&self, keys: &[String]) -> Result<(Vec<ListDependent>, Vec<CacheKey>)> {
-        let mut lists = Vec::new();
-        let mut opaque = Vec::new();
+    /// The registered lists, view responses and opaque entries among `keys` (sorted), as the
+    /// planner takes them.
+    pub fn dependents(&self, keys: &[String]) -> Result<Candidates> {
+        let mut found = Candidates::default();
         for chunk in keys.chunks(MAX_PARAMS) {
             let placeholders = vec!["?"; chunk.len()].join(", ");
             let rows: Vec<RegRow> = self.rows(
@@ -476,10 +488,33 @@ impl<S: Store> Graph<S> {
                 let Ok(key) = CacheKey::parse(&reg.key) else {
                     continue;
                 };
-                reg.dependent.plan_into(key, &mut lists, &mut opaque);
+                reg.dependent
+                    .plan_into(key, &mut found.lists, &mut found.views, &mut found.opaque);
             }
         }
-        Ok((lists, opaque))
+        Ok(found)
+    }
+
+    /// The views, with this table's column bound to each one's id, that responses registered
+    /// here show: the view rows a write touches are read around it for these
+    /// ([`ViewRead`]). A view response without a binding for `table` needs none (stale on
+    /// every write).
+    pub fn view_reads(&self, table: &str) -> Result<Vec<ViewRead>> {
+        let rows: Vec<RegRow> = self.rows("SELECT reg FROM entries WHERE kind = 'view'", vec![])?;
+        let mut reads: Vec<ViewRead> = rows
+            .iter()
+            .filter_map(|row| serde_json::from_str::<Registration>(&row.reg).ok())
+            .filter_map(|reg| match reg.dependent {
+                Dependent::View { view, bind, .. } => bind.get(table).map(|column| ViewRead {
+                    view,
+                    column: column.clone(),
+                }),
+                _ => None,
+            })
+            .collect();
+        reads.sort();
+        reads.dedup();
+        Ok(reads)
     }
 
     /// Pages of lists without filters that a write with these images may change, as
@@ -1294,10 +1329,66 @@ mod tests {
             after: Some(lane.clone()),
         };
         let keys = g.candidate_keys(&[&images]).unwrap().remove(0);
-        let (lists, opaque) = g.dependents(&keys).unwrap();
-        assert_eq!(lists.len(), 121, "every Lane list and the unindexed one");
-        assert!(opaque.is_empty());
-        assert!(lists.iter().all(|l| !l.key.as_str().contains("Bob")));
+        let found = g.dependents(&keys).unwrap();
+        assert_eq!(
+            found.lists.len(),
+            121,
+            "every Lane list and the unindexed one"
+        );
+        assert!(found.opaque.is_empty() && found.views.is_empty());
+        assert!(found.lists.iter().all(|l| !l.key.as_str().contains("Bob")));
+    }
+
+    #[test]
+    fn view_reads_name_each_view_bound_to_the_table_once() {
+        use edgecache_core::protocol::ViewTarget;
+        use std::collections::BTreeMap;
+        let g = graph();
+        let view = |key: &str, bind: &[(&str, &str)]| Registration {
+            key: format!("acme:/v1/{key}"),
+            stamp: BORN,
+            dependent: Dependent::View {
+                view: key.split(['/', '?']).next().unwrap().to_string(),
+                bind: bind
+                    .iter()
+                    .map(|(t, c)| (t.to_string(), c.to_string()))
+                    .collect::<BTreeMap<_, _>>(),
+                target: ViewTarget::Record { id: "1".into() },
+            },
+            records: vec![],
+            tables: vec!["users".into(), "orders".into()],
+            route: format!("/v1/{key}"),
+            digest: None,
+            observation: None,
+            rehydrate: false,
+            ttl_secs: 60,
+        };
+        let bound = [("users", "id"), ("orders", "userId")];
+        for reg in [
+            view("uwo/1", &bound),
+            view("uwo/2", &bound),
+            view("loose/1", &[]),
+            view("other/1", &[("orders", "id")]),
+        ] {
+            g.register(&reg).unwrap();
+        }
+        let reads = g.view_reads("orders").unwrap();
+        let named: Vec<(&str, &str)> = reads
+            .iter()
+            .map(|r| (r.view.as_str(), r.column.as_str()))
+            .collect();
+        assert_eq!(named, [("other", "id"), ("uwo", "userId")]);
+        assert_eq!(g.view_reads("users").unwrap().len(), 1);
+        let images = WriteImages {
+            table: "orders".into(),
+            id: "9".into(),
+            id_column: "id".into(),
+            before: None,
+            after: Some(row(json!({"id": "9", "userId": "1"}))),
+        };
+        let keys = g.candidate_keys(&[&images]).unwrap().remove(0);
+        let found = g.dependents(&keys).unwrap();
+        assert_eq!(found.views.len(), 4, "every view response is planned");
     }
 
     /// Pages 0..n of `/v1/users?<query>&limit=<limit>` over `rows`, sorted as the origin
@@ -1428,7 +1519,7 @@ mod tests {
             ],
             "an integer age loads every prefix list on age"
         );
-        let (lists, _) = g.dependents(&found).unwrap();
+        let lists = g.dependents(&found).unwrap().lists;
         assert_eq!(lists.len(), 4, "nothing else is scanned");
     }
 

@@ -6,6 +6,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 
 use worker::{durable_object, DurableObject, Env, Method, Request, Response, SqlStorage, State};
 
@@ -59,6 +60,13 @@ pub struct TableCoordinator {
     pub(super) commits: Cell<u64>,
     /// Writes recorded since the object started (stats).
     pub(super) writes: Cell<u64>,
+    /// Origin reads made by refills since the object started (stats).
+    pub(super) refills: Cell<u64>,
+    /// Record copies rebuilt from a write's after image since the object started (stats).
+    pub(super) written_through: Cell<u64>,
+    /// List pages patched in place since the object started (stats; counted by tasks that
+    /// outlive the request, hence shared).
+    pub(super) patched: Rc<Cell<u64>>,
     /// Test hooks only: the next refill crashes the object after its origin read.
     pub(super) crash_next_refill: Cell<bool>,
     /// The name is known to be stored.
@@ -85,6 +93,9 @@ impl DurableObject for TableCoordinator {
             timings: WriteTimings::default(),
             commits: Cell::new(0),
             writes: Cell::new(0),
+            refills: Cell::new(0),
+            written_through: Cell::new(0),
+            patched: Rc::new(Cell::new(0)),
             crash_next_refill: Cell::new(false),
             named: Cell::new(false),
             refill_budget: RefCell::new(None),
@@ -310,6 +321,9 @@ impl TableCoordinator {
                     writes: self.writes.get(),
                     commits: self.commits.get(),
                     hypotheses: super::semantics::hypotheses(&graph)?,
+                    refills: self.refills.get(),
+                    written_through: self.written_through.get(),
+                    patched: self.patched.get(),
                 })
             }
             _ => Err(ApiError::route_not_found(url.path())),

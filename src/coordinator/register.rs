@@ -101,16 +101,18 @@ pub fn registration_is_fresh<S: Store>(
     let Ok(key) = CacheKey::parse(&reg.key) else {
         return Ok(false);
     };
-    let (mut lists, mut opaque) = (Vec::new(), Vec::new());
+    let (mut lists, mut views, mut opaque) = (Vec::new(), Vec::new(), Vec::new());
     reg.dependent
-        .plan_into(key.clone(), &mut lists, &mut opaque);
+        .plan_into(key.clone(), &mut lists, &mut views, &mut opaque);
     for (_, write) in writes {
         let record_keys = if reg.records.contains(&write.id) {
             vec![key.clone()]
         } else {
             vec![]
         };
-        if !plan_write(&write, &record_keys, &lists, &opaque)
+        // The log keeps no view rows, so a view's response is held stale after any write
+        // since its stamp that changed a row.
+        if !plan_write(&write, &record_keys, &lists, &views, &[], &opaque)
             .entries
             .is_empty()
         {

@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use worker::Storage;
+
 use super::graph::{Graph, RehydrateItem};
 use super::object::{TableCoordinator, MAX_KNOWN_TENANTS};
 use super::register::registration_is_fresh;
@@ -13,10 +15,13 @@ use crate::cache::l2;
 use crate::origin::{AnyOrigin, Origin};
 use crate::runtime::platform::now_ms;
 use edgecache_core::entry::CachedEntry;
-use edgecache_core::fill;
+use edgecache_core::extract::{list_window, ListWindow};
+use edgecache_core::fill::{self, keeps_place, patched_page};
 use edgecache_core::key::CacheKey;
 use edgecache_core::origin::{read_target, OriginRead, ReadTarget};
-use edgecache_core::protocol::{OriginConfig, RefreshRequest, Registration};
+use edgecache_core::planner::WriteImages;
+use edgecache_core::protocol::{Dependent, OriginConfig, RefreshRequest, Registration};
+use edgecache_core::query::ListQuery;
 use edgecache_core::ratelimit::{Limit, RateLimiter, Verdict};
 use edgecache_core::route;
 use edgecache_core::rules::RoutePolicy;
@@ -30,6 +35,47 @@ const REHYDRATE_BATCH: usize = 16;
 const REHYDRATE_CONCURRENCY: usize = 4;
 /// Attempts before a refill is dropped (the next read simply misses).
 const REHYDRATE_MAX_ATTEMPTS: u64 = 5;
+/// How long the refill of a page a write may patch in place waits: the patch, made right after
+/// the write's answer, normally lands first and takes it off the queue.
+pub(super) const PATCH_GRACE_MS: u64 = 2_000;
+
+/// A cached list page a write changed only where it shows the written row
+/// ([`fill::keeps_place`]): its copy in this data centre's L2 can be patched with the after
+/// image instead of refilled from the origin.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PagePatch {
+    key: CacheKey,
+    /// Fill stamp of the registration the write was planned against: only that copy is
+    /// patched.
+    stamp: u64,
+    query: ListQuery,
+    /// The page as that copy holds it.
+    window: ListWindow,
+    ttl_secs: u64,
+}
+
+/// The patch of `key` (registered as `reg` when the write was planned) for a write with
+/// `images`, if the write keeps the row's place in its list.
+pub(super) fn page_patch(
+    key: &CacheKey,
+    reg: &Registration,
+    images: &WriteImages,
+) -> Option<PagePatch> {
+    match &reg.dependent {
+        Dependent::List { query, window }
+            if key.variant().is_none() && keeps_place(query, images) =>
+        {
+            Some(PagePatch {
+                key: key.clone(),
+                stamp: reg.stamp,
+                query: query.clone(),
+                window: window.clone(),
+                ttl_secs: reg.ttl_secs,
+            })
+        }
+        _ => None,
+    }
+}
 
 impl TableCoordinator {
     /// Sets the alarm for the next due refill or shadow check, if any.
@@ -139,6 +185,32 @@ impl TableCoordinator {
         Ok(go)
     }
 
+    /// Patches `patches` in place after the write's answer (a write at `seq` with `images`):
+    /// each page's L2 copy, if it is the copy the write was planned against, gets the after
+    /// image and is registered at `seq` and stored again; its queued refill is then dropped. A
+    /// page that cannot be patched is refilled by its queued refill.
+    pub(super) fn patch_later(
+        &self,
+        relation: &Relation,
+        images: &WriteImages,
+        seq: u64,
+        patches: Vec<PagePatch>,
+    ) {
+        if patches.is_empty() {
+            return;
+        }
+        let storage = self.state.storage();
+        let patched = self.patched.clone();
+        let (relation, images) = (relation.clone(), images.clone());
+        self.state.wait_until(async move {
+            for patch in &patches {
+                if let Ok(true) = patch_page(&storage, &relation, &images, seq, patch).await {
+                    patched.set(patched.get() + 1);
+                }
+            }
+        });
+    }
+
     /// Refills one key: purges this data centre's stale L2 copy, reads the key's origin
     /// (`read_fresh`) and keeps the copy unless a write overtook it (`keep_copy`).
     async fn refill(&self, relation: &Relation, key: &str, ttl_secs: u64) -> Result<(), ApiError> {
@@ -147,6 +219,7 @@ impl TableCoordinator {
             return Ok(());
         };
         l2::purge(&key).await;
+        self.refills.set(self.refills.get() + 1);
         let fetched = self.read_fresh(relation, &key, target).await?;
         if self.crash_next_refill.replace(false) {
             panic!("test hook: coordinator crashed during a refill");
@@ -239,6 +312,65 @@ pub(super) struct Fetched {
     pub stamp: u64,
     /// The origin's answer.
     pub read: OriginRead,
+}
+
+/// Patches one page (see [`TableCoordinator::patch_later`]); whether it did. The copy must be
+/// this table's alone, stamped as the registration the write was planned against and holding
+/// the page that registration describes; [`patched_page`] checks it shows the before image.
+/// The patched copy is registered only if no later write touched it (as a refill is).
+async fn patch_page(
+    storage: &Storage,
+    relation: &Relation,
+    images: &WriteImages,
+    seq: u64,
+    patch: &PagePatch,
+) -> Result<bool, ApiError> {
+    let Some(entry) = l2::get(&patch.key).await else {
+        return Ok(false);
+    };
+    let own_stamp = BTreeMap::from([(relation.name.clone(), patch.stamp)]);
+    if entry.vary.is_some() || entry.stamps != own_stamp {
+        return Ok(false);
+    }
+    let Ok(body) = serde_json::from_slice::<serde_json::Value>(&entry.body) else {
+        return Ok(false);
+    };
+    if list_window(&patch.query, &relation.id_column, &body) != patch.window {
+        return Ok(false);
+    }
+    let Some(json) = patched_page(&body, &patch.query, images) else {
+        return Ok(false);
+    };
+    let Ok(bytes) = serde_json::to_vec(&json) else {
+        return Ok(false);
+    };
+    let no_headers = OriginHeaders {
+        cache_control: None,
+        vary: None,
+    };
+    let target = ReadTarget::List(patch.query.clone());
+    let Some((reg, copy)) = refilled_copy(
+        &patch.key,
+        relation,
+        &target,
+        (&json, bytes),
+        no_headers,
+        (seq, now_ms()),
+        patch.ttl_secs,
+    ) else {
+        return Ok(false);
+    };
+    let graph = Graph::open(storage.sql(), now_ms(), false)?;
+    let key = patch.key.as_str();
+    if graph.registration(key)?.is_some()
+        || !registration_is_fresh(&graph, &reg, graph.seq()?, relation)?
+    {
+        return Ok(false);
+    }
+    graph.register(&reg)?;
+    graph.finish_rehydrate(key)?;
+    l2::put(&patch.key, &copy).await?;
+    Ok(true)
 }
 
 /// The registration and L2 entry of a refilled copy of `key`, the origin's answer `json` and

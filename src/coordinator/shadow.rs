@@ -696,7 +696,7 @@ mod tests {
             before: None,
             after: Some(row(json!({"id": "9", "firstName": "Zed", "age": 3}))),
         };
-        let planned = crate::coordinator::write::plan(&g, &images).unwrap();
+        let planned = crate::coordinator::write::plan(&g, &images, &[]).unwrap();
         let n = queue_own_checks(
             &g,
             (&images, "POST /v1/users"),

@@ -5,10 +5,10 @@
 //! **plan** and **apply** (one synchronous step: bump, log, plan, invalidate, queue refills,
 //! drop the intent) → **rehydrate/purge** (schedule the refills, free stale L2 copies).
 
-use super::graph::Graph;
+use super::graph::{Candidates, Graph};
 use super::object::TableCoordinator;
 use super::queue::{PendingWrite, WriteOutcome, WriteTiming};
-use super::rehydrate::refilled_copy;
+use super::rehydrate::{page_patch, refilled_copy, PagePatch, PATCH_GRACE_MS};
 use super::semantics;
 use super::shadow::queue_own_checks;
 use super::store::{Store, StoreError};
@@ -23,17 +23,20 @@ use edgecache_core::explain::{
 use edgecache_core::fill::record_body;
 use edgecache_core::key::CacheKey;
 use edgecache_core::origin::{OriginError, OriginWrite, ReadTarget};
-use edgecache_core::planner::{plan_write, InvalidationPlan, InvalidationReason, WriteImages};
+use edgecache_core::planner::{
+    plan_write, InvalidationPlan, InvalidationReason, ViewChanges, ViewRead, WriteImages,
+};
 use edgecache_core::protocol::{
     Dependent, ExplainRequest, ExplainResponse, ExplainedKey, KeyAction, KeyReason, OriginConfig,
     Registration, StaleKey, WriteExplanation, WriteFault, WriteOp, WriteRequest, WriteResponse,
     MAX_EXPLAINED_KEYS, SLOW_FORWARD_MS,
 };
 use edgecache_core::route;
-use edgecache_core::schema::Relation;
+use edgecache_core::schema::{BoundView, Relation, Scope, ViewDecl, ViewDecls};
 use edgecache_core::shadow::op_pattern;
 use edgecache_core::shared_cache::OriginHeaders;
 use edgecache_core::ApiError;
+use std::collections::BTreeMap;
 
 /// L2 copies purged after one write; the rest expire or fail validation.
 const MAX_PURGE_PER_WRITE: usize = 100;
@@ -61,6 +64,8 @@ pub struct Recorded {
     /// Record copies rebuilt from the write's after image, registered at `seq`, to store in
     /// L2 (write-through: no origin read).
     pub written_through: Vec<(CacheKey, CachedEntry)>,
+    /// List pages to patch in place from their L2 copies (their refills wait meanwhile).
+    pub patches: Vec<PagePatch>,
 }
 
 impl TableCoordinator {
@@ -229,7 +234,7 @@ impl TableCoordinator {
             log_limit: self.config()?.invalidation_log,
         };
         let applies = semantics::learning_applies(pending.req.learn.as_ref());
-        let (plan, spared) = plan_among(graph, &images, &candidates, applies)?;
+        let (plan, spared) = plan_among(graph, &images, &candidates, &forwarded.views, applies)?;
         semantics::record_spared(graph, &spared, &plan)?;
         let pattern = op_pattern(&pending.req.op, &images.table);
         if pending
@@ -257,7 +262,11 @@ impl TableCoordinator {
         let through = matches!(pending.origin, OriginConfig::D1).then_some(relation);
         let recorded = record(graph, intent, &images, &plan, ctx, through)?;
         self.writes.set(self.writes.get() + 1);
+        let copies = recorded.written_through.len() as u64;
+        self.written_through
+            .set(self.written_through.get() + copies);
         self.store_later(recorded.written_through);
+        self.patch_later(relation, &images, recorded.seq, recorded.patches);
         let explained = match pending.req.explain {
             true => Some(explain(graph, &pending.tenant, recorded.stale)?),
             false => None,
@@ -326,8 +335,43 @@ impl TableCoordinator {
         })
     }
 
+    /// The view reads a D1 write of `relation` makes for the view responses registered here
+    /// (`Graph::view_reads`), each checked against the database's catalogue (the view exists
+    /// with an id column, the table has the column) so that no read can fail the write's batch;
+    /// a view response whose read is left out is stale on every write.
+    async fn view_reads(&self, relation: &Relation) -> Result<Vec<ViewRead>, ApiError> {
+        let reads = self.graph()?.view_reads(&relation.name)?;
+        if reads.is_empty() {
+            return Ok(Vec::new());
+        }
+        let decls: ViewDecls = reads
+            .iter()
+            .map(|r| {
+                let bind = BTreeMap::from([(relation.name.clone(), r.column.clone())]);
+                let view = BoundView {
+                    bind,
+                    tables: Vec::new(),
+                };
+                (r.view.clone(), ViewDecl::Bound(view))
+            })
+            .collect();
+        let schema = D1Origin::new(self.env.d1("DB")?)
+            .schema(&decls, Scope::All)
+            .await?;
+        Ok(reads
+            .into_iter()
+            .filter(|r| {
+                schema
+                    .relation(&r.view)
+                    .is_some_and(|v| v.bind.get(&relation.name) == Some(&r.column))
+            })
+            .collect())
+    }
+
     /// Forward: the writes go to their origin, with their tenant's credentials; writes to the
-    /// built-in database as one batch (a group only ever holds more than one of those).
+    /// built-in database as one batch (a group only ever holds more than one of those), each
+    /// reading the rows of the views it touches around it (none if they cannot be listed:
+    /// then every view response is stale).
     async fn forward<'a>(
         &self,
         relation: &Relation,
@@ -340,7 +384,8 @@ impl TableCoordinator {
         match AnyOrigin::open(&self.env, &first.origin) {
             Ok(AnyOrigin::D1(d1)) => {
                 let ops: Vec<&WriteOp> = group.iter().map(|p| &p.req.op).collect();
-                d1.write_group(relation, &ops).await
+                let views = self.view_reads(relation).await.unwrap_or_default();
+                d1.write_group(relation, &ops, &views).await
             }
             Ok(AnyOrigin::Http(http)) => {
                 let mut results = Vec::with_capacity(group.len());
@@ -487,6 +532,7 @@ pub fn record<S: Store>(
         purge: applied.purge,
         stale: applied.stale,
         written_through: applied.written_through,
+        patches: applied.patches,
     })
 }
 
@@ -523,15 +569,16 @@ pub fn group_candidates<S: Store>(
         .collect())
 }
 
-/// Plan: the keys the write makes stale, from the record's keys and the lists and opaque
-/// entries its images could affect.
+/// Plan: the keys the write makes stale, from the record's keys and the lists, view responses
+/// (on the view rows it touched, `views`) and opaque entries its images could affect.
 pub fn plan<S: Store>(
     graph: &Graph<S>,
     images: &WriteImages,
+    views: &[ViewChanges],
 ) -> Result<InvalidationPlan, StoreError> {
     let candidates = graph.candidate_keys(&[images])?;
     let among = candidates.first().map_or(&[][..], Vec::as_slice);
-    Ok(plan_among(graph, images, among, true)?.0)
+    Ok(plan_among(graph, images, among, views, true)?.0)
 }
 
 /// Plan among `candidates`, the keys [`Graph::candidate_keys`] found for these images (for a
@@ -544,6 +591,7 @@ pub fn plan_among<S: Store>(
     graph: &Graph<S>,
     images: &WriteImages,
     candidates: &[String],
+    views: &[ViewChanges],
     learned: bool,
 ) -> Result<(InvalidationPlan, Vec<(CacheKey, String)>), StoreError> {
     let record_keys: Vec<CacheKey> = graph
@@ -551,12 +599,24 @@ pub fn plan_among<S: Store>(
         .iter()
         .filter_map(|k| CacheKey::parse(k).ok())
         .collect();
-    let (mut lists, mut opaque) = graph.dependents(candidates)?;
+    let Candidates {
+        mut lists,
+        views: view_responses,
+        mut opaque,
+    } = graph.dependents(candidates)?;
     let spared = match learned {
         true => semantics::plan_learned(graph, images, &mut lists, &mut opaque)?,
         false => Vec::new(),
     };
-    Ok((plan_write(images, &record_keys, &lists, &opaque), spared))
+    let plan = plan_write(
+        images,
+        &record_keys,
+        &lists,
+        &view_responses,
+        views,
+        &opaque,
+    );
+    Ok((plan, spared))
 }
 
 /// What `apply` did besides invalidating.
@@ -564,6 +624,7 @@ struct Applied {
     purge: Vec<CacheKey>,
     stale: Vec<StaleKey>,
     written_through: Vec<(CacheKey, CachedEntry)>,
+    patches: Vec<PagePatch>,
 }
 
 /// Apply: invalidates each planned key at `seq`; a refillable copy of the written record is
@@ -582,6 +643,7 @@ fn apply<S: Store>(
         purge: Vec::new(),
         stale: Vec::new(),
         written_through: Vec::new(),
+        patches: Vec::new(),
     };
     for planned in &plan.entries {
         let reg = graph.registration(planned.key.as_str())?;
@@ -591,12 +653,20 @@ fn apply<S: Store>(
                 let rebuilt = through.and_then(|relation| {
                     rebuilt(&planned.key, &reg, relation, images, (seq, ctx.now_ms))
                 });
-                match rebuilt {
-                    Some((copy, entry)) => {
+                // A page the D1 write changed only where it shows the row is patched from its
+                // L2 copy after the answer; its refill waits in case that fails.
+                let patch = through.and_then(|_| page_patch(&planned.key, &reg, images));
+                match (rebuilt, patch) {
+                    (Some((copy, entry)), _) => {
                         graph.register(&copy)?;
                         applied.written_through.push((planned.key.clone(), entry));
                     }
-                    None => graph.enqueue_rehydrate(&reg.key, reg.ttl_secs, ctx.now_ms)?,
+                    (None, Some(patch)) => {
+                        let due = ctx.now_ms + PATCH_GRACE_MS;
+                        graph.enqueue_rehydrate(&reg.key, reg.ttl_secs, due)?;
+                        applied.patches.push(patch);
+                    }
+                    (None, None) => graph.enqueue_rehydrate(&reg.key, reg.ttl_secs, ctx.now_ms)?,
                 }
                 true
             }
@@ -686,21 +756,24 @@ pub fn explain_keys<S: Store>(
     images: &WriteImages,
 ) -> Result<(Vec<ExplainedKey>, bool), StoreError> {
     let prefix = format!("{tenant}:");
-    let planned = plan(graph, images)?;
+    // Without the write, no view rows were read: its view responses are planned stale.
+    let planned = plan(graph, images, &[])?;
     let mut keys = Vec::new();
     for entry in &planned.entries {
         let key = entry.key.as_str();
         if !key.starts_with(&prefix) {
             continue;
         }
-        let refills = graph.registration(key)?.is_some_and(|r| r.refills());
+        let action = match graph.registration(key)?.filter(|r| r.refills()) {
+            Some(reg) if page_patch(&entry.key, &reg, images).is_some() => {
+                KeyAction::RefreshInPlace
+            }
+            Some(_) => KeyAction::Refresh,
+            None => KeyAction::Invalidate,
+        };
         keys.push(ExplainedKey {
             key: key.to_string(),
-            action: if refills {
-                KeyAction::Refresh
-            } else {
-                KeyAction::Invalidate
-            },
+            action,
             reason: entry
                 .cause
                 .map_or(KeyReason::Invalidation(entry.reason), KeyReason::Page),
@@ -769,6 +842,7 @@ mod tests {
             id: "1".into(),
             before: None,
             after: None,
+            views: Vec::new(),
             body: json!({"ok": changed}),
         }
     }
@@ -783,7 +857,7 @@ mod tests {
             g.register(reg).unwrap();
         }
         let images = rename("1", "Ann", "Bea");
-        let planned = plan(&g, &images).unwrap();
+        let planned = plan(&g, &images, &[]).unwrap();
         assert_eq!(
             planned.reason_for(&key_of(&user)),
             Some(InvalidationReason::RecordWritten)
@@ -903,7 +977,7 @@ mod tests {
         }
         let intent = g.begin_intent("1").unwrap();
         let images = rename("1", "Ann", "Bea");
-        let planned = plan(&g, &images).unwrap();
+        let planned = plan(&g, &images, &[]).unwrap();
         let users = fixtures::users();
         let recorded = record(&g, intent, &images, &planned, ctx(1000), Some(&users)).unwrap();
         // The record's key: registered again at the write's seq, its copy built, no refill.
@@ -945,7 +1019,7 @@ mod tests {
             after: None,
             ..images
         };
-        let planned = plan(&g, &gone).unwrap();
+        let planned = plan(&g, &gone, &[]).unwrap();
         let recorded = record(&g, intent, &gone, &planned, ctx(1000), Some(&users)).unwrap();
         assert!(recorded.written_through.is_empty());
         assert!(g
@@ -962,7 +1036,7 @@ mod tests {
         g.register(&user).unwrap();
         let intent = g.begin_intent("1").unwrap();
         let images = rename("1", "Ann", "Bea");
-        let planned = plan(&g, &images).unwrap();
+        let planned = plan(&g, &images, &[]).unwrap();
         let recorded = record(&g, intent, &images, &planned, ctx(1000), None).unwrap();
         assert!(recorded.purge.is_empty(), "the refill purges");
         let due = g.due_rehydrates(0, 10).unwrap();
@@ -977,7 +1051,7 @@ mod tests {
         g.register(&no_rehydrate).unwrap();
         let intent = g.begin_intent("1").unwrap();
         let images = rename("1", "Ann", "Bea");
-        let planned = plan(&g, &images).unwrap();
+        let planned = plan(&g, &images, &[]).unwrap();
         let recorded = record(&g, intent, &images, &planned, ctx(1000), None).unwrap();
         assert_eq!(recorded.purge, vec![key_of(&no_rehydrate)]);
         assert!(g.due_rehydrates(0, 10).unwrap().is_empty());
@@ -1148,6 +1222,7 @@ mod tests {
                     before,
                     after,
                     body: json!(null),
+                    views: Vec::new(),
                 }));
             }
             let intents: Vec<i64> = writes.iter().map(|(id, _)| grouped.begin_intent(&id.to_string()).unwrap()).collect();
@@ -1159,7 +1234,7 @@ mod tests {
                     in_group.push(None);
                     continue;
                 };
-                let plan = plan_among(&grouped, &images, &candidates, true).unwrap().0;
+                let plan = plan_among(&grouped, &images, &candidates, &[], true).unwrap().0;
                 in_group.push(Some(record(&grouped, intent, &images, &plan, ctx(1000), Some(&users)).unwrap()));
             }
             let mut alone = Vec::new();
@@ -1177,7 +1252,7 @@ mod tests {
                     after: f.after.clone(),
                 };
                 let intent = serial.begin_intent(&f.id).unwrap();
-                let plan = plan(&serial, &images).unwrap();
+                let plan = plan(&serial, &images, &[]).unwrap();
                 alone.push(Some(record(&serial, intent, &images, &plan, ctx(1000), Some(&users)).unwrap()));
             }
             prop_assert_eq!(in_group, alone);

@@ -2,22 +2,24 @@
 //! Identifiers are validated against the schema and quoted; every value is a bound parameter.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use serde_json::{Map, Value};
 use worker::wasm_bindgen::JsValue;
 use worker::D1Database;
 
-use edgecache_core::fill::record_body;
+use edgecache_core::fill::{list_body, record_body};
 use edgecache_core::id_text;
 use edgecache_core::key::CacheKey;
 use edgecache_core::origin::{OriginError, OriginRead, OriginWrite, ReadTarget};
+use edgecache_core::planner::{view_named_ids, ViewChanges, ViewRead};
 use edgecache_core::protocol::{OriginHeader, WriteOp};
 
 use super::Origin;
 use edgecache_core::query::{list_sql, quote_ident, SqlValue};
-use edgecache_core::schema::{is_internal, Column, Relation, RelationKind, Schema, Scope};
+use edgecache_core::schema::{
+    is_internal, Column, Relation, RelationKind, Schema, Scope, ViewDecls,
+};
 use edgecache_core::Row;
 
 /// Tables and views of the database with their columns, as read from its catalogue.
@@ -29,7 +31,7 @@ const MAX_CACHED_SCHEMAS: usize = 64;
 /// A schema built for one scope and one set of tenant views.
 struct CachedSchema {
     scope: Scope,
-    views: BTreeMap<String, Vec<String>>,
+    views: ViewDecls,
     schema: Rc<Schema>,
 }
 
@@ -55,10 +57,7 @@ impl D1Origin {
 
     /// The schema with a tenant's views, limited to `scope`, if this isolate has built it
     /// already (no I/O, no binding lookup: the read path asks this first).
-    pub fn cached_schema(
-        views: &BTreeMap<String, Vec<String>>,
-        scope: Scope,
-    ) -> Option<Rc<Schema>> {
+    pub fn cached_schema(views: &ViewDecls, scope: Scope) -> Option<Rc<Schema>> {
         SCHEMAS.with(|s| {
             s.borrow()
                 .iter()
@@ -69,11 +68,7 @@ impl D1Origin {
 
     /// The schema with a tenant's views, limited to `scope`; the catalogue is read on first use
     /// in this isolate, and each set of views is built once per scope.
-    pub async fn schema(
-        &self,
-        views: &BTreeMap<String, Vec<String>>,
-        scope: Scope,
-    ) -> Result<Rc<Schema>, OriginError> {
+    pub async fn schema(&self, views: &ViewDecls, scope: Scope) -> Result<Rc<Schema>, OriginError> {
         if let Some(schema) = Self::cached_schema(views, scope) {
             return Ok(schema);
         }
@@ -148,12 +143,7 @@ impl D1Origin {
         match target {
             ReadTarget::List(q) => {
                 let (sql, params) = list_sql(&relation.name, &relation.id_column, q);
-                let rows = self.query(&sql, &params).await?;
-                let count = rows.len();
-                Ok(serde_json::json!({
-                    "data": rows,
-                    "meta": { "limit": q.limit, "offset": q.offset, "count": count },
-                }))
+                Ok(list_body(self.query(&sql, &params).await?, q))
             }
             ReadTarget::Record(id) => Ok(record_body(&self.existing(relation, id).await?)),
             // Only HTTP origins read opaque lists.
@@ -185,14 +175,18 @@ impl D1Origin {
     /// Carries out writes, in order, as one D1 batch (one transaction, one round trip): for each,
     /// the record's image before it, then the write returning the image after it. A refused
     /// write (a constraint) rolls the whole batch back, so then each runs alone and only it
-    /// fails. Answers one outcome per write, in order.
+    /// fails. Answers one outcome per write, in order. Each write also reads the rows of the
+    /// views in `views` it can touch, before and after it ([`view_reads`]).
     pub async fn write_group(
         &self,
         relation: &Relation,
         ops: &[&WriteOp],
+        views: &[ViewRead],
     ) -> Vec<Result<OriginWrite, OriginError>> {
-        let prepared: Vec<Result<PreparedWrite, OriginError>> =
-            ops.iter().map(|op| prepare_write(relation, op)).collect();
+        let prepared: Vec<Result<PreparedWrite, OriginError>> = ops
+            .iter()
+            .map(|op| prepare_write(relation, op, views))
+            .collect();
         let ready: Vec<&PreparedWrite> = prepared.iter().filter_map(|p| p.as_ref().ok()).collect();
         let mut outcomes = match self.run_writes(relation, &ready).await {
             Ok(outcomes) => outcomes,
@@ -231,7 +225,10 @@ impl D1Origin {
     ) -> Result<Vec<Result<OriginWrite, OriginError>>, OriginError> {
         let mut statements = Vec::with_capacity(writes.len() * 2);
         for w in writes {
-            for s in [&w.before, &w.write] {
+            // The view reads run on both sides of the write, in its transaction.
+            let views = w.views.iter().map(|v| &v.statement);
+            let around = views.clone().chain([&w.before, &w.write]).chain(views);
+            for s in around {
                 let bound: Vec<JsValue> = s.params.iter().map(js_value).collect();
                 statements.push(self.db.prepare(&s.sql).bind(&bound).map_err(unavailable)?);
             }
@@ -244,14 +241,22 @@ impl D1Origin {
                         Value::Object(m) => Some(m),
                         _ => None,
                     })
-                    .next()
+                    .collect::<Vec<Row>>()
             })
         });
+        let mut next = || rows.next().unwrap_or(Ok(Vec::new()));
         let mut outcomes = Vec::with_capacity(writes.len());
         for w in writes {
-            let before = rows.next().unwrap_or(Ok(None))?;
-            let written = rows.next().unwrap_or(Ok(None))?;
-            outcomes.push(w.finish(relation, before, written));
+            let views_before = (0..w.views.len())
+                .map(|_| next())
+                .collect::<Result<Vec<_>, _>>()?;
+            let before = next()?.into_iter().next();
+            let written = next()?.into_iter().next();
+            let views_after = (0..w.views.len())
+                .map(|_| next())
+                .collect::<Result<Vec<_>, _>>()?;
+            let views = view_changes(&w.views, views_before, views_after);
+            outcomes.push(w.finish(relation, before, written, views));
         }
         Ok(outcomes)
     }
@@ -286,10 +291,59 @@ enum WriteKind {
     Delete,
 }
 
-/// One write as the two statements a batch runs for it.
+/// A read of the view rows a write can touch ([`ViewRead::sql`]), run before and after it.
+struct ViewStatement {
+    read: ViewRead,
+    /// The view ids the write names (bound after the record's id).
+    named: Vec<String>,
+    statement: Statement,
+}
+
+/// The view reads of a write of the record `id` of `relation` whose body is `row`: one per
+/// view bound to the table.
+fn view_reads(
+    relation: &Relation,
+    id: &str,
+    row: Option<&Row>,
+    views: &[ViewRead],
+) -> Vec<ViewStatement> {
+    views
+        .iter()
+        .map(|read| {
+            let named = view_named_ids(read, &relation.id_column, id, row);
+            let mut params = vec![SqlValue::Text(id.to_string())];
+            params.extend(named.iter().cloned().map(SqlValue::Text));
+            ViewStatement {
+                statement: Statement {
+                    sql: read.sql(&relation.name, &relation.id_column, named.len()),
+                    params,
+                },
+                read: read.clone(),
+                named,
+            }
+        })
+        .collect()
+}
+
+/// The view rows each read found before and after the write, paired.
+fn view_changes(
+    reads: &[ViewStatement],
+    before: Vec<Vec<Row>>,
+    after: Vec<Vec<Row>>,
+) -> Vec<ViewChanges> {
+    reads
+        .iter()
+        .zip(before.into_iter().zip(after))
+        .map(|(v, (before, after))| ViewChanges::pair(v.read.clone(), &v.named, before, after))
+        .collect()
+}
+
+/// One write as the statements a batch runs for it.
 struct PreparedWrite {
     id: String,
     kind: WriteKind,
+    /// The view rows it can touch, read before and after it.
+    views: Vec<ViewStatement>,
     /// `SELECT *` of the record: its image before the write.
     before: Statement,
     /// The write, `RETURNING *` (a plain `SELECT *` for a PATCH that changes nothing).
@@ -303,6 +357,7 @@ impl PreparedWrite {
         relation: &Relation,
         before: Option<Row>,
         written: Option<Row>,
+        views: Vec<ViewChanges>,
     ) -> Result<OriginWrite, OriginError> {
         let (status, after) = match self.kind {
             WriteKind::Create => (
@@ -339,6 +394,7 @@ impl PreparedWrite {
             id: self.id.clone(),
             before,
             after,
+            views,
             body,
         })
     }
@@ -346,7 +402,11 @@ impl PreparedWrite {
 
 /// The statements of one write: identifiers checked against the schema and quoted, every value
 /// bound. Creates name their id in the row; the others in the path.
-fn prepare_write(relation: &Relation, op: &WriteOp) -> Result<PreparedWrite, OriginError> {
+fn prepare_write(
+    relation: &Relation,
+    op: &WriteOp,
+    views: &[ViewRead],
+) -> Result<PreparedWrite, OriginError> {
     writable(relation)?;
     let table = quote_ident(&relation.name);
     let id_column = quote_ident(&relation.id_column);
@@ -436,8 +496,15 @@ fn prepare_write(relation: &Relation, op: &WriteOp) -> Result<PreparedWrite, Ori
             ))
         }
     };
+    let row = match op {
+        WriteOp::Create { row } | WriteOp::Replace { row, .. } | WriteOp::Patch { row, .. } => {
+            Some(row)
+        }
+        WriteOp::Delete { .. } | WriteOp::Forward { .. } => None,
+    };
     Ok(PreparedWrite {
         before: select(&id),
+        views: view_reads(relation, &id, row, views),
         id,
         kind,
         write,
@@ -560,7 +627,7 @@ impl Origin for D1Origin {
 
     /// Reads the record's images around the write, for the planner (a batch of one).
     async fn write(&self, relation: &Relation, op: &WriteOp) -> Result<OriginWrite, OriginError> {
-        self.write_group(relation, &[op])
+        self.write_group(relation, &[op], &[])
             .await
             .pop()
             .unwrap_or_else(|| Err(OriginError::Unavailable("the batch lost a write".into())))

@@ -220,6 +220,7 @@ impl Origin for HttpOrigin {
             id,
             before: None,
             after: if is_delete { None } else { row },
+            views: Vec::new(),
             body: json,
         })
     }

@@ -29,6 +29,7 @@ impl Catalog {
                 columns: Vec::new(),
                 id_column: "id".to_string(),
                 tables: vec![name.to_string()],
+                bind: Default::default(),
             }),
             Catalog::Http(_) => None,
         }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use thiserror::Error;
 
 use crate::rules::{validate_pattern, RouteRule};
+use crate::schema::ViewDecls;
 
 /// Default L1 bound: a quarter of an isolate's 128 MB.
 pub const DEFAULT_L1_MAX_BYTES: usize = 32 * 1024 * 1024;
@@ -40,7 +41,9 @@ pub const DEFAULT_DEMO_TENANT: &str = "demo";
 #[derive(Debug, Error)]
 #[allow(missing_docs)] // each variant's #[error] text is its documentation
 pub enum ConfigError {
-    #[error("EDGECACHE_VIEWS is not a JSON object of view name -> [tables]: {0}")]
+    #[error(
+        "EDGECACHE_VIEWS is not a JSON object of view name -> [tables] or {{\"bind\": {{table: column}}}}: {0}"
+    )]
     Views(String),
     #[error("EDGECACHE_RULES is not a JSON array of valid route rules: {0}")]
     Rules(String),
@@ -51,8 +54,8 @@ pub enum ConfigError {
 /// The worker's configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Named views of the D1 origin and the tables each one reads.
-    pub views: BTreeMap<String, Vec<String>>,
+    /// Named views of the D1 origin: the tables each one reads and their bindings.
+    pub views: ViewDecls,
     /// Route rules of the default tenant.
     pub rules: Vec<RouteRule>,
     /// Tenants are addressed as `<tenant>.<base_domain>`.
@@ -198,7 +201,16 @@ mod tests {
             ("EDGECACHE_L1_MAX_BYTES", "1024"),
         ])))
         .unwrap();
-        assert_eq!(c.views["usersWithOrders"], vec!["users", "orders"]);
+        assert_eq!(c.views["usersWithOrders"].tables(), vec!["users", "orders"]);
+        let bound = Config::from_vars(&Vars(HashMap::from([(
+            "EDGECACHE_VIEWS",
+            r#"{"usersWithOrders": {"bind": {"users": "id", "orders": "userId"}}}"#,
+        )])))
+        .unwrap();
+        assert_eq!(
+            bound.views["usersWithOrders"].bind()["orders"],
+            "userId".to_string()
+        );
         assert_eq!(c.l1_max_bytes, 1024);
         assert!(Config::from_vars(&Vars(HashMap::from([("EDGECACHE_VIEWS", "[1]")]))).is_err());
         assert!(

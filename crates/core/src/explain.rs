@@ -197,8 +197,9 @@ pub fn spare_reason(write: &WriteImages, key: &CacheKey, dependent: &Dependent) 
                 ListEffect::Stale(_) => SpareReason::FiltersExcludeRow,
             }
         }
-        // Record keys showing the row are always planned; opaque ones too.
-        Dependent::Record | Dependent::Opaque => SpareReason::OtherRecord,
+        // Record keys showing the row are always planned; opaque ones too, and a view's
+        // responses unless the view rows read around a real write say otherwise.
+        Dependent::Record | Dependent::View { .. } | Dependent::Opaque => SpareReason::OtherRecord,
     }
 }
 
@@ -235,6 +236,7 @@ mod tests {
             ],
             id_column: "id".into(),
             tables: vec!["t".into()],
+            bind: Default::default(),
         }
     }
 
@@ -354,7 +356,7 @@ mod tests {
             after: predicted_after(&t(), before.as_ref(), &op).unwrap(),
             before,
         };
-        let plan = plan_write(&images, &[], std::slice::from_ref(&list), &[]);
+        let plan = plan_write(&images, &[], std::slice::from_ref(&list), &[], &[], &[]);
         db.apply(&write);
         assert_ne!(db.list(&list.query), rows, "the page changed");
         assert!(plan.reason_for(&list.key).is_some());
@@ -407,7 +409,7 @@ mod tests {
                 after: predicted,
             };
             let dependents: Vec<ListDependent> = lists.iter().map(|(l, _)| l.clone()).collect();
-            let plan = plan_write(&images, &[], &dependents, &[]);
+            let plan = plan_write(&images, &[], &dependents, &[], &[], &[]);
             let real = db.apply(&write);
             for (list, old) in &lists {
                 if &db.list(&list.query) != old {

@@ -56,6 +56,9 @@ pub struct OriginWrite {
     pub before: Option<crate::Row>,
     /// The record after the write; `None` for a delete.
     pub after: Option<crate::Row>,
+    /// The rows of views bound to the table that the write touched, read before and after it
+    /// in its transaction (D1; none from an HTTP origin, so every view key is stale).
+    pub views: Vec<crate::planner::ViewChanges>,
     /// The body for the client (`Null`: none).
     pub body: serde_json::Value,
 }

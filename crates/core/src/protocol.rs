@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::extract::ListWindow;
 use crate::key::{CacheKey, DataSource};
-use crate::planner::{InvalidationReason, ListDependent, SpareReason, StaleCause};
+use crate::planner::{InvalidationReason, ListDependent, SpareReason, StaleCause, ViewDependent};
 use crate::query::ListQuery;
 use crate::semantics::{HypothesisStatus, ListObservation};
 use crate::Row;
@@ -44,8 +44,36 @@ pub enum Dependent {
         /// The page as filled.
         window: ListWindow,
     },
-    /// Anything the planner cannot reason about (views): stale on every write of the table.
+    /// A record or list of a view that reads this table, planned on the view's rows a write
+    /// touches where `bind` names this table's column holding the view row's id.
+    View {
+        /// The view.
+        view: String,
+        /// Table -> the column holding the view row's id (the view's declared bindings).
+        bind: std::collections::BTreeMap<String, String>,
+        /// What of the view the response shows.
+        target: ViewTarget,
+    },
+    /// Anything the planner cannot reason about: stale on every write of the table.
     Opaque,
+}
+
+/// What of a view a cached response shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "shows", rename_all = "snake_case")]
+pub enum ViewTarget {
+    /// One view row (`/v1/<view>/<id>`).
+    Record {
+        /// The view row's id.
+        id: String,
+    },
+    /// A page of the view.
+    List {
+        /// The list's query.
+        query: ListQuery,
+        /// The page as filled.
+        window: ListWindow,
+    },
 }
 
 impl Dependent {
@@ -54,17 +82,19 @@ impl Dependent {
         match self {
             Dependent::Record => "record",
             Dependent::List { .. } => "list",
+            Dependent::View { .. } => "view",
             Dependent::Opaque => "opaque",
         }
     }
 
     /// Adds the entry `key` to what a write of the table is planned against: a list to
-    /// `lists`, an opaque dependent to `opaque`. A record response is added to neither: the
-    /// planner finds it by the record ids it contains.
+    /// `lists`, a view's response to `views`, an opaque dependent to `opaque`. A record
+    /// response is added to none: the planner finds it by the record ids it contains.
     pub fn plan_into(
         &self,
         key: CacheKey,
         lists: &mut Vec<ListDependent>,
+        views: &mut Vec<ViewDependent>,
         opaque: &mut Vec<CacheKey>,
     ) {
         match self {
@@ -72,6 +102,12 @@ impl Dependent {
                 key,
                 query: query.clone(),
                 window: Some(window.clone()),
+            }),
+            Dependent::View { view, bind, target } => views.push(ViewDependent {
+                key,
+                view: view.clone(),
+                bind: bind.clone(),
+                target: target.clone(),
             }),
             Dependent::Opaque => opaque.push(key),
             Dependent::Record => {}
@@ -499,6 +535,10 @@ pub enum KeyAction {
     Invalidate,
     /// Invalidated and refilled from the origin in the background (rehydrate).
     Refresh,
+    /// Invalidated and rebuilt from its cached copy and the write's after image, with no
+    /// origin read (a list page the write changed only where it shows the row); refilled from
+    /// the origin if that copy is not the one the write was planned against.
+    RefreshInPlace,
     /// Left as it is: the write cannot change it.
     Spare,
 }
@@ -629,6 +669,16 @@ pub struct CoordinatorStats {
     /// Learned query semantics, per list route.
     #[serde(default)]
     pub hypotheses: Vec<RouteHypotheses>,
+    /// Origin reads its refills made since it started.
+    #[serde(default)]
+    pub refills: u64,
+    /// Record copies it rebuilt from a write's after image since it started (no origin read).
+    #[serde(default)]
+    pub written_through: u64,
+    /// List pages it patched in place with a write's after image since it started (no origin
+    /// read).
+    #[serde(default)]
+    pub patched: u64,
 }
 
 /// A list route's learned hypotheses.
@@ -723,7 +773,7 @@ pub struct Tenant {
     /// Route rules.
     pub rules: Vec<crate::rules::RouteRule>,
     /// Named views and the tables each reads.
-    pub views: std::collections::BTreeMap<String, Vec<String>>,
+    pub views: crate::schema::ViewDecls,
     /// RFC 3339 creation time.
     pub created_at: String,
     /// Who may read and write, beyond the defaults (see [`Access`]).
@@ -827,7 +877,7 @@ pub struct CreateTenant {
     pub origin: Option<OriginConfig>,
     /// Named views; none when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub views: Option<std::collections::BTreeMap<String, Vec<String>>>,
+    pub views: Option<crate::schema::ViewDecls>,
     /// Access settings; the defaults when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<Access>,

@@ -43,6 +43,10 @@ pub struct Relation {
     pub id_column: String,
     /// Tables whose writes can change this relation's rows (itself for a table).
     pub tables: Vec<String>,
+    /// For a view: each table whose column holds the id of the view row a row of that table
+    /// feeds (`orders -> userId`); a table read but not named here has an unknown binding.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub bind: BTreeMap<String, String>,
 }
 
 impl Relation {
@@ -51,6 +55,56 @@ impl Relation {
         self.columns.iter().any(|c| c.name == name)
     }
 }
+
+/// How a view is declared: the tables it reads, and where it can be said, which column of each
+/// table holds the id of the view row a row of that table feeds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ViewDecl {
+    /// `["users", "orders"]`: the tables the view reads, with unknown bindings (every write
+    /// of one of them may change any of its rows).
+    Tables(Vec<String>),
+    /// `{"bind": {"users": "id", "orders": "userId"}, "tables": [..]}` ([`BoundView`]).
+    Bound(BoundView),
+}
+
+/// A view declared with its bindings: a row of `users` feeds the view row whose id is its
+/// `id`, a row of `orders` the one whose id is its `userId`; `tables` names further tables the
+/// view reads with unknown bindings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoundView {
+    /// Table -> the column holding the view row's id.
+    pub bind: BTreeMap<String, String>,
+    /// Tables read without a known binding.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<String>,
+}
+
+impl ViewDecl {
+    /// Every table the view reads, each once, bound ones first.
+    pub fn tables(&self) -> Vec<String> {
+        match self {
+            ViewDecl::Tables(tables) => tables.clone(),
+            ViewDecl::Bound(BoundView { bind, tables }) => {
+                let mut all: Vec<String> = bind.keys().cloned().collect();
+                all.extend(tables.iter().filter(|t| !bind.contains_key(*t)).cloned());
+                all
+            }
+        }
+    }
+
+    /// The declared bindings (none for the list form).
+    pub fn bind(&self) -> BTreeMap<String, String> {
+        match self {
+            ViewDecl::Tables(_) => BTreeMap::new(),
+            ViewDecl::Bound(view) => view.bind.clone(),
+        }
+    }
+}
+
+/// Views by name, as configured for the deployment or a tenant.
+pub type ViewDecls = BTreeMap<String, ViewDecl>;
 
 /// All relations of the origin, by name.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -66,11 +120,13 @@ impl Schema {
     }
 
     /// Builds the schema from the origin's catalogue. Only views declared in configuration are
-    /// exposed, because only for those do we know which tables they read.
+    /// exposed, because only for those do we know which tables they read. A binding is kept
+    /// only where the view has an `id` column and the bound table the named column; any other
+    /// is an unknown binding (the table's writes may change every row of the view).
     pub fn from_catalogue(
         tables: Vec<(String, Vec<Column>)>,
         views: Vec<(String, Vec<Column>)>,
-        declared_views: &BTreeMap<String, Vec<String>>,
+        declared_views: &ViewDecls,
     ) -> Schema {
         let mut relations = BTreeMap::new();
         for (name, columns) in tables {
@@ -87,21 +143,34 @@ impl Schema {
                     kind: RelationKind::Table,
                     columns,
                     id_column,
+                    bind: BTreeMap::new(),
                 },
             );
         }
         for (name, columns) in views {
-            let Some(reads) = declared_views.get(&name) else {
+            let Some(decl) = declared_views.get(&name) else {
                 continue;
             };
+            let has_id = columns.iter().any(|c| c.name == VIEW_ID_COLUMN);
+            let bind = decl
+                .bind()
+                .into_iter()
+                .filter(|(table, column)| {
+                    has_id
+                        && relations.get(table).is_some_and(|r: &Relation| {
+                            r.kind == RelationKind::Table && r.has_column(column)
+                        })
+                })
+                .collect();
             relations.insert(
                 name.clone(),
                 Relation {
                     name,
                     kind: RelationKind::View,
                     columns,
-                    id_column: "id".to_string(),
-                    tables: reads.clone(),
+                    id_column: VIEW_ID_COLUMN.to_string(),
+                    tables: decl.tables(),
+                    bind,
                 },
             );
         }
@@ -119,6 +188,9 @@ impl Schema {
         Schema { relations }
     }
 }
+
+/// A view's id column: what its record reads, its lists' tie-break and its bindings name.
+pub const VIEW_ID_COLUMN: &str = "id";
 
 /// Tables of the website's live demo start with this; only the demo tenant sees them.
 pub const DEMO_TABLE_PREFIX: &str = "demo_";
@@ -183,7 +255,7 @@ mod tests {
     fn undeclared_views_are_hidden_and_views_read_their_declared_tables() {
         let declared = BTreeMap::from([(
             "usersWithOrders".to_string(),
-            vec!["users".into(), "orders".into()],
+            ViewDecl::Tables(vec!["users".into(), "orders".into()]),
         )]);
         let s = Schema::from_catalogue(
             vec![("users".into(), vec![col("uid", true), col("name", false)])],
@@ -208,9 +280,12 @@ mod tests {
         let declared = BTreeMap::from([
             (
                 "mixed".to_string(),
-                vec!["users".into(), "demo_users".into()],
+                ViewDecl::Tables(vec!["users".into(), "demo_users".into()]),
             ),
-            ("demo_view".to_string(), vec!["demo_users".into()]),
+            (
+                "demo_view".to_string(),
+                ViewDecl::Tables(vec!["demo_users".into()]),
+            ),
         ]);
         let s = Schema::from_catalogue(
             vec![
@@ -230,5 +305,45 @@ mod tests {
         );
         assert_eq!(names(Scope::of("local", "demo")), vec!["users"]);
         assert_eq!(names(Scope::All).len(), 4);
+    }
+
+    #[test]
+    fn a_view_keeps_the_bindings_its_tables_can_have() {
+        let decl: ViewDecl = serde_json::from_str(
+            r#"{"bind": {"users": "uid", "orders": "userId", "items": "nope"}, "tables": ["audit"]}"#,
+        )
+        .unwrap();
+        assert_eq!(decl.tables(), vec!["items", "orders", "users", "audit"]);
+        let list: ViewDecl = serde_json::from_str(r#"["users", "orders"]"#).unwrap();
+        assert_eq!(
+            list,
+            ViewDecl::Tables(vec!["users".into(), "orders".into()])
+        );
+        assert!(serde_json::from_str::<ViewDecl>(r#"{"bnd": {"users": "id"}}"#).is_err());
+        let s = Schema::from_catalogue(
+            vec![
+                ("users".into(), vec![col("uid", true)]),
+                ("orders".into(), vec![col("id", true), col("userId", false)]),
+                ("items".into(), vec![col("id", true)]),
+            ],
+            vec![
+                ("v".into(), vec![col("id", false)]),
+                ("noid".into(), vec![col("uid", false)]),
+            ],
+            &BTreeMap::from([("v".to_string(), decl.clone()), ("noid".to_string(), decl)]),
+        );
+        let v = s.relation("v").unwrap();
+        assert_eq!(
+            v.bind,
+            BTreeMap::from([
+                ("orders".to_string(), "userId".to_string()),
+                ("users".to_string(), "uid".to_string())
+            ]),
+            "a column the table lacks is no binding"
+        );
+        assert!(
+            s.relation("noid").unwrap().bind.is_empty(),
+            "no id column, no binding"
+        );
     }
 }

@@ -91,7 +91,12 @@ impl TestDb {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(
             "CREATE TABLE t (id TEXT PRIMARY KEY, a TEXT, b INTEGER, c TEXT NULL);
-             CREATE TABLE n (id TEXT PRIMARY KEY, r REAL, u);",
+             CREATE TABLE n (id TEXT PRIMARY KEY, r REAL, u);
+             CREATE TABLE users (id TEXT PRIMARY KEY, name TEXT, city TEXT);
+             CREATE TABLE orders (id TEXT PRIMARY KEY, userId TEXT, cents INTEGER, status TEXT);
+             CREATE VIEW v AS SELECT u.id AS id, u.name AS name, COUNT(o.id) AS n,
+                    COALESCE(SUM(o.cents), 0) AS cents
+               FROM users u LEFT JOIN orders o ON o.userId = u.id GROUP BY u.id;",
         )
         .unwrap();
         let db = TestDb { conn };
@@ -128,6 +133,11 @@ impl TestDb {
                 params_from_iter(row_params(r)),
             )
             .unwrap();
+    }
+
+    /// The rows `sql` answers with `params` bound as text (as the D1 origin binds ids).
+    pub fn select_text(&self, sql: &str, params: &[String]) -> Vec<Row> {
+        self.select(sql, params.iter().cloned().map(DbValue::Text).collect())
     }
 
     fn select(&self, sql: &str, params: Vec<DbValue>) -> Vec<Row> {
@@ -225,6 +235,225 @@ impl TestDb {
     }
 }
 
+/// The users/orders pair behind the view `v` (`users LEFT JOIN orders GROUP BY users.id`):
+/// a write to one of them, indexes picking an existing row modulo the row count.
+#[derive(Clone, Debug)]
+pub enum JoinWrite {
+    /// Insert a row into `table`, or replace the row with its id.
+    Upsert(&'static str, Row),
+    /// Set some columns of the `n`th row of `table` (id order).
+    Update(&'static str, usize, Row),
+    /// Delete the `n`th row of `table`.
+    Delete(&'static str, usize),
+}
+
+impl JoinWrite {
+    /// The written table.
+    pub fn table(&self) -> &'static str {
+        match self {
+            JoinWrite::Upsert(t, _) | JoinWrite::Update(t, _, _) | JoinWrite::Delete(t, _) => t,
+        }
+    }
+}
+
+fn json_param(v: &Value) -> DbValue {
+    match v {
+        Value::Null => DbValue::Null,
+        Value::Number(n) => DbValue::Integer(n.as_i64().unwrap_or(0)),
+        Value::String(s) => DbValue::Text(s.clone()),
+        other => DbValue::Text(other.to_string()),
+    }
+}
+
+impl TestDb {
+    /// The record id a [`JoinWrite`] addresses, and the row its body names (what the
+    /// coordinator sees of the write before it runs).
+    pub fn join_target(&self, write: &JoinWrite) -> (String, Option<Row>) {
+        let nth = |table: &str, n: usize| {
+            let ids: Vec<String> = self
+                .select(&format!("SELECT id FROM {table} ORDER BY id"), Vec::new())
+                .into_iter()
+                .map(|r| r["id"].as_str().unwrap().to_string())
+                .collect();
+            match ids.is_empty() {
+                true => "zz".to_string(),
+                false => ids[n % ids.len()].clone(),
+            }
+        };
+        match write {
+            JoinWrite::Upsert(_, row) => {
+                (row["id"].as_str().unwrap().to_string(), Some(row.clone()))
+            }
+            JoinWrite::Update(t, n, row) => (nth(t, *n), Some(row.clone())),
+            JoinWrite::Delete(t, n) => (nth(t, *n), None),
+        }
+    }
+
+    /// Runs a [`JoinWrite`] on the record `id` (from [`TestDb::join_target`]) and returns its
+    /// images.
+    pub fn join_apply(&self, write: &JoinWrite, id: &str) -> WriteImages {
+        let table = write.table();
+        let get = || {
+            self.select(
+                &format!("SELECT * FROM {table} WHERE id = ?"),
+                vec![DbValue::Text(id.into())],
+            )
+            .pop()
+        };
+        let before = get();
+        match write {
+            JoinWrite::Upsert(_, row) => {
+                let columns: Vec<&String> = row.keys().collect();
+                let marks = vec!["?"; columns.len()].join(", ");
+                let names: Vec<&str> = columns.iter().map(|c| c.as_str()).collect();
+                self.conn
+                    .execute(
+                        &format!(
+                            "INSERT OR REPLACE INTO {table} ({}) VALUES ({marks})",
+                            names.join(", ")
+                        ),
+                        params_from_iter(row.values().map(json_param)),
+                    )
+                    .unwrap();
+            }
+            JoinWrite::Update(_, _, row) if !row.is_empty() => {
+                let sets: Vec<String> = row.keys().map(|c| format!("{c} = ?")).collect();
+                let mut params: Vec<DbValue> = row.values().map(json_param).collect();
+                params.push(DbValue::Text(id.into()));
+                self.conn
+                    .execute(
+                        &format!("UPDATE {table} SET {} WHERE id = ?", sets.join(", ")),
+                        params_from_iter(params),
+                    )
+                    .unwrap();
+            }
+            JoinWrite::Update(..) => {}
+            JoinWrite::Delete(..) => {
+                self.conn
+                    .execute(&format!("DELETE FROM {table} WHERE id = ?"), [id])
+                    .unwrap();
+            }
+        }
+        WriteImages {
+            table: table.into(),
+            id: id.into(),
+            id_column: "id".into(),
+            before,
+            after: get(),
+        }
+    }
+}
+
+fn join_user() -> impl Strategy<Value = Row> {
+    (
+        "u[ab]",
+        proptest::option::weighted(0.8, "[xy]{0,1}"),
+        proptest::option::of("[pq]"),
+    )
+        .prop_map(|(id, name, city)| {
+            json!({"id": id, "name": name, "city": city})
+                .as_object()
+                .unwrap()
+                .clone()
+        })
+}
+
+fn join_order() -> impl Strategy<Value = Row> {
+    (
+        "o[ab1]",
+        proptest::option::weighted(0.9, "u[abc]"),
+        proptest::option::weighted(0.9, 0i64..4),
+        "[pq]",
+    )
+        .prop_map(|(id, user, cents, status)| {
+            json!({"id": id, "userId": user, "cents": cents, "status": status})
+                .as_object()
+                .unwrap()
+                .clone()
+        })
+}
+
+/// Some columns of a row: what a PATCH names.
+fn some_columns(row: impl Strategy<Value = Row>) -> impl Strategy<Value = Row> {
+    (row, any::<u8>()).prop_map(|(row, mask)| {
+        row.into_iter()
+            .enumerate()
+            .filter(|(i, (c, _))| c != "id" && mask & (1 << i) != 0)
+            .map(|(_, kv)| kv)
+            .collect()
+    })
+}
+
+/// Users and orders to start a [`TestDb`] with (inserted through [`JoinWrite::Upsert`]).
+pub fn join_rows() -> impl Strategy<Value = Vec<JoinWrite>> {
+    proptest::collection::vec(
+        prop_oneof![
+            join_user().prop_map(|r| JoinWrite::Upsert("users", r)),
+            join_order().prop_map(|r| JoinWrite::Upsert("orders", r)),
+        ],
+        0..10,
+    )
+}
+
+/// A random write to users or orders.
+pub fn join_write() -> impl Strategy<Value = JoinWrite> {
+    prop_oneof![
+        join_user().prop_map(|r| JoinWrite::Upsert("users", r)),
+        join_order().prop_map(|r| JoinWrite::Upsert("orders", r)),
+        (any::<usize>(), some_columns(join_user()))
+            .prop_map(|(n, r)| JoinWrite::Update("users", n, r)),
+        (any::<usize>(), some_columns(join_order()))
+            .prop_map(|(n, r)| JoinWrite::Update("orders", n, r)),
+        any::<usize>().prop_map(|n| JoinWrite::Delete("users", n)),
+        any::<usize>().prop_map(|n| JoinWrite::Delete("orders", n)),
+    ]
+}
+
+/// A random list query on the view `v`.
+pub fn view_query() -> impl Strategy<Value = ListQuery> {
+    let filter = prop_oneof![
+        "[xy]{0,1}".prop_map(|v| Filter::Eq {
+            column: "name".into(),
+            value: v
+        }),
+        "[xy]{0,1}".prop_map(|v| Filter::Prefix {
+            column: "name".into(),
+            prefix: v
+        }),
+        (0i64..3).prop_map(|v| Filter::Eq {
+            column: "n".into(),
+            value: v.to_string()
+        }),
+    ];
+    let order = proptest::option::weighted(
+        0.7,
+        (
+            prop::sample::select(vec!["id", "name", "n", "cents"]),
+            any::<bool>(),
+        )
+            .prop_map(|(column, descending)| Order {
+                column: column.into(),
+                descending,
+            }),
+    );
+    (
+        proptest::option::weighted(0.4, filter),
+        order,
+        1u32..=4,
+        0u32..=3,
+    )
+        .prop_map(|(filter, order, limit, offset)| {
+            let mut filters: Vec<Filter> = filter.into_iter().collect();
+            filters.sort_by(|a, b| a.column().cmp(b.column()));
+            ListQuery {
+                filters,
+                order,
+                limit,
+                offset,
+            }
+        })
+}
+
 /// The record id `write` addresses on `db` (as [`TestDb::apply`] picks it) and the write as
 /// the coordinator would send it to the D1 origin: an upsert is a PUT of every column.
 pub fn op_of(db: &TestDb, write: &TestWrite) -> (String, WriteOp) {
@@ -264,8 +493,8 @@ pub fn op_of(db: &TestDb, write: &TestWrite) -> (String, WriteOp) {
     }
 }
 
-/// The cache key of `q` on `/v1/t`, built through the real key and query parsers.
-pub fn key_for(q: &ListQuery) -> CacheKey {
+/// The query string of `q`, as a client would send it.
+fn query_string(q: &ListQuery) -> String {
     let mut params: Vec<String> = q
         .filters
         .iter()
@@ -283,10 +512,27 @@ pub fn key_for(q: &ListQuery) -> CacheKey {
     }
     params.push(format!("limit={}", q.limit));
     params.push(format!("offset={}", q.offset));
-    let key = CacheKey::from_request("acme", "/v1/t", Some(&params.join("&"))).unwrap();
-    let parsed = parse_list_query(key.query_pairs(), |c| ["id", "a", "b", "c"].contains(&c));
+    params.join("&")
+}
+
+/// The cache key of `q` on `/v1/<relation>` (columns `columns`), built through the real key
+/// and query parsers.
+fn key_on(relation: &str, columns: &[&str], q: &ListQuery) -> CacheKey {
+    let path = format!("/v1/{relation}");
+    let key = CacheKey::from_request("acme", &path, Some(&query_string(q))).unwrap();
+    let parsed = parse_list_query(key.query_pairs(), |c| columns.contains(&c));
     assert_eq!(parsed.as_ref(), Ok(q), "query survives the key");
     key
+}
+
+/// The cache key of `q` on `/v1/t`.
+pub fn key_for(q: &ListQuery) -> CacheKey {
+    key_on("t", &["id", "a", "b", "c"], q)
+}
+
+/// The cache key of `q` on `/v1/v` (the join view).
+pub fn view_key_for(q: &ListQuery) -> CacheKey {
+    key_on("v", &["id", "name", "n", "cents"], q)
 }
 
 fn small_text() -> impl Strategy<Value = String> {

@@ -99,6 +99,7 @@ mod tests {
             columns: vec![col("id"), col("firstName")],
             id_column: "id".into(),
             tables: vec!["users".into()],
+            bind: Default::default(),
         }
     }
 
