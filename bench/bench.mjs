@@ -192,10 +192,21 @@ async function main() {
   out(`  other:  sequential requests from Node (node:http, keep-alive) for write → read and fan-out`);
   out();
 
-  // BENCH_ONLY=precision or writers: only that table (for before/after runs of a change).
+  // BENCH_ONLY=precision, learn, writers or reads (the read table and the overheads): only
+  // that part (for before/after runs of a change).
   if (only === "precision") {
     await stopWorker(reader);
     await precisionSection();
+    return finish(t0);
+  }
+  if (only === "reads") {
+    await readTable({ http: client(reader.url), admin: admin(reader), load, loadParams, out });
+    const ids = expectStatus(await client(reader.url).get("/v1/users?limit=1000"), 200, "GET /v1/users?limit=1000")
+      .json()
+      .data.map((u) => u.id);
+    const pairs = Number(process.env.BENCH_OVERHEAD_PAIRS ?? 200);
+    await overheadTable({ http: client(reader.url), writer: writer(reader), ids, pairs, out });
+    await stopWorker(reader);
     return finish(t0);
   }
   if (only === "learn") {
