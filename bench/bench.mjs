@@ -200,12 +200,7 @@ async function main() {
     return finish(t0);
   }
   if (only === "reads") {
-    await readTable({ http: client(reader.url), admin: admin(reader), load, loadParams, out });
-    const ids = expectStatus(await client(reader.url).get("/v1/users?limit=1000"), 200, "GET /v1/users?limit=1000")
-      .json()
-      .data.map((u) => u.id);
-    const pairs = Number(process.env.BENCH_OVERHEAD_PAIRS ?? 200);
-    await overheadTable({ http: client(reader.url), writer: writer(reader), ids, pairs, out });
+    await readsAndOverheads(reader, load, loadParams);
     await stopWorker(reader);
     return finish(t0);
   }
@@ -225,12 +220,7 @@ async function main() {
     await stopWorker(writes);
     return finish(t0);
   }
-  await readTable({ http: client(reader.url), admin: admin(reader), load, loadParams, out });
-  const ids = expectStatus(await client(reader.url).get("/v1/users?limit=1000"), 200, "GET /v1/users?limit=1000")
-    .json()
-    .data.map((u) => u.id);
-  const pairs = Number(process.env.BENCH_OVERHEAD_PAIRS ?? 200);
-  await overheadTable({ http: client(reader.url), writer: writer(reader), ids, pairs, out });
+  const ids = await readsAndOverheads(reader, load, loadParams);
   await stopWorker(reader);
 
   const settings = {
@@ -271,6 +261,17 @@ async function main() {
   await precisionSection();
   await learnSection();
   finish(t0);
+}
+
+/** The read table and the overheads on the read worker; answers the seeded users' ids. */
+async function readsAndOverheads(reader, load, loadParams) {
+  await readTable({ http: client(reader.url), admin: admin(reader), load, loadParams, out });
+  const ids = expectStatus(await client(reader.url).get("/v1/users?limit=1000"), 200, "GET /v1/users?limit=1000")
+    .json()
+    .data.map((u) => u.id);
+  const pairs = Number(process.env.BENCH_OVERHEAD_PAIRS ?? 200);
+  await overheadTable({ http: client(reader.url), writer: writer(reader), ids, pairs, out });
+  return ids;
 }
 
 /** The learning table, on a worker of its own with an HTTP tenant over bench/lib/shop.mjs. */

@@ -17,20 +17,11 @@
 import { expectStatus, request } from "./lib/http.mjs";
 import { startShop, userId } from "./lib/shop.mjs";
 import { int, pct, table, until } from "./lib/util.mjs";
+import { prng as rng } from "./lib/workload.mjs";
 
 const TENANT = "bench-shop";
 const USERS = 12;
 
-/** mulberry32: seeded, so every run makes the same writes. */
-function rng(seed) {
-  let s = seed | 0;
-  return () => {
-    s = (s + 0x6d2b79f5) | 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The cached key set: users (points and city lists) and orders (per-user and status lists). */
 function keySet() {

@@ -14,20 +14,11 @@
 
 import { expectStatus } from "./lib/http.mjs";
 import { int, median, ms, pct, ratio, table } from "./lib/util.mjs";
+import { prng as rng } from "./lib/workload.mjs";
 import { patch, register, totalKeys } from "./writes.mjs";
 
 const TRUTH_TENANT = "bench-truth";
 
-/** mulberry32: seeded, so every run makes the same writes on the same seeded data. */
-function rng(seed) {
-  let s = seed | 0;
-  return () => {
-    s = (s + 0x6d2b79f5) | 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const CITIES = ["Lisbon", "Osaka", "Austin", "Nairobi", "Oslo", "Lima", "Perth", "Quebec"];
 const FIRST = ["Ada", "Bob", "Cleo", "Dev", "Eve", "Finn", "Gus", "Hana"];

@@ -9,59 +9,18 @@
 
 import { execFileSync } from "node:child_process";
 import { cpSync, createWriteStream, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { client, closeClients, request } from "./lib/http.mjs";
-import { percentile, sleep } from "./lib/util.mjs";
+import { client, closeClients } from "./lib/http.mjs";
+import { inspectorTargets, session } from "./lib/inspector.mjs";
+import { percentile } from "./lib/util.mjs";
 import { freePort, startMiniflare } from "./lib/worker.mjs";
 
 const HERE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const require = createRequire(import.meta.url);
 const [writers = "16", seconds = "6", root = HERE] = process.argv.slice(2);
-const WebSocket = require(path.join(path.resolve(root), "node_modules/ws"));
 const WRITE_KEY = "eck_profile_writers_0123456789abcdef";
-
-async function targets(port) {
-  for (let i = 0; i < 40; i++) {
-    try {
-      const a = await request(`http://127.0.0.1:${port}`, "GET", "/json");
-      const t = a.json().filter((t) => t.webSocketDebuggerUrl);
-      if (t.length) return t;
-    } catch {
-      // not up yet
-    }
-    await sleep(250);
-  }
-  throw new Error(`no inspector target on port ${port}`);
-}
-
-async function session(target) {
-  const ws = new WebSocket(target.webSocketDebuggerUrl);
-  await new Promise((resolve, reject) => {
-    ws.once("open", resolve);
-    ws.once("error", reject);
-  });
-  let id = 0;
-  const pending = new Map();
-  ws.on("message", (data) => {
-    const msg = JSON.parse(data);
-    if (msg.id && pending.has(msg.id)) {
-      const { resolve, reject } = pending.get(msg.id);
-      pending.delete(msg.id);
-      if (msg.error) reject(new Error(JSON.stringify(msg.error)));
-      else resolve(msg.result);
-    }
-  });
-  const send = (method, params = {}) =>
-    new Promise((resolve, reject) => {
-      pending.set(++id, { resolve, reject });
-      ws.send(JSON.stringify({ id, method, params }));
-    });
-  return { send, close: () => ws.close(), id: target.id };
-}
 
 /** Per sample: time (ms from the profile's start), node, and the frames of its stack. */
 function timeline(profile) {
@@ -164,10 +123,10 @@ mkdirSync(path.join(HERE, "target/bench"), { recursive: true });
 try {
   const http = client(w.url, { "x-edgecache-key": WRITE_KEY });
   const ids = (await http.get("/v1/users?limit=1000")).json().data.map((u) => u.id).slice(1, 65);
-  const all = await targets(inspectorPort);
+  const all = await inspectorTargets(inspectorPort);
   const sessions = [];
   for (const t of all) {
-    if (t.id.startsWith("core:user:") || /d1/i.test(t.id)) sessions.push(await session(t));
+    if (t.id.startsWith("core:user:") || /d1/i.test(t.id)) sessions.push(await session(t, root));
   }
   console.log(`profiling ${sessions.map((s) => s.id).join(", ")}`);
   const write = (c, i) => http.patch(`/v1/users/${encodeURIComponent(ids[(c + i * Number(writers)) % ids.length])}`, { json: { age: 20 + (i % 50) } });

@@ -11,18 +11,16 @@
 
 import { execFileSync, spawnSync } from "node:child_process";
 import { cpSync, createWriteStream, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { request } from "./lib/http.mjs";
+import { inspectorTargets, session } from "./lib/inspector.mjs";
 import { sleep } from "./lib/util.mjs";
 import { freePort, startMiniflare } from "./lib/worker.mjs";
 
 const HERE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const require = createRequire(import.meta.url);
-const WebSocket = require(path.join(HERE, "node_modules/ws"));
 
 const [root = HERE, seconds = "5"] = process.argv.slice(2);
 const ROUTES = [
@@ -30,43 +28,13 @@ const ROUTES = [
   { name: "l1-hit", path: "/v1/users?limit=10", warm: "HIT-L1" },
 ];
 
-/** A minimal Chrome DevTools Protocol session over the inspector's WebSocket. */
+/** A session on the project's worker: the inspector lists Miniflare's own workers (entry, cache,
+ * D1) too; the project's is `core:user:<name>`. */
 async function inspect(port) {
-  let targets = [];
-  for (let i = 0; i < 40 && !targets.length; i++) {
-    try {
-      const a = await request(`http://127.0.0.1:${port}`, "GET", "/json");
-      targets = a.json().filter((t) => t.webSocketDebuggerUrl);
-    } catch {
-      await sleep(250);
-    }
-  }
-  if (!targets.length) throw new Error(`no inspector target on port ${port}`);
-  // Miniflare's own workers (entry, cache, D1) are listed too; the project's is `core:user:<name>`.
+  const targets = await inspectorTargets(port);
   const target = targets.find((t) => t.id.startsWith("core:user:"));
   if (!target) throw new Error(`no core:user: target among ${targets.map((t) => t.id).join(", ")}`);
-  const ws = new WebSocket(target.webSocketDebuggerUrl);
-  await new Promise((resolve, reject) => {
-    ws.once("open", resolve);
-    ws.once("error", reject);
-  });
-  let id = 0;
-  const pending = new Map();
-  ws.on("message", (data) => {
-    const msg = JSON.parse(data);
-    if (msg.id && pending.has(msg.id)) {
-      const { resolve, reject } = pending.get(msg.id);
-      pending.delete(msg.id);
-      if (msg.error) reject(new Error(JSON.stringify(msg.error)));
-      else resolve(msg.result);
-    }
-  });
-  const send = (method, params = {}) =>
-    new Promise((resolve, reject) => {
-      pending.set(++id, { resolve, reject });
-      ws.send(JSON.stringify({ id, method, params }));
-    });
-  return { send, close: () => ws.close(), title: target.title ?? target.id };
+  return session(target, HERE);
 }
 
 /** Self time per function, inclusive time of the worker's own functions, and shares by kind. */
