@@ -11,12 +11,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use common::api::read_request;
+use common::api::serve_http;
 use common::{unique, Worker};
 use serde_json::{json, Value};
 
@@ -205,25 +203,6 @@ impl Api {
     }
 }
 
-fn serve(api: Arc<Api>, mut stream: TcpStream) {
-    let Some((seen, body)) = read_request(&stream) else {
-        return;
-    };
-    let (method, target, received) = (seen.method, seen.target, seen.headers);
-    let (status, headers, text) =
-        api.answer(&method, &target, &String::from_utf8_lossy(&body), &received);
-    let mut out = format!(
-        "HTTP/1.1 {status} X\r\nconnection: close\r\ncontent-length: {}\r\n",
-        text.len()
-    );
-    for (k, v) in headers {
-        out.push_str(&format!("{k}: {v}\r\n"));
-    }
-    out.push_str("\r\n");
-    out.push_str(&text);
-    let _ = stream.write_all(out.as_bytes());
-}
-
 struct Setup {
     api: Arc<Api>,
     tenant: String,
@@ -233,22 +212,33 @@ fn setup() -> &'static Setup {
     static S: OnceLock<Setup> = OnceLock::new();
     S.get_or_init(|| {
         let api = Arc::new(Api::default());
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
         let server = api.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let api = server.clone();
-                std::thread::spawn(move || serve(api, stream));
-            }
+        let base_url = serve_http(move |seen, body| {
+            let (status, headers, text) = server.answer(
+                &seen.method,
+                &seen.target,
+                &String::from_utf8_lossy(body),
+                &seen.headers,
+            );
+            let headers = headers
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect();
+            (status, headers, text)
         });
-        let tenant: String = unique("http").chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(50).collect();
+        let tenant: String = unique("http")
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .take(50)
+            .collect();
         let a = Worker::shared().admin(
             "POST",
             "/_edgecache/admin/tenants",
-            Some(&json!({"name": tenant, "origin": {"kind": "http", "base_url": format!("http://127.0.0.1:{port}")},
+            Some(
+                &json!({"name": tenant, "origin": {"kind": "http", "base_url": base_url},
                 "tables": ["brief", "greeting", "items", "me", "nostore", "page", "private",
-                    "profile", "shared", "star", "welcome"]})),
+                    "profile", "shared", "star", "welcome"]}),
+            ),
         );
         assert_eq!(a.status, 201, "{}", a.text());
         Setup { api, tenant }

@@ -13,12 +13,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::api::read_request;
+use common::api::{json_headers, serve_http};
 use common::{unique, Answer, Worker};
 use serde_json::{json, Value};
 
@@ -39,29 +37,12 @@ impl Shop {
                 json!({"id": id, "name": id, "orderCount": 0}),
             );
         }
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
         let server = shop.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let shop = server.clone();
-                std::thread::spawn(move || shop.serve(stream));
-            }
+        let base = serve_http(move |seen, body| {
+            let (status, text) = server.answer(&seen.method, &seen.target, body);
+            (status, json_headers(), text)
         });
         (shop, base)
-    }
-
-    fn serve(&self, mut stream: TcpStream) {
-        let Some((seen, body)) = read_request(&stream) else {
-            return;
-        };
-        let (status, text) = self.answer(&seen.method, &seen.target, &body);
-        let out = format!(
-            "HTTP/1.1 {status} X\r\nconnection: close\r\ncontent-type: application/json\r\n\
-             content-length: {}\r\n\r\n{text}",
-            text.len()
-        );
-        let _ = stream.write_all(out.as_bytes());
     }
 
     fn answer(&self, method: &str, target: &str, body: &[u8]) -> (u16, String) {

@@ -9,12 +9,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::api::read_request;
+use common::api::{json_headers, serve_http};
 use common::{unique, urlencode, Worker};
 use serde_json::{json, Value};
 
@@ -107,19 +105,6 @@ impl Api {
     }
 }
 
-fn serve(api: &Api, mut stream: TcpStream) {
-    let Some((seen, body)) = read_request(&stream) else {
-        return;
-    };
-    let (status, text) = api.answer(&seen.method, &seen.target, &body);
-    let out = format!(
-        "HTTP/1.1 {status} X\r\nconnection: close\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\n\r\n{text}",
-        text.len()
-    );
-    let _ = stream.write_all(out.as_bytes());
-}
-
 struct Setup {
     api: Arc<Api>,
     tenant: String,
@@ -128,14 +113,10 @@ struct Setup {
 impl Setup {
     fn start() -> Setup {
         let api = Arc::new(Api::new());
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
         let server = api.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let api = server.clone();
-                std::thread::spawn(move || serve(&api, stream));
-            }
+        let base_url = serve_http(move |seen, body| {
+            let (status, text) = server.answer(&seen.method, &seen.target, body);
+            (status, json_headers(), text)
         });
         let tenant: String = unique("learn")
             .chars()
@@ -146,7 +127,7 @@ impl Setup {
             "POST",
             "/_edgecache/admin/tenants",
             Some(&json!({"name": tenant, "tables": ["items"],
-                "origin": {"kind": "http", "base_url": format!("http://127.0.0.1:{port}")}})),
+                "origin": {"kind": "http", "base_url": base_url}})),
         );
         assert_eq!(a.status, 201, "{}", a.text());
         Setup { api, tenant }

@@ -59,15 +59,13 @@ pub struct TestApi {
 impl TestApi {
     /// Starts the API on a free port; it runs until the test process ends.
     pub fn start(origin_key: &str) -> TestApi {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base_url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
         let state = Arc::new(Mutex::new(State::default()));
         let (server, key) = (state.clone(), origin_key.to_string());
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let (state, key) = (server.clone(), key.clone());
-                std::thread::spawn(move || serve(&state, &key, stream));
-            }
+        let base_url = serve_http(move |seen, body| {
+            let (status, cache_control, text) = answer(&server, &key, seen, body);
+            let mut headers = json_headers();
+            headers.push(("cache-control".into(), cache_control.into()));
+            (status, headers, text)
         });
         TestApi {
             base_url,
@@ -222,15 +220,45 @@ pub fn read_request(stream: &TcpStream) -> Option<(Seen, Vec<u8>)> {
     Some((seen, body))
 }
 
-fn serve(state: &Mutex<State>, origin_key: &str, mut stream: TcpStream) {
-    let Some((seen, body)) = read_request(&stream) else {
-        return;
-    };
-    let (status, cache_control, text) = answer(state, origin_key, &seen, &body);
-    let out = format!(
-        "HTTP/1.1 {status} X\r\nconnection: close\r\ncontent-type: application/json\r\n\
-         cache-control: {cache_control}\r\ncontent-length: {}\r\n\r\n{text}",
-        text.len()
-    );
-    let _ = stream.write_all(out.as_bytes());
+/// What a test origin answers a request: status, headers (`content-length` and
+/// `connection: close` are added), body.
+pub type Reply = (u16, Vec<(String, String)>, String);
+
+/// `content-type: application/json`, for [`Reply`] headers.
+pub fn json_headers() -> Vec<(String, String)> {
+    vec![("content-type".into(), "application/json".into())]
+}
+
+/// Serves HTTP/1.1 on a free port of 127.0.0.1 until the test process ends, a thread per
+/// connection, each request answered by `answer`; answers the base URL. The test origins' one
+/// server.
+pub fn serve_http<F>(answer: F) -> String
+where
+    F: Fn(&Seen, &[u8]) -> Reply + Send + Sync + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base_url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let answer = Arc::new(answer);
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let answer = answer.clone();
+            std::thread::spawn(move || {
+                let Some((seen, body)) = read_request(&stream) else {
+                    return;
+                };
+                let (status, headers, text) = answer(&seen, &body);
+                let mut out = format!(
+                    "HTTP/1.1 {status} X\r\nconnection: close\r\ncontent-length: {}\r\n",
+                    text.len()
+                );
+                for (k, v) in headers {
+                    out.push_str(&format!("{k}: {v}\r\n"));
+                }
+                out.push_str("\r\n");
+                out.push_str(&text);
+                let _ = stream.write_all(out.as_bytes());
+            });
+        }
+    });
+    base_url
 }
