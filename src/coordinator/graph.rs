@@ -23,11 +23,14 @@ use edgecache_core::shadow::{Found, Planned, ShadowCounts};
 use edgecache_core::Row;
 
 /// Storage layout version; bump it with a new step in `migrate`.
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 /// SQLite in Durable Objects takes at most 100 bound parameters per statement.
 const MAX_PARAMS: usize = 90;
 
 type Result<T> = std::result::Result<T, StoreError>;
+
+/// The registrations of view responses, through the `entries_by_kind` index: every D1 write asks.
+const VIEW_REGISTRATIONS: &str = "SELECT reg FROM entries WHERE kind = 'view'";
 
 /// The coordinator's SQLite storage, over the object's own (`Graph<SqlStorage>`) or a test one.
 pub struct Graph<S> {
@@ -240,6 +243,11 @@ impl<S: Store> Graph<S> {
             ] {
                 self.exec(ddl, vec![])?;
             }
+        }
+        if version < 8 {
+            // Every D1 write asks which bound views its table's registrations show
+            // (`view_reads`): by kind, not by a scan of every registered key.
+            self.exec("CREATE INDEX entries_by_kind ON entries (kind)", vec![])?;
         }
         if version < SCHEMA_VERSION {
             self.set_meta("schema_version", SCHEMA_VERSION as u64)?;
@@ -500,7 +508,7 @@ impl<S: Store> Graph<S> {
     /// ([`ViewRead`]). A view response without a binding for `table` needs none (stale on
     /// every write).
     pub fn view_reads(&self, table: &str) -> Result<Vec<ViewRead>> {
-        let rows: Vec<RegRow> = self.rows("SELECT reg FROM entries WHERE kind = 'view'", vec![])?;
+        let rows: Vec<RegRow> = self.rows(VIEW_REGISTRATIONS, vec![])?;
         let mut reads: Vec<ViewRead> = rows
             .iter()
             .filter_map(|row| serde_json::from_str::<Registration>(&row.reg).ok())
@@ -1337,6 +1345,23 @@ mod tests {
         );
         assert!(found.opaque.is_empty() && found.views.is_empty());
         assert!(found.lists.iter().all(|l| !l.key.as_str().contains("Bob")));
+    }
+
+    #[test]
+    fn view_reads_use_the_kind_index_not_a_scan_of_every_key() {
+        #[derive(Deserialize)]
+        struct Step {
+            detail: String,
+        }
+        let g = graph();
+        let plan: Vec<Step> = g
+            .rows(&format!("EXPLAIN QUERY PLAN {VIEW_REGISTRATIONS}"), vec![])
+            .unwrap();
+        assert!(
+            plan.iter().any(|s| s.detail.contains("entries_by_kind")),
+            "{:?}",
+            plan.iter().map(|s| &s.detail).collect::<Vec<_>>()
+        );
     }
 
     #[test]
