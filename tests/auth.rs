@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{seq_of, unique, Worker, WRITE_KEY};
+use common::{seq_of, unique, unique_name, Worker, WRITE_KEY};
 use serde_json::{json, Value};
 
 fn w() -> &'static Worker {
@@ -22,11 +22,7 @@ fn city_in_d1(id: &str) -> Value {
 
 /// Creates a key of `scope` for `tenant`; returns the key.
 fn create_key(tenant: &str, scope: &str) -> String {
-    let name = unique("k").to_ascii_lowercase();
-    let name: String = name
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .collect();
+    let name = unique_name("k");
     let a = w().admin(
         "POST",
         &format!("/_edgecache/admin/tenants/{tenant}/keys"),

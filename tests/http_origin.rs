@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use common::api::serve_http;
-use common::{unique, Worker};
+use common::{unique, unique_name, Worker};
 use serde_json::{json, Value};
 
 /// What the origin received of a request's credentials: target, `Authorization`, `Cookie`.
@@ -226,11 +226,7 @@ fn setup() -> &'static Setup {
                 .collect();
             (status, headers, text)
         });
-        let tenant: String = unique("http")
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-            .take(50)
-            .collect();
+        let tenant = unique_name("http");
         let a = Worker::shared().admin(
             "POST",
             "/_edgecache/admin/tenants",

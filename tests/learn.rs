@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::api::{json_headers, serve_http};
-use common::{unique, Answer, Worker};
+use common::{unique_name, Answer, Worker};
 use serde_json::{json, Value};
 
 /// The shop: users and orders in memory, and every request's method and path.
@@ -116,12 +116,7 @@ impl Setup {
     fn with_rule(users: &[&str], learning: Value, rule: Value) -> Setup {
         let w = Worker::shared();
         let (shop, base) = Shop::start(users);
-        let tenant: String = unique("learn")
-            .to_ascii_lowercase()
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-            .take(50)
-            .collect();
+        let tenant = unique_name("learn");
         let a = w.admin(
             "POST",
             "/_edgecache/admin/tenants",

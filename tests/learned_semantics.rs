@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use common::api::{json_headers, serve_http};
-use common::{unique, urlencode, Worker};
+use common::{unique_name, urlencode, Worker};
 use serde_json::{json, Value};
 
 const ROWS: usize = 60;
@@ -118,11 +118,7 @@ impl Setup {
             let (status, text) = server.answer(&seen.method, &seen.target, body);
             (status, json_headers(), text)
         });
-        let tenant: String = unique("learn")
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-            .take(50)
-            .collect();
+        let tenant = unique_name("learn");
         let a = Worker::shared().admin(
             "POST",
             "/_edgecache/admin/tenants",

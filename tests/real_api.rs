@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::api::{TestApi, ORIGIN_KEY_HEADER};
-use common::{unique, Worker};
+use common::{unique, unique_name, Worker};
 use serde_json::json;
 
 const ORIGIN_KEY: &str = "ok_9f1c2e7d-origin-credential";
@@ -37,11 +37,7 @@ fn setup() -> &'static Setup {
 /// Creates a tenant (named from `prefix`) in front of `api` with its origin credential and the
 /// `extra` fields of the tenant body; answers its name.
 fn put_behind_edgecache(api: &TestApi, prefix: &str, extra: serde_json::Value) -> String {
-    let name: String = unique(prefix)
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .take(50)
-        .collect();
+    let name = unique_name(prefix);
     let mut body = json!({"name": name, "origin": {"kind": "http", "base_url": api.base_url,
         "headers": [{"name": "X-Origin-Key", "value": ORIGIN_KEY}]}});
     for (k, v) in extra.as_object().into_iter().flatten() {

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{unique, Worker, OPERATOR_TOKEN};
+use common::{unique_name, Worker, OPERATOR_TOKEN};
 use serde_json::{json, Value};
 
 fn w() -> &'static Worker {
@@ -427,11 +427,7 @@ fn operator_token_is_required_for_stats_on_the_default_tenant() {
 
 #[test]
 fn a_name_read_before_its_tenant_exists_works_as_soon_as_it_is_created() {
-    let name: String = unique("late")
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .take(60)
-        .collect();
+    let name = unique_name("late");
     let path = format!("/t/{name}/v1/users?limit=2");
     let a = w().get(&path);
     assert_eq!(

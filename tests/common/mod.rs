@@ -504,12 +504,7 @@ impl Worker {
     /// data) under a unique name made from `prefix` and
     /// returns the admin API's answer (`tenant`, `admin_token`, `webhook_secret`).
     pub fn create_tenant(&self, prefix: &str) -> Value {
-        let name: String = unique(prefix)
-            .to_ascii_lowercase()
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-            .take(60)
-            .collect();
+        let name = unique_name(prefix);
         let a = self.admin(
             "POST",
             "/_edgecache/admin/tenants",
@@ -547,6 +542,17 @@ pub fn unique(prefix: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// A [`unique`] name that is also a valid tenant (or key) name: lowercase letters, digits and
+/// `-`, at most 60 characters.
+pub fn unique_name(prefix: &str) -> String {
+    unique(prefix)
+        .to_ascii_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(60)
+        .collect()
 }
 
 // ---- Helpers added for the consistency / tiers / faults / webhook / workload tests. ----
