@@ -4,14 +4,21 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use worker::{Env, Headers, Method};
 
+use crate::runtime::platform::within;
 use edgecache_core::codec::encode_component;
+use edgecache_core::outcome::NotStored;
 use edgecache_core::protocol::{
     Changes, CoordinatorStats, ExplainRequest, ExplainResponse, ForgetRequest, ForgottenRule,
     InvalidateRequest, InvalidateResponse, KeyInfo, ObserveRequest, ObserveResponse, OriginConfig,
     OriginContext, RecordInfo, RefreshRequest, RegisterRequest, RegisterResponse, TableLearning,
     WriteRequest, WriteResponse, NAME_HEADER, ORIGIN_HEADER,
 };
+use edgecache_core::timing::STEP_TIMEOUT_MS;
 use edgecache_core::{ApiError, CoordinatorId};
+
+/// A `since` past every seq: a coordinator's seq starts at its birth time in ms (about 2^41)
+/// and grows by one a write or invalidation, so `changes` since it lists nothing, only the seq.
+const PAST_EVERY_SEQ: u64 = 1 << 53;
 
 /// A handle on the coordinator of one `source:table`.
 pub struct Coordinator<'a> {
@@ -64,6 +71,12 @@ impl<'a> Coordinator<'a> {
     pub async fn changes(&self, since: u64) -> Result<Changes, ApiError> {
         self.call::<(), _>(Method::Get, &format!("/changes?since={since}"), None)
             .await
+    }
+
+    /// The table's seq now: the stamp a fill of another table's coordinator takes for this
+    /// table before its origin read (invariant 2).
+    pub async fn seq(&self) -> Result<u64, ApiError> {
+        Ok(self.changes(PAST_EVERY_SEQ).await?.seq)
     }
 
     /// Registers filled entries.
@@ -134,4 +147,25 @@ impl<'a> Coordinator<'a> {
     pub async fn stats(&self) -> Result<CoordinatorStats, ApiError> {
         self.call::<(), _>(Method::Get, "/stats", None).await
     }
+}
+
+/// Registers a filled entry with every coordinator it depends on, for `tenant` on `origin`,
+/// each call bounded; it may be stored only if all accept (invariant 3). An edge's fill and a
+/// coordinator's refill of a view's key both keep their copy through it.
+pub async fn register_all(
+    env: &Env,
+    tenant: &str,
+    origin: &OriginConfig,
+    regs: &[(CoordinatorId, RegisterRequest)],
+) -> Result<(), NotStored> {
+    for (id, req) in regs {
+        let coordinator = Coordinator::of(env, id).for_tenant(tenant, origin);
+        // Bounded: the fill (and any read waiting on it) ends when this does.
+        match within(STEP_TIMEOUT_MS, coordinator.register(req)).await {
+            Some(Ok(resp)) if resp.accepted.iter().all(|a| *a) => {}
+            Some(Ok(_)) => return Err(NotStored::Overtaken),
+            Some(Err(_)) | None => return Err(NotStored::Unregistered),
+        }
+    }
+    Ok(())
 }

@@ -8,7 +8,7 @@ use super::store::memory::MemoryStore;
 use super::write::{plan, record, Recorded, StepContext};
 use edgecache_core::fill;
 use edgecache_core::key::CacheKey;
-use edgecache_core::origin::read_target;
+use edgecache_core::origin::{read_target, ReadTarget};
 use edgecache_core::planner::WriteImages;
 use edgecache_core::protocol::{OriginConfig, Registration};
 use edgecache_core::route;
@@ -45,6 +45,42 @@ pub fn users() -> Relation {
         tables: vec!["users".into()],
         bind: Default::default(),
     }
+}
+
+/// The view `usersWithOrders (id, firstName, orderCount)`, its rows fed by `users.id` and
+/// `orders.userId`.
+pub fn users_with_orders() -> Relation {
+    let column = |name: &str| Column {
+        name: name.to_string(),
+        decl_type: String::new(),
+        primary_key: false,
+        not_null: false,
+        has_default: false,
+    };
+    Relation {
+        name: "usersWithOrders".into(),
+        kind: RelationKind::View,
+        columns: ["id", "firstName", "orderCount"].map(column).to_vec(),
+        id_column: "id".into(),
+        tables: vec!["orders".into(), "users".into()],
+        bind: [("orders", "userId"), ("users", "id")]
+            .map(|(t, c)| (t.to_string(), c.to_string()))
+            .into(),
+    }
+}
+
+/// The registration of the view row `/v1/usersWithOrders/<id>` filled at `stamp` (the
+/// registering table's), refilled after invalidation.
+pub fn view_reg(id: &str, stamp: u64) -> Registration {
+    let key = CacheKey::from_request("acme", &format!("/v1/usersWithOrders/{id}"), None)
+        .expect("a valid key");
+    let body = json!({"data": {"id": id, "firstName": "Ann", "orderCount": 1}});
+    let policy = RoutePolicy {
+        rehydrate: true,
+        ..RoutePolicy::default()
+    };
+    let target = ReadTarget::Record(id.to_string());
+    fill::registration(&key, &users_with_orders(), &target, &body, stamp, &policy)
 }
 
 /// A row from a JSON object.

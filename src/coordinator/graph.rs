@@ -23,7 +23,7 @@ use edgecache_core::shadow::{Found, Planned, ShadowCounts};
 use edgecache_core::Row;
 
 /// Storage layout version; bump it with a new step in `migrate`.
-const SCHEMA_VERSION: i64 = 8;
+const SCHEMA_VERSION: i64 = 9;
 /// SQLite in Durable Objects takes at most 100 bound parameters per statement.
 const MAX_PARAMS: usize = 90;
 
@@ -118,6 +118,9 @@ pub struct RehydrateItem {
     pub ttl_secs: f64,
     /// Failed attempts so far.
     pub attempts: f64,
+    /// For a view's key, its registration (JSON) when it was invalidated: the view, its
+    /// bindings and every table it reads, which a refill stamps and the key alone does not say.
+    pub view: Option<String>,
 }
 
 fn int(v: u64) -> Param {
@@ -248,6 +251,10 @@ impl<S: Store> Graph<S> {
             // Every D1 write asks which bound views its table's registrations show
             // (`view_reads`): by kind, not by a scan of every registered key.
             self.exec("CREATE INDEX entries_by_kind ON entries (kind)", vec![])?;
+        }
+        if version < 9 {
+            // A view's key is refilled too: its queued refill keeps the view's registration.
+            self.exec("ALTER TABLE rehydrate ADD COLUMN view_reg TEXT", vec![])?;
         }
         if version < SCHEMA_VERSION {
             self.set_meta("schema_version", SCHEMA_VERSION as u64)?;
@@ -746,19 +753,25 @@ impl<S: Store> Graph<S> {
         Ok(())
     }
 
-    /// Queues a key for refilling, with the TTL its route gives copies.
-    pub fn enqueue_rehydrate(&self, key: &str, ttl_secs: u64, due_ms: u64) -> Result<()> {
+    /// Queues the key `reg` registered for refilling, with the TTL its route gives copies (and,
+    /// for a view's key, the registration: see [`RehydrateItem::view`]).
+    pub fn enqueue_rehydrate(&self, reg: &Registration, due_ms: u64) -> Result<()> {
+        let view = match reg.dependent {
+            Dependent::View { .. } => Some(to_json(reg)?),
+            _ => None,
+        };
         self.exec(
-            "INSERT INTO rehydrate (key, ttl_secs, attempts, due) VALUES (?, ?, 0, ?) \
-             ON CONFLICT(key) DO UPDATE SET ttl_secs = excluded.ttl_secs, attempts = 0, due = excluded.due",
-            vec![text(key), int(ttl_secs), int(due_ms)],
+            "INSERT INTO rehydrate (key, ttl_secs, attempts, due, view_reg) VALUES (?, ?, 0, ?, ?) \
+             ON CONFLICT(key) DO UPDATE SET ttl_secs = excluded.ttl_secs, attempts = 0, \
+             due = excluded.due, view_reg = excluded.view_reg",
+            vec![text(&reg.key), int(reg.ttl_secs), int(due_ms), Param::from(view)],
         )
     }
 
     /// Keys due for refilling.
     pub fn due_rehydrates(&self, now_ms: u64, limit: usize) -> Result<Vec<RehydrateItem>> {
         self.rows(
-            "SELECT key, ttl_secs, attempts FROM rehydrate WHERE due <= ? ORDER BY due LIMIT ?",
+            "SELECT key, ttl_secs, attempts, view_reg AS view FROM rehydrate WHERE due <= ? ORDER BY due LIMIT ?",
             vec![int(now_ms), int(limit as u64)],
         )
     }

@@ -50,7 +50,7 @@ pub fn invalidate<S: Store>(
             let reg = graph.registration(&key)?;
             graph.invalidate(&key, seq, reason)?;
             if let Some(reg) = reg.filter(|r| r.refills()) {
-                graph.enqueue_rehydrate(&key, reg.ttl_secs, ctx.now_ms)?;
+                graph.enqueue_rehydrate(&reg, ctx.now_ms)?;
             }
             invalidated.push(named(key));
         }

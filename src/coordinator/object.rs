@@ -69,6 +69,8 @@ pub struct TableCoordinator {
     pub(super) patched: Rc<Cell<u64>>,
     /// Test hooks only: the next refill crashes the object after its origin read.
     pub(super) crash_next_refill: Cell<bool>,
+    /// Test hooks only: the next refill's origin answer is held (`WriteFault::SlowRefill`).
+    pub(super) slow_next_refill: Cell<bool>,
     /// The name is known to be stored.
     named: Cell<bool>,
     /// Each tenant's refill budget (`EDGECACHE_REFILLS_PER_MIN`), made on first use.
@@ -97,6 +99,7 @@ impl DurableObject for TableCoordinator {
             written_through: Cell::new(0),
             patched: Rc::new(Cell::new(0)),
             crash_next_refill: Cell::new(false),
+            slow_next_refill: Cell::new(false),
             named: Cell::new(false),
             refill_budget: RefCell::new(None),
             shadow_budget: RefCell::new(None),
@@ -142,7 +145,7 @@ impl TableCoordinator {
     }
 
     /// Whether this coordinator's data source is an HTTP API.
-    fn is_http(&self) -> bool {
+    pub(super) fn is_http(&self) -> bool {
         self.id().is_some_and(|id| !id.source().is_d1())
     }
 

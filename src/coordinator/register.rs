@@ -127,7 +127,9 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::coordinator::fixtures::{self, graph, registration, rename, user_reg, users, BORN};
+    use crate::coordinator::fixtures::{
+        self, graph, registration, rename, user_reg, users, view_reg, BORN,
+    };
 
     fn accepted<S: Store>(graph: &Graph<S>, reg: &Registration) -> bool {
         let resp = register(graph, std::slice::from_ref(reg), &users()).unwrap();
@@ -214,6 +216,17 @@ mod tests {
         fixtures::write(&g, &rename("3", "Dora", "Lane"));
         let lanes = registration("/v1/users?firstName=Lane", json!({"data": []}), stamp);
         assert!(!accepted(&g, &lanes), "a new Lane lands in the list");
+    }
+
+    /// What keeps a view's refill by another table's coordinator from storing a copy a write
+    /// of this table overtook: its registration here, stamped before that write, is refused.
+    #[test]
+    fn a_views_copy_stamped_before_a_write_of_this_table_is_refused() {
+        let g = graph();
+        let stamp = g.seq().unwrap();
+        fixtures::write(&g, &rename("1", "Ann", "Bea"));
+        assert!(!accepted(&g, &view_reg("1", stamp)));
+        assert!(accepted(&g, &view_reg("1", g.seq().unwrap())));
     }
 
     #[test]

@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use worker::Storage;
 
+use super::client::{register_all, Coordinator};
 use super::graph::{Graph, RehydrateItem};
 use super::object::{TableCoordinator, MAX_KNOWN_TENANTS};
 use super::register::registration_is_fresh;
 use super::store::{Store, StoreError};
 use crate::cache::l2;
+use crate::origin::d1::D1Origin;
 use crate::origin::{AnyOrigin, Origin};
 use crate::runtime::platform::now_ms;
 use edgecache_core::entry::CachedEntry;
@@ -20,14 +22,16 @@ use edgecache_core::fill::{self, keeps_place, patched_page};
 use edgecache_core::key::CacheKey;
 use edgecache_core::origin::{read_target, OriginRead, ReadTarget};
 use edgecache_core::planner::WriteImages;
-use edgecache_core::protocol::{Dependent, OriginConfig, RefreshRequest, Registration};
+use edgecache_core::protocol::{
+    Dependent, OriginConfig, RefreshRequest, RegisterRequest, Registration, SLOW_REFILL_MS,
+};
 use edgecache_core::query::ListQuery;
 use edgecache_core::ratelimit::{Limit, RateLimiter, Verdict};
 use edgecache_core::route;
 use edgecache_core::rules::RoutePolicy;
-use edgecache_core::schema::Relation;
+use edgecache_core::schema::{BoundView, Relation, RelationKind, Scope, ViewDecl, ViewDecls};
 use edgecache_core::shared_cache::{storable, OriginHeaders};
-use edgecache_core::ApiError;
+use edgecache_core::{ApiError, CoordinatorId};
 
 /// Keys refilled per alarm run.
 const REHYDRATE_BATCH: usize = 16;
@@ -106,7 +110,7 @@ impl TableCoordinator {
     ) -> Result<(), ApiError> {
         for key in req.keys.iter().take(REHYDRATE_BATCH) {
             if let Some(reg) = graph.registration(key)?.filter(|r| r.refills()) {
-                graph.enqueue_rehydrate(key, reg.ttl_secs, now_ms())?;
+                graph.enqueue_rehydrate(&reg, now_ms())?;
             }
         }
         self.schedule_rehydrate(graph).await
@@ -128,9 +132,7 @@ impl TableCoordinator {
         let due = self.within_budgets(&graph, due)?;
         for chunk in due.chunks(REHYDRATE_CONCURRENCY) {
             let results = futures_util::future::join_all(
-                chunk
-                    .iter()
-                    .map(|item| self.refill(&relation, &item.key, item.ttl_secs as u64)),
+                chunk.iter().map(|item| self.refill(&relation, item)),
             )
             .await;
             let outcomes: Vec<bool> = results.iter().map(Result::is_ok).collect();
@@ -212,19 +214,67 @@ impl TableCoordinator {
     }
 
     /// Refills one key: purges this data centre's stale L2 copy, reads the key's origin
-    /// (`read_fresh`) and keeps the copy unless a write overtook it (`keep_copy`).
-    async fn refill(&self, relation: &Relation, key: &str, ttl_secs: u64) -> Result<(), ApiError> {
-        let key = CacheKey::parse(key)?;
-        let Some(target) = self.refetchable(relation, &key)? else {
+    /// (`read_fresh`) and keeps the copy unless a write overtook it (`keep_copy`). A view's key
+    /// is read as the view (`view_relation`), as an edge's miss reads it.
+    async fn refill(&self, relation: &Relation, item: &RehydrateItem) -> Result<(), ApiError> {
+        let key = CacheKey::parse(&item.key)?;
+        let read_as = match &item.view {
+            None => relation.clone(),
+            Some(reg) => match self.view_relation(relation, reg).await? {
+                Some(view) => view,
+                None => return Ok(()), // not refillable as a view: the next read fills it
+            },
+        };
+        let Some(target) = self.refetchable(&read_as, &key)? else {
             return Ok(());
         };
         l2::purge(&key).await;
         self.refills.set(self.refills.get() + 1);
-        let fetched = self.read_fresh(relation, &key, target).await?;
+        let fetched = self.read_fresh(&read_as, &key, target).await?;
         if self.crash_next_refill.replace(false) {
             panic!("test hook: coordinator crashed during a refill");
         }
-        self.keep_copy(relation, &key, fetched, ttl_secs).await
+        self.keep_copy(relation, &key, fetched, item.ttl_secs as u64)
+            .await
+    }
+
+    /// The coordinator of `table` of this coordinator's data source.
+    fn sibling(&self, table: &str) -> Result<CoordinatorId, ApiError> {
+        let id = self
+            .id()
+            .ok_or_else(|| ApiError::internal("coordinator called without its name"))?;
+        Ok(CoordinatorId::new(&id.source(), table))
+    }
+
+    /// What a view's key whose queued registration is `reg` (JSON) is read as: the view as the
+    /// database's catalogue describes it, with the bindings and tables the registration names
+    /// (as `write::view_reads` builds it). `None` for a registration that is not a view's, a
+    /// view gone from the catalogue or no longer reading `table`, and on an HTTP source (views
+    /// are the built-in database's).
+    async fn view_relation(
+        &self,
+        table: &Relation,
+        reg: &str,
+    ) -> Result<Option<Relation>, ApiError> {
+        let Ok(Registration {
+            dependent: Dependent::View { view, bind, .. },
+            tables,
+            ..
+        }) = serde_json::from_str(reg)
+        else {
+            return Ok(None);
+        };
+        if self.is_http() {
+            return Ok(None);
+        }
+        let decls = ViewDecls::from([(view.clone(), ViewDecl::Bound(BoundView { bind, tables }))]);
+        let schema = D1Origin::new(self.env.d1("DB")?)
+            .schema(&decls, Scope::All)
+            .await?;
+        Ok(schema
+            .relation(&view)
+            .filter(|v| v.kind == RelationKind::View && v.tables.contains(&table.name))
+            .cloned())
     }
 
     /// Where the coordinator can read `key` from: `None` for a key whose tenant's origin this
@@ -247,27 +297,44 @@ impl TableCoordinator {
         Ok(Some((origin, target)))
     }
 
-    /// Reads `key` from its tenant's origin (with that tenant's credentials) with a stamp
-    /// taken before the read (invariant 2).
+    /// Reads `key` of `relation` from its tenant's origin (with that tenant's credentials) with
+    /// a stamp for every table the relation reads taken before the read (invariant 2): this
+    /// table's seq, and for a view each other table's from that table's coordinator.
     pub(super) async fn read_fresh(
         &self,
         relation: &Relation,
         key: &CacheKey,
         (origin, target): (OriginConfig, ReadTarget),
     ) -> Result<Fetched, ApiError> {
-        let stamp = self.graph()?.seq()?;
+        let table = self.table()?;
+        let others = relation.tables.iter().filter(|t| **t != table);
+        let stamped = futures_util::future::join_all(others.map(|other| async {
+            let id = self.sibling(other)?;
+            let client = Coordinator::of(&self.env, &id).for_tenant(key.tenant(), &origin);
+            Ok::<_, ApiError>((other.clone(), client.seq().await?))
+        }))
+        .await;
+        let mut stamps = stamped.into_iter().collect::<Result<BTreeMap<_, _>, _>>()?;
+        stamps.insert(table.clone(), self.graph()?.seq()?);
         let read = AnyOrigin::open(&self.env, &origin)?
             .read(relation, &target, key, &[])
             .await?;
+        if self.slow_next_refill.replace(false) {
+            worker::Delay::from(Duration::from_millis(SLOW_REFILL_MS)).await;
+        }
         Ok(Fetched {
+            read_as: relation.clone(),
             target,
-            stamp,
+            table,
+            stamps,
             read,
         })
     }
 
-    /// Registers and stores a fetched copy of `key` unless a write overtook it (that write
-    /// queued its own refill) or the origin's answer may not be stored.
+    /// Registers and stores a fetched copy of `key` (this coordinator's table is `relation`)
+    /// unless a write overtook it (that write queued its own refill) or the origin's answer may
+    /// not be stored. A view's copy is registered first with each other table's coordinator,
+    /// through the same call an edge's fill makes, and kept only if every one accepts it.
     pub(super) async fn keep_copy(
         &self,
         relation: &Relation,
@@ -285,15 +352,43 @@ impl TableCoordinator {
         };
         let Some((reg, entry)) = refilled_copy(
             key,
-            relation,
+            &fetched.read_as,
             &fetched.target,
             (&read.json, read.body),
             headers,
-            (fetched.stamp, now_ms()),
-            ttl_secs,
+            (&fetched.table, fetched.stamps),
+            (now_ms(), ttl_secs),
         ) else {
             return Ok(());
         };
+        let others = entry
+            .stamps
+            .iter()
+            .filter(|(t, _)| **t != fetched.table)
+            .map(|(t, stamp)| {
+                let theirs = Registration {
+                    stamp: *stamp,
+                    ..reg.clone()
+                };
+                Ok((
+                    self.sibling(t)?,
+                    RegisterRequest {
+                        entries: vec![theirs],
+                    },
+                ))
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        if !others.is_empty() {
+            let Some(origin) = self.origin_of(key.tenant()) else {
+                return Ok(());
+            };
+            if register_all(&self.env, key.tenant(), &origin, &others)
+                .await
+                .is_err()
+            {
+                return Ok(()); // refused or unreachable: no copy; the next read fills it
+            }
+        }
         let graph = self.graph()?;
         if !registration_is_fresh(&graph, &reg, graph.seq()?, relation)? {
             return Ok(());
@@ -304,12 +399,16 @@ impl TableCoordinator {
     }
 }
 
-/// An origin read made by the coordinator, with the stamp taken before it.
+/// An origin read made by the coordinator, with the stamps taken before it.
 pub(super) struct Fetched {
+    /// The relation read: this coordinator's table, or a view that reads it.
+    pub read_as: Relation,
     /// What was read.
     pub target: ReadTarget,
-    /// The table's seq before the read.
-    pub stamp: u64,
+    /// This coordinator's table.
+    pub table: String,
+    /// The seq of every table `read_as` reads before the read (this table's among them).
+    pub stamps: BTreeMap<String, u64>,
     /// The origin's answer.
     pub read: OriginRead,
 }
@@ -355,8 +454,11 @@ async fn patch_page(
         &target,
         (&json, bytes),
         no_headers,
-        (seq, now_ms()),
-        patch.ttl_secs,
+        (
+            &relation.name,
+            BTreeMap::from([(relation.name.clone(), seq)]),
+        ),
+        (now_ms(), patch.ttl_secs),
     ) else {
         return Ok(false);
     };
@@ -373,18 +475,19 @@ async fn patch_page(
     Ok(true)
 }
 
-/// The registration and L2 entry of a refilled copy of `key`, the origin's answer `json` and
-/// `body` with its `headers`, stamped `stamp` and filled at `now_ms`; `None` where a read could
-/// not store it either. Also how a write rebuilds a record's copy from its after image
-/// (`write::apply`).
+/// The registration with this coordinator's `table` and the L2 entry of a refilled copy of
+/// `key` of `relation` (the table, or a view that reads it), the origin's answer `json` and
+/// `body` with its `headers`, stamped `stamps` (one per table the relation reads; the
+/// registration takes `table`'s) and filled at `now_ms`; `None` where a read could not store
+/// it either. Also how a write rebuilds a record's copy from its after image (`write::apply`).
 pub(super) fn refilled_copy(
     key: &CacheKey,
     relation: &Relation,
     target: &ReadTarget,
     (json, body): (&serde_json::Value, Vec<u8>),
     headers: OriginHeaders<'_>,
-    (stamp, now_ms): (u64, u64),
-    ttl_secs: u64,
+    (table, stamps): (&str, BTreeMap<String, u64>),
+    (now_ms, ttl_secs): (u64, u64),
 ) -> Option<(Registration, CachedEntry)> {
     let policy = RoutePolicy {
         ttl_secs,
@@ -397,14 +500,9 @@ pub(super) fn refilled_copy(
         Ok(allowed) if allowed.vary.is_empty() => allowed.ttl_secs,
         _ => return None,
     };
+    let stamp = *stamps.get(table)?;
     let reg = fill::registration(key, relation, target, json, stamp, &policy);
-    let entry = CachedEntry::new(
-        key.as_str().to_string(),
-        body,
-        BTreeMap::from([(relation.name.clone(), stamp)]),
-        now_ms,
-        ttl_secs,
-    );
+    let entry = CachedEntry::new(key.as_str().to_string(), body, stamps, now_ms, ttl_secs);
     Some((reg, entry))
 }
 
@@ -431,23 +529,23 @@ pub fn settle_refills<S: Store>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coordinator::fixtures::graph;
+    use crate::coordinator::fixtures::{graph, user_reg, BORN};
 
     #[test]
     fn refills_leave_the_queue_or_back_off_until_their_last_attempt() {
         let g = graph();
-        for key in ["done", "failed", "last"] {
-            g.enqueue_rehydrate(key, 60, 0).unwrap();
+        let [done, failed, last] = ["done", "failed", "last"].map(|id| user_reg(id, "Ann", BORN));
+        for reg in [&done, &failed, &last] {
+            g.enqueue_rehydrate(reg, 0).unwrap();
         }
-        g.retry_rehydrate("last", REHYDRATE_MAX_ATTEMPTS - 1, 0)
+        g.retry_rehydrate(&last.key, REHYDRATE_MAX_ATTEMPTS - 1, 0)
             .unwrap();
         let due = g.due_rehydrates(0, 10).unwrap();
-        let outcome = |key: &str| key == "done";
-        let refilled: Vec<bool> = due.iter().map(|i| outcome(&i.key)).collect();
+        let refilled: Vec<bool> = due.iter().map(|i| i.key == done.key).collect();
         settle_refills(&g, &due, &refilled, 1_000).unwrap();
         let left = g.due_rehydrates(u64::MAX >> 12, 10).unwrap();
         assert_eq!(left.len(), 1);
-        assert_eq!((left[0].key.as_str(), left[0].attempts), ("failed", 1.0));
+        assert_eq!((&left[0].key, left[0].attempts), (&failed.key, 1.0));
         assert_eq!(g.next_rehydrate_due().unwrap(), Some(1_000 + 400));
     }
 }

@@ -258,6 +258,9 @@ impl TableCoordinator {
         if self.fault_hook(&pending.req, WriteFault::CrashDuringRehydrate)? {
             self.crash_next_refill.set(true);
         }
+        if self.fault_hook(&pending.req, WriteFault::SlowRefill)? {
+            self.slow_next_refill.set(true);
+        }
         // A D1 write's after image is the row as a read would answer it.
         let through = matches!(pending.origin, OriginConfig::D1).then_some(relation);
         let recorded = record(graph, intent, &images, &plan, ctx, through)?;
@@ -427,7 +430,8 @@ impl TableCoordinator {
             | WriteFault::AnswerLost
             | WriteFault::StallAfterForward
             | WriteFault::OriginFails
-            | WriteFault::SlowForward => Ok(true),
+            | WriteFault::SlowForward
+            | WriteFault::SlowRefill => Ok(true),
         }
     }
 
@@ -663,10 +667,10 @@ fn apply<S: Store>(
                     }
                     (None, Some(patch)) => {
                         let due = ctx.now_ms + PATCH_GRACE_MS;
-                        graph.enqueue_rehydrate(&reg.key, reg.ttl_secs, due)?;
+                        graph.enqueue_rehydrate(&reg, due)?;
                         applied.patches.push(patch);
                     }
-                    (None, None) => graph.enqueue_rehydrate(&reg.key, reg.ttl_secs, ctx.now_ms)?,
+                    (None, None) => graph.enqueue_rehydrate(&reg, ctx.now_ms)?,
                 }
                 true
             }
@@ -720,8 +724,11 @@ fn rebuilt(
         &ReadTarget::Record(images.id.clone()),
         (&json, body),
         no_headers,
-        (seq, now_ms),
-        reg.ttl_secs,
+        (
+            &relation.name,
+            BTreeMap::from([(relation.name.clone(), seq)]),
+        ),
+        (now_ms, reg.ttl_secs),
     )
 }
 
@@ -829,7 +836,7 @@ mod tests {
 
     use super::*;
     use crate::coordinator::fixtures::{
-        self, ctx, graph, key_of, registration, rename, user_reg, BORN,
+        self, ctx, graph, key_of, registration, rename, user_reg, view_reg, BORN,
     };
     use crate::coordinator::register::register;
     use edgecache_core::freshness::ALL_KEYS;
@@ -966,6 +973,31 @@ mod tests {
         assert_eq!((g.seq().unwrap(), g.counts().unwrap()), (BORN, (5, 0)));
     }
 
+    /// A view's key is refreshed like a table's: explained so, and queued for a refill that
+    /// carries its registration (the view, its bindings and both tables to stamp).
+    #[test]
+    fn a_view_key_a_write_stales_is_queued_for_a_refill_of_the_view() {
+        let g = graph();
+        let view = view_reg("1", BORN);
+        g.register(&view).unwrap();
+        let images = rename("1", "Ann", "Bea");
+        let (keys, _) = explain_keys(&g, "acme", &images).unwrap();
+        let explained: Vec<_> = keys.iter().map(|k| (k.key.as_str(), k.action)).collect();
+        assert_eq!(explained, [(view.key.as_str(), KeyAction::Refresh)]);
+        let recorded = fixtures::write(&g, &images);
+        assert!(recorded.purge.is_empty(), "refilled, so not purged");
+        let due = g.due_rehydrates(0, 10).unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].key, view.key);
+        let queued: Registration = serde_json::from_str(due[0].view.as_deref().unwrap()).unwrap();
+        assert_eq!(queued, view);
+        // A table's key needs no registration to be refilled.
+        let user = user_reg("2", "Cy", BORN);
+        g.enqueue_rehydrate(&user, 0).unwrap();
+        let due = g.due_rehydrates(0, 10).unwrap();
+        assert_eq!(due.iter().find(|d| d.key == user.key).unwrap().view, None);
+    }
+
     #[test]
     fn the_written_records_copy_is_rebuilt_from_the_after_image() {
         let g = graph();
@@ -1097,7 +1129,7 @@ mod tests {
         let g = graph();
         let user = user_reg("1", "Ann", BORN);
         g.register(&user).unwrap();
-        g.enqueue_rehydrate(&user.key, 60, 0).unwrap();
+        g.enqueue_rehydrate(&user, 0).unwrap();
         // The coordinator forwarded a write and died before recording it.
         g.begin_intent("1").unwrap();
         recover(&g).unwrap();

@@ -23,7 +23,7 @@ use crate::cache::isolate::{Edge, FillGuard, RefreshSource};
 use crate::cache::l2::{self, L2Tier};
 use crate::cache::lookup::{lookup, Lookup, Tier};
 use crate::cache::relay;
-use crate::coordinator::client::Coordinator;
+use crate::coordinator::client::{register_all, Coordinator};
 use crate::origin::{AnyOrigin, Origin};
 use crate::runtime::env::variant_keyer;
 use crate::runtime::http::body_bytes;
@@ -824,25 +824,6 @@ fn stale_while_revalidate(
     h.set("warning", "110 - \"Response is Stale\"")?;
     h.set("x-edgecache-stale-reason", "stale_while_revalidate")?;
     Ok(resp)
-}
-
-/// Registers the entry with every coordinator it depends on; it may be stored only if all accept.
-async fn register_all(
-    env: &Env,
-    tenant: &str,
-    origin: &OriginConfig,
-    regs: &[(CoordinatorId, RegisterRequest)],
-) -> Result<(), NotStored> {
-    for (id, req) in regs {
-        let coordinator = Coordinator::of(env, id).for_tenant(tenant, origin);
-        // Bounded: the fill (and any read waiting on it) ends when this does.
-        match within(STEP_TIMEOUT_MS, coordinator.register(req)).await {
-            Some(Ok(resp)) if resp.accepted.iter().all(|a| *a) => {}
-            Some(Ok(_)) => return Err(NotStored::Overtaken),
-            Some(Err(_)) | None => return Err(NotStored::Unregistered),
-        }
-    }
-    Ok(())
 }
 
 /// One origin read, bounded by the origin timeout; tests may delay or fail it.

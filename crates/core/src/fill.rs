@@ -135,7 +135,7 @@ pub fn registration(
         records,
         tables: relation.tables.clone(),
         route: key.path_and_query().to_string(),
-        rehydrate: policy.rehydrate && relation.kind == RelationKind::Table,
+        rehydrate: policy.rehydrate,
         ttl_secs: policy.ttl_secs,
         digest: Some(crate::shadow::body_digest(body)),
         // Only an HTTP origin's lists are opaque tables; what they show teaches their route.
@@ -207,6 +207,33 @@ mod tests {
             showing.get()
         );
         assert!(patched.get() > 0, "the generator reaches patchable pages");
+    }
+
+    /// A view's response is refilled like a table's when its route asks: the coordinator that
+    /// invalidates it stamps every table the view reads. An opaque one of several tables is not.
+    #[test]
+    fn a_views_registration_is_refilled_when_its_route_asks() {
+        let view = Relation {
+            name: "usersWithOrders".into(),
+            kind: RelationKind::View,
+            columns: Vec::new(),
+            id_column: "id".into(),
+            tables: vec!["orders".into(), "users".into()],
+            bind: Default::default(),
+        };
+        let key = CacheKey::from_request("acme", "/v1/usersWithOrders/1", None).unwrap();
+        let body = serde_json::json!({"data": {"id": "1"}});
+        let refills = |target: &ReadTarget, rehydrate: bool| {
+            let policy = RoutePolicy {
+                rehydrate,
+                ..RoutePolicy::default()
+            };
+            registration(&key, &view, target, &body, 7, &policy).refills()
+        };
+        let record = ReadTarget::Record("1".into());
+        assert!(refills(&record, true));
+        assert!(!refills(&record, false));
+        assert!(!refills(&ReadTarget::Opaque, true));
     }
 
     #[test]

@@ -146,9 +146,13 @@ pub struct Registration {
 
 impl Registration {
     /// Whether the coordinator refills this entry after invalidating it: its route asks for
-    /// it, and it depends on its table alone (a view's copy needs every table's stamp).
+    /// it, and the coordinator can stamp every table the copy depends on before reading it
+    /// again (invariant 2): a table's entry needs its own seq alone; a view's gets each other
+    /// table's from that table's coordinator, and is kept only if every one of them accepts it
+    /// (`rehydrate::read_fresh`, `keep_copy`). An opaque entry of several tables is not refilled.
     pub fn refills(&self) -> bool {
-        self.rehydrate && self.tables.len() == 1
+        self.rehydrate
+            && (self.tables.len() == 1 || matches!(self.dependent, Dependent::View { .. }))
     }
 }
 
@@ -281,10 +285,16 @@ pub enum WriteFault {
     CrashMidGroup,
     /// The origin takes [`SLOW_FORWARD_MS`] longer to answer (writes behind it queue up).
     SlowForward,
+    /// The origin's answer to the next refill after this write arrives [`SLOW_REFILL_MS`]
+    /// after it was read (a slow network), so another write can land between the two.
+    SlowRefill,
 }
 
 /// How much longer the origin takes under [`WriteFault::SlowForward`].
 pub const SLOW_FORWARD_MS: u64 = 400;
+
+/// How long a refill's origin answer is held under [`WriteFault::SlowRefill`].
+pub const SLOW_REFILL_MS: u64 = 2_000;
 
 /// A write's outcome: the origin's answer plus the table's new seq.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
