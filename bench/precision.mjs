@@ -291,7 +291,7 @@ export async function precisionTable(ctx) {
   out(`  cache reads after each write equal to the origin's: ${int(servedEqual)}/${int(served)}`);
   out(
     `  "origin reads / write": the coordinators' refills after the write plus the MISSes of re-reading every key through ` +
-      `the cache once the refills are done (a view key is not refilled: it depends on two tables); "refills avoided / write": ` +
+      `the cache once the refills are done (a view key too is refilled, by the coordinator that invalidated it); "refills avoided / write": ` +
       `copies rebuilt or patched from the write's after image; "whole-table precision": changed / keys the write could touch, ` +
       `what invalidating all of them would score.`,
   );

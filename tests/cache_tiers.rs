@@ -203,17 +203,24 @@ fn back_to_back_reads_after_a_miss_are_hits() {
 
 /// Resets the faults when dropped (a test that sets them must not leak them into the next).
 /// "Correctness never depends on a purge": a write purges at most 100 L2 copies of the keys it
-/// stales (views are never rehydrated), so with more than 100 cached view keys some stale L2
-/// copies stay. With L1 switched off, reads go to those copies, and every one must fail
-/// validation. The view is declared as a plain list of its tables (no bindings), so every
-/// write stales every key of it, as it must when the planner cannot tell which rows it reads:
-/// a private worker, as the shared one declares the view's bindings.
+/// stales and does not refill (refills are off here: a refill replaces the copy), so with more
+/// than 100 cached view keys some stale L2 copies stay. With L1 switched off, reads go to those
+/// copies, and every one must fail validation. The view is declared as a plain list of its
+/// tables (no bindings), so every write stales every key of it, as it must when the planner
+/// cannot tell which rows it reads: a private worker, as the shared one declares the view's
+/// bindings.
 #[test]
 fn a_stale_l2_copy_fails_validation_without_any_purge() {
-    let w = Worker::start_with(&[(
-        "EDGECACHE_VIEWS",
-        r#"{"usersWithOrders": ["users", "orders"]}"#,
-    )]);
+    let w = Worker::start_with(&[
+        (
+            "EDGECACHE_VIEWS",
+            r#"{"usersWithOrders": ["users", "orders"]}"#,
+        ),
+        (
+            "EDGECACHE_RULES",
+            r#"[{"pattern":"/v1/*","rehydrate":false}]"#,
+        ),
+    ]);
     let w = &w;
     let id = common::unique("l2v");
     let a = w.send_json(

@@ -2,13 +2,16 @@
 //! exactly the cached pages whose bodies it changed. Plain pages (by id), ordered pages (by age)
 //! and the pages of the user's city are cached; after each write every page's last invalidation
 //! (`/_edgecache/deps`) is compared with whether the origin's answer changed (read with
-//! `cache-control: no-cache`), and pages left alone must still be L1 hits.
+//! `cache-control: no-cache`), and pages left alone must still be L1 hits. The join view's keys
+//! a write changed are refilled by the coordinator that invalidated them: the next read is an
+//! L2 hit with the origin's answer, unless a write of the view's other table overtook the refill.
 
 mod common;
 
 use std::sync::Mutex;
+use std::time::Duration;
 
-use common::{seq_of, serial, Worker};
+use common::{seq_of, serial, unique, Faulted, Worker};
 use serde_json::{json, Value};
 
 /// Each test checks exactly which pages a write invalidates, so no other test may write
@@ -98,10 +101,28 @@ fn a_patch_refills_only_the_pages_it_changed() {
     );
 }
 
+/// Waits until neither of the view's tables has a refill queued: each refill the last writes
+/// queued has stored its copy or given up (a failed one retries with backoff for a few seconds).
+fn refills_settled() {
+    let pending = || {
+        ["users", "orders"]
+            .iter()
+            .map(|t| w().stat(&format!("coordinators.{t}.pending_rehydrates")))
+            .sum::<u64>()
+    };
+    for _ in 0..150 {
+        if pending() == 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("refills never settled: {} pending", pending());
+}
+
 /// Caches `keys`, makes the write, and checks key by key that exactly `expected` were
 /// invalidated by it (on `table`'s coordinator), that exactly those changed at the origin, that
-/// each invalidated key is then served as the origin answers it and each other one still from
-/// L1.
+/// each invalidated key is then served from the copy its coordinator refilled (an L2 hit) as
+/// the origin answers it, and each other one still from L1.
 fn view_write_and_check(
     keys: &[String],
     table: &str,
@@ -114,8 +135,11 @@ fn view_write_and_check(
     assert!(a.status < 300, "{method} {path}: {}", a.text());
     let token = Worker::token_of(&a);
     let seq = seq_of(&token);
+    refills_settled();
     for (key, old) in keys.iter().zip(&before) {
         let stale = w().last_invalidated(key, table) == Some(seq);
+        // Before the direct read below, which stores its own copy.
+        let refilled = stale.then(|| w().get_with(key, &[("x-edgecache-min-seq", &token)]));
         let origin = w().get_with(key, &[("cache-control", "no-cache")]);
         assert_eq!(origin.status, 200, "{key}: {}", origin.text());
         let changed = &origin.body != old;
@@ -129,12 +153,17 @@ fn view_write_and_check(
             again.body, origin.body,
             "{key} is served as the origin answers it"
         );
-        if !stale {
-            assert_eq!(
+        match refilled {
+            Some(refilled) => assert_eq!(
+                (refilled.outcome(), &refilled.body),
+                ("HIT-L2", &origin.body),
+                "{key}: refilled by the {table} coordinator as the origin answers it"
+            ),
+            None => assert_eq!(
                 again.outcome(),
                 "HIT-L1",
                 "{key}: spared, still served from L1"
-            );
+            ),
         }
     }
 }
@@ -182,5 +211,47 @@ fn a_write_stales_only_the_view_keys_showing_its_user() {
         "orders",
         ("PATCH", "/v1/orders/view-order-1", status),
         &[],
+    );
+}
+
+/// A refill of a view's key stamps the view's other table before reading the view, so a write
+/// of that table landing between the read and the refill's registration there is not lost: the
+/// registration is refused and the copy not kept. The users coordinator's refill holds its
+/// origin answer (`slow_refill`) while an order for the user is written; the next read is the
+/// origin's answer with the order, never the refill's copy without it.
+#[test]
+fn a_view_refill_overtaken_by_a_write_of_the_other_table_is_not_kept() {
+    let faults = Faulted::on(w(), &ONE_AT_A_TIME);
+    let id = w().create_user("viewrace", "Race");
+    let key = format!("/v1/usersWithOrders/{id}");
+    cached(&key);
+    // Nothing else queued: the PATCH's only refill due at once is the view key's.
+    refills_settled();
+    let refills = || w().stat("coordinators.users.refills");
+    let before = refills();
+    faults.set(json!({"next_write_fault": "slow_refill"}));
+    let user = format!("/v1/users/{id}");
+    let a = w().send_json("PATCH", &user, &json!({"firstName": "Raced"}));
+    assert_eq!(a.status, 200, "{}", a.text());
+    let started = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        refills() > before
+    });
+    assert!(started, "the users coordinator refills the view key");
+    // Past its stamps and its read: the order lands while its answer is held.
+    std::thread::sleep(Duration::from_millis(200));
+    let order = json!({"id": unique("race-order"), "userId": id, "item": "lamp", "quantity": 1, "totalCents": 500});
+    let o = w().send_json("POST", "/v1/orders", &order);
+    assert!(o.status < 300, "{}", o.text());
+    refills_settled();
+    let tokens = format!("{},{}", Worker::token_of(&a), Worker::token_of(&o));
+    let served = w().get_with(&key, &[("x-edgecache-min-seq", &tokens)]);
+    let origin = w().get_with(&key, &[("cache-control", "no-cache")]);
+    assert_eq!(origin.json()["data"]["orderCount"], 1, "{}", origin.text());
+    assert_eq!(
+        served.text(),
+        origin.text(),
+        "served {}: the order is shown",
+        served.outcome()
     );
 }
