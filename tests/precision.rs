@@ -155,8 +155,8 @@ fn view_write_and_check(
         );
         match refilled {
             Some(refilled) => assert_eq!(
-                (refilled.outcome(), &refilled.body),
-                ("HIT-L2", &origin.body),
+                (refilled.outcome(), refilled.text()),
+                ("HIT-L2", origin.text()),
                 "{key}: refilled by the {table} coordinator as the origin answers it"
             ),
             None => assert_eq!(
