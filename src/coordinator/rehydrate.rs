@@ -26,6 +26,7 @@ use edgecache_core::ratelimit::{Limit, RateLimiter, Verdict};
 use edgecache_core::route;
 use edgecache_core::rules::RoutePolicy;
 use edgecache_core::schema::Relation;
+use edgecache_core::shadow::shadow_digest;
 use edgecache_core::shared_cache::{storable, OriginHeaders};
 use edgecache_core::ApiError;
 
@@ -273,6 +274,7 @@ impl TableCoordinator {
             .read(relation, &target, key, &[])
             .await?;
         Ok(Fetched {
+            digest: shadow_digest(&origin, &read.json),
             target,
             stamp,
             read,
@@ -307,6 +309,10 @@ impl TableCoordinator {
         ) else {
             return Ok(());
         };
+        let reg = Registration {
+            digest: fetched.digest,
+            ..reg
+        };
         let graph = self.graph()?;
         if !registration_is_fresh(&graph, &reg, graph.seq()?, relation)? {
             return Ok(());
@@ -325,6 +331,8 @@ pub(super) struct Fetched {
     pub stamp: u64,
     /// The origin's answer.
     pub read: OriginRead,
+    /// Its digest, where the origin is shadow-checked.
+    pub digest: Option<String>,
 }
 
 /// Patches one page (see [`TableCoordinator::patch_later`]); whether it did. The copy must be
