@@ -740,7 +740,7 @@ fn store(read: &Read<'_>, views: Views, fill: Fill) {
         rehydrate: read.policy.rehydrate && fill.key.variant().is_none(),
         ..read.policy.clone()
     };
-    let digest = shadow_digest(&rc.origin, &fill.json);
+    let digest = shadow_digest(rc.origin, &fill.json);
     let regs: Vec<(CoordinatorId, RegisterRequest)> = rc
         .relation
         .tables
