@@ -73,6 +73,10 @@ pub struct TableCoordinator {
     pub(super) slow_next_refill: Cell<bool>,
     /// The name is known to be stored.
     named: Cell<bool>,
+    /// When the alarm this instance last set will fire, until it runs: a write that queues a
+    /// refill due no earlier need not set it again (each `set_alarm` is a durable commit the
+    /// write's answer waits for). Unknown after an eviction, so set again then.
+    pub(super) alarm_at: Cell<Option<u64>>,
     /// Each tenant's refill budget (`EDGECACHE_REFILLS_PER_MIN`), made on first use.
     pub(super) refill_budget: RefCell<Option<RateLimiter>>,
     /// Each tenant's shadow-check budget (`EDGECACHE_SHADOW_PER_SEC`), made on first use.
@@ -101,6 +105,7 @@ impl DurableObject for TableCoordinator {
             crash_next_refill: Cell::new(false),
             slow_next_refill: Cell::new(false),
             named: Cell::new(false),
+            alarm_at: Cell::new(None),
             refill_budget: RefCell::new(None),
             shadow_budget: RefCell::new(None),
         }
@@ -115,6 +120,8 @@ impl DurableObject for TableCoordinator {
 
     /// Refills due keys; an `Err` makes the runtime retry the alarm.
     async fn alarm(&self) -> worker::Result<Response> {
+        // The alarm has fired: whatever this run leaves due must be scheduled anew.
+        self.alarm_at.set(None);
         self.rehydrate()
             .await
             .map_err(|e| worker::Error::RustError(format!("{}: {}", e.code, e.message)))?;

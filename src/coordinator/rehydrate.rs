@@ -30,6 +30,7 @@ use edgecache_core::ratelimit::{Limit, RateLimiter, Verdict};
 use edgecache_core::route;
 use edgecache_core::rules::RoutePolicy;
 use edgecache_core::schema::{BoundView, Relation, RelationKind, Scope, ViewDecl, ViewDecls};
+use edgecache_core::shadow::shadow_digest;
 use edgecache_core::shared_cache::{storable, OriginHeaders};
 use edgecache_core::{ApiError, CoordinatorId};
 
@@ -81,6 +82,13 @@ pub(super) fn page_patch(
     }
 }
 
+/// Whether an alarm already set for `set_at` (and not yet fired) runs the work due at `due`
+/// in time: it fires no later and has not fired yet (`now`; an alarm whose time has passed may
+/// be running this very moment, past the point where it looks for due work).
+fn alarm_covers(set_at: Option<u64>, due: u64, now: u64) -> bool {
+    set_at.is_some_and(|at| at > now && at <= due)
+}
+
 impl TableCoordinator {
     /// Sets the alarm for the next due refill or shadow check, if any.
     pub(super) async fn schedule_rehydrate<S: Store>(
@@ -91,13 +99,19 @@ impl TableCoordinator {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        if let Some(due) = due {
-            let delay = due.saturating_sub(now_ms());
-            self.state
-                .storage()
-                .set_alarm(Duration::from_millis(delay.max(1)))
-                .await?;
+        let Some(due) = due else {
+            return Ok(());
+        };
+        let now = now_ms();
+        if alarm_covers(self.alarm_at.get(), due, now) {
+            return Ok(());
         }
+        let at = due.max(now + 1);
+        self.state
+            .storage()
+            .set_alarm(Duration::from_millis(at - now))
+            .await?;
+        self.alarm_at.set(Some(at));
         Ok(())
     }
 
@@ -323,6 +337,7 @@ impl TableCoordinator {
             worker::Delay::from(Duration::from_millis(SLOW_REFILL_MS)).await;
         }
         Ok(Fetched {
+            digest: shadow_digest(&origin, &read.json),
             read_as: relation.clone(),
             target,
             table,
@@ -360,6 +375,10 @@ impl TableCoordinator {
             (now_ms(), ttl_secs),
         ) else {
             return Ok(());
+        };
+        let reg = Registration {
+            digest: fetched.digest,
+            ..reg
         };
         let others = entry
             .stamps
@@ -411,6 +430,8 @@ pub(super) struct Fetched {
     pub stamps: BTreeMap<String, u64>,
     /// The origin's answer.
     pub read: OriginRead,
+    /// Its digest, where the origin is shadow-checked.
+    pub digest: Option<String>,
 }
 
 /// Patches one page (see [`TableCoordinator::patch_later`]); whether it did. The copy must be
@@ -530,6 +551,20 @@ pub fn settle_refills<S: Store>(
 mod tests {
     use super::*;
     use crate::coordinator::fixtures::{graph, user_reg, BORN};
+
+    #[test]
+    fn an_alarm_is_set_again_unless_one_pending_fires_in_time() {
+        // Nothing set by this instance (new, evicted, or the alarm fired): set it.
+        assert!(!alarm_covers(None, 5_000, 1_000));
+        // One pending that fires no later than the new work: leave it.
+        assert!(alarm_covers(Some(3_000), 5_000, 1_000));
+        assert!(alarm_covers(Some(5_000), 5_000, 1_000));
+        // One that fires after the new work is due: bring it forward.
+        assert!(!alarm_covers(Some(6_000), 5_000, 1_000));
+        // One whose time has passed may be running already: set it.
+        assert!(!alarm_covers(Some(1_000), 5_000, 1_000));
+        assert!(!alarm_covers(Some(900), 5_000, 1_000));
+    }
 
     #[test]
     fn refills_leave_the_queue_or_back_off_until_their_last_attempt() {

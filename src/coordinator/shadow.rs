@@ -32,7 +32,7 @@ use edgecache_core::protocol::{
 use edgecache_core::ratelimit::{Limit, RateLimiter, Verdict};
 use edgecache_core::schema::Relation;
 use edgecache_core::shadow::{
-    body_digest, choose_sample, key_pattern, sample_offsets, Found, Planned, ShadowCounts,
+    choose_sample, key_pattern, sample_offsets, Found, Planned, ShadowCounts,
 };
 use edgecache_core::{ApiError, Row};
 
@@ -551,8 +551,10 @@ impl TableCoordinator {
             return Ok(());
         };
         let read = &fetched.read;
-        let digest =
-            (read.status == 200 && read.not_storable.is_none()).then(|| body_digest(&read.json));
+        let digest = match read.status == 200 && read.not_storable.is_none() {
+            true => fetched.digest.clone(),
+            false => None,
+        };
         let ctx = StepContext {
             now_ms: now_ms(),
             log_limit: self.config()?.invalidation_log,

@@ -37,12 +37,13 @@ use edgecache_core::key::CacheKey;
 use edgecache_core::origin::{read_target, OriginError, OriginRead, ReadTarget};
 use edgecache_core::outcome::{NotStored, Outcome};
 use edgecache_core::protocol::{
-    OriginConfig, OriginHeader, RefreshRequest, RegisterRequest, Tenant,
+    OriginConfig, OriginHeader, RefreshRequest, RegisterRequest, Registration, Tenant,
 };
 use edgecache_core::relay::{claim_ms, relay_since, EarlyStep, RelayVerdict, RelayedChanges};
 use edgecache_core::route::Resource;
 use edgecache_core::rules::{self, RoutePolicy, RouteRule};
 use edgecache_core::schema::Relation;
+use edgecache_core::shadow::shadow_digest;
 use edgecache_core::shared_cache::{storable, OriginHeaders};
 use edgecache_core::timing::{ReadBudget, ReadPhase, ReadTiming, READ_SLACK_MS, STEP_TIMEOUT_MS};
 use edgecache_core::vary::{VariantKeyer, CREDENTIAL_HEADERS, FORWARDED_READ_HEADERS};
@@ -739,20 +740,24 @@ fn store(read: &Read<'_>, views: Views, fill: Fill) {
         rehydrate: read.policy.rehydrate && fill.key.variant().is_none(),
         ..read.policy.clone()
     };
+    let digest = shadow_digest(rc.origin, &fill.json);
     let regs: Vec<(CoordinatorId, RegisterRequest)> = rc
         .relation
         .tables
         .iter()
         .zip(&read.coordinators)
         .map(|(t, id)| {
-            let reg = registration(
-                &fill.key,
-                rc.relation,
-                &read.target,
-                &fill.json,
-                fill.entry.stamps[t],
-                &policy,
-            );
+            let reg = Registration {
+                digest: digest.clone(),
+                ..registration(
+                    &fill.key,
+                    rc.relation,
+                    &read.target,
+                    &fill.json,
+                    fill.entry.stamps[t],
+                    &policy,
+                )
+            };
             (id.clone(), RegisterRequest { entries: vec![reg] })
         })
         .collect();

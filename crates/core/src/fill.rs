@@ -137,7 +137,8 @@ pub fn registration(
         route: key.path_and_query().to_string(),
         rehydrate: policy.rehydrate,
         ttl_secs: policy.ttl_secs,
-        digest: Some(crate::shadow::body_digest(body)),
+        // Set by the caller where the origin is shadow-checked (`shadow::shadow_digest`).
+        digest: None,
         // Only an HTTP origin's lists are opaque tables; what they show teaches their route.
         observation: match (relation.kind, target) {
             (RelationKind::Table, ReadTarget::Opaque) => {
