@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use worker::Storage;
 
+use super::answer_through::compare_refetch;
 use super::graph::{Graph, RehydrateItem};
 use super::object::{TableCoordinator, MAX_KNOWN_TENANTS};
 use super::register::registration_is_fresh;
@@ -26,6 +27,7 @@ use edgecache_core::ratelimit::{Limit, RateLimiter, Verdict};
 use edgecache_core::route;
 use edgecache_core::rules::RoutePolicy;
 use edgecache_core::schema::Relation;
+use edgecache_core::shadow::body_digest;
 use edgecache_core::shared_cache::{storable, OriginHeaders};
 use edgecache_core::ApiError;
 
@@ -224,6 +226,14 @@ impl TableCoordinator {
         if self.crash_next_refill.replace(false) {
             panic!("test hook: coordinator crashed during a refill");
         }
+        // A refill after a write is what checks the write's answer against the record's GET.
+        compare_refetch(
+            &self.graph()?,
+            key.as_str(),
+            fetched.stamp,
+            fetched.digest().as_deref(),
+            now_ms(),
+        )?;
         self.keep_copy(relation, &key, fetched, ttl_secs).await
     }
 
@@ -312,6 +322,15 @@ pub(super) struct Fetched {
     pub stamp: u64,
     /// The origin's answer.
     pub read: OriginRead,
+}
+
+impl Fetched {
+    /// The digest shadow checks compare (`shadow::body_digest`); `None` for an answer that
+    /// could not be stored, which says nothing about a cached copy.
+    pub fn digest(&self) -> Option<String> {
+        let read = &self.read;
+        (read.status == 200 && read.not_storable.is_none()).then(|| body_digest(&read.json))
+    }
 }
 
 /// Patches one page (see [`TableCoordinator::patch_later`]); whether it did. The copy must be
