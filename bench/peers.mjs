@@ -128,14 +128,19 @@ async function startEdgeCache(name, origin, rules) {
         const a = ok(await request(w.url, "PATCH", `${prefix}/v1/items/${id}`, { json: { name } }), `PATCH ${id}`);
         return { version: a.json().data.version };
       },
-      /** The list semantics its coordinator is confident of at the end of the run. */
+      /** What its coordinator is confident of at the end of the run (list semantics, and
+       * write routes written through with how many records it wrote through). */
       async learned() {
         const a = ok(await request(w.url, "GET", `/_edgecache/admin/tenants/${tenant}/stats`, { headers: admin }), "stats");
-        const routes = a.json().coordinators?.items?.hypotheses ?? [];
-        return routes.flatMap((r) =>
+        const items = a.json().coordinators?.items ?? {};
+        return (items.hypotheses ?? []).flatMap((r) =>
           r.hypotheses
             .filter((h) => h.confident)
-            .map((h) => `${h.param ?? "(default order)"} ${h.kind}${h.field ? ` ${h.descending ? "-" : ""}${h.field}` : ""}`),
+            .map((h) =>
+              h.kind === "write_answer"
+                ? `${r.route} written through (${items.written_through ?? 0} records)`
+                : `${h.param ?? "(default order)"} ${h.kind}${h.field ? ` ${h.descending ? "-" : ""}${h.field}` : ""}`,
+            ),
         );
       },
     },
@@ -254,7 +259,7 @@ async function main() {
           .sort((a, b) => b[1].share - a[1].share)
           .map(([k, { share, p50 }]) => `${k} ${(100 * share).toFixed(1)}% (p50 ${ms(p50)})`)
           .join(", ")}${r.errors ? `, ${r.errors} failed (${r.lastError})` : ""}; claims: ${r.claims}` +
-        (r.learned ? `; list semantics learned: ${r.learned.length ? r.learned.join(", ") : "none"}` : ""),
+        (r.learned ? `; learned: ${r.learned.length ? r.learned.join(", ") : "none"}` : ""),
     );
   }
   out();

@@ -5,6 +5,10 @@
 //! the row, and one that changes the filtered field stales the lists it leaves and enters; a
 //! response that contradicts a hypothesis revokes it and invalidates every key kept under it.
 //! After each write every cached list is read back and compared with the origin.
+//!
+//! Learned write-through on the same API: once ten refills agreed that a PATCH's answer is the
+//! record's GET, a PATCH's record is written through from its answer (an L2 hit equal to the
+//! origin, no refill); an API whose PATCH answer differs from its GET never is.
 
 mod common;
 
@@ -20,10 +24,12 @@ const ROWS: usize = 60;
 const STATUSES: [&str; 3] = ["open", "held", "shut"];
 
 /// The origin: items in memory; `ignore_status` makes it answer lists as if `status` were not
-/// given (the API changed under EdgeCache).
+/// given (the API changed under EdgeCache); `patch_meta` makes a PATCH answer carry a `meta`
+/// object its GET does not.
 struct Api {
     items: Mutex<BTreeMap<String, Value>>,
     ignore_status: AtomicBool,
+    patch_meta: AtomicBool,
 }
 
 impl Api {
@@ -40,6 +46,7 @@ impl Api {
         Api {
             items: Mutex::new(items),
             ignore_status: AtomicBool::new(false),
+            patch_meta: AtomicBool::new(false),
         }
     }
 
@@ -95,7 +102,13 @@ impl Api {
                     row[k] = v.clone();
                 }
                 row["version"] = json!(row["version"].as_u64().unwrap_or(0) + 1);
-                (200, json!({ "data": row }).to_string())
+                match self.patch_meta.load(Ordering::SeqCst) {
+                    true => (
+                        200,
+                        json!({ "data": row, "meta": {"patched": true} }).to_string(),
+                    ),
+                    false => (200, json!({ "data": row }).to_string()),
+                }
             }
             _ => (
                 404,
@@ -215,6 +228,54 @@ impl Setup {
         out
     }
 
+    /// The `items` coordinator's stats.
+    fn stats(&self) -> Value {
+        let a = Worker::shared().admin(
+            "GET",
+            &format!("/_edgecache/admin/tenants/{}/stats", self.tenant),
+            None,
+        );
+        assert_eq!(a.status, 200, "{}", a.text());
+        a.json()["coordinators"]["items"].clone()
+    }
+
+    /// The PATCH route's write-through hypothesis: `(support, counter-examples, confident)`.
+    fn write_answer(&self) -> (u64, u64, bool) {
+        let stats = self.stats();
+        let h = stats["hypotheses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["route"] == "PATCH /v1/items/{id}")
+            .flat_map(|r| r["hypotheses"].as_array().cloned().unwrap_or_default())
+            .find(|h| h["kind"] == "write_answer");
+        h.map_or((0, 0, false), |h| {
+            let n = |f: &str| h[f].as_u64().unwrap_or(0);
+            (n("support"), n("counter_examples"), h["confident"] == true)
+        })
+    }
+
+    /// Waits until the PATCH route's hypothesis has `n` comparisons (each write's record
+    /// refill compares the origin's GET with the write's answer, in the background).
+    fn wait_compared(&self, n: u64) {
+        let mut seen = (0, 0, false);
+        for _ in 0..100 {
+            seen = self.write_answer();
+            if seen.0 + seen.1 >= n {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("{n} comparisons expected, the hypothesis is at {seen:?}");
+    }
+
+    /// The origin's answer to a GET of `path`.
+    fn origin_get(&self, path: &str) -> Value {
+        let (status, text) = self.api.answer("GET", path, b"");
+        assert_eq!(status, 200, "{text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
     /// Reads every path and compares its data with what the origin answers now: never a
     /// stale read.
     fn assert_fresh(&self, paths: &[String]) {
@@ -329,4 +390,56 @@ fn assert_fresh_and_cache(s: &Setup, paths: &[String]) {
     for p in paths {
         s.cache(p);
     }
+}
+
+#[test]
+fn a_patch_answer_learned_to_be_the_records_get_is_written_through() {
+    let same = Setup::start();
+    let differs = Setup::start();
+    differs.api.patch_meta.store(true, Ordering::SeqCst);
+    let record = "/v1/items/i001";
+    for s in [&same, &differs] {
+        s.cache(record);
+    }
+    // Learning: each PATCH is invalidated and refilled, and the refill compares.
+    for n in 0..10 {
+        for s in [&same, &differs] {
+            s.patch("i001", json!({"name": format!("learning {n}")}));
+            s.wait_compared(n + 1);
+        }
+    }
+    assert_eq!(same.write_answer(), (10, 0, true));
+    let (_, against, confident) = differs.write_answer();
+    assert!(against > 0 && !confident, "{:?}", differs.write_answer());
+
+    // Confident: the next PATCH's record is rebuilt from its answer.
+    let before = same.stats()["written_through"].as_u64().unwrap_or(0);
+    let token = same.patch("i001", json!({"name": "written through"}));
+    let w = Worker::shared();
+    let mut hit = None;
+    for _ in 0..30 {
+        let a = w.get_with(&same.url(record), &[("x-edgecache-min-seq", &token)]);
+        assert_eq!(a.status, 200, "{}", a.text());
+        if a.outcome() == "HIT-L2" {
+            hit = Some(a);
+            break;
+        }
+        assert_ne!(a.outcome(), "HIT-L1", "the old copy is not served");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let hit = hit.expect("the written-through copy is an L2 hit");
+    assert_eq!(hit.json(), same.origin_get(record), "equal to the origin");
+    assert_eq!(hit.json()["data"]["name"], "written through");
+    assert_eq!(
+        same.stats()["written_through"].as_u64(),
+        Some(before + 1),
+        "written through, not refilled"
+    );
+
+    // The API whose PATCH answer is not its GET: never written through, reads are the GET's.
+    let token = differs.patch("i001", json!({"name": "never written through"}));
+    let a = w.get_with(&differs.url(record), &[("x-edgecache-min-seq", &token)]);
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.json(), differs.origin_get(record), "{}", a.outcome());
+    assert_eq!(differs.stats()["written_through"].as_u64(), Some(0));
 }

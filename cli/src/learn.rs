@@ -10,6 +10,7 @@ use crate::cli::LearnCommand;
 use crate::error::CliError;
 use crate::model::{ForgottenRule, LearnStatus, PatternCounts, TableLearning, TenantSettings};
 use crate::table::Table;
+use edgecache_core::semantics::HypothesisKind;
 
 /// A command's answer: the server's JSON and its rendering.
 pub struct Output {
@@ -174,9 +175,11 @@ fn table_text(t: &TableLearning) -> String {
             };
             table.row(vec![
                 route.clone(),
-                h.param
-                    .clone()
-                    .unwrap_or_else(|| "(default order)".to_string()),
+                match (&h.param, h.kind) {
+                    (Some(param), _) => param.clone(),
+                    (None, HypothesisKind::WriteAnswer) => "(write answer)".to_string(),
+                    (None, _) => "(default order)".to_string(),
+                },
                 h.kind.as_str().to_string(),
                 field,
                 h.support.to_string(),
@@ -221,6 +224,10 @@ mod tests {
                 "hypotheses": [{"route": "/v1/users", "hypotheses": [
                     {"param": "city", "kind": "equals", "field": "city", "descending": false,
                      "support": 10, "counter_examples": 0, "confident": true,
+                     "last_verified_ms": 9}]},
+                    {"route": "PATCH /v1/users/{id}", "hypotheses": [
+                    {"param": null, "kind": "write_answer", "field": null, "descending": false,
+                     "support": 4, "counter_examples": 0, "confident": false,
                      "last_verified_ms": 9}]}],
                 "pending_checks": 2
             }]
@@ -243,6 +250,11 @@ mod tests {
             .find(|l| l.contains("/v1/users") && l.contains("city"));
         assert!(
             city.is_some_and(|l| l.contains("equals") && l.contains("yes")),
+            "{text}"
+        );
+        let answer = text.lines().find(|l| l.contains("PATCH /v1/users/{id}"));
+        assert!(
+            answer.is_some_and(|l| l.contains("(write answer)") && l.contains("write_answer")),
             "{text}"
         );
     }

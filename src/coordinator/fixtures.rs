@@ -14,6 +14,7 @@ use edgecache_core::protocol::{OriginConfig, Registration};
 use edgecache_core::route;
 use edgecache_core::rules::RoutePolicy;
 use edgecache_core::schema::{Column, Relation, RelationKind};
+use edgecache_core::shadow::body_digest;
 use edgecache_core::Row;
 
 /// The new table's seq (a coordinator is born at its creation time).
@@ -88,7 +89,8 @@ pub fn row(v: Value) -> Row {
     v.as_object().expect("an object").clone()
 }
 
-/// The registration of `path?query` filled with `body` at `stamp`, refilled after invalidation.
+/// The registration of `path?query` filled with `body` at `stamp`, refilled after invalidation,
+/// with the body's digest an HTTP origin's fill carries (the shadow tests compare it).
 pub fn registration(path_and_query: &str, body: Value, stamp: u64) -> Registration {
     let (path, query) = match path_and_query.split_once('?') {
         Some((p, q)) => (p, Some(q)),
@@ -102,7 +104,10 @@ pub fn registration(path_and_query: &str, body: Value, stamp: u64) -> Registrati
         rehydrate: true,
         ..RoutePolicy::default()
     };
-    fill::registration(&key, &relation, &target, &body, stamp, &policy)
+    Registration {
+        digest: Some(body_digest(&body)),
+        ..fill::registration(&key, &relation, &target, &body, stamp, &policy)
+    }
 }
 
 /// `/v1/users/<id>` showing the user.

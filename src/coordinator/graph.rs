@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::store::{Param, Store, StoreError};
+use edgecache_core::answer_through::{AnswerHypothesis, PendingAnswer};
 use edgecache_core::freshness::ALL_KEYS;
 use edgecache_core::key::CacheKey;
 use edgecache_core::learned_rules::{Dependency, Evidence, LearnedRule, Verdict};
@@ -23,7 +24,7 @@ use edgecache_core::shadow::{Found, Planned, ShadowCounts};
 use edgecache_core::Row;
 
 /// Storage layout version; bump it with a new step in `migrate`.
-const SCHEMA_VERSION: i64 = 9;
+const SCHEMA_VERSION: i64 = 10;
 /// SQLite in Durable Objects takes at most 100 bound parameters per statement.
 const MAX_PARAMS: usize = 90;
 
@@ -64,6 +65,11 @@ struct NameRow {
 #[derive(Deserialize)]
 struct StateRow {
     state: String,
+}
+
+#[derive(Deserialize)]
+struct PendingRow {
+    pending: String,
 }
 
 #[derive(Deserialize)]
@@ -256,6 +262,18 @@ impl<S: Store> Graph<S> {
             // A view's key is refilled too: its queued refill keeps the view's registration.
             self.exec("ALTER TABLE rehydrate ADD COLUMN view_reg TEXT", vec![])?;
         }
+        if version < 10 {
+            // Learned write-through of HTTP origins (`answer_through`): each write route's
+            // hypothesis, and the answers waiting to be compared with their record's refetch
+            // (one per key: a later write of the record replaces it).
+            for ddl in [
+                "CREATE TABLE answer_hypotheses (pattern TEXT PRIMARY KEY, state TEXT NOT NULL)",
+                "CREATE TABLE answer_checks (key TEXT PRIMARY KEY, record TEXT NOT NULL, pending TEXT NOT NULL)",
+                "CREATE INDEX answer_checks_by_record ON answer_checks (record)",
+            ] {
+                self.exec(ddl, vec![])?;
+            }
+        }
         if version < SCHEMA_VERSION {
             self.set_meta("schema_version", SCHEMA_VERSION as u64)?;
         }
@@ -302,6 +320,15 @@ impl<S: Store> Graph<S> {
     /// Drops an intent once the write is recorded (or known not to have happened).
     pub fn end_intent(&self, id: i64) -> Result<()> {
         self.exec("DELETE FROM intents WHERE id = ?", vec![Param::from(id)])
+    }
+
+    /// Whether a write of `record` has been forwarded (or is being) and not yet recorded.
+    pub fn intent_open(&self, record: &str) -> Result<bool> {
+        let rows: Vec<One<f64>> = self.rows(
+            "SELECT COUNT(*) AS v FROM intents WHERE record = ?",
+            vec![text(record)],
+        )?;
+        Ok(rows.first().is_some_and(|r| r.v > 0.0))
     }
 
     /// Ids of the intents left by a coordinator that died mid-write.
@@ -860,6 +887,72 @@ impl<S: Store> Graph<S> {
             vec![text(route)],
         )?;
         Ok(rows.into_iter().map(|r| r.key).collect())
+    }
+    /// A write route's write-through hypothesis (`None`: no evidence yet).
+    pub fn answer_hypothesis(&self, pattern: &str) -> Result<Option<AnswerHypothesis>> {
+        let rows: Vec<StateRow> = self.rows(
+            "SELECT state FROM answer_hypotheses WHERE pattern = ?",
+            vec![text(pattern)],
+        )?;
+        Ok(rows
+            .first()
+            .and_then(|r| serde_json::from_str(&r.state).ok()))
+    }
+
+    /// Every write route's write-through hypothesis.
+    pub fn answer_hypotheses(&self) -> Result<Vec<(String, AnswerHypothesis)>> {
+        let rows: Vec<RouteRow> = self.rows(
+            "SELECT pattern AS route, state FROM answer_hypotheses ORDER BY pattern",
+            vec![],
+        )?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| Some((r.route, serde_json::from_str(&r.state).ok()?)))
+            .collect())
+    }
+
+    /// Stores a write route's hypothesis.
+    pub fn set_answer_hypothesis(&self, pattern: &str, h: &AnswerHypothesis) -> Result<()> {
+        let json = serde_json::to_string(h).map_err(|e| StoreError(e.to_string()))?;
+        self.exec(
+            "INSERT INTO answer_hypotheses (pattern, state) VALUES (?, ?) \
+             ON CONFLICT(pattern) DO UPDATE SET state = excluded.state",
+            vec![text(pattern), text(&json)],
+        )
+    }
+
+    /// The answer waiting for `key`'s next refetch.
+    pub fn pending_answer(&self, key: &str) -> Result<Option<PendingAnswer>> {
+        let rows: Vec<PendingRow> = self.rows(
+            "SELECT pending FROM answer_checks WHERE key = ?",
+            vec![text(key)],
+        )?;
+        Ok(rows
+            .first()
+            .and_then(|r| serde_json::from_str(&r.pending).ok()))
+    }
+
+    /// Records the answer `key`'s next refetch is compared with.
+    pub fn set_pending_answer(&self, key: &str, pending: &PendingAnswer) -> Result<()> {
+        let json = serde_json::to_string(pending).map_err(|e| StoreError(e.to_string()))?;
+        self.exec(
+            "INSERT OR REPLACE INTO answer_checks (key, record, pending) VALUES (?, ?, ?)",
+            vec![text(key), text(&pending.record), text(&json)],
+        )
+    }
+
+    /// Drops the answer waiting for `key`.
+    pub fn drop_pending_answer(&self, key: &str) -> Result<()> {
+        self.exec("DELETE FROM answer_checks WHERE key = ?", vec![text(key)])
+    }
+
+    /// Drops every answer waiting for a refetch of `record` (a later write of it was recorded:
+    /// their refetches would show that write).
+    pub fn drop_pending_answers(&self, record: &str) -> Result<()> {
+        self.exec(
+            "DELETE FROM answer_checks WHERE record = ?",
+            vec![text(record)],
+        )
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use worker::Storage;
 
+use super::answer_through::compare_refetch;
 use super::client::{register_all, Coordinator};
 use super::graph::{Graph, RehydrateItem};
 use super::object::{TableCoordinator, MAX_KNOWN_TENANTS};
@@ -248,6 +249,14 @@ impl TableCoordinator {
         if self.crash_next_refill.replace(false) {
             panic!("test hook: coordinator crashed during a refill");
         }
+        // A refill after a write is what checks the write's answer against the record's GET.
+        compare_refetch(
+            &self.graph()?,
+            key.as_str(),
+            fetched.own_stamp(),
+            fetched.checked_digest().as_deref(),
+            now_ms(),
+        )?;
         self.keep_copy(relation, &key, fetched, item.ttl_secs as u64)
             .await
     }
@@ -432,6 +441,23 @@ pub(super) struct Fetched {
     pub read: OriginRead,
     /// Its digest, where the origin is shadow-checked.
     pub digest: Option<String>,
+}
+
+impl Fetched {
+    /// The seq of this coordinator's table before the read.
+    pub fn own_stamp(&self) -> u64 {
+        self.stamps.get(&self.table).copied().unwrap_or(0)
+    }
+
+    /// The digest shadow checks compare (`shadow::shadow_digest`); `None` for an answer that
+    /// could not be stored, which says nothing about a cached copy, and off HTTP origins.
+    pub fn checked_digest(&self) -> Option<String> {
+        let read = &self.read;
+        match read.status == 200 && read.not_storable.is_none() {
+            true => self.digest.clone(),
+            false => None,
+        }
+    }
 }
 
 /// Patches one page (see [`TableCoordinator::patch_later`]); whether it did. The copy must be

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use super::answer_through;
 use super::graph::Graph;
 use super::object::TableCoordinator;
 use super::queue::PendingWrite;
@@ -88,7 +89,12 @@ pub fn revoke<S: Store>(
     invalidate_spared(graph, route)
 }
 
-fn invalidate_spared<S: Store>(graph: &Graph<S>, route: &str) -> Result<usize, StoreError> {
+/// Invalidates, at one new seq, every key kept under `route` (a list route's learned semantics,
+/// or a write route's learned write-through) since it was filled; answers how many.
+pub(super) fn invalidate_spared<S: Store>(
+    graph: &Graph<S>,
+    route: &str,
+) -> Result<usize, StoreError> {
     let keys = graph.learned_spared(route)?;
     if keys.is_empty() {
         return Ok(0);
@@ -197,16 +203,17 @@ pub fn any_confident<S: Store>(graph: &Graph<S>) -> Result<bool, StoreError> {
         .any(|(_, s)| s.status().iter().any(|h| h.confident)))
 }
 
-/// The hypotheses of every route, for stats.
+/// The hypotheses of every route, for stats: the list routes' and then the write routes'
+/// (learned write-through, `answer_through`).
 pub fn hypotheses<S: Store>(graph: &Graph<S>) -> Result<Vec<RouteHypotheses>, StoreError> {
-    Ok(graph
+    let lists = graph
         .learned_routes()?
         .into_iter()
         .map(|(route, s)| RouteHypotheses {
             route,
             hypotheses: s.status(),
-        })
-        .collect())
+        });
+    Ok(lists.chain(answer_through::hypotheses(graph)?).collect())
 }
 
 impl TableCoordinator {

@@ -15,6 +15,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::answer_through::compare_refetch;
 use super::graph::Graph;
 use super::invalidate::invalidate;
 use super::object::{TableCoordinator, MAX_KNOWN_TENANTS};
@@ -214,6 +215,31 @@ pub fn queue_own_checks<S: Store>(
         kept.iter()
             .filter_map(|reg| ShadowJob::of(reg, Planned::Kept, &write, w)),
     );
+    enqueue(graph, jobs, now)
+}
+
+/// After a write of route `pattern` with `images` was written through from its answer
+/// (`answer_through`): queues a check of each of `regs`, the rebuilt copies, as kept keys (a
+/// copy found changed is a recall miss and is invalidated at once); the refetch is also
+/// compared with the answer, which verifies the route's hypothesis. Answers how many.
+pub fn queue_verification<S: Store>(
+    graph: &Graph<S>,
+    regs: &[Registration],
+    (images, pattern): (&WriteImages, &str),
+    now: u64,
+) -> Result<usize, StoreError> {
+    let write = SeenWrite {
+        table: &images.table,
+        pattern,
+        before: images.before.as_ref(),
+        after: images.after.as_ref(),
+        learn: false,
+        mark: graph.writes_mark()?,
+    };
+    let jobs = regs
+        .iter()
+        .filter_map(|reg| ShadowJob::of(reg, Planned::Kept, &write, 1))
+        .collect();
     enqueue(graph, jobs, now)
 }
 
@@ -440,8 +466,13 @@ impl TableCoordinator {
     /// `EDGECACHE_SHADOW_PER_SEC`; apart from refills), capped per write
     /// (`EDGECACHE_SHADOW_PER_WRITE`).
     pub(super) fn shadow_allowance(&self, tenant: &str) -> Result<usize, ApiError> {
+        let wanted = usize::try_from(self.config()?.shadow_per_write).unwrap_or(usize::MAX);
+        self.shadow_draw(tenant, wanted)
+    }
+
+    /// How many of `wanted` shadow checks `tenant`'s per-second budget allows now.
+    pub(super) fn shadow_draw(&self, tenant: &str, wanted: usize) -> Result<usize, ApiError> {
         let config = self.config()?;
-        let wanted = usize::try_from(config.shadow_per_write).unwrap_or(usize::MAX);
         let now = now_ms();
         let mut budget = self.shadow_budget.borrow_mut();
         let budget = budget.get_or_insert_with(|| {
@@ -550,16 +581,20 @@ impl TableCoordinator {
         let Ok(fetched) = self.read_fresh(relation, &key, source).await else {
             return Ok(());
         };
-        let read = &fetched.read;
-        let digest = match read.status == 200 && read.not_storable.is_none() {
-            true => fetched.digest.clone(),
-            false => None,
-        };
+        let digest = fetched.checked_digest();
         let ctx = StepContext {
             now_ms: now_ms(),
             log_limit: self.config()?.invalidation_log,
         };
-        let after = settle_check(&self.graph()?, &relation.name, &job, digest.as_deref(), ctx)?;
+        let graph = self.graph()?;
+        compare_refetch(
+            &graph,
+            &job.key,
+            fetched.own_stamp(),
+            digest.as_deref(),
+            ctx.now_ms,
+        )?;
+        let after = settle_check(&graph, &relation.name, &job, digest.as_deref(), ctx)?;
         if let AfterCheck::KeepCopy { ttl_secs } = after {
             self.keep_copy(relation, &key, fetched, ttl_secs).await?;
             self.graph()?.finish_rehydrate(&job.key)?;

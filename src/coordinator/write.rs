@@ -5,17 +5,19 @@
 //! **plan** and **apply** (one synchronous step: bump, log, plan, invalidate, queue refills,
 //! drop the intent) → **rehydrate/purge** (schedule the refills, free stale L2 copies).
 
+use super::answer_through;
 use super::graph::{Candidates, Graph};
 use super::object::TableCoordinator;
 use super::queue::{PendingWrite, WriteOutcome, WriteTiming};
 use super::rehydrate::{page_patch, refilled_copy, PagePatch, PATCH_GRACE_MS};
 use super::semantics;
-use super::shadow::queue_own_checks;
+use super::shadow::{queue_own_checks, queue_verification};
 use super::store::{Store, StoreError};
 use crate::cache::l2;
 use crate::origin::d1::D1Origin;
 use crate::origin::AnyOrigin;
 use crate::runtime::platform::now_ms;
+use edgecache_core::answer_through as answer_through_core;
 use edgecache_core::entry::CachedEntry;
 use edgecache_core::explain::{
     predicted_after, spare_reason, split_unpredictable, unsupported_origin,
@@ -33,7 +35,7 @@ use edgecache_core::protocol::{
 };
 use edgecache_core::route;
 use edgecache_core::schema::{BoundView, Relation, Scope, ViewDecl, ViewDecls};
-use edgecache_core::shadow::op_pattern;
+use edgecache_core::shadow::{body_digest, op_pattern};
 use edgecache_core::shared_cache::OriginHeaders;
 use edgecache_core::ApiError;
 use std::collections::BTreeMap;
@@ -261,9 +263,35 @@ impl TableCoordinator {
         if self.fault_hook(&pending.req, WriteFault::SlowRefill)? {
             self.slow_next_refill.set(true);
         }
-        // A D1 write's after image is the row as a read would answer it.
-        let through = matches!(pending.origin, OriginConfig::D1).then_some(relation);
+        // A D1 write's after image is the row as a read would answer it; an HTTP write's answer
+        // is the record's GET where that is learned (`answer_through`).
+        let learn = pending.req.learn.as_ref();
+        let answer =
+            answer_through::answer_digest(&pending.req.op, learn, &forwarded, &relation.id_column);
+        let through = match &pending.origin {
+            OriginConfig::D1 => Some(Through::AfterImage(relation)),
+            _ if answer.is_some() && answer_through::writes_through(graph, &pattern, learn)? => {
+                Some(Through::Answer(relation, &forwarded.body))
+            }
+            _ => None,
+        };
+        let own = match answer {
+            Some(_) => answer_through::own_keys(graph, relation, &images)?,
+            None => Vec::new(),
+        };
         let recorded = record(graph, intent, &images, &plan, ctx, through)?;
+        if !matches!(pending.origin, OriginConfig::D1) {
+            let to_verify = answer_through::note_answer(
+                graph,
+                (&images.id, recorded.seq),
+                answer.as_deref().map(|digest| (pattern.as_str(), digest)),
+                &own,
+                answer_through_core::verify(recorded.seq),
+            )?;
+            if !to_verify.is_empty() && self.shadow_draw(&pending.tenant, 1)? == 1 {
+                queue_verification(graph, &to_verify, (&images, &pattern), ctx.now_ms)?;
+            }
+        }
         self.writes.set(self.writes.get() + 1);
         let copies = recorded.written_through.len() as u64;
         self.written_through
@@ -515,16 +543,16 @@ pub fn settle<S: Store>(
 /// made stale and drops the intent. The caller keeps the logs bounded ([`Graph::prune`]) once
 /// its step has recorded all it records (a group's writes).
 ///
-/// `through` is the written table's relation where the after image is the row a record read
-/// answers (the D1 origin): the record's own refillable copies are then rebuilt from it at
-/// once instead of queued for an origin read.
+/// `through` says what the record's own refillable copies are rebuilt from, where the write
+/// knows what a record read answers now (see [`Through`]); they are then registered at once
+/// instead of queued for an origin read.
 pub fn record<S: Store>(
     graph: &Graph<S>,
     intent: i64,
     images: &WriteImages,
     plan: &InvalidationPlan,
     ctx: StepContext,
-    through: Option<&Relation>,
+    through: Option<Through<'_>>,
 ) -> Result<Recorded, StoreError> {
     let seq = graph.bump()?;
     graph.log_write(seq, images)?;
@@ -538,6 +566,25 @@ pub fn record<S: Store>(
         written_through: applied.written_through,
         patches: applied.patches,
     })
+}
+
+/// What a write's record copy is rebuilt from (write-through), and so which origin it is.
+#[derive(Debug, Clone, Copy)]
+pub enum Through<'a> {
+    /// The D1 origin: the after image is the row a record read answers (`fill::record_body`),
+    /// and list pages showing it can be patched in place.
+    AfterImage(&'a Relation),
+    /// An HTTP origin whose write answers are learned to be the record's `GET`
+    /// (`answer_through`): the answer's body.
+    Answer(&'a Relation, &'a serde_json::Value),
+}
+
+impl<'a> Through<'a> {
+    fn relation(self) -> &'a Relation {
+        match self {
+            Through::AfterImage(relation) | Through::Answer(relation, _) => relation,
+        }
+    }
 }
 
 /// A changed write's images, and the keys to plan it among.
@@ -641,7 +688,7 @@ fn apply<S: Store>(
     images: &WriteImages,
     plan: &InvalidationPlan,
     ctx: StepContext,
-    through: Option<&Relation>,
+    through: Option<Through<'_>>,
 ) -> Result<Applied, StoreError> {
     let mut applied = Applied {
         purge: Vec::new(),
@@ -654,12 +701,15 @@ fn apply<S: Store>(
         graph.invalidate(planned.key.as_str(), seq, planned.reason)?;
         let refilled = match reg.filter(|r| r.refills()) {
             Some(reg) => {
-                let rebuilt = through.and_then(|relation| {
-                    rebuilt(&planned.key, &reg, relation, images, (seq, ctx.now_ms))
+                let rebuilt = through.and_then(|through| {
+                    rebuilt(&planned.key, &reg, through, images, (seq, ctx.now_ms))
                 });
                 // A page the D1 write changed only where it shows the row is patched from its
                 // L2 copy after the answer; its refill waits in case that fails.
-                let patch = through.and_then(|_| page_patch(&planned.key, &reg, images));
+                let patch = match through {
+                    Some(Through::AfterImage(_)) => page_patch(&planned.key, &reg, images),
+                    _ => None,
+                };
                 match (rebuilt, patch) {
                     (Some((copy, entry)), _) => {
                         graph.register(&copy)?;
@@ -692,27 +742,43 @@ fn apply<S: Store>(
     Ok(applied)
 }
 
-/// The copy of `key` a write rebuilds from its after image, stamped `seq` and filled at
-/// `now_ms`: only the written
-/// record's own key (`/v1/<table>/<id>`, no query, no variant) of a write that left a row.
-fn rebuilt(
+/// Whether `key` (registered as `reg`) is the written record's own key: `/v1/<table>/<id>`,
+/// no query, no variant; the only key a write's answer or after image can stand for.
+pub fn own_record_key(
     key: &CacheKey,
     reg: &Registration,
     relation: &Relation,
     images: &WriteImages,
+) -> bool {
+    reg.dependent == Dependent::Record
+        && key.variant().is_none()
+        && key.query_pairs().is_empty()
+        && route::resource(key.encoded_path()).is_some_and(|resource| {
+            resource.relation == relation.name && resource.id.as_deref() == Some(images.id.as_str())
+        })
+}
+
+/// The copy of `key` a write rebuilds (from its after image or its answer, `through`), stamped
+/// `seq` and filled at `now_ms`: only the written record's own key ([`own_record_key`]) of a
+/// write that left a row. The route's TTL is the registration's (as the fill that registered it
+/// capped it by the origin's `Cache-Control`, which a refill would apply again).
+fn rebuilt(
+    key: &CacheKey,
+    reg: &Registration,
+    through: Through<'_>,
+    images: &WriteImages,
     (seq, now_ms): (u64, u64),
 ) -> Option<(Registration, CachedEntry)> {
     let after = images.after.as_ref()?;
-    let resource = route::resource(key.encoded_path())?;
-    let own = reg.dependent == Dependent::Record
-        && key.variant().is_none()
-        && key.query_pairs().is_empty()
-        && resource.relation == relation.name
-        && resource.id.as_deref() == Some(images.id.as_str());
-    if !own {
+    let relation = through.relation();
+    if !own_record_key(key, reg, relation, images) {
         return None;
     }
-    let json = record_body(after);
+    // An HTTP origin's copy carries its digest, as its fills do: shadow checks compare it.
+    let (json, digest) = match through {
+        Through::AfterImage(_) => (record_body(after), None),
+        Through::Answer(_, answer) => (answer.clone(), Some(body_digest(answer))),
+    };
     let body = serde_json::to_vec(&json).ok()?;
     let no_headers = OriginHeaders {
         cache_control: None,
@@ -730,6 +796,7 @@ fn rebuilt(
         ),
         (now_ms, reg.ttl_secs),
     )
+    .map(|(reg, entry)| (Registration { digest, ..reg }, entry))
 }
 
 /// What a write did to `tenant`'s keys: those it made stale and those still registered that
@@ -1011,7 +1078,15 @@ mod tests {
         let images = rename("1", "Ann", "Bea");
         let planned = plan(&g, &images, &[]).unwrap();
         let users = fixtures::users();
-        let recorded = record(&g, intent, &images, &planned, ctx(1000), Some(&users)).unwrap();
+        let recorded = record(
+            &g,
+            intent,
+            &images,
+            &planned,
+            ctx(1000),
+            Some(Through::AfterImage(&users)),
+        )
+        .unwrap();
         // The record's key: registered again at the write's seq, its copy built, no refill.
         let copy = g
             .registration(&user.key)
@@ -1052,7 +1127,15 @@ mod tests {
             ..images
         };
         let planned = plan(&g, &gone, &[]).unwrap();
-        let recorded = record(&g, intent, &gone, &planned, ctx(1000), Some(&users)).unwrap();
+        let recorded = record(
+            &g,
+            intent,
+            &gone,
+            &planned,
+            ctx(1000),
+            Some(Through::AfterImage(&users)),
+        )
+        .unwrap();
         assert!(recorded.written_through.is_empty());
         assert!(g
             .due_rehydrates(0, 10)
@@ -1267,7 +1350,7 @@ mod tests {
                     continue;
                 };
                 let plan = plan_among(&grouped, &images, &candidates, &[], true).unwrap().0;
-                in_group.push(Some(record(&grouped, intent, &images, &plan, ctx(1000), Some(&users)).unwrap()));
+                in_group.push(Some(record(&grouped, intent, &images, &plan, ctx(1000), Some(Through::AfterImage(&users))).unwrap()));
             }
             let mut alone = Vec::new();
             for result in &results {
@@ -1285,7 +1368,7 @@ mod tests {
                 };
                 let intent = serial.begin_intent(&f.id).unwrap();
                 let plan = plan(&serial, &images, &[]).unwrap();
-                alone.push(Some(record(&serial, intent, &images, &plan, ctx(1000), Some(&users)).unwrap()));
+                alone.push(Some(record(&serial, intent, &images, &plan, ctx(1000), Some(Through::AfterImage(&users))).unwrap()));
             }
             prop_assert_eq!(in_group, alone);
             prop_assert_eq!(grouped.changes_since(0).unwrap(), serial.changes_since(0).unwrap());

@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod access;
+pub mod answer_through;
 pub mod auth;
 pub mod beta;
 pub mod cache_control;

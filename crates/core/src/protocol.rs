@@ -444,7 +444,8 @@ pub struct TableLearning {
     /// support), most supported first, at most [`MAX_LISTED_CANDIDATES`].
     pub candidates: Vec<CandidateView>,
     /// Learned query semantics of this table's list routes (`semantics.rs`): each parameter's
-    /// hypotheses with their support, counter-examples and whether they are confident.
+    /// hypotheses with their support, counter-examples and whether they are confident; then
+    /// each write route's write-through hypothesis (`answer_through.rs`).
     pub hypotheses: Vec<RouteHypotheses>,
     /// Shadow checks queued and not yet done.
     pub pending_checks: u64,
@@ -676,13 +677,14 @@ pub struct CoordinatorStats {
     /// Batches committed since the coordinator started (`writes / commits` is the mean group).
     #[serde(default)]
     pub commits: u64,
-    /// Learned query semantics, per list route.
+    /// Learned query semantics, per list route, and learned write-through, per write route.
     #[serde(default)]
     pub hypotheses: Vec<RouteHypotheses>,
     /// Origin reads its refills made since it started.
     #[serde(default)]
     pub refills: u64,
-    /// Record copies it rebuilt from a write's after image since it started (no origin read).
+    /// Record copies it rebuilt from a write's after image (D1) or, where that is learned,
+    /// its answer (an HTTP origin) since it started (no origin read).
     #[serde(default)]
     pub written_through: u64,
     /// List pages it patched in place with a write's after image since it started (no origin
@@ -691,10 +693,11 @@ pub struct CoordinatorStats {
     pub patched: u64,
 }
 
-/// A list route's learned hypotheses.
+/// A route's learned hypotheses: a list route's query semantics, or a write route's
+/// write-through (`answer_through`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RouteHypotheses {
-    /// The route (`/v1/<table>`).
+    /// The route (`/v1/<table>`, or a write pattern such as `PATCH /v1/<table>/{id}`).
     pub route: String,
     /// Its hypotheses with their evidence.
     pub hypotheses: Vec<HypothesisStatus>,

@@ -17,7 +17,9 @@ pub fn address(
     base_domain: Option<&str>,
     default_tenant: &str,
 ) -> Addressed {
-    if let Some(rest) = path.strip_prefix("/t/") {
+    // `/t//…` names no tenant: it is an ordinary path (and no route), not tenant "".
+    let named = |rest: &&str| !rest.is_empty() && !rest.starts_with('/');
+    if let Some(rest) = path.strip_prefix("/t/").filter(named) {
         let (tenant, tail) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -104,6 +106,14 @@ mod tests {
             address("evil.com", "/v1/users", base, "local").tenant,
             "local"
         );
+        // An empty tenant segment names no tenant: the path stays whole (and routes nowhere).
+        for path in ["/t//v1/users", "/t/"] {
+            let addressed = address("x", path, base, "local");
+            assert_eq!(
+                (addressed.tenant.as_str(), addressed.path.as_str()),
+                ("local", path)
+            );
+        }
     }
 
     #[test]

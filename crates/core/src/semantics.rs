@@ -104,6 +104,9 @@ pub enum HypothesisKind {
     OrderParam,
     /// Without an order parameter the route sorts by `field`, ties by id.
     DefaultOrder,
+    /// A write route's answer is the record's `GET` (`answer_through`): the record's key is
+    /// written through from it.
+    WriteAnswer,
 }
 
 impl HypothesisKind {
@@ -116,6 +119,7 @@ impl HypothesisKind {
             HypothesisKind::Offset => "offset",
             HypothesisKind::OrderParam => "order_param",
             HypothesisKind::DefaultOrder => "default_order",
+            HypothesisKind::WriteAnswer => "write_answer",
         }
     }
 }
@@ -905,6 +909,8 @@ mod tests {
             HypothesisKind::Offset => param == Some("skip"),
             HypothesisKind::OrderParam => param == Some("sort"),
             HypothesisKind::DefaultOrder => field == Some("id") && !id.descending,
+            // Never a list route's.
+            HypothesisKind::WriteAnswer => false,
         }
     }
 
