@@ -133,6 +133,7 @@ async function startEdgeCache(name, origin, rules) {
       async learned() {
         const a = ok(await request(w.url, "GET", `/_edgecache/admin/tenants/${tenant}/stats`, { headers: admin }), "stats");
         const items = a.json().coordinators?.items ?? {};
+        if (process.env.PEERS_DEBUG) console.error(JSON.stringify({ ...items, hypotheses: undefined }));
         return (items.hypotheses ?? []).flatMap((r) =>
           r.hypotheses
             .filter((h) => h.confident)
@@ -258,7 +259,9 @@ async function main() {
         `origin reads ${int(r.originReadRps)}/s, served as ${Object.entries(r.servedAs)
           .sort((a, b) => b[1].share - a[1].share)
           .map(([k, { share, p50 }]) => `${k} ${(100 * share).toFixed(1)}% (p50 ${ms(p50)})`)
-          .join(", ")}${r.errors ? `, ${r.errors} failed (${r.lastError})` : ""}; claims: ${r.claims}` +
+          .join(", ")}${r.errors ? `, ${r.errors} failed (${r.lastError})` : ""}; ` +
+        `${pct(r.firstReadShare)} of reads were a key's first, missed by every system; misses of keys read before: ` +
+        `${Object.entries(r.missedAgain).map(([kind, n]) => `${int(n)} ${kind}`).join(", ") || "none"}; claims: ${r.claims}` +
         (r.learned ? `; learned: ${r.learned.length ? r.learned.join(", ") : "none"}` : ""),
     );
   }

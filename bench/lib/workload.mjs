@@ -92,7 +92,10 @@ export async function runWorkload(system, { keys, readRate, writeRate, readers, 
   const acks = new Acks();
   const readKey = zipf(keys.reads.length, 1, prng(0xa11ce));
   const writeKey = zipf(keys.writes.length, 1, prng(0xb0b));
-  const m = { reads: 0, hits: 0, servedAs: {}, stale: 0, readMs: [], writeMs: [], writes: 0, errors: 0, lastError: "" };
+  const m = { reads: 0, hits: 0, firstReads: 0, servedAs: {}, stale: 0, readMs: [], writeMs: [], writes: 0, errors: 0, lastError: "" };
+  // Keys read so far (warm-up included): a key's first read is a miss for every system.
+  const seen = new Set();
+  const missedAgain = {};
   const start = performance.now();
   const measureFrom = start + warmup * 1000;
   const end = measureFrom + seconds * 1000;
@@ -123,6 +126,8 @@ export async function runWorkload(system, { keys, readRate, writeRate, readers, 
 
   const read = async (counted) => {
     const path = keys.reads[readKey()];
+    const first = !seen.has(path);
+    seen.add(path);
     const mark = acks.count;
     const t0 = performance.now();
     const a = await request(system.base, "GET", system.prefix + path);
@@ -136,6 +141,8 @@ export async function runWorkload(system, { keys, readRate, writeRate, readers, 
     const as = system.servedAs(a.headers);
     (m.servedAs[as] ??= []).push(ms);
     if (system.hits.has(as)) m.hits++;
+    if (first) m.firstReads++;
+    if (!first && !system.hits.has(as)) { const kind = path.includes("?") ? "list" : "record"; missedAgain[kind] = (missedAgain[kind] ?? 0) + 1; }
     if (stale) m.stale++;
   };
 
@@ -162,6 +169,9 @@ export async function runWorkload(system, { keys, readRate, writeRate, readers, 
     reads: m.reads,
     readRate: m.reads / elapsed,
     hitRatio: m.hits / m.reads,
+    // The share of reads that were a key's first: the hit ratio no cache can pass.
+    firstReadShare: m.firstReads / m.reads,
+    missedAgain,
     // label -> { share of the reads, p50 of their latency }
     servedAs: Object.fromEntries(
       Object.entries(m.servedAs).map(([label, times]) => [label, { share: times.length / m.reads, p50: percentile(times, 50) }]),

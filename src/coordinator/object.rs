@@ -79,6 +79,8 @@ pub struct TableCoordinator {
     pub(super) alarm_at: Cell<Option<u64>>,
     /// Each tenant's refill budget (`EDGECACHE_REFILLS_PER_MIN`), made on first use.
     pub(super) refill_budget: RefCell<Option<RateLimiter>>,
+    /// Each tenant's budget of before-image reads for learned planning, as large as refills'.
+    pub(super) before_image_budget: RefCell<Option<RateLimiter>>,
     /// Each tenant's shadow-check budget (`EDGECACHE_SHADOW_PER_SEC`), made on first use.
     pub(super) shadow_budget: RefCell<Option<RateLimiter>>,
 }
@@ -107,6 +109,7 @@ impl DurableObject for TableCoordinator {
             named: Cell::new(false),
             alarm_at: Cell::new(None),
             refill_budget: RefCell::new(None),
+            before_image_budget: RefCell::new(None),
             shadow_budget: RefCell::new(None),
         }
     }

@@ -2,6 +2,7 @@
 //! the object's alarm, so the next read is a hit with fresh data. The queue is a SQLite table
 //! and alarms are durable and retried on `Err`, so a refill survives the object's eviction.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -156,10 +157,31 @@ impl TableCoordinator {
         self.schedule_rehydrate(&graph).await
     }
 
-    /// Draws one origin read from `tenant`'s refill budget (`EDGECACHE_REFILLS_PER_MIN`):
-    /// refills and the before images of learned planning share it.
+    /// Draws one origin read from `tenant`'s refill budget (`EDGECACHE_REFILLS_PER_MIN`).
     pub(super) fn refill_budget_check(&self, tenant: &str, now: u64) -> Result<Verdict, ApiError> {
-        let mut budget = self.refill_budget.borrow_mut();
+        self.draw_per_minute(&self.refill_budget, tenant, now)
+    }
+
+    /// Draws one before-image read of learned planning from `tenant`'s budget for them, as
+    /// large as refills' but apart: a conservative plan queues a refill of every list of the
+    /// table, and were those to spend the before images' budget, every later write would be
+    /// planned conservatively too.
+    pub(super) fn before_image_budget_check(
+        &self,
+        tenant: &str,
+        now: u64,
+    ) -> Result<Verdict, ApiError> {
+        self.draw_per_minute(&self.before_image_budget, tenant, now)
+    }
+
+    /// One draw from a per-tenant budget of `EDGECACHE_REFILLS_PER_MIN` origin reads a minute.
+    fn draw_per_minute(
+        &self,
+        budget: &RefCell<Option<RateLimiter>>,
+        tenant: &str,
+        now: u64,
+    ) -> Result<Verdict, ApiError> {
+        let mut budget = budget.borrow_mut();
         let budget = match &mut *budget {
             Some(budget) => budget,
             empty => {

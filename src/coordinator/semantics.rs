@@ -249,7 +249,7 @@ impl TableCoordinator {
     /// A write's before image for learned planning: the record as the origin answers it now,
     /// read with the writer's headers before the write is forwarded, when some route of the
     /// table has a confident hypothesis, the write names a record it changes or deletes, and
-    /// the tenant's refill budget allows one more origin read. `None` otherwise (the write is
+    /// the tenant's before-image budget allows one more origin read. `None` otherwise (the write is
     /// then planned conservatively).
     pub(super) async fn before_image(
         &self,
@@ -275,7 +275,9 @@ impl TableCoordinator {
         if !any_confident(&graph).ok()? {
             return None;
         }
-        let allowed = self.refill_budget_check(&pending.tenant, now_ms()).ok()?;
+        let allowed = self
+            .before_image_budget_check(&pending.tenant, now_ms())
+            .ok()?;
         if !matches!(allowed, Verdict::Allowed) {
             return None;
         }
