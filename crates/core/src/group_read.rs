@@ -137,15 +137,15 @@ fn alias(id: &str) -> String {
 pub fn writes_stay_in_their_row<'a>(
     catalogue: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> bool {
-    catalogue.into_iter().all(|(kind, sql)| {
+    !catalogue.into_iter().any(|(kind, sql)| {
         let upper = sql.to_uppercase();
         let words: HashSet<&str> = upper
             .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
             .collect();
-        kind != "trigger"
-            && !words.contains("CASCADE")
-            && !words.contains("REPLACE")
-            && !(words.contains("REFERENCES") && words.contains("SET"))
+        kind == "trigger"
+            || words.contains("CASCADE")
+            || words.contains("REPLACE")
+            || (words.contains("REFERENCES") && words.contains("SET"))
     })
 }
 
