@@ -146,10 +146,8 @@ const w = await startMiniflare({
 mkdirSync(path.join(HERE, "target/bench"), { recursive: true });
 try {
   const http = client(w.url, { "x-edgecache-key": WRITE_KEY });
-  // Read from D1 directly: `GET /v1/users?limit=1000` here would cache that list, and every
-  // group of writes would then stale it and refill 1,000 rows (about 13 ms of workerd's thread a
-  // group), which `writersTable` (ids from another worker) never pays.
-  const ids = (await w.d1Rows("SELECT id FROM users ORDER BY id LIMIT 65")).map((u) => u.id).slice(1, 65);
+  // Through the test hooks' origin route: a page of every user cached here would be patched by every write.
+  const ids = (await http.get("/_edgecache/test/origin/v1/users?limit=1000")).json().data.map((u) => u.id).slice(1, 65);
   const all = await inspectorTargets(inspectorPort);
   const sessions = [];
   for (const t of all) {

@@ -135,16 +135,11 @@ export async function startMiniflare({ root, state, vars, log, inspectorPort }) 
       return JSON.parse(text);
     };
     const coordinatorStats = (tenant, table) => coordinatorGet(`${tenant}:${table}`, "/stats");
-    // The rows of `sql` on the D1 database itself, through Miniflare's binding proxy: a bench
-    // that needs ids without making the worker cache (and then refill) a list reads them here.
-    const d1 = await mf.getD1Database("DB");
-    const d1Rows = async (sql) => (await d1.prepare(sql).all()).results;
     return {
       url,
       path: "Miniflare API → workerd, the worker's own socket (no proxy worker in front)",
       coordinatorStats,
       coordinatorGet,
-      d1Rows,
       stop,
     };
   } catch (e) {
