@@ -6,9 +6,12 @@
 // EdgeCache functions they were spent in: a stall every writer waits behind shows up there.
 //
 //   node bench/profile-writers.mjs [writers] [seconds] [root]
+//
+// Also prints the CPU time workerd spent per write (from /proc, Linux), the measure to compare
+// builds by on a shared box.
 
 import { execFileSync } from "node:child_process";
-import { cpSync, createWriteStream, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, createWriteStream, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -84,6 +87,27 @@ function report(name, profile, requests) {
   }
 }
 
+/**
+ * CPU time (ms) so far of each thread of this process's children (workerd, which Miniflare
+ * starts), by thread id, from /proc: unlike the profiles' busy shares, which count wall time
+ * (every isolate runs on workerd's one main thread, and this box's other load preempts it), CPU
+ * time is what the work costs whatever else runs.
+ */
+function childThreadsCpu() {
+  const cpu = new Map();
+  const children = execFileSync("pgrep", ["-P", String(process.pid)], { encoding: "utf8" }).trim().split("\n");
+  for (const pid of children) {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim();
+      // utime and stime, in clock ticks of 10 ms.
+      cpu.set(`${name} ${tid}`, (Number(fields[11]) + Number(fields[12])) * 10);
+    }
+  }
+  return cpu;
+}
+
 /** Where writes spent their time inside the coordinator, as it recorded it (GET /timings). */
 function timings(all) {
   const spans = [
@@ -154,12 +178,20 @@ try {
     await s.send("Profiler.setSamplingInterval", { interval: 100 });
     await s.send("Profiler.start");
   }
+  const cpuBefore = childThreadsCpu();
   const latencies = await loop(Number(seconds));
+  const cpuAfter = childThreadsCpu();
   const profiles = [];
   for (const s of sessions) profiles.push({ id: s.id, profile: (await s.send("Profiler.stop")).profile });
   console.log(
     `${writers} writers, ${seconds} s: ${latencies.length} writes, ${(latencies.length / Number(seconds)).toFixed(0)}/s, ` +
       `p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms, max ${Math.max(...latencies).toFixed(0)} ms`,
+  );
+  const threads = [...cpuAfter].map(([t, ms]) => [t, ms - (cpuBefore.get(t) ?? 0)]).filter(([, ms]) => ms > 0);
+  const cpuTotal = threads.reduce((a, [, ms]) => a + ms, 0);
+  console.log(
+    `workerd CPU: ${((1000 * cpuTotal) / latencies.length).toFixed(0)} µs per write ` +
+      `(${threads.sort((a, b) => b[1] - a[1]).map(([t, ms]) => `${t.split(" ")[0]} ${((1000 * ms) / latencies.length).toFixed(0)}`).join(", ")})`,
   );
   if (hasTimings) timings(await w.coordinatorGet("d1:users", "/timings"));
   for (const { id, profile } of profiles) {

@@ -84,38 +84,62 @@ fn patch(id: &str, last: &str) -> (&'static str, String, Option<Value>) {
     )
 }
 
+/// A PUT with the user's every required column: 200 if the record was there, else 201 (the
+/// status says which before image the write had).
+fn put(id: &str, last: &str) -> (&'static str, String, Option<Value>) {
+    let body = json!({"firstName": "Group", "lastName": last, "email": "g@x"});
+    ("PUT", format!("/v1/users/{id}"), Some(body))
+}
+
+/// The group also reads its records' before images in one statement: a PUT of an existing user
+/// finds it there (200); of two PUTs of a new record in one group (sent at once, so in either
+/// order), the first creates it (201) and the second finds the record as the first left it
+/// (200), not as the group found it.
 #[test]
 fn writes_queued_behind_one_in_flight_are_committed_as_one_group_in_order() {
     let _s = serial();
     let ids: Vec<String> = (0..6).map(|_| w().create_user("group", "Group")).collect();
+    let new = unique("grouped");
     let (writes0, commits0) = counters();
-    let rest = ids[1..].iter().map(|id| patch(id, "Grouped")).collect();
+    let mut rest: Vec<_> = ids[1..5].iter().map(|id| patch(id, "Grouped")).collect();
+    rest.extend([
+        put(&ids[5], "Grouped"),
+        put(&new, "Grouped"),
+        put(&new, "Grouped"),
+    ]);
     let answers = behind_a_slow_write(patch(&ids[0], "Head"), rest, None);
+    let statuses: Vec<u16> = answers
+        .iter()
+        .map(|a| a.as_ref().expect("answered").status)
+        .collect();
+    assert_eq!(statuses[..6], [200; 6]);
     let seqs: Vec<u64> = answers
         .iter()
-        .map(|a| {
-            let a = a.as_ref().expect("answered");
-            assert_eq!(a.status, 200, "{}", a.text());
-            seq_of(&Worker::token_of(a))
-        })
+        .map(|a| seq_of(&Worker::token_of(a.as_ref().expect("answered"))))
         .collect();
     let (writes1, commits1) = counters();
-    assert_eq!(writes1 - writes0, 6, "every write recorded");
+    assert_eq!(writes1 - writes0, 8, "every write recorded");
     assert_eq!(
         commits1 - commits0,
         2,
-        "the head alone, then the five behind it together"
+        "the head alone, then the seven behind it together"
     );
     let mut distinct = seqs.clone();
     distinct.sort_unstable();
     distinct.dedup();
-    assert_eq!(distinct.len(), 6, "each write its own seq: {seqs:?}");
+    assert_eq!(distinct.len(), 8, "each write its own seq: {seqs:?}");
     assert!(
         seqs[1..].iter().all(|s| *s > seqs[0]),
         "the head first: {seqs:?}"
     );
+    let (created, replaced) = match statuses[6] {
+        201 => (6, 7),
+        _ => (7, 6),
+    };
+    assert_eq!((statuses[created], statuses[replaced]), (201, 200));
+    assert!(seqs[created] < seqs[replaced], "created first: {seqs:?}");
     assert_eq!(last_name(&ids[0]), "Head");
-    for id in &ids[1..] {
+    for id in ids[1..].iter().chain([&new]) {
         assert_eq!(last_name(id), "Grouped");
     }
 }

@@ -9,6 +9,7 @@ use worker::wasm_bindgen::JsValue;
 use worker::D1Database;
 
 use edgecache_core::fill::{list_body, record_body};
+use edgecache_core::group_read::{writes_stay_in_their_row, BeforeFrom, GroupRead};
 use edgecache_core::id_text;
 use edgecache_core::key::CacheKey;
 use edgecache_core::origin::{OriginError, OriginRead, OriginWrite, ReadTarget};
@@ -23,7 +24,13 @@ use edgecache_core::schema::{
 use edgecache_core::Row;
 
 /// Tables and views of the database with their columns, as read from its catalogue.
-type Catalogue = (Vec<(String, Vec<Column>)>, Vec<(String, Vec<Column>)>);
+#[derive(Clone)]
+struct Catalogue {
+    tables: Vec<(String, Vec<Column>)>,
+    views: Vec<(String, Vec<Column>)>,
+    /// Whether a write changes only the row it names ([`writes_stay_in_their_row`]).
+    stay_in_their_row: bool,
+}
 
 /// Schemas kept per isolate (one per distinct set of tenant views).
 const MAX_CACHED_SCHEMAS: usize = 64;
@@ -72,8 +79,9 @@ impl D1Origin {
         if let Some(schema) = Self::cached_schema(views, scope) {
             return Ok(schema);
         }
-        let (tables, catalogue_views) = self.catalogue().await?;
-        let schema = Rc::new(Schema::from_catalogue(tables, catalogue_views, views).scoped(scope));
+        let catalogue = self.catalogue().await?;
+        let schema =
+            Rc::new(Schema::from_catalogue(catalogue.tables, catalogue.views, views).scoped(scope));
         SCHEMAS.with(|s| {
             let mut s = s.borrow_mut();
             if s.len() >= MAX_CACHED_SCHEMAS {
@@ -94,10 +102,15 @@ impl D1Origin {
         }
         let catalogue = self
             .query(
-                "SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name",
+                "SELECT name, type, sql FROM sqlite_master \
+                 WHERE type IN ('table', 'view', 'trigger') ORDER BY name",
                 &[],
             )
             .await?;
+        let stay_in_their_row = writes_stay_in_their_row(catalogue.iter().map(|entry| {
+            let text = |field| entry.get(field).and_then(Value::as_str).unwrap_or_default();
+            (text("type"), text("sql"))
+        }));
         let mut tables = Vec::new();
         let mut views = Vec::new();
         for entry in catalogue {
@@ -105,7 +118,7 @@ impl D1Origin {
             else {
                 continue;
             };
-            if is_internal(&name) {
+            if is_internal(&name) || kind == "trigger" {
                 continue;
             }
             let info = self
@@ -129,7 +142,11 @@ impl D1Origin {
                 tables.push((name, columns));
             }
         }
-        let catalogue = (tables, views);
+        let catalogue = Catalogue {
+            tables,
+            views,
+            stay_in_their_row,
+        };
         CATALOGUE.with(|s| *s.borrow_mut() = Some(catalogue.clone()));
         Ok(catalogue)
     }
@@ -151,18 +168,19 @@ impl D1Origin {
         }
     }
 
+    /// Whether a write of this database changes only the row it names (from the catalogue,
+    /// read once per isolate).
+    async fn writes_stay_in_their_row(&self) -> Result<bool, OriginError> {
+        match CATALOGUE.with(|c| c.borrow().as_ref().map(|c| c.stay_in_their_row)) {
+            Some(stay) => Ok(stay),
+            None => Ok(self.catalogue().await?.stay_in_their_row),
+        }
+    }
+
     /// The current image of one record.
     pub async fn get(&self, relation: &Relation, id: &str) -> Result<Option<Row>, OriginError> {
-        let sql = format!(
-            "SELECT * FROM {} WHERE {} = ?1",
-            quote_ident(&relation.name),
-            quote_ident(&relation.id_column)
-        );
-        Ok(self
-            .query(&sql, &[SqlValue::Text(id.to_string())])
-            .await?
-            .into_iter()
-            .next())
+        let s = record_select(relation, id);
+        Ok(self.query(&s.sql, &s.params).await?.into_iter().next())
     }
 
     /// The current image of a record that must exist (`NotFound` otherwise).
@@ -172,8 +190,10 @@ impl D1Origin {
             .ok_or_else(|| not_found(relation, id))
     }
 
-    /// Carries out writes, in order, as one D1 batch (one transaction, one round trip): for each,
-    /// the record's image before it, then the write returning the image after it. A refused
+    /// Carries out writes, in order, as one D1 batch (one transaction, one round trip): first
+    /// the group read of the records' images before the writes ([`GroupRead`]), then for each
+    /// write (its record read in place if the group read cannot stand for it) the write,
+    /// returning the image after it. A refused
     /// write (a constraint) rolls the whole batch back, so then each runs alone and only it
     /// fails. Answers one outcome per write, in order. Each write also reads the rows of the
     /// views in `views` it can touch, before and after it ([`view_reads`]).
@@ -183,20 +203,26 @@ impl D1Origin {
         ops: &[&WriteOp],
         views: &[ViewRead],
     ) -> Vec<Result<OriginWrite, OriginError>> {
+        let stay_in_their_row = match self.writes_stay_in_their_row().await {
+            Ok(stay) => stay,
+            Err(e) => return ops.iter().map(|_| Err(e.clone())).collect(),
+        };
         let prepared: Vec<Result<PreparedWrite, OriginError>> = ops
             .iter()
             .map(|op| prepare_write(relation, op, views))
             .collect();
         let ready: Vec<&PreparedWrite> = prepared.iter().filter_map(|p| p.as_ref().ok()).collect();
-        let mut outcomes = match self.run_writes(relation, &ready).await {
+        let mut outcomes = match self.run_writes(relation, &ready, stay_in_their_row).await {
             Ok(outcomes) => outcomes,
             Err(OriginError::Constraint(_)) if ready.len() > 1 => {
                 let mut alone = Vec::with_capacity(ready.len());
                 for write in &ready {
-                    alone.push(match self.run_writes(relation, &[write]).await {
-                        Ok(mut one) => one.remove(0),
-                        Err(e) => Err(conflict(e, relation, &write.id)),
-                    });
+                    alone.push(
+                        match self.run_writes(relation, &[write], stay_in_their_row).await {
+                            Ok(mut one) => one.remove(0),
+                            Err(e) => Err(conflict(e, relation, &write.id)),
+                        },
+                    );
                 }
                 alone
             }
@@ -218,19 +244,29 @@ impl D1Origin {
     }
 
     /// Runs prepared writes as one batch; `Err` if the database refused or failed the batch.
+    /// `stay_in_their_row`: whether a write changes only the row it names.
     async fn run_writes(
         &self,
         relation: &Relation,
         writes: &[&PreparedWrite],
+        stay_in_their_row: bool,
     ) -> Result<Vec<Result<OriginWrite, OriginError>>, OriginError> {
-        let mut statements = Vec::with_capacity(writes.len() * 2);
-        for w in writes {
+        let ids: Vec<Option<&str>> = writes.iter().map(|w| w.names_record()).collect();
+        let group_read = GroupRead::plan(relation, &ids, stay_in_their_row);
+        let prepare = |sql: &str, params: &[SqlValue]| {
+            let bound: Vec<JsValue> = params.iter().map(js_value).collect();
+            self.db.prepare(sql).bind(&bound).map_err(unavailable)
+        };
+        let mut statements = Vec::with_capacity(group_read.statements.len() + writes.len());
+        for (sql, params) in &group_read.statements {
+            statements.push(prepare(sql, params)?);
+        }
+        for (w, source) in writes.iter().zip(&group_read.sources) {
+            let before = (*source == BeforeFrom::InPlace).then(|| record_select(relation, &w.id));
             // The view reads run on both sides of the write, in its transaction.
             let views = w.views.iter().map(|v| &v.statement);
-            let around = views.clone().chain([&w.before, &w.write]).chain(views);
-            for s in around {
-                let bound: Vec<JsValue> = s.params.iter().map(js_value).collect();
-                statements.push(self.db.prepare(&s.sql).bind(&bound).map_err(unavailable)?);
+            for s in views.clone().chain(&before).chain([&w.write]).chain(views) {
+                statements.push(prepare(&s.sql, &s.params)?);
             }
         }
         let results = self.db.batch(statements).await.map_err(classify)?;
@@ -245,12 +281,19 @@ impl D1Origin {
             })
         });
         let mut next = || rows.next().unwrap_or(Ok(Vec::new()));
+        let group_rows = (0..group_read.statements.len())
+            .map(|_| next())
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut images = group_read.images(group_rows.into_iter().flatten().collect())?;
         let mut outcomes = Vec::with_capacity(writes.len());
-        for w in writes {
+        for (w, source) in writes.iter().zip(&group_read.sources) {
             let views_before = (0..w.views.len())
                 .map(|_| next())
                 .collect::<Result<Vec<_>, _>>()?;
-            let before = next()?.into_iter().next();
+            let before = match source {
+                BeforeFrom::Group(slot) => images[*slot].take(),
+                BeforeFrom::InPlace => next()?.into_iter().next(),
+            };
             let written = next()?.into_iter().next();
             let views_after = (0..w.views.len())
                 .map(|_| next())
@@ -344,13 +387,20 @@ struct PreparedWrite {
     kind: WriteKind,
     /// The view rows it can touch, read before and after it.
     views: Vec<ViewStatement>,
-    /// `SELECT *` of the record: its image before the write.
-    before: Statement,
     /// The write, `RETURNING *` (a plain `SELECT *` for a PATCH that changes nothing).
     write: Statement,
 }
 
 impl PreparedWrite {
+    /// The record it names before it runs; `None` for a create without an id, whose record
+    /// the database chooses.
+    fn names_record(&self) -> Option<&str> {
+        match (self.kind, self.id.is_empty()) {
+            (WriteKind::Create, true) => None,
+            _ => Some(&self.id),
+        }
+    }
+
     /// The outcome from the rows the two statements returned.
     fn finish(
         &self,
@@ -410,10 +460,6 @@ fn prepare_write(
     writable(relation)?;
     let table = quote_ident(&relation.name);
     let id_column = quote_ident(&relation.id_column);
-    let select = |id: &str| Statement {
-        sql: format!("SELECT * FROM {table} WHERE {id_column} = ?1"),
-        params: vec![SqlValue::Text(id.to_string())],
-    };
     let (kind, id, write) = match op {
         WriteOp::Create { row } => {
             let id = row
@@ -467,7 +513,7 @@ fn prepare_write(
                 .filter(|(c, _)| **c != relation.id_column)
                 .collect();
             let write = if changes.is_empty() {
-                select(id)
+                record_select(relation, id)
             } else {
                 let sets = changes
                     .iter()
@@ -503,12 +549,23 @@ fn prepare_write(
         WriteOp::Delete { .. } | WriteOp::Forward { .. } => None,
     };
     Ok(PreparedWrite {
-        before: select(&id),
         views: view_reads(relation, &id, row, views),
         id,
         kind,
         write,
     })
+}
+
+/// `SELECT *` of one record.
+fn record_select(relation: &Relation, id: &str) -> Statement {
+    Statement {
+        sql: format!(
+            "SELECT * FROM {} WHERE {} = ?1",
+            quote_ident(&relation.name),
+            quote_ident(&relation.id_column)
+        ),
+        params: vec![SqlValue::Text(id.to_string())],
+    }
 }
 
 fn writable(relation: &Relation) -> Result<(), OriginError> {

@@ -26,6 +26,7 @@ pub mod explain;
 pub mod extract;
 pub mod fill;
 pub mod freshness;
+pub mod group_read;
 pub mod invalidation;
 pub mod key;
 pub mod lag;

@@ -13,6 +13,9 @@ pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 1000;
 /// Largest accepted `offset`.
 pub const MAX_OFFSET: u32 = 1_000_000;
+/// SQLite in D1 and in Durable Objects takes at most 100 bound parameters per statement; a
+/// statement built from a list binds at most this many.
+pub const MAX_BOUND: usize = 90;
 
 /// One column condition of a list query.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
