@@ -20,7 +20,10 @@
 //! most 2^-10 < 0.1 %, and the first later counter-example revokes it. What responses cannot
 //! show is out of reach: a filter that was only ever seen to select exact matches is taken as
 //! an equality even if it is a prefix match, and a hidden server-side condition is invisible;
-//! shadow verification is the backstop for both ([`RouteSemantics::revoke_all`]).
+//! shadow verification is the backstop for both ([`RouteSemantics::revoke_all`]). Offsets are
+//! learned from pairs of pages, which tie them to one another, not to the list's start (pages
+//! of one row numbered from 1 look like offsets); the planner places a row by the page's own
+//! first and last rows (`ListWindow`), never by the offset's value.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
