@@ -281,7 +281,7 @@ async function learnSection() {
     http: client(w.url),
     admin: admin(w),
     out,
-    writes: Number(process.env.BENCH_LEARN_WRITES ?? 40),
+    writes: Number(process.env.BENCH_LEARN_WRITES ?? 100),
     seed: 0x5eed,
   });
   await stopWorker(w);

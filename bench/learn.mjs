@@ -12,7 +12,8 @@
 // body the origin no longer has. Origin fetches per write = the shop's reads during the write's
 // round minus the reads the MISSes made: the shadow checks the write caused.
 //
-// Rows: writes before the first rule was learned, and writes after the last one was (converged).
+// Rows: writes before the first rule was learned, writes after the last one was, and writes after
+// convergence (the last rule learned and the last list hypothesis confident, or revoked).
 
 import { expectStatus, request } from "./lib/http.mjs";
 import { startShop, userId } from "./lib/shop.mjs";
@@ -23,12 +24,16 @@ const TENANT = "bench-shop";
 const USERS = 12;
 
 
-/** The cached key set: users (points and city lists) and orders (per-user and status lists). */
+/** The cached key set: users (points and city lists) and orders (each user's first orders and
+ * first placed orders, the first of each status). A route's parameters become confident at 10
+ * distinct responses each (a filter with two values), so every user's lists are read. */
 function keySet() {
   const keys = [];
   for (let i = 0; i < USERS; i++) keys.push(`/v1/users/${userId(i)}`);
   for (const city of ["Lisbon", "Osaka", "Lima", "Oslo"]) keys.push(`/v1/users?city=${city}&limit=2`);
-  for (let i = 0; i < 6; i++) keys.push(`/v1/orders?userId=${userId(i)}&limit=5`);
+  for (let i = 0; i < USERS; i++) {
+    keys.push(`/v1/orders?userId=${userId(i)}&limit=2`, `/v1/orders?status=placed&userId=${userId(i)}&limit=2`);
+  }
   keys.push("/v1/orders?status=placed&limit=5", "/v1/orders?status=shipped&limit=5");
   return keys;
 }
@@ -97,6 +102,8 @@ async function run({ http, admin, out, writes, seed, shop }) {
   const orders = [];
   const rounds = [];
   const learnedAt = new Map(); // rule id → { write, rule, checks }
+  const confidentAt = new Map(); // "route param kind field" → the write it became confident at
+  noteConfident(confidentAt, (await settled()).status, 0);
   for (let n = 1; n <= writes; n++) {
     const before = shop.counts().reads;
     let write;
@@ -115,7 +122,7 @@ async function run({ http, admin, out, writes, seed, shop }) {
       dependent = `/v1/orders/${id}`;
     }
     const token = write.headers["x-edgecache-seq"];
-    const round = { changedInvalidated: 0, sameInvalidated: 0, changedKept: 0, staleTokenRead: 0, fetches: 0 };
+    const round = { changedInvalidated: 0, sameInvalidated: 0, changedKept: 0, staleTokenRead: 0, fetches: 0, wasted: {} };
     let misses = 0;
     // The written record's dependent key, with the write's token, at once.
     const tokenRead = await edge(dependent, { "x-edgecache-min-seq": token });
@@ -129,7 +136,11 @@ async function run({ http, admin, out, writes, seed, shop }) {
       const invalidated = !String(answer.headers["x-edgecache"]).startsWith("HIT");
       const changed = now !== known.get(path);
       if (invalidated && changed) round.changedInvalidated++;
-      if (invalidated && !changed) round.sameInvalidated++;
+      if (invalidated && !changed) {
+        round.sameInvalidated++;
+        const table = path.split(/[/?]/)[2];
+        round.wasted[table] = (round.wasted[table] ?? 0) + 1;
+      }
       if (!invalidated && changed) round.changedKept++;
       known.set(path, now);
     }
@@ -141,10 +152,13 @@ async function run({ http, admin, out, writes, seed, shop }) {
         if (!learnedAt.has(r.id)) learnedAt.set(r.id, { write: n, rule: r.rule, checks: r.learned.checks_to_learn });
       }
     }
+    noteConfident(confidentAt, learned, n);
   }
 
   const firstRule = Math.min(...[...learnedAt.values()].map((l) => l.write), writes + 1);
   const lastRule = Math.max(0, ...[...learnedAt.values()].map((l) => l.write));
+  // Converged: every rule learned and every hypothesis confident (as they stand at the end).
+  const converged = Math.max(lastRule, ...[...confidentAt.values()].map((c) => c.revoked ?? c.write));
   out(`Learned invalidation: an HTTP shop API EdgeCache is told nothing about (${USERS} users, ${keys.length} cached keys),`);
   out(`${writes} seeded writes (3 in 4 order POSTs, each bumping the user's orderCount; the rest order status PATCHes);`);
   out("ground truth from the origin after every write; default shadow budget (3 checks per write per coordinator)");
@@ -153,13 +167,45 @@ async function run({ http, admin, out, writes, seed, shop }) {
       ["writes", "n", "precision", "recall", "stale kept", "stale token reads", "origin fetches/write (shadow)"],
       summarise("before the first rule", rounds.slice(0, firstRule - 1)),
       summarise("after the last rule", rounds.slice(lastRule)),
+      summarise(`after convergence (write ${converged})`, rounds.slice(converged)),
     ]),
   );
+  const wasted = {};
+  for (const r of rounds.slice(converged)) {
+    for (const [table, n] of Object.entries(r.wasted)) wasted[table] = (wasted[table] ?? 0) + n;
+  }
+  const byTable = Object.entries(wasted).map(([table, n]) => `${table} ${n}`);
+  out(`  unchanged keys invalidated after convergence, by table: ${byTable.length ? byTable.join(", ") : "none"}`);
   for (const [id, l] of learnedAt) {
     out(`  rule ${id} ${l.rule}: learned at write ${l.write} (${l.checks} checks)`);
   }
   if (learnedAt.size === 0) out("  no rule learned");
+  for (const [name, at] of confidentAt) {
+    out(`  hypothesis ${name}: ${at.revoked ? `confident at write ${at.write}, revoked at write ${at.revoked}` : `confident at write ${at.write}`}`);
+  }
+  if (confidentAt.size === 0) out("  no list hypothesis confident");
   out();
+}
+
+/** Records, from a `learn` status, the write at which each list hypothesis first became
+ * confident (0: while the keys were first filled) and at which it stopped being so. */
+function noteConfident(confidentAt, status, write) {
+  const now = new Set();
+  for (const t of status.tables) {
+    for (const route of t.hypotheses) {
+      for (const h of route.hypotheses.filter((h) => h.confident)) {
+        const field = h.field ? ` ${h.descending ? "-" : ""}${h.field}` : "";
+        now.add(`${route.route} ${h.param ?? "(no order param)"} ${h.kind}${field}`);
+      }
+    }
+  }
+  for (const name of now) {
+    const at = confidentAt.get(name);
+    if (!at || at.revoked) confidentAt.set(name, { write, revoked: null });
+  }
+  for (const [name, at] of confidentAt) {
+    if (!now.has(name) && !at.revoked) at.revoked = write;
+  }
 }
 
 /** A read straight from the origin, uncounted: the benchmark's ground truth. */

@@ -1,10 +1,11 @@
 //! Learned query semantics of an HTTP origin, in the real runtime: an API in this process
-//! answers `GET /v1/items?status=&limit=&offset=` (status filter, pagination, rows by id)
-//! without EdgeCache being told what any parameter means. Before its hypotheses are confident a
-//! write stales every list; after, a PATCH that moves nothing stales only the pages showing
-//! the row, and one that changes the filtered field stales the lists it leaves and enters; a
-//! response that contradicts a hypothesis revokes it and invalidates every key kept under it.
-//! After each write every cached list is read back and compared with the origin.
+//! answers `GET /v1/items?status=&limit=&offset=` (status filter, pagination, rows by id) and
+//! `POST /v1/items` without EdgeCache being told what any parameter means. Before its
+//! hypotheses are confident a write stales every list; after, a PATCH that moves nothing stales
+//! only the pages showing the row, one that changes the filtered field stales the lists it
+//! leaves and enters, and a create (`POST`, no before image) stales only the page its row
+//! joins; a response that contradicts a hypothesis revokes it and invalidates every key kept
+//! under it. After each write every cached list is read back and compared with the origin.
 //!
 //! Learned write-through on the same API: once ten refills agreed that a PATCH's answer is the
 //! record's GET, a PATCH's record is written through from its answer (an L2 hit equal to the
@@ -88,6 +89,13 @@ impl Api {
                     json!({"error": {"code": "not_found", "message": "no such item"}}).to_string(),
                 ),
             },
+            ("POST", ["items"]) => {
+                let mut row: Value = serde_json::from_slice(body).unwrap_or(json!({}));
+                row["version"] = json!(1);
+                let id = row["id"].as_str().unwrap_or_default().to_string();
+                self.items.lock().unwrap().insert(id, row.clone());
+                (201, json!({ "data": row }).to_string())
+            }
             ("PATCH", ["items", id]) => {
                 let patch: Value = serde_json::from_slice(body).unwrap_or(json!({}));
                 let mut items = self.items.lock().unwrap();
@@ -158,16 +166,26 @@ impl Setup {
     }
 
     fn patch(&self, id: &str, body: Value) -> String {
+        self.write("PATCH", &format!("/v1/items/{id}"), body, 200)
+    }
+
+    /// Creates an item (the API takes the id from the body).
+    fn post(&self, body: Value) -> String {
+        self.write("POST", "/v1/items", body, 201)
+    }
+
+    /// A write answered `status`; its token.
+    fn write(&self, method: &str, path: &str, body: Value, status: u16) -> String {
         let a = Worker::shared().request(
-            "PATCH",
-            &self.url(&format!("/v1/items/{id}")),
+            method,
+            &self.url(path),
             &[
                 ("content-type", "application/json"),
                 ("authorization", "Bearer user-ann"),
             ],
             Some(body.to_string().as_bytes()),
         );
-        assert_eq!(a.status, 200, "PATCH {id}: {}", a.text());
+        assert_eq!(a.status, status, "{method} {path}: {}", a.text());
         a.header("x-edgecache-seq").expect("a token").to_string()
     }
 
@@ -357,6 +375,17 @@ fn learned_semantics_spare_what_a_write_cannot_change_and_revoke_on_a_counter_ex
     let mut got = s.staled_by(&token, &all);
     got.sort();
     assert_eq!(got, expected, "the lists it leaves and enters");
+    assert_fresh_and_cache(&s, &all);
+
+    // A create has no before image: the row the API answers is placed like an insert. i060
+    // sorts after every row: the whole list's full pages and the other statuses' pages stay;
+    // held's last page (four rows since i013 left) is short, and the row joins it.
+    let token = s.post(json!({"id": "i060", "status": "held", "name": "new"}));
+    assert_eq!(
+        s.staled_by(&token, &all),
+        [status_page("held", 15)],
+        "only the page the new row joins"
+    );
     assert_fresh_and_cache(&s, &all);
 
     // A later response contradicts `status`: the API now ignores it. The first fill that shows

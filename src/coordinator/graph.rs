@@ -19,14 +19,13 @@ use edgecache_core::planner::{
     ListDependent, PageBounds, ViewDependent, ViewRead, WriteImages,
 };
 use edgecache_core::protocol::{Changes, Dependent, Registration, SparedKey};
+use edgecache_core::query::MAX_BOUND;
 use edgecache_core::semantics::RouteSemantics;
 use edgecache_core::shadow::{Found, Planned, ShadowCounts};
 use edgecache_core::Row;
 
 /// Storage layout version; bump it with a new step in `migrate`.
 const SCHEMA_VERSION: i64 = 10;
-/// SQLite in Durable Objects takes at most 100 bound parameters per statement.
-const MAX_PARAMS: usize = 90;
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -517,7 +516,7 @@ impl<S: Store> Graph<S> {
     /// planner takes them.
     pub fn dependents(&self, keys: &[String]) -> Result<Candidates> {
         let mut found = Candidates::default();
-        for chunk in keys.chunks(MAX_PARAMS) {
+        for chunk in keys.chunks(MAX_BOUND) {
             let placeholders = vec!["?"; chunk.len()].join(", ");
             let rows: Vec<RegRow> = self.rows(
                 &format!("SELECT reg FROM entries WHERE key IN ({placeholders})"),
@@ -1037,13 +1036,13 @@ impl IndexLookups {
     }
 
     /// One query per index for the columns it has entries on, then one per such column (and
-    /// per [`MAX_PARAMS`] texts), each a range of the index's `(col, text)` primary key, plus
+    /// per [`MAX_BOUND`] texts), each a range of the index's `(col, text)` primary key, plus
     /// the scanned keys once. A column without entries costs nothing more: the prefixes of a
     /// row's texts run to hundreds, and most columns have no prefix lists.
     fn look_up<S: Store>(&self, g: &Graph<S>) -> Result<IndexHits> {
         let in_use = |table: &str, columns: Vec<&String>| {
             let mut used = BTreeSet::new();
-            for chunk in columns.chunks(MAX_PARAMS) {
+            for chunk in columns.chunks(MAX_BOUND) {
                 let values = vec!["(?)"; chunk.len()].join(", ");
                 let rows: Vec<KeyRow> = g.rows(
                     &format!(
@@ -1071,7 +1070,7 @@ impl IndexLookups {
             let mut hits: HashMap<(String, String), Vec<String>> = HashMap::new();
             for (col, texts) in wanted.iter().filter(|(col, _)| used.contains(*col)) {
                 let texts: Vec<&String> = texts.iter().collect();
-                for chunk in texts.chunks(MAX_PARAMS - 1) {
+                for chunk in texts.chunks(MAX_BOUND - 1) {
                     let marks = vec!["?"; chunk.len()].join(", ");
                     let mut args = vec![text(col)];
                     args.extend(chunk.iter().map(|t| text(t)));

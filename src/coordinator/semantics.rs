@@ -33,6 +33,57 @@ pub fn learning_applies(learn: Option<&LearnContext>) -> bool {
     learn.is_some_and(|l| l.learning.mode == LearningMode::Apply)
 }
 
+/// Whether a write may be planned under learned semantics: only where its images place the
+/// row before and after the write as the origin held it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LearnedPlanning {
+    /// Every opaque list stays conservative: learning does not apply (`observe`, or no learning
+    /// context), or the images cannot place the row (an update whose before image was not read
+    /// or whose answer was not the row; a create answered with no row carrying its id).
+    Off,
+    /// The images are the record before and after the write (`None`: no row): an update or
+    /// delete whose before image was read, or a create, whose before is `None` by definition.
+    Images,
+}
+
+impl LearnedPlanning {
+    /// What learned planning `op` allows, given the images the write produced
+    /// ([`TableCoordinator::learned_write`] keeps a before image only when the answer is the
+    /// same row). A create is a `POST` to the collection (no id in the path) whose answer is a
+    /// row carrying its id; an id some cached response already shows is not new (the `POST`
+    /// may have overwritten it), so that write is planned conservatively.
+    pub fn of<S: Store>(
+        graph: &Graph<S>,
+        learn: Option<&LearnContext>,
+        op: &WriteOp,
+        images: &WriteImages,
+    ) -> Result<LearnedPlanning, StoreError> {
+        if !learning_applies(learn) {
+            return Ok(LearnedPlanning::Off);
+        }
+        let placed = match op {
+            WriteOp::Forward {
+                method, id: None, ..
+            } if method == "POST" => {
+                let answered_id = images
+                    .after
+                    .as_ref()
+                    .and_then(|row| column_value(row, &images.id_column))
+                    .and_then(id_text);
+                images.before.is_none()
+                    && !images.id.is_empty()
+                    && answered_id.as_deref() == Some(images.id.as_str())
+                    && graph.keys_for_record(&images.id)?.is_empty()
+            }
+            _ => images.before.is_some(),
+        };
+        Ok(match placed {
+            true => LearnedPlanning::Images,
+            false => LearnedPlanning::Off,
+        })
+    }
+}
+
 /// Largest learned state kept per route (a statement takes at most 100 KB).
 const MAX_ROUTE_STATE_BYTES: usize = 48 * 1024;
 
@@ -107,17 +158,14 @@ pub(super) fn invalidate_spared<S: Store>(
 }
 
 /// Moves the opaque entries whose list is fully learned from `opaque` to `lists`, so the
-/// planner evaluates them; answers them with their routes. Only with both images of an update
-/// or delete: without the before image a moved row would look like an insert.
+/// planner evaluates them; answers them with their routes. Only for images that place the row
+/// ([`LearnedPlanning::Images`]): an update without its before image would look like an insert.
 pub fn plan_learned<S: Store>(
     graph: &Graph<S>,
     images: &WriteImages,
     lists: &mut Vec<ListDependent>,
     opaque: &mut Vec<CacheKey>,
 ) -> Result<Vec<(CacheKey, String)>, StoreError> {
-    if images.before.is_none() {
-        return Ok(Vec::new());
-    }
     let mut routes: BTreeMap<String, Option<RouteSemantics>> = BTreeMap::new();
     let mut learned = Vec::new();
     let mut still_opaque = Vec::new();
@@ -220,7 +268,8 @@ impl TableCoordinator {
     /// An HTTP origin's write, with its before image when learned planning can use it
     /// ([`TableCoordinator::before_image`]) and the origin's answer is the written row (same
     /// id, same fields), or the write deleted it: any other answer cannot say where the row
-    /// went, so the write is planned conservatively.
+    /// went, so the write is planned conservatively. A create has no before image to read
+    /// ([`LearnedPlanning::of`] decides whether its answer places the row).
     pub(super) async fn learned_write(
         &self,
         http: &HttpOrigin,
@@ -305,6 +354,182 @@ mod tests {
             observation: observe_list(key.query_pairs(), &body, "id", BORN),
             ..registration("/v1/users", body, BORN)
         }
+    }
+
+    /// Unsorted names, so that no page of two or more rows looks ordered by name both ways.
+    const NAMES: [&str; 8] = ["q", "d", "x", "b", "m", "a", "z", "c"];
+
+    /// `/v1/users?city=&limit=` for three cities and limits 2 to 5 over thirty users (city by
+    /// id modulo 3, rows by id), registered and observed at one stamp: twelve full pages make
+    /// `city` an equality on `city`, `limit` a page size and the id the default order.
+    fn learned_city_pages(
+        g: &Graph<crate::coordinator::store::memory::MemoryStore>,
+    ) -> Vec<Registration> {
+        let users: Vec<Value> = (0..30)
+            .map(|i| {
+                let city = ["a", "b", "c"][i % 3];
+                json!({"id": format!("u{i:02}"), "city": city, "name": NAMES[i % 8]})
+            })
+            .collect();
+        let mut regs = Vec::new();
+        for city in ["a", "b", "c"] {
+            for limit in 2..=5 {
+                let rows: Vec<Value> = users
+                    .iter()
+                    .filter(|u| u["city"] == city)
+                    .take(limit)
+                    .cloned()
+                    .collect();
+                let params = [
+                    ("city".to_string(), city.to_string()),
+                    ("limit".to_string(), limit.to_string()),
+                ];
+                let reg = observed(&params, Value::Array(rows));
+                g.register(&reg).unwrap();
+                observe(g, &reg, 0).unwrap();
+                regs.push(reg);
+            }
+        }
+        regs
+    }
+
+    fn apply() -> LearnContext {
+        LearnContext {
+            siblings: Vec::new(),
+            learning: edgecache_core::protocol::Learning::default(),
+        }
+    }
+
+    fn post() -> WriteOp {
+        WriteOp::Forward {
+            method: "POST".into(),
+            path: "/v1/users".into(),
+            id: None,
+            body: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// A create of `id` in `city`, as an HTTP origin's answer gives it.
+    fn created(id: &str, city: &str) -> WriteImages {
+        WriteImages {
+            table: "users".into(),
+            id: id.into(),
+            id_column: "id".into(),
+            before: None,
+            after: Some(crate::coordinator::fixtures::row(
+                json!({"id": id, "city": city, "name": "k"}),
+            )),
+        }
+    }
+
+    /// The pages (as `city=…&limit=…`) a plan stales.
+    fn staled(plan: &InvalidationPlan, regs: &[Registration]) -> Vec<String> {
+        regs.iter()
+            .filter(|r| plan.reason_for(&CacheKey::parse(&r.key).unwrap()).is_some())
+            .map(|r| {
+                CacheKey::parse(&r.key)
+                    .unwrap()
+                    .query_pairs()
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join("&")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_create_under_confident_semantics_stales_only_the_pages_its_row_joins() {
+        let g = graph();
+        let regs = learned_city_pages(&g);
+        let confident: Vec<String> = hypotheses(&g).unwrap()[0]
+            .hypotheses
+            .iter()
+            .filter(|h| h.confident)
+            .map(|h| format!("{:?} {}", h.param, h.kind.as_str()))
+            .collect();
+        assert_eq!(
+            confident,
+            [
+                "None default_order",
+                "Some(\"city\") equals",
+                "Some(\"limit\") limit"
+            ]
+        );
+        // u045 sorts between u04 and u05: in city b (u01, u04, u07…) it becomes the third row.
+        let images = created("u045", "b");
+        let learned = LearnedPlanning::of(&g, Some(&apply()), &post(), &images).unwrap();
+        assert_eq!(learned, LearnedPlanning::Images);
+        let candidates = g.candidate_keys(&[&images]).unwrap().remove(0);
+        let (plan, spared) =
+            crate::coordinator::write::plan_among(&g, &images, &candidates, &[], learned).unwrap();
+        assert_eq!(
+            staled(&plan, &regs),
+            ["city=b&limit=3", "city=b&limit=4", "city=b&limit=5"],
+            "the pages of its city it lands in; city b's first two rows and the other cities stay"
+        );
+        assert_eq!(
+            spared.len(),
+            12,
+            "every page was planned under learned semantics"
+        );
+        record_spared(&g, &spared, &plan).unwrap();
+        let route = route_of(&regs[0].key).unwrap();
+        assert_eq!(g.learned_spared(&route).unwrap().len(), 9, "the kept pages");
+        // A shadow miss on any of them revokes the route and invalidates the nine.
+        assert_eq!(revoke(&g, &route, RevokeReason::ShadowMiss).unwrap(), 9);
+        assert!(hypotheses(&g).unwrap()[0]
+            .hypotheses
+            .iter()
+            .all(|h| !h.confident));
+    }
+
+    #[test]
+    fn a_write_whose_images_cannot_place_the_row_stays_conservative() {
+        let g = graph();
+        let regs = learned_city_pages(&g);
+        let off = |images: &WriteImages, op: &WriteOp, learn: Option<&LearnContext>| {
+            let learned = LearnedPlanning::of(&g, learn, op, images).unwrap();
+            assert_eq!(learned, LearnedPlanning::Off, "{op:?} {images:?}");
+            let candidates = g.candidate_keys(&[images]).unwrap().remove(0);
+            let (plan, spared) =
+                crate::coordinator::write::plan_among(&g, images, &candidates, &[], learned)
+                    .unwrap();
+            assert!(spared.is_empty());
+            assert_eq!(staled(&plan, &regs).len(), 12, "every page");
+        };
+        let images = created("u045", "b");
+        // Learning in `observe`, or no learning context (the D1 origin's writes).
+        let observe_only = LearnContext {
+            learning: edgecache_core::protocol::Learning {
+                mode: LearningMode::Observe,
+                frozen: false,
+            },
+            ..apply()
+        };
+        off(&images, &post(), Some(&observe_only));
+        off(&images, &post(), None);
+        // An answer without the id, or with another one.
+        let mut no_id = images.clone();
+        no_id.after.as_mut().unwrap().remove("id");
+        off(&no_id, &post(), Some(&apply()));
+        let mut other = images.clone();
+        other.id = "u046".into();
+        off(&other, &post(), Some(&apply()));
+        // An id some cached page shows already: the POST overwrote a known record.
+        off(&created("u04", "b"), &post(), Some(&apply()));
+        // An update whose before image was not read looks like a create, and is not one.
+        let patch = WriteOp::Forward {
+            method: "PATCH".into(),
+            path: "/v1/users/u04".into(),
+            id: Some("u04".into()),
+            body: None,
+            headers: Vec::new(),
+        };
+        let mut unread = created("u04x", "b");
+        unread.id = "u04x".into();
+        off(&unread, &patch, Some(&apply()));
     }
 
     #[test]

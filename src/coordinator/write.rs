@@ -10,7 +10,7 @@ use super::graph::{Candidates, Graph};
 use super::object::TableCoordinator;
 use super::queue::{PendingWrite, WriteOutcome, WriteTiming};
 use super::rehydrate::{page_patch, refilled_copy, PagePatch, PATCH_GRACE_MS};
-use super::semantics;
+use super::semantics::{self, LearnedPlanning};
 use super::shadow::{queue_own_checks, queue_verification};
 use super::store::{Store, StoreError};
 use crate::cache::l2;
@@ -235,8 +235,9 @@ impl TableCoordinator {
             now_ms: now_ms(),
             log_limit: self.config()?.invalidation_log,
         };
-        let applies = semantics::learning_applies(pending.req.learn.as_ref());
-        let (plan, spared) = plan_among(graph, &images, &candidates, &forwarded.views, applies)?;
+        let learned =
+            LearnedPlanning::of(graph, pending.req.learn.as_ref(), &pending.req.op, &images)?;
+        let (plan, spared) = plan_among(graph, &images, &candidates, &forwarded.views, learned)?;
         semantics::record_spared(graph, &spared, &plan)?;
         let pattern = op_pattern(&pending.req.op, &images.table);
         if pending
@@ -621,7 +622,8 @@ pub fn group_candidates<S: Store>(
 }
 
 /// Plan: the keys the write makes stale, from the record's keys and the lists, view responses
-/// (on the view rows it touched, `views`) and opaque entries its images could affect.
+/// (on the view rows it touched, `views`) and opaque entries its images could affect. The
+/// images are taken as the record before and after the write (a D1 write's, an explanation's).
 pub fn plan<S: Store>(
     graph: &Graph<S>,
     images: &WriteImages,
@@ -629,21 +631,21 @@ pub fn plan<S: Store>(
 ) -> Result<InvalidationPlan, StoreError> {
     let candidates = graph.candidate_keys(&[images])?;
     let among = candidates.first().map_or(&[][..], Vec::as_slice);
-    Ok(plan_among(graph, images, among, views, true)?.0)
+    Ok(plan_among(graph, images, among, views, LearnedPlanning::Images)?.0)
 }
 
 /// Plan among `candidates`, the keys [`Graph::candidate_keys`] found for these images (for a
 /// group, before its first write was recorded): those still registered are planned, so a
 /// write sees what the group's earlier writes invalidated, as if it had come alone after them.
-/// With `learned`, lists whose route's semantics are learned are planned under them; the keys
-/// kept so are answered with their routes, for the write to record (`semantics::record_spared`)
-/// and an explanation not to.
+/// With [`LearnedPlanning::Images`], lists whose route's semantics are learned are planned under
+/// them; the keys kept so are answered with their routes, for the write to record
+/// (`semantics::record_spared`) and an explanation not to.
 pub fn plan_among<S: Store>(
     graph: &Graph<S>,
     images: &WriteImages,
     candidates: &[String],
     views: &[ViewChanges],
-    learned: bool,
+    learned: LearnedPlanning,
 ) -> Result<(InvalidationPlan, Vec<(CacheKey, String)>), StoreError> {
     let record_keys: Vec<CacheKey> = graph
         .keys_for_record(&images.id)?
@@ -656,8 +658,8 @@ pub fn plan_among<S: Store>(
         mut opaque,
     } = graph.dependents(candidates)?;
     let spared = match learned {
-        true => semantics::plan_learned(graph, images, &mut lists, &mut opaque)?,
-        false => Vec::new(),
+        LearnedPlanning::Images => semantics::plan_learned(graph, images, &mut lists, &mut opaque)?,
+        LearnedPlanning::Off => Vec::new(),
     };
     let plan = plan_write(
         images,
@@ -1349,7 +1351,7 @@ mod tests {
                     in_group.push(None);
                     continue;
                 };
-                let plan = plan_among(&grouped, &images, &candidates, &[], true).unwrap().0;
+                let plan = plan_among(&grouped, &images, &candidates, &[], LearnedPlanning::Images).unwrap().0;
                 in_group.push(Some(record(&grouped, intent, &images, &plan, ctx(1000), Some(Through::AfterImage(&users))).unwrap()));
             }
             let mut alone = Vec::new();
