@@ -5,7 +5,7 @@
 // worker and prepares the seeded state first. Loopback only; each system is stopped before the
 // next starts.
 //
-// Environment: PEERS_SECONDS (measured seconds per system, 20), PEERS_WARMUP (10),
+// Environment: PEERS_SECONDS (measured seconds per system, 20), PEERS_WARMUP (30),
 // PEERS_READ_RATE (reads/s, 200), PEERS_WRITE_RATE (writes/s, 5), PEERS_ROWS (records, 1000),
 // PEERS_ONLY (comma-separated system names to run, e.g. "edgecache-fresh").
 
@@ -35,7 +35,9 @@ if (!template) {
 
 const settings = {
   seconds: Number(process.env.PEERS_SECONDS ?? 20),
-  warmup: Number(process.env.PEERS_WARMUP ?? 10),
+  // Long enough for EdgeCache to learn the API's list parameters (about 100 writes at 5/s; with
+  // 10 s it was measured still learning, at Varnish + xkey's hit ratio). Every system gets it.
+  warmup: Number(process.env.PEERS_WARMUP ?? 30),
   readRate: Number(process.env.PEERS_READ_RATE ?? 200),
   writeRate: Number(process.env.PEERS_WRITE_RATE ?? 5),
   readers: 16,
@@ -133,7 +135,6 @@ async function startEdgeCache(name, origin, rules) {
       async learned() {
         const a = ok(await request(w.url, "GET", `/_edgecache/admin/tenants/${tenant}/stats`, { headers: admin }), "stats");
         const items = a.json().coordinators?.items ?? {};
-        if (process.env.PEERS_DEBUG) console.error(JSON.stringify({ ...items, hypotheses: undefined }));
         return (items.hypotheses ?? []).flatMap((r) =>
           r.hypotheses
             .filter((h) => h.confident)

@@ -5,7 +5,7 @@
 # so no varnishd, workerd or origin outlives the run. Loopback only; about four minutes.
 #
 # Environment: EDGECACHE_SKIP_BUILD=1 measures the existing build/; PEERS_SECONDS (20),
-# PEERS_WARMUP (10), PEERS_READ_RATE (200), PEERS_WRITE_RATE (5), PEERS_ROWS (1000), PEERS_ONLY.
+# PEERS_WARMUP (30), PEERS_READ_RATE (200), PEERS_WRITE_RATE (5), PEERS_ROWS (1000), PEERS_ONLY.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
 cd "$ROOT"
