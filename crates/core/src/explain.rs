@@ -198,7 +198,8 @@ pub fn spare_reason(write: &WriteImages, key: &CacheKey, dependent: &Dependent) 
             }
         }
         // Record keys showing the row are always planned; opaque ones too, and a view's
-        // responses unless the view rows read around a real write say otherwise.
+        // responses unless the view rows read around a real write, or for a view record the
+        // view's binding, say otherwise.
         Dependent::Record | Dependent::View { .. } | Dependent::Opaque => SpareReason::OtherRecord,
     }
 }

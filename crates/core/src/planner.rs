@@ -346,7 +346,14 @@ pub fn view_effect(
         (c.read.view == view.view && &c.read.column == column).then_some(c.rows.as_ref())
     });
     let Some(Some(rows)) = rows else {
-        return ListEffect::Stale(StaleCause::Unknown);
+        // Without the view's rows (explain reads none), a view row the written row feeds
+        // neither before nor after the write is still known untouched.
+        return match (&view.target, fed_view_rows(write, column)) {
+            (ViewTarget::Record { id }, Some(fed)) if !fed.contains(id) => {
+                ListEffect::Spared(SpareReason::OtherRecord)
+            }
+            _ => ListEffect::Stale(StaleCause::Unknown),
+        };
     };
     let mut spared = SpareReason::RowUnchanged;
     for row in rows.iter().filter(|r| r.before != r.after) {
@@ -375,6 +382,16 @@ pub fn view_effect(
         }
     }
     ListEffect::Spared(spared)
+}
+
+/// The ids of the view rows the written row feeds through its bound `column`, before and after
+/// the write; `None` when an image lacks the column (then it may feed any row).
+fn fed_view_rows(write: &WriteImages, column: &str) -> Option<Vec<String>> {
+    [&write.before, &write.after]
+        .into_iter()
+        .flatten()
+        .map(|row| column_value(row, column).and_then(id_text))
+        .collect()
 }
 
 /// Why the planner can show that a write leaves a cached list page as it was.
@@ -1716,12 +1733,32 @@ mod tests {
             target: ViewTarget::Record { id: "u9".into() },
         };
         assert_eq!(
-            view_effect(&write, &page, std::slice::from_ref(&moved)),
-            ListEffect::Stale(StaleCause::Unknown)
-        );
-        assert_eq!(
             view_effect(&write, &page, std::slice::from_ref(&named)),
             ListEffect::Spared(SpareReason::OtherRecord)
+        );
+        // With the view's rows unknown (or not read at all, as explain does), a view row the
+        // order feeds before or after the write is stale, any other spared.
+        let record = |id: &str| ViewDependent {
+            target: ViewTarget::Record { id: id.into() },
+            ..page.clone()
+        };
+        for changes in [std::slice::from_ref(&moved), &[]] {
+            for (id, effect) in [
+                ("u1", ListEffect::Stale(StaleCause::Unknown)),
+                ("u2", ListEffect::Stale(StaleCause::Unknown)),
+                ("u9", ListEffect::Spared(SpareReason::OtherRecord)),
+            ] {
+                assert_eq!(view_effect(&write, &record(id), changes), effect, "{id}");
+            }
+        }
+        // An image without the bound column may feed any view row.
+        let unplaced = WriteImages {
+            after: Some(row(json!({"id": "o1"}))),
+            ..write.clone()
+        };
+        assert_eq!(
+            view_effect(&unplaced, &record("u9"), &[]),
+            ListEffect::Stale(StaleCause::Unknown)
         );
         let unbound = ViewDependent {
             bind: join_bind(false),
