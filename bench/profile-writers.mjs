@@ -111,6 +111,7 @@ function childThreadsCpu() {
 /** Where writes spent their time inside the coordinator, as it recorded it (GET /timings). */
 function timings(all) {
   const spans = [
+    ["the edge sent it → it reached the object (the hop)", (t) => t.arrived_ms - t.sent_ms],
     ["arrived → its group started (waiting for earlier groups)", (t) => t.taken_ms - t.arrived_ms],
     ["group started → D1 batch answered", (t) => t.forwarded_ms - t.taken_ms],
     ["D1 answered → group recorded and answered", (t) => t.answered_ms - t.forwarded_ms],
@@ -155,8 +156,13 @@ try {
   }
   console.log(`profiling ${sessions.map((s) => s.id).join(", ")}`);
   const write = (c, i) => http.patch(`/v1/users/${encodeURIComponent(ids[(c + i * Number(writers)) % ids.length])}`, { json: { age: 20 + (i % 50) } });
+  const edgeMs = [];
+  const callMs = [];
   const loop = async (secs) => {
     const latencies = [];
+    // Per write, as the edge saw it (test hooks): its whole stay and its call to the coordinator.
+    edgeMs.length = 0;
+    callMs.length = 0;
     const deadline = performance.now() + secs * 1000;
     await Promise.all(
       Array.from({ length: Number(writers) }, async (_, c) => {
@@ -164,6 +170,8 @@ try {
           const t = performance.now();
           const a = await write(c, i);
           latencies.push(performance.now() - t);
+          edgeMs.push(Number(a.headers["x-edgecache-test-edge-ms"] ?? NaN));
+          callMs.push(Number(a.headers["x-edgecache-test-call-ms"] ?? NaN));
           if (a.status !== 200) throw new Error(`PATCH: ${a.status} ${a.text.slice(0, 200)}`);
         }
       }),
@@ -187,6 +195,10 @@ try {
     `${writers} writers, ${seconds} s: ${latencies.length} writes, ${(latencies.length / Number(seconds)).toFixed(0)}/s, ` +
       `p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms, max ${Math.max(...latencies).toFixed(0)} ms`,
   );
+  if (edgeMs.every((x) => !Number.isNaN(x))) {
+    const p = (xs) => `p50 ${percentile(xs, 50).toFixed(1)}, p99 ${percentile(xs, 99).toFixed(1)}, max ${Math.max(...xs).toFixed(0)} ms`;
+    console.log(`  in the worker (the edge's own clock): the whole write ${p(edgeMs)}; its call to the coordinator ${p(callMs)}`);
+  }
   const threads = [...cpuAfter].map(([t, ms]) => [t, ms - (cpuBefore.get(t) ?? 0)]).filter(([, ms]) => ms > 0);
   const cpuTotal = threads.reduce((a, [, ms]) => a + ms, 0);
   console.log(

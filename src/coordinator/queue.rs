@@ -30,6 +30,8 @@ pub type WriteOutcome = Result<WriteResponse, ApiError>;
 /// bench, with the test hooks only (`GET /timings`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct WriteTiming {
+    /// The edge sent the request (`WriteRequest::sent_ms`; 0 if it did not say).
+    pub sent_ms: u64,
     /// The request reached the object.
     pub arrived_ms: u64,
     /// Its group started (the writer holding the turn took it).
@@ -93,6 +95,7 @@ impl PendingWrite {
     /// Answers the writer; `timing` is the group's.
     pub fn answer(self, outcome: WriteOutcome, timing: WriteTiming) {
         let timing = WriteTiming {
+            sent_ms: self.req.sent_ms.unwrap_or_default(),
             arrived_ms: self.arrived_ms,
             ..timing
         };
@@ -225,6 +228,7 @@ mod tests {
             fault: None,
             explain: false,
             learn: None,
+            sent_ms: None,
         }
     }
 

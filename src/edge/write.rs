@@ -56,12 +56,22 @@ pub async fn serve(
     method: Method,
     wc: WriteContext<'_>,
 ) -> Result<Response, ApiError> {
+    let started_ms = platform::now_ms();
     let op = parse_op(req, &method, &wc).await?;
     if wc.relation.kind == RelationKind::View {
         return Err(OriginError::ReadOnlyView(wc.relation.name.clone()).into());
     }
+    let sent_ms = platform::now_ms();
     let written = send(&wc, op, false).await?;
-    respond(req, &wc.relation.name, &written)
+    let mut resp = respond(req, &wc.relation.name, &written)?;
+    if wc.config.test_hooks {
+        // The writers' profile compares these with the client's time and the coordinator's.
+        let now = platform::now_ms();
+        let h = resp.headers_mut();
+        h.set("x-edgecache-test-edge-ms", &(now - started_ms).to_string())?;
+        h.set("x-edgecache-test-call-ms", &(now - sent_ms).to_string())?;
+    }
+    Ok(resp)
 }
 
 /// The write as the coordinator takes it: typed for D1, forwarded as it came for an HTTP origin.
@@ -167,6 +177,7 @@ pub async fn send(
         fault: faults.next_write_fault,
         explain,
         learn: wc.learn.clone(),
+        sent_ms: wc.config.test_hooks.then(platform::now_ms),
     };
     let client = Coordinator::of(wc.env, &coordinator).for_tenant(wc.tenant, wc.origin);
     let call = client.write(&write);

@@ -250,6 +250,10 @@ pub struct WriteRequest {
     /// apply learned rules and shadow-check) and its setting. `None`: learn nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub learn: Option<LearnContext>,
+    /// Test hooks only: when the edge sent the write (the runtime's clock), so the
+    /// coordinator's write timings can show the hop to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_ms: Option<u64>,
 }
 
 /// What a coordinator needs to know of the writing tenant's learning.
