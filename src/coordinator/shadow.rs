@@ -90,6 +90,20 @@ pub struct SeenWrite<'a> {
     pub mark: (u64, u64),
 }
 
+impl<'a> SeenWrite<'a> {
+    /// A write of this coordinator's own table (its checks teach no dependency).
+    fn own(images: &'a WriteImages, pattern: &'a str, mark: (u64, u64)) -> Self {
+        SeenWrite {
+            table: &images.table,
+            pattern,
+            before: images.before.as_ref(),
+            after: images.after.as_ref(),
+            learn: false,
+            mark,
+        }
+    }
+}
+
 impl ShadowJob {
     /// A check of `reg`'s key; `None` for a key without a digest (registered before digests
     /// were recorded) or a variant (a refetch has no user's headers).
@@ -193,14 +207,7 @@ pub fn queue_own_checks<S: Store>(
         .collect();
     // Queued before `record` logs the write at the next seq.
     let (_, foreign) = graph.writes_mark()?;
-    let write = SeenWrite {
-        table: &images.table,
-        pattern,
-        before: images.before.as_ref(),
-        after: images.after.as_ref(),
-        learn: false,
-        mark: (graph.seq()? + 1, foreign),
-    };
+    let write = SeenWrite::own(images, pattern, (graph.seq()? + 1, foreign));
     let chosen = choose_sample(&invalidated, &[], n.div_ceil(2), seed);
     let mut jobs = Vec::new();
     let w = weight(invalidated.len() as u64, chosen.len());
@@ -228,14 +235,7 @@ pub fn queue_verification<S: Store>(
     (images, pattern): (&WriteImages, &str),
     now: u64,
 ) -> Result<usize, StoreError> {
-    let write = SeenWrite {
-        table: &images.table,
-        pattern,
-        before: images.before.as_ref(),
-        after: images.after.as_ref(),
-        learn: false,
-        mark: graph.writes_mark()?,
-    };
+    let write = SeenWrite::own(images, pattern, graph.writes_mark()?);
     let jobs = regs
         .iter()
         .filter_map(|reg| ShadowJob::of(reg, Planned::Kept, &write, 1))
