@@ -260,15 +260,16 @@ impl Read<'_> {
     }
 
     /// Whether an expired copy may be served while it is refilled (the rule's `swr`): the
-    /// views are validated and admit it, as for a hit, so only its TTL is forgiven (an
-    /// invalidated copy never is); and its coordinator can refill it (its request's own key, of
-    /// one table, on a route that refills).
+    /// views of every table it depends on are validated and admit it, as for a hit, so only its
+    /// TTL is forgiven (a copy a write to any of its tables invalidated never is); and its
+    /// coordinator can refill it: its request's own key (not a variant) on a route that
+    /// refills, a table's key or a view's (whose refill stamps every table the view reads,
+    /// `Registration::refills`).
     fn may_revalidate(&self, views: Views, key: &CacheKey, entry: &CachedEntry) -> bool {
         views == Views::Validated
             && self.policy.rehydrate
             && key.as_str() == self.key.as_str()
             && entry.vary.is_none()
-            && entry.stamps.len() == 1
             && self.policy.may_revalidate(entry.expires_at_ms, now_ms())
             && self.edge.admits(&self.coordinators, entry)
     }
@@ -809,7 +810,10 @@ fn stale_if_error(
 
 /// Stale-while-revalidate: the expired copy is answered as `STALE`, and its coordinator is asked,
 /// after the response, to refill it (its refill queue holds the key once however many reads
-/// ask). The next read finds the refilled copy in L2.
+/// ask). A view's key is refilled by the coordinator of the view's first table, which holds its
+/// registration as every table's does, through the refill a write of that table queues (a stamp
+/// from each table's coordinator first, kept only if every one accepts the copy). The next read
+/// finds the refilled copy in L2.
 fn stale_while_revalidate(
     read: &Read<'_>,
     entry: &SharedEntry,
