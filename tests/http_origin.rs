@@ -593,6 +593,22 @@ fn public_answers_to_credentialed_reads_are_still_keyed_by_the_credential() {
     assert_ne!(anonymous.outcome(), "HIT-L1");
 }
 
+/// Stale-while-revalidate serves an expired copy only while a refill replaces it, and a refill
+/// has no user's headers: a credentialed read's copy (keyed by its credential) is a plain miss
+/// once expired, never served stale with nothing to refresh it.
+#[test]
+fn a_credentialed_copy_is_not_served_stale_while_revalidate() {
+    let _s = serial();
+    set_rule(json!({"pattern": "/v1/shared", "swr_secs": 30}));
+    let who = bearer("swr");
+    let as_who = [("authorization", who.as_str())];
+    warm_as("/v1/shared", &as_who);
+    // Past the origin's s-maxage=2.
+    std::thread::sleep(std::time::Duration::from_millis(2_300));
+    let a = read_as("/v1/shared", &as_who);
+    assert_eq!((a.outcome(), user_of(&a)), ("MISS", who));
+}
+
 #[test]
 fn vary_keys_entries_by_the_named_request_headers() {
     let _s = serial();

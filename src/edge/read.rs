@@ -262,13 +262,14 @@ impl Read<'_> {
     /// Whether an expired copy may be served while it is refilled (the rule's `swr`): the
     /// views of every table it depends on are validated and admit it, as for a hit, so only its
     /// TTL is forgiven (a copy a write to any of its tables invalidated never is); and its
-    /// coordinator can refill it: its request's own key (not a variant) on a route that
-    /// refills, a table's key or a view's (whose refill stamps every table the view reads,
-    /// `Registration::refills`).
+    /// coordinator can refill it: a key that is no variant (neither a `Vary` variant nor a
+    /// credentialed read's key: a refill has no user's headers, `store` registers neither as
+    /// refilled) on a route that refills, a table's key or a view's (whose refill stamps every
+    /// table the view reads, `Registration::refills`).
     fn may_revalidate(&self, views: Views, key: &CacheKey, entry: &CachedEntry) -> bool {
         views == Views::Validated
             && self.policy.rehydrate
-            && key.as_str() == self.key.as_str()
+            && key.variant().is_none()
             && entry.vary.is_none()
             && self.policy.may_revalidate(entry.expires_at_ms, now_ms())
             && self.edge.admits(&self.coordinators, entry)
