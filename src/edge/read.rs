@@ -822,12 +822,18 @@ fn stale_while_revalidate(
 ) -> Result<Response, ApiError> {
     read.count(Outcome::Stale);
     let (env, id) = (read.rc.env.clone(), read.coordinators[0].clone());
+    let (tenant, origin) = (read.rc.tenant.to_string(), read.rc.origin.clone());
     let refresh = RefreshRequest {
         keys: vec![read.key.as_str().to_string()],
     };
     read.rc.ctx.wait_until(async move {
-        // Best effort: without the refill the next read past the window is a miss.
-        let _ = Coordinator::of(&env, &id).refresh(&refresh).await;
+        // Best effort: without the refill the next read past the window is a miss. The tenant
+        // and its origin go with it: a coordinator started since that tenant's last write or
+        // registration would not know the origin to refill from.
+        let _ = Coordinator::of(&env, &id)
+            .for_tenant(&tenant, &origin)
+            .refresh(&refresh)
+            .await;
     });
     let mut resp = respond(entry, read.meta(Outcome::Stale, timing))?;
     let h = resp.headers_mut();
