@@ -1,5 +1,6 @@
 //! The admin API's learning endpoints: what each of a tenant's tables has learned (shadow
-//! counts, learned rules, hypotheses), and forgetting a rule. The learning setting itself is a
+//! counts, learned rules, hypotheses), and forgetting a rule, a hypothesis or all of a table's
+//! learning. The learning setting itself is a
 //! tenant setting (`PATCH /tenants/{name}`: `learning`, `learning_frozen`).
 
 use worker::{Env, Response, Url};
@@ -11,6 +12,7 @@ use crate::runtime::http::query_param;
 use edgecache_core::catalog::Catalog;
 use edgecache_core::codec::decode;
 use edgecache_core::protocol::{LearnStatus, OriginConfig, Tenant};
+use edgecache_core::semantics::HypothesisRef;
 use edgecache_core::{ApiError, CoordinatorId};
 
 /// `GET /tenants/{name}/learn[?table=T]`: each table's learning (one table with `?table=`).
@@ -54,9 +56,7 @@ pub async fn forget(
     tenant: &str,
     rule: &str,
 ) -> Result<Response, ApiError> {
-    authorize(p, tenant)?;
-    // Clients may percent-encode the `:` of a path segment.
-    let rule = &decode(rule, false).unwrap_or_else(|_| rule.to_string());
+    let rule = &path_segment(rule);
     let bad = || {
         ApiError::new(
             400,
@@ -66,6 +66,57 @@ pub async fn forget(
     };
     let (table, n) = rule.rsplit_once(':').ok_or_else(bad)?;
     let n: u64 = n.parse().map_err(|_| bad())?;
+    let coordinator = coordinator_of(env, p, tenant, table).await?;
+    answer(&coordinator.forget_rule(n).await?)
+}
+
+/// `DELETE /tenants/{name}/learn/hypotheses/{id}` (`id`: `<table>:h<8 hex>`, as `learn status`
+/// shows it): forgets a learned hypothesis (list semantics or write-through) and invalidates
+/// every key kept under its route.
+pub async fn forget_hypothesis(
+    env: &Env,
+    p: &Principal,
+    tenant: &str,
+    id: &str,
+) -> Result<Response, ApiError> {
+    let id = path_segment(id);
+    let target = HypothesisRef::parse(&id).ok_or_else(|| {
+        ApiError::new(
+            400,
+            "bad_hypothesis_id",
+            format!("a hypothesis's id looks like `users:h0c1d2e3f` (`learn status` shows them), not `{id}`"),
+        )
+    })?;
+    let coordinator = coordinator_of(env, p, tenant, &target.table).await?;
+    answer(&coordinator.forget_hypothesis(&target.to_string()).await?)
+}
+
+/// `DELETE /tenants/{name}/learn/tables/{table}`: forgets everything the table learned (rules,
+/// dependency evidence, list semantics, write-through) and invalidates every key kept under it.
+pub async fn forget_table(
+    env: &Env,
+    p: &Principal,
+    tenant: &str,
+    table: &str,
+) -> Result<Response, ApiError> {
+    let coordinator = coordinator_of(env, p, tenant, &path_segment(table)).await?;
+    answer(&coordinator.forget_all().await?)
+}
+
+/// A path segment as sent: clients may percent-encode the `:` of an id.
+fn path_segment(segment: &str) -> String {
+    decode(segment, false).unwrap_or_else(|_| segment.to_string())
+}
+
+/// The coordinator of `tenant`'s `table`, once the caller may act on the tenant and the tenant
+/// has the table.
+async fn coordinator_of<'a>(
+    env: &'a Env,
+    p: &Principal,
+    tenant: &str,
+    table: &str,
+) -> Result<Coordinator<'a>, ApiError> {
+    authorize(p, tenant)?;
     let record = tenants::load(env, tenant).await?;
     let catalog = catalog_of(env, &record).await?;
     if !tables_of(&record.tenant, &catalog)
@@ -75,7 +126,7 @@ pub async fn forget(
         return Err(unknown_table(table));
     }
     let id = CoordinatorId::new(&record.tenant.origin.source(), table);
-    answer(&Coordinator::of(env, &id).forget_rule(n).await?)
+    Ok(Coordinator::of(env, &id))
 }
 
 /// The tenant's tables: its HTTP origin's known ones, or the D1 schema's.
