@@ -404,7 +404,8 @@ mod tests {
                 {"id": "users:h0c1d2e3f", "param": "city", "kind": "equals", "field": "city",
                  "descending": false, "support": 10, "counter_examples": 0, "confident": true,
                  "last_verified_ms": 9}]}],
-            "invalidated": 3
+            "invalidated": 3,
+            "seq": 41
         }))
         .unwrap();
         assert_eq!(

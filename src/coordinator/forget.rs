@@ -57,6 +57,7 @@ pub fn forget_hypothesis<S: Store>(
         id: target.to_string(),
         forgotten,
         invalidated: invalidated as u64,
+        seq: graph.seq()?,
     })
 }
 
@@ -84,6 +85,7 @@ pub fn forget_all<S: Store>(
         rules,
         hypotheses: candidates + semantics as u64,
         invalidated: invalidated as u64,
+        seq: graph.seq()?,
     })
 }
 
@@ -151,6 +153,7 @@ mod tests {
                 rules: 1,
                 hypotheses: 1 + list_hypotheses + 1,
                 invalidated: 2,
+                seq: g.seq().unwrap(),
             }
         );
         for key in [&list.key, &record.key] {

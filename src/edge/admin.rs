@@ -130,10 +130,10 @@ pub async fn serve(
             learn::forget(env, &p, name, rule).await
         }
         (Method::Delete, ["tenants", name, "learn", "hypotheses", id]) => {
-            learn::forget_hypothesis(env, &p, name, id).await
+            learn::forget_hypothesis(env, config.l1_max_bytes, &p, name, id).await
         }
         (Method::Delete, ["tenants", name, "learn", "tables", table]) => {
-            learn::forget_table(env, &p, name, table).await
+            learn::forget_table(env, config.l1_max_bytes, &p, name, table).await
         }
         (Method::Get, ["beta"]) => {
             operator_only(&p)?;

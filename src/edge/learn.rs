@@ -7,6 +7,7 @@ use worker::{Env, Response, Url};
 
 use super::admin::{answer, authorize, Principal};
 use super::tenants::{self, catalog_of};
+use crate::cache::isolate::Edge;
 use crate::coordinator::client::Coordinator;
 use crate::runtime::http::query_param;
 use edgecache_core::catalog::Catalog;
@@ -66,7 +67,7 @@ pub async fn forget(
     };
     let (table, n) = rule.rsplit_once(':').ok_or_else(bad)?;
     let n: u64 = n.parse().map_err(|_| bad())?;
-    let coordinator = coordinator_of(env, p, tenant, table).await?;
+    let (_, coordinator) = coordinator_of(env, p, tenant, table).await?;
     answer(&coordinator.forget_rule(n).await?)
 }
 
@@ -75,6 +76,7 @@ pub async fn forget(
 /// every key kept under its route.
 pub async fn forget_hypothesis(
     env: &Env,
+    l1_max_bytes: usize,
     p: &Principal,
     tenant: &str,
     id: &str,
@@ -87,20 +89,27 @@ pub async fn forget_hypothesis(
             format!("a hypothesis's id looks like `users:h0c1d2e3f` (`learn status` shows them), not `{id}`"),
         )
     })?;
-    let coordinator = coordinator_of(env, p, tenant, &target.table).await?;
-    answer(&coordinator.forget_hypothesis(&target.to_string()).await?)
+    let (id, coordinator) = coordinator_of(env, p, tenant, &target.table).await?;
+    let gone = coordinator.forget_hypothesis(&target.to_string()).await?;
+    // As after a manual invalidation: what it invalidated is gone from this isolate at once,
+    // elsewhere within the route's staleness bound, or at once for a read presenting `seq`.
+    Edge::new(l1_max_bytes).expire_view(&id);
+    answer(&gone)
 }
 
 /// `DELETE /tenants/{name}/learn/tables/{table}`: forgets everything the table learned (rules,
 /// dependency evidence, list semantics, write-through) and invalidates every key kept under it.
 pub async fn forget_table(
     env: &Env,
+    l1_max_bytes: usize,
     p: &Principal,
     tenant: &str,
     table: &str,
 ) -> Result<Response, ApiError> {
-    let coordinator = coordinator_of(env, p, tenant, &path_segment(table)).await?;
-    answer(&coordinator.forget_all().await?)
+    let (id, coordinator) = coordinator_of(env, p, tenant, &path_segment(table)).await?;
+    let gone = coordinator.forget_all().await?;
+    Edge::new(l1_max_bytes).expire_view(&id);
+    answer(&gone)
 }
 
 /// A path segment as sent: clients may percent-encode the `:` of an id.
@@ -108,14 +117,14 @@ fn path_segment(segment: &str) -> String {
     decode(segment, false).unwrap_or_else(|_| segment.to_string())
 }
 
-/// The coordinator of `tenant`'s `table`, once the caller may act on the tenant and the tenant
-/// has the table.
+/// The coordinator of `tenant`'s `table` with its id, once the caller may act on the tenant and
+/// the tenant has the table.
 async fn coordinator_of<'a>(
     env: &'a Env,
     p: &Principal,
     tenant: &str,
     table: &str,
-) -> Result<Coordinator<'a>, ApiError> {
+) -> Result<(CoordinatorId, Coordinator<'a>), ApiError> {
     authorize(p, tenant)?;
     let record = tenants::load(env, tenant).await?;
     let catalog = catalog_of(env, &record).await?;
@@ -126,7 +135,8 @@ async fn coordinator_of<'a>(
         return Err(unknown_table(table));
     }
     let id = CoordinatorId::new(&record.tenant.origin.source(), table);
-    Ok(Coordinator::of(env, &id))
+    let coordinator = Coordinator::of(env, &id);
+    Ok((id, coordinator))
 }
 
 /// The tenant's tables: its HTTP origin's known ones, or the D1 schema's.

@@ -501,6 +501,8 @@ pub struct ForgottenHypotheses {
     pub forgotten: Vec<RouteHypotheses>,
     /// Keys kept or written through under their routes, now invalidated.
     pub invalidated: u64,
+    /// The table's seq after it: `<table>=<seq>` as a token reads nothing older.
+    pub seq: u64,
 }
 
 /// `DELETE /tenants/{name}/learn/tables/{table}`'s answer: everything the table's coordinator
@@ -516,6 +518,8 @@ pub struct ForgottenLearning {
     pub hypotheses: u64,
     /// Keys kept or written through under them, now invalidated.
     pub invalidated: u64,
+    /// The table's seq after it: `<table>=<seq>` as a token reads nothing older.
+    pub seq: u64,
 }
 
 /// Keys listed at most in each part of a [`WriteExplanation`].
