@@ -119,15 +119,19 @@ pub enum TenantCommand {
 #[derive(Debug, Subcommand)]
 pub enum LearnCommand {
     /// Per table: shadow checks' precision and recall with their counts, learned rules with
-    /// their evidence, hypotheses under test
+    /// their evidence, hypotheses under test (with the ids `learn forget` takes)
     Status {
         /// Only this table
         #[arg(long, value_name = "TABLE")]
         table: Option<String>,
     },
-    /// Forget what was learned, at once: a rule and the evidence it was learned from; a
-    /// hypothesis, invalidating every key kept under its route; or with --all everything a table
-    /// learned. It is learned again only from new evidence (`learn freeze` first to keep it gone)
+    /// Forget a learned rule, a hypothesis, or (--all) everything a table learned, at once
+    ///
+    /// A rule goes with the evidence it was learned from. A hypothesis (a list parameter's
+    /// meaning, a default order, a write route's write-through) goes with its evidence, and every
+    /// key kept or written through under its route is invalidated at once, as when a hypothesis
+    /// is revoked. Whatever is forgotten is learned again only from new evidence (`learn freeze`
+    /// first to keep it gone).
     Forget {
         /// A rule's id (users:1) or a hypothesis's (users:h0c1d2e3f), as `learn status` shows
         /// them; with --all, a table
