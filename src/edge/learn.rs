@@ -57,6 +57,7 @@ pub async fn forget(
     tenant: &str,
     rule: &str,
 ) -> Result<Response, ApiError> {
+    authorize(p, tenant)?;
     let rule = &path_segment(rule);
     let bad = || {
         ApiError::new(
@@ -67,7 +68,7 @@ pub async fn forget(
     };
     let (table, n) = rule.rsplit_once(':').ok_or_else(bad)?;
     let n: u64 = n.parse().map_err(|_| bad())?;
-    let (_, coordinator) = coordinator_of(env, p, tenant, table).await?;
+    let (_, coordinator) = coordinator_of(env, tenant, table).await?;
     answer(&coordinator.forget_rule(n).await?)
 }
 
@@ -81,6 +82,7 @@ pub async fn forget_hypothesis(
     tenant: &str,
     id: &str,
 ) -> Result<Response, ApiError> {
+    authorize(p, tenant)?;
     let id = path_segment(id);
     let target = HypothesisRef::parse(&id).ok_or_else(|| {
         ApiError::new(
@@ -89,7 +91,7 @@ pub async fn forget_hypothesis(
             format!("a hypothesis's id looks like `users:h0c1d2e3f` (`learn status` shows them), not `{id}`"),
         )
     })?;
-    let (id, coordinator) = coordinator_of(env, p, tenant, &target.table).await?;
+    let (id, coordinator) = coordinator_of(env, tenant, &target.table).await?;
     let gone = coordinator.forget_hypothesis(&target.to_string()).await?;
     // As after a manual invalidation: what it invalidated is gone from this isolate at once,
     // elsewhere within the route's staleness bound, or at once for a read presenting `seq`.
@@ -106,7 +108,8 @@ pub async fn forget_table(
     tenant: &str,
     table: &str,
 ) -> Result<Response, ApiError> {
-    let (id, coordinator) = coordinator_of(env, p, tenant, &path_segment(table)).await?;
+    authorize(p, tenant)?;
+    let (id, coordinator) = coordinator_of(env, tenant, &path_segment(table)).await?;
     let gone = coordinator.forget_all().await?;
     Edge::new(l1_max_bytes).expire_view(&id);
     answer(&gone)
@@ -117,15 +120,13 @@ fn path_segment(segment: &str) -> String {
     decode(segment, false).unwrap_or_else(|_| segment.to_string())
 }
 
-/// The coordinator of `tenant`'s `table` with its id, once the caller may act on the tenant and
-/// the tenant has the table.
+/// The coordinator of `tenant`'s `table` with its id, if the tenant has the table (the caller
+/// is authorized first).
 async fn coordinator_of<'a>(
     env: &'a Env,
-    p: &Principal,
     tenant: &str,
     table: &str,
 ) -> Result<(CoordinatorId, Coordinator<'a>), ApiError> {
-    authorize(p, tenant)?;
     let record = tenants::load(env, tenant).await?;
     let catalog = catalog_of(env, &record).await?;
     if !tables_of(&record.tenant, &catalog)
