@@ -10,6 +10,10 @@
 //! Learned write-through on the same API: once ten refills agreed that a PATCH's answer is the
 //! record's GET, a PATCH's record is written through from its answer (an L2 hit equal to the
 //! origin, no refill); an API whose PATCH answer differs from its GET never is.
+//!
+//! Forgetting a hypothesis (`learn forget`, the admin API's `DELETE …/learn/hypotheses/{id}`)
+//! invalidates what was kept under it at once, and the next write it would have spared
+//! invalidates the list.
 
 mod common;
 
@@ -257,6 +261,54 @@ impl Setup {
         a.json()["coordinators"]["items"].clone()
     }
 
+    /// The id `learn status` shows for the hypothesis `param kind field` of `/v1/items`.
+    fn hypothesis_id(&self, param: &str, kind: &str, field: &str) -> String {
+        let a = Worker::shared().admin(
+            "GET",
+            &format!(
+                "/_edgecache/admin/tenants/{}/learn?table=items",
+                self.tenant
+            ),
+            None,
+        );
+        assert_eq!(a.status, 200, "{}", a.text());
+        let learn = a.json();
+        let routes = learn["tables"][0]["hypotheses"].as_array().cloned();
+        let found = routes
+            .into_iter()
+            .flatten()
+            .filter(|r| r["route"] == "/v1/items")
+            .flat_map(|r| r["hypotheses"].as_array().cloned().unwrap_or_default())
+            .find(|h| h["param"] == param && h["kind"] == kind && h["field"] == field);
+        let id = found.and_then(|h| h["id"].as_str().map(str::to_string));
+        id.unwrap_or_else(|| panic!("no hypothesis {param} {kind} {field}: {learn}"))
+    }
+
+    /// `DELETE /tenants/{name}/learn/hypotheses/{id}` with the operator's credential, or none.
+    fn forget(&self, id: &str, credential: bool) -> common::Answer {
+        let path = format!(
+            "/_edgecache/admin/tenants/{}/learn/hypotheses/{}",
+            self.tenant,
+            urlencode(id)
+        );
+        match credential {
+            true => Worker::shared().admin("DELETE", &path, None),
+            false => Worker::shared().request("DELETE", &path, &[], None),
+        }
+    }
+
+    /// Waits until the coordinator has no refill queued (a late refill's response must not be
+    /// the one that tells it what the test is about).
+    fn wait_refilled(&self) {
+        for _ in 0..100 {
+            if self.stats()["pending_rehydrates"].as_u64() == Some(0) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("refills still queued: {}", self.stats());
+    }
+
     /// The PATCH route's write-through hypothesis: `(support, counter-examples, confident)`.
     fn write_answer(&self) -> (u64, u64, bool) {
         let stats = self.stats();
@@ -409,6 +461,90 @@ fn learned_semantics_spare_what_a_write_cannot_change_and_revoke_on_a_counter_ex
         !s.confident().iter().any(|h| h.starts_with("status")),
         "{:?}",
         s.confident()
+    );
+    s.api.ignore_status.store(false, Ordering::SeqCst);
+}
+
+/// An operator forgets `status equals status` at once, by the id `learn status` shows, without
+/// waiting for a counter-example: the pages a write kept under the route are invalidated
+/// (`hypothesis_forgotten`), and a write the hypothesis would have spared now invalidates its
+/// list. The API stops filtering by `status` after the forget and before any response shows
+/// it, so only the forget makes the read after that write show the change.
+#[test]
+fn a_forgotten_hypothesis_invalidates_what_it_kept_and_spares_nothing_after() {
+    let s = Setup::start();
+    let all = pages();
+    for p in &all {
+        s.cache(p);
+    }
+    assert!(
+        s.confident().contains(&"status equals status".to_string()),
+        "{:?}",
+        s.confident()
+    );
+    // Renaming i013 (held) keeps open's first page under the learned semantics.
+    let open = status_page("open", 0);
+    let just_open = vec![open.clone()];
+    let token = s.patch("i013", json!({"name": "renamed"}));
+    assert!(s.staled_by(&token, &just_open).is_empty(), "kept");
+    assert_fresh_and_cache(&s, &all);
+    s.wait_refilled();
+
+    let id = s.hypothesis_id("status", "equals", "status");
+    let a = s.forget(&id, false);
+    assert_eq!(
+        a.status,
+        401,
+        "an admin credential is required: {}",
+        a.text()
+    );
+    let a = s.forget("items:hx", true);
+    assert_eq!(
+        (a.status, a.error_code()),
+        (400, "bad_hypothesis_id".into())
+    );
+    assert!(a.json()["error"]["message"].is_string());
+    let a = s.forget("items:h00000000", true);
+    assert_eq!(
+        (a.status, a.error_code()),
+        (404, "hypothesis_not_found".into())
+    );
+    let a = s.forget(&id, true);
+    assert_eq!(a.status, 200, "{}", a.text());
+    let gone = a.json();
+    let token = format!("items={}", gone["seq"]);
+    assert_eq!(gone["forgotten"][0]["route"], "/v1/items", "{gone}");
+    assert_eq!(gone["forgotten"][0]["hypotheses"][0]["id"], id.as_str());
+    assert!(gone["invalidated"].as_u64() > Some(0), "{gone}");
+    assert_eq!(
+        s.last_invalidated(&open).map(|(_, r)| r).as_deref(),
+        Some("hypothesis_forgotten")
+    );
+    assert!(
+        !s.confident().iter().any(|h| h.starts_with("status")),
+        "{:?}",
+        s.confident()
+    );
+
+    // Filled again: one response is not enough to learn `status` again. Then the API stops
+    // filtering by it, and a rename of i001 (held, never on open's pages under the forgotten
+    // hypothesis) invalidates the page, whose read shows the rename.
+    let w = Worker::shared();
+    let a = w.get_with(&s.url(&open), &[("x-edgecache-min-seq", &token)]);
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.outcome(), "MISS", "the copy kept under it is not served");
+    s.cache(&open);
+    s.api.ignore_status.store(true, Ordering::SeqCst);
+    let token = s.patch("i001", json!({"name": "after the change"}));
+    assert_eq!(s.staled_by(&token, &just_open), just_open);
+    s.assert_fresh(&just_open);
+    let data = s.get(&open).json()["data"].clone();
+    assert!(
+        data.as_array()
+            .into_iter()
+            .flatten()
+            .any(|r| r["id"] == "i001" && r["name"] == "after the change"),
+        "{data}"
     );
     s.api.ignore_status.store(false, Ordering::SeqCst);
 }

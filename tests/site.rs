@@ -286,6 +286,8 @@ fn the_openapi_document_is_valid_and_every_operation_answers_as_documented() {
             .replace("{name}", &tenant)
             .replace("{key}", "probe")
             .replace("{rule}", "users:1")
+            .replace("{hypothesis}", "users:h0c1d2e3f")
+            .replace("{table}", "users")
     };
     let body_for = |path: &str, method: &str| -> Option<Value> {
         match (path, method) {
@@ -360,7 +362,7 @@ fn the_openapi_document_is_valid_and_every_operation_answers_as_documented() {
         }
     }
     // Every operation of the REST, admin, webhook and site endpoints, each called once.
-    assert_eq!(checked, 30, "operations checked");
+    assert_eq!(checked, 32, "operations checked");
 }
 
 /// The demo's endpoints end to end (a private worker: it writes the sandbox), then the whole

@@ -148,6 +148,18 @@ impl AdminClient {
         self.call("DELETE", &tenant_path(tenant, &path), None)
     }
 
+    /// `DELETE /tenants/{name}/learn/hypotheses/{id}`.
+    pub fn forget_hypothesis(&self, tenant: &str, id: &str) -> Result<Value, CliError> {
+        let path = format!("/learn/hypotheses/{}", encode(id));
+        self.call("DELETE", &tenant_path(tenant, &path), None)
+    }
+
+    /// `DELETE /tenants/{name}/learn/tables/{table}`.
+    pub fn forget_table(&self, tenant: &str, table: &str) -> Result<Value, CliError> {
+        let path = format!("/learn/tables/{}", encode(table));
+        self.call("DELETE", &tenant_path(tenant, &path), None)
+    }
+
     /// `GET /beta`.
     pub fn beta_signups(&self) -> Result<Value, CliError> {
         self.call("GET", "/beta", None)

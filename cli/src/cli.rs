@@ -119,17 +119,28 @@ pub enum TenantCommand {
 #[derive(Debug, Subcommand)]
 pub enum LearnCommand {
     /// Per table: shadow checks' precision and recall with their counts, learned rules with
-    /// their evidence, hypotheses under test
+    /// their evidence, hypotheses under test (with the ids `learn forget` takes)
     Status {
         /// Only this table
         #[arg(long, value_name = "TABLE")]
         table: Option<String>,
     },
-    /// Forget a learned rule and the evidence it was learned from (it is learned again only
-    /// from new evidence; `learn freeze` first to keep it gone)
+    /// Forget a learned rule, a hypothesis, or (--all) everything a table learned, at once
+    ///
+    /// A rule goes with the evidence it was learned from. A hypothesis (a list parameter's
+    /// meaning, a default order, a write route's write-through) goes with its evidence, and every
+    /// key kept or written through under its route is invalidated at once, as when a hypothesis
+    /// is revoked. Whatever is forgotten is learned again only from new evidence (`learn freeze`
+    /// first to keep it gone).
     Forget {
-        /// The rule's id, as `learn status` shows it (e.g. users:1)
-        rule: String,
+        /// A rule's id (users:1) or a hypothesis's (users:h0c1d2e3f), as `learn status` shows
+        /// them; with --all, a table
+        #[arg(value_name = "ID|TABLE")]
+        target: String,
+        /// Forget all of the table's learning: its rules and their evidence, its list
+        /// semantics and its write-through
+        #[arg(long)]
+        all: bool,
     },
     /// Stop learning: no shadow checks, evidence or new rules; learned rules stay and apply
     Freeze,
@@ -820,6 +831,33 @@ mod tests {
         assert_eq!(cli.global.tenant.as_deref(), Some("acme"));
         let cli = parse(&["--endpoint", "http://x", "tenant", "list"]).unwrap();
         assert_eq!(cli.global.endpoint.as_deref(), Some("http://x"));
+    }
+
+    #[test]
+    fn parses_learn_forget_of_an_id_or_all_of_a_table() {
+        let forget = |args: &[&str]| match parse(args).map(|cli| cli.command) {
+            Ok(Command::Learn(LearnCommand::Forget { target, all })) => Ok((target, all)),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.exit_code()),
+        };
+        assert_eq!(
+            forget(&["learn", "forget", "users:1"]),
+            Ok(("users:1".into(), false))
+        );
+        assert_eq!(
+            forget(&["learn", "forget", "users:h0c1d2e3f"]),
+            Ok(("users:h0c1d2e3f".into(), false))
+        );
+        assert_eq!(
+            forget(&["learn", "forget", "--all", "users"]),
+            Ok(("users".into(), true))
+        );
+        assert_eq!(
+            forget(&["learn", "forget", "users", "--all"]),
+            Ok(("users".into(), true))
+        );
+        assert_eq!(forget(&["learn", "forget"]), Err(2), "an id or a table");
+        assert_eq!(forget(&["learn", "forget", "--all"]), Err(2), "a table");
     }
 
     #[test]

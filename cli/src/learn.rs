@@ -1,5 +1,6 @@
 //! `edgecache learn …`: what EdgeCache learned about the tenant's origin (shadow counts,
-//! learned rules, hypotheses), forgetting a rule, and freezing learning.
+//! learned rules, hypotheses), forgetting a rule, a hypothesis or a table's learning, and
+//! freezing learning.
 
 use std::fmt::Write as _;
 
@@ -8,9 +9,12 @@ use serde_json::Value;
 use crate::api::AdminClient;
 use crate::cli::LearnCommand;
 use crate::error::CliError;
-use crate::model::{ForgottenRule, LearnStatus, PatternCounts, TableLearning, TenantSettings};
+use crate::model::{
+    ForgottenHypotheses, ForgottenLearning, ForgottenRule, LearnStatus, PatternCounts,
+    TableLearning, TenantSettings,
+};
 use crate::table::Table;
-use edgecache_core::semantics::HypothesisKind;
+use edgecache_core::semantics::{HypothesisKind, HypothesisStatus};
 
 /// A command's answer: the server's JSON and its rendering.
 pub struct Output {
@@ -29,12 +33,38 @@ pub fn run(client: &AdminClient, tenant: &str, command: LearnCommand) -> Result<
             let human = status_text(&status);
             Ok(Output { raw, human })
         }
-        LearnCommand::Forget { rule } => {
-            let raw = client.forget_rule(tenant, &rule)?;
-            let gone: ForgottenRule = client.decode(raw.clone())?;
-            let human = format!("forgot rule {}: {}\n", gone.id, gone.rule);
-            Ok(Output { raw, human })
-        }
+        LearnCommand::Forget { target, all } => match ForgetTarget::of(&target, all) {
+            ForgetTarget::Rule(rule) => {
+                let raw = client.forget_rule(tenant, rule)?;
+                let gone: ForgottenRule = client.decode(raw.clone())?;
+                let human = format!("forgot rule {}: {}\n", gone.id, gone.rule);
+                Ok(Output { raw, human })
+            }
+            ForgetTarget::Hypothesis(id) => {
+                let raw = client.forget_hypothesis(tenant, id)?;
+                let gone: ForgottenHypotheses = client.decode(raw.clone())?;
+                Ok(Output {
+                    raw,
+                    human: forgotten_text(&gone),
+                })
+            }
+            ForgetTarget::Table(table) => {
+                let raw = client.forget_table(tenant, table)?;
+                let gone: ForgottenLearning = client.decode(raw.clone())?;
+                let human = format!(
+                    "forgot everything table {} learned: {} rule{}, {} hypothes{}; invalidated \
+                     {} key{} kept under them\n",
+                    gone.table,
+                    gone.rules,
+                    plural(gone.rules, "", "s"),
+                    gone.hypotheses,
+                    plural(gone.hypotheses, "is", "es"),
+                    gone.invalidated,
+                    plural(gone.invalidated, "", "s"),
+                );
+                Ok(Output { raw, human })
+            }
+        },
         LearnCommand::Freeze | LearnCommand::Unfreeze => {
             let frozen = matches!(command, LearnCommand::Freeze);
             let body = TenantSettings {
@@ -51,6 +81,87 @@ pub fn run(client: &AdminClient, tenant: &str, command: LearnCommand) -> Result<
             };
             Ok(Output { raw, human })
         }
+    }
+}
+
+/// What `learn forget` names: the ids `learn status` shows tell a rule (`users:1`) from a
+/// hypothesis (`users:h0c1d2e3f`); `--all` names a table. The server checks the id itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForgetTarget<'a> {
+    /// A learned rule's id.
+    Rule(&'a str),
+    /// A hypothesis's id.
+    Hypothesis(&'a str),
+    /// Everything the table learned.
+    Table(&'a str),
+}
+
+impl<'a> ForgetTarget<'a> {
+    /// Reads `learn forget TARGET [--all]`.
+    pub fn of(target: &'a str, all: bool) -> ForgetTarget<'a> {
+        if all {
+            return ForgetTarget::Table(target);
+        }
+        match target.rsplit_once(':') {
+            Some((_, name)) if name.starts_with('h') => ForgetTarget::Hypothesis(target),
+            _ => ForgetTarget::Rule(target),
+        }
+    }
+}
+
+fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {
+    if n == 1 {
+        one
+    } else {
+        many
+    }
+}
+
+/// `learn forget <hypothesis>` for people: each hypothesis forgotten, as `learn status` showed it.
+fn forgotten_text(gone: &ForgottenHypotheses) -> String {
+    let mut out = String::new();
+    for route in &gone.forgotten {
+        for h in &route.hypotheses {
+            let _ = writeln!(
+                out,
+                "forgot hypothesis {}: {} {} {} {}",
+                h.id,
+                route.route,
+                param_label(h),
+                h.kind.as_str(),
+                field_label(h)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "invalidated {} key{} kept under {}",
+        gone.invalidated,
+        plural(gone.invalidated, "", "s"),
+        if gone.forgotten.len() == 1 {
+            "its route"
+        } else {
+            "their routes"
+        }
+    );
+    out
+}
+
+/// A hypothesis's PARAM column: its parameter, or what it is about without one.
+fn param_label(h: &HypothesisStatus) -> String {
+    match (&h.param, h.kind) {
+        (Some(param), _) => param.clone(),
+        (None, HypothesisKind::WriteAnswer) => "(write answer)".to_string(),
+        (None, _) => "(default order)".to_string(),
+    }
+}
+
+/// A hypothesis's FIELD column (`-f` for descending).
+fn field_label(h: &HypothesisStatus) -> String {
+    match (&h.field, h.descending) {
+        (Some(f), true) => format!("-{f}"),
+        (Some(f), false) => f.clone(),
+        (None, _) => "-".to_string(),
     }
 }
 
@@ -159,6 +270,7 @@ fn table_text(t: &TableLearning) -> String {
         .collect();
     if !hypotheses.is_empty() {
         let mut table = Table::new(&[
+            "ID",
             "ROUTE",
             "PARAM",
             "MEANS",
@@ -168,20 +280,12 @@ fn table_text(t: &TableLearning) -> String {
             "CONFIDENT",
         ]);
         for (route, h) in hypotheses {
-            let field = match (&h.field, h.descending) {
-                (Some(f), true) => format!("-{f}"),
-                (Some(f), false) => f.clone(),
-                (None, _) => "-".to_string(),
-            };
             table.row(vec![
+                h.id.clone(),
                 route.clone(),
-                match (&h.param, h.kind) {
-                    (Some(param), _) => param.clone(),
-                    (None, HypothesisKind::WriteAnswer) => "(write answer)".to_string(),
-                    (None, _) => "(default order)".to_string(),
-                },
+                param_label(h),
                 h.kind.as_str().to_string(),
-                field,
+                field_label(h),
                 h.support.to_string(),
                 h.counter_examples.to_string(),
                 if h.confident { "yes" } else { "no" }.to_string(),
@@ -222,11 +326,11 @@ mod tests {
                              "evidence": {"support": 7, "counter": 0, "first_seen_ms": 1, "last_seen_ms": 9}}}],
                 "candidates": [],
                 "hypotheses": [{"route": "/v1/users", "hypotheses": [
-                    {"param": "city", "kind": "equals", "field": "city", "descending": false,
+                    {"id": "users:h0c1d2e3f", "param": "city", "kind": "equals", "field": "city", "descending": false,
                      "support": 10, "counter_examples": 0, "confident": true,
                      "last_verified_ms": 9}]},
                     {"route": "PATCH /v1/users/{id}", "hypotheses": [
-                    {"param": null, "kind": "write_answer", "field": null, "descending": false,
+                    {"id": "users:h9a8b7c6d", "param": null, "kind": "write_answer", "field": null, "descending": false,
                      "support": 4, "counter_examples": 0, "confident": false,
                      "last_verified_ms": 9}]}],
                 "pending_checks": 2
@@ -249,13 +353,65 @@ mod tests {
             .lines()
             .find(|l| l.contains("/v1/users") && l.contains("city"));
         assert!(
-            city.is_some_and(|l| l.contains("equals") && l.contains("yes")),
+            city.is_some_and(|l| l.starts_with("users:h0c1d2e3f ")
+                && l.contains("equals")
+                && l.contains("yes")),
             "{text}"
         );
         let answer = text.lines().find(|l| l.contains("PATCH /v1/users/{id}"));
         assert!(
-            answer.is_some_and(|l| l.contains("(write answer)") && l.contains("write_answer")),
+            answer.is_some_and(|l| l.starts_with("users:h9a8b7c6d ")
+                && l.contains("(write answer)")
+                && l.contains("write_answer")),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn forget_tells_rules_from_hypotheses_by_the_ids_status_shows() {
+        assert_eq!(
+            ForgetTarget::of("users:1", false),
+            ForgetTarget::Rule("users:1")
+        );
+        assert_eq!(
+            ForgetTarget::of("users:h0c1d2e3f", false),
+            ForgetTarget::Hypothesis("users:h0c1d2e3f")
+        );
+        // Malformed either way: the server says what a good id looks like.
+        assert_eq!(
+            ForgetTarget::of("users:hx", false),
+            ForgetTarget::Hypothesis("users:hx")
+        );
+        assert_eq!(
+            ForgetTarget::of("users", false),
+            ForgetTarget::Rule("users")
+        );
+        assert_eq!(
+            ForgetTarget::of("users", true),
+            ForgetTarget::Table("users")
+        );
+        assert_eq!(
+            ForgetTarget::of("users:h0c1d2e3f", true),
+            ForgetTarget::Table("users:h0c1d2e3f")
+        );
+    }
+
+    #[test]
+    fn forgotten_hypotheses_read_as_status_showed_them() {
+        let gone: ForgottenHypotheses = serde_json::from_value(json!({
+            "id": "users:h0c1d2e3f",
+            "forgotten": [{"route": "/v1/users", "hypotheses": [
+                {"id": "users:h0c1d2e3f", "param": "city", "kind": "equals", "field": "city",
+                 "descending": false, "support": 10, "counter_examples": 0, "confident": true,
+                 "last_verified_ms": 9}]}],
+            "invalidated": 3,
+            "seq": 41
+        }))
+        .unwrap();
+        assert_eq!(
+            forgotten_text(&gone),
+            "forgot hypothesis users:h0c1d2e3f: /v1/users city equals city\n\
+             invalidated 3 keys kept under its route\n"
         );
     }
 }

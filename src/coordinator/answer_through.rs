@@ -13,7 +13,7 @@ use super::write::own_record_key;
 use edgecache_core::answer_through::{answers_record, compare, Comparison, PendingAnswer, Since};
 use edgecache_core::key::CacheKey;
 use edgecache_core::origin::OriginWrite;
-use edgecache_core::planner::WriteImages;
+use edgecache_core::planner::{InvalidationReason, WriteImages};
 use edgecache_core::protocol::{LearnContext, Registration, RouteHypotheses, WriteOp};
 use edgecache_core::schema::Relation;
 use edgecache_core::shadow::body_digest;
@@ -148,20 +148,25 @@ pub fn compare_refetch<S: Store>(
     let refuted = hypothesis.count(verdict, now_ms);
     graph.set_answer_hypothesis(&pending.pattern, &hypothesis)?;
     match refuted {
-        true => invalidate_spared(graph, &pending.pattern),
+        true => invalidate_spared(
+            graph,
+            &pending.pattern,
+            InvalidationReason::HypothesisRevoked,
+        ),
         false => Ok(0),
     }
 }
 
-/// Each write route's hypothesis, for stats (`learn status` lists them with the list routes').
-pub fn hypotheses<S: Store>(graph: &Graph<S>) -> Result<Vec<RouteHypotheses>, StoreError> {
+/// Each write route's hypothesis in `table`, named, for stats (`learn status` lists them with
+/// the list routes').
+pub fn hypotheses<S: Store>(
+    graph: &Graph<S>,
+    table: &str,
+) -> Result<Vec<RouteHypotheses>, StoreError> {
     Ok(graph
         .answer_hypotheses()?
         .into_iter()
-        .map(|(route, h)| RouteHypotheses {
-            route,
-            hypotheses: vec![h.status()],
-        })
+        .map(|(route, h)| RouteHypotheses::new(table, route, vec![h.status()]))
         .collect())
 }
 
@@ -174,7 +179,6 @@ mod tests {
     use crate::coordinator::store::memory::MemoryStore;
     use crate::coordinator::write::{plan, record, Through};
     use edgecache_core::answer_through::CONFIDENT_AGREEMENTS;
-    use edgecache_core::planner::InvalidationReason;
     use edgecache_core::protocol::{Learning, LearningMode};
 
     const PATTERN: &str = "PATCH /v1/users/{id}";
@@ -268,7 +272,7 @@ mod tests {
             Some(InvalidationReason::HypothesisRevoked)
         );
         assert!(!confident(&g));
-        let status = hypotheses(&g).unwrap();
+        let status = hypotheses(&g, "users").unwrap();
         assert_eq!(status[0].route, PATTERN);
         assert_eq!(
             (
@@ -297,6 +301,57 @@ mod tests {
         assert!(!confident(&g));
     }
 
+    /// Ten agreeing PATCHes of user 1, each refilled: the route becomes confident.
+    fn learned(g: &Graph<MemoryStore>, name: &str) {
+        for n in 0..CONFIDENT_AGREEMENTS {
+            let name = format!("{name}{n}");
+            let (key, _, _) = patch(g, &name, LearningMode::Apply, false);
+            refill(g, &key, &answer(&name));
+        }
+        assert!(confident(g));
+    }
+
+    #[test]
+    fn a_forgotten_write_answer_invalidates_what_was_written_through_and_is_learned_afresh() {
+        let g = graph();
+        g.register(&registration("/v1/users/1", answer("Ann"), BORN))
+            .unwrap();
+        learned(&g, "Ann");
+        // Written through, and picked for verification: its answer waits for the check.
+        let (key, seq, _) = patch(&g, "Bea", LearningMode::Apply, true);
+        assert_eq!(g.registration(&key).unwrap().map(|r| r.stamp), Some(seq));
+        assert!(g.pending_answer(&key).unwrap().is_some());
+
+        let id = hypotheses(&g, "users").unwrap()[0].hypotheses[0].id.clone();
+        let target = edgecache_core::semantics::HypothesisRef::parse(&id).unwrap();
+        let gone = crate::coordinator::forget::forget_hypothesis(&g, &target).unwrap();
+        assert_eq!(
+            (gone.forgotten[0].route.as_str(), gone.invalidated),
+            (PATTERN, 1)
+        );
+        assert_eq!(
+            g.last_invalidation(&key).unwrap().map(|(_, r)| r),
+            Some(InvalidationReason::HypothesisForgotten),
+            "the written-through copy"
+        );
+        assert!(hypotheses(&g, "users").unwrap().is_empty());
+        assert!(
+            g.pending_answer(&key).unwrap().is_none(),
+            "an answer from before counts for nothing"
+        );
+        assert!(!confident(&g));
+
+        // Refilled: the next PATCH is invalidated, not written through, and unlike a revoked
+        // route this one is learned again, from new comparisons only.
+        refill(&g, &key, &answer("Bea"));
+        let (key, _, _) = patch(&g, "Cy", LearningMode::Apply, false);
+        assert!(g.registration(&key).unwrap().is_none(), "invalidated");
+        refill(&g, &key, &answer("Cy"));
+        learned(&g, "Dee");
+        let status = hypotheses(&g, "users").unwrap();
+        assert_eq!(status[0].hypotheses[0].id, id, "under the same name");
+    }
+
     #[test]
     fn a_refetch_that_cannot_tell_counts_nothing() {
         let g = graph();
@@ -317,7 +372,10 @@ mod tests {
         let (key, seq, _) = patch(&g, "Cy", LearningMode::Apply, false);
         g.note_foreign_write().unwrap();
         assert_eq!(compare_refetch(&g, &key, seq, other, 5).unwrap(), 0);
-        assert!(hypotheses(&g).unwrap().is_empty(), "no evidence at all");
+        assert!(
+            hypotheses(&g, "users").unwrap().is_empty(),
+            "no evidence at all"
+        );
         // A later write of the record whose answer is not comparable drops the answer: its
         // refetch shows the later write.
         refill(&g, &key, &answer("Cy"));
@@ -325,7 +383,10 @@ mod tests {
         let recorded = crate::coordinator::fixtures::write(&g, &rename("1", "Dee", "Eve"));
         note_answer(&g, ("1", recorded.seq), None, &[], false).unwrap();
         assert_eq!(refill(&g, &key, &answer("Eve")), 0);
-        assert!(hypotheses(&g).unwrap().is_empty(), "no evidence at all");
+        assert!(
+            hypotheses(&g, "users").unwrap().is_empty(),
+            "no evidence at all"
+        );
         // A later comparable write replaces it.
         patch(&g, "Fay", LearningMode::Apply, false);
         g.register(&registration(
@@ -336,7 +397,7 @@ mod tests {
         .unwrap();
         let (key, _, _) = patch(&g, "Gus", LearningMode::Apply, false);
         assert_eq!(refill(&g, &key, &answer("Gus")), 0);
-        let status = hypotheses(&g).unwrap();
+        let status = hypotheses(&g, "users").unwrap();
         assert_eq!(
             (
                 status[0].hypotheses[0].support,

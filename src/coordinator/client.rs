@@ -8,10 +8,11 @@ use crate::runtime::platform::within;
 use edgecache_core::codec::encode_component;
 use edgecache_core::outcome::NotStored;
 use edgecache_core::protocol::{
-    Changes, CoordinatorStats, ExplainRequest, ExplainResponse, ForgetRequest, ForgottenRule,
-    InvalidateRequest, InvalidateResponse, KeyInfo, ObserveRequest, ObserveResponse, OriginConfig,
-    OriginContext, RecordInfo, RefreshRequest, RegisterRequest, RegisterResponse, TableLearning,
-    WriteRequest, WriteResponse, NAME_HEADER, ORIGIN_HEADER,
+    Changes, CoordinatorStats, ExplainRequest, ExplainResponse, ForgetHypothesisRequest,
+    ForgetRequest, ForgottenHypotheses, ForgottenLearning, ForgottenRule, InvalidateRequest,
+    InvalidateResponse, KeyInfo, ObserveRequest, ObserveResponse, OriginConfig, OriginContext,
+    RecordInfo, RefreshRequest, RegisterRequest, RegisterResponse, TableLearning, WriteRequest,
+    WriteResponse, NAME_HEADER, ORIGIN_HEADER,
 };
 use edgecache_core::timing::STEP_TIMEOUT_MS;
 use edgecache_core::{ApiError, CoordinatorId};
@@ -140,6 +141,25 @@ impl<'a> Coordinator<'a> {
     /// Forgets a learned rule.
     pub async fn forget_rule(&self, rule: u64) -> Result<ForgottenRule, ApiError> {
         self.call(Method::Post, "/learn/forget", Some(&ForgetRequest { rule }))
+            .await
+    }
+
+    /// Forgets the hypotheses named `hypothesis` (`<table>:h<8 hex>`) and invalidates what was
+    /// kept under them.
+    pub async fn forget_hypothesis(
+        &self,
+        hypothesis: &str,
+    ) -> Result<ForgottenHypotheses, ApiError> {
+        let body = ForgetHypothesisRequest {
+            hypothesis: hypothesis.to_string(),
+        };
+        self.call(Method::Post, "/learn/forget-hypothesis", Some(&body))
+            .await
+    }
+
+    /// Forgets everything the coordinator learned and invalidates what was kept under it.
+    pub async fn forget_all(&self) -> Result<ForgottenLearning, ApiError> {
+        self.call::<(), _>(Method::Post, "/learn/forget-all", None)
             .await
     }
 

@@ -72,6 +72,12 @@ struct PendingRow {
 }
 
 #[derive(Deserialize)]
+struct PendingKeyRow {
+    key: String,
+    pending: String,
+}
+
+#[derive(Deserialize)]
 struct RouteRow {
     route: String,
     state: String,
@@ -887,6 +893,44 @@ impl<S: Store> Graph<S> {
         )?;
         Ok(rows.into_iter().map(|r| r.key).collect())
     }
+
+    /// Every route (list route or write pattern) some key is kept under.
+    pub fn spared_routes(&self) -> Result<Vec<String>> {
+        let rows: Vec<KeyRow> = self.rows(
+            "SELECT DISTINCT route AS key FROM learned_spared ORDER BY route",
+            vec![],
+        )?;
+        Ok(rows.into_iter().map(|r| r.key).collect())
+    }
+
+    /// Forgets what every list route learned and every write route's hypothesis, with the
+    /// answers waiting to be counted for them.
+    pub fn forget_semantics(&self) -> Result<()> {
+        for table in ["learned_routes", "answer_hypotheses", "answer_checks"] {
+            self.exec(&format!("DELETE FROM {table}"), vec![])?;
+        }
+        Ok(())
+    }
+
+    /// Forgets a write route's hypothesis and the answers waiting to be counted for it, so it
+    /// is learned again only from writes answered from now on.
+    pub fn forget_answer_hypothesis(&self, pattern: &str) -> Result<()> {
+        self.exec(
+            "DELETE FROM answer_hypotheses WHERE pattern = ?",
+            vec![text(pattern)],
+        )?;
+        let rows: Vec<PendingKeyRow> =
+            self.rows("SELECT key, pending FROM answer_checks", vec![])?;
+        for row in rows {
+            let theirs = serde_json::from_str::<PendingAnswer>(&row.pending)
+                .ok()
+                .is_none_or(|p| p.pattern == pattern);
+            if theirs {
+                self.drop_pending_answer(&row.key)?;
+            }
+        }
+        Ok(())
+    }
     /// A write route's write-through hypothesis (`None`: no evidence yet).
     pub fn answer_hypothesis(&self, pattern: &str) -> Result<Option<AnswerHypothesis>> {
         let rows: Vec<StateRow> = self.rows(
@@ -1347,6 +1391,20 @@ impl<S: Store> Graph<S> {
             vec![text(&key)],
         )?;
         Ok(Some(rule))
+    }
+
+    /// Forgets every rule and all the evidence of the table's dependency hypotheses; answers
+    /// how many rules and how many hypotheses short of a rule were forgotten.
+    pub fn forget_rules(&self) -> Result<(u64, u64)> {
+        let rules = self.rules()?;
+        let hypotheses = self
+            .evidence()?
+            .iter()
+            .filter(|(d, _)| !rules.iter().any(|r| &r.dependency == d))
+            .count();
+        self.exec("DELETE FROM learned_rules", vec![])?;
+        self.exec("DELETE FROM learn_evidence", vec![])?;
+        Ok((rules.len() as u64, hypotheses as u64))
     }
 
     /// A mark that moves with every write that may change this table's answers: one of its

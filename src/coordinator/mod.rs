@@ -1,10 +1,11 @@
 //! `TableCoordinator`: the Durable Object of one table (`object`, its routing), what it does
 //! (`register`, `write`, `invalidate`, `rehydrate`, `shadow`, learned `semantics` and
-//! `answer_through`), its storage (`graph` over a `store`), its
+//! `answer_through`, and an operator's `forget` of them), its storage (`graph` over a `store`), its
 //! write queue, and the edge's typed client for it.
 
 pub mod answer_through;
 pub mod client;
+pub mod forget;
 pub mod graph;
 pub mod invalidate;
 pub mod object;

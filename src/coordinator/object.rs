@@ -10,6 +10,7 @@ use std::rc::Rc;
 
 use worker::{durable_object, DurableObject, Env, Method, Request, Response, SqlStorage, State};
 
+use super::forget::{forget_all, forget_hypothesis};
 use super::graph::Graph;
 use super::queue::{WriteGroups, WriteQueue, WriteTiming, WriteTimings};
 use super::shadow::table_learning;
@@ -23,12 +24,13 @@ use edgecache_core::catalog::Catalog;
 use edgecache_core::config::Config;
 use edgecache_core::origin::OriginError;
 use edgecache_core::protocol::{
-    CoordinatorStats, ExplainRequest, ForgetRequest, ForgottenRule, InvalidateRequest, KeyInfo,
-    ObserveRequest, OriginConfig, OriginContext, RecordInfo, RefreshRequest, RegisterRequest,
-    WriteRequest, NAME_HEADER, ORIGIN_HEADER,
+    CoordinatorStats, ExplainRequest, ForgetHypothesisRequest, ForgetRequest, ForgottenRule,
+    InvalidateRequest, KeyInfo, ObserveRequest, OriginConfig, OriginContext, RecordInfo,
+    RefreshRequest, RegisterRequest, WriteRequest, NAME_HEADER, ORIGIN_HEADER,
 };
 use edgecache_core::ratelimit::RateLimiter;
 use edgecache_core::schema::{Relation, Scope};
+use edgecache_core::semantics::HypothesisRef;
 use edgecache_core::{ApiError, CoordinatorId};
 
 /// Most tenants whose origin credentials (and refill budgets) one coordinator remembers.
@@ -324,6 +326,27 @@ impl TableCoordinator {
                     rule: rule.dependency.to_string(),
                 })
             }
+            (Method::Post, "/learn/forget-hypothesis") => {
+                let body: ForgetHypothesisRequest = read_json(&mut req, INTERNAL_MAX_BODY).await?;
+                let table = self.table()?;
+                let target = HypothesisRef::parse(&body.hypothesis)
+                    .filter(|h| h.table == table)
+                    .ok_or_else(|| {
+                        ApiError::internal(
+                            "a hypothesis's name reached another table's coordinator",
+                        )
+                    })?;
+                let answer = forget_hypothesis(&graph, &target)?;
+                if answer.forgotten.is_empty() {
+                    return Err(ApiError::new(
+                        404,
+                        "hypothesis_not_found",
+                        format!("no learned hypothesis {target}"),
+                    ));
+                }
+                json(&answer)
+            }
+            (Method::Post, "/learn/forget-all") => json(&forget_all(&graph, &self.table()?)?),
             (Method::Get, "/inspect") => inspect(&graph, param("key"), param("record")),
             (Method::Get, "/stats") => {
                 let (keys, pending) = graph.counts()?;
@@ -333,7 +356,7 @@ impl TableCoordinator {
                     pending_rehydrates: pending,
                     writes: self.writes.get(),
                     commits: self.commits.get(),
-                    hypotheses: super::semantics::hypotheses(&graph)?,
+                    hypotheses: super::semantics::hypotheses(&graph, &self.table()?)?,
                     refills: self.refills.get(),
                     written_through: self.written_through.get(),
                     patched: self.patched.get(),

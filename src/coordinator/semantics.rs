@@ -114,7 +114,7 @@ pub fn observe<S: Store>(
     let revoked = state.observe(obs, now_ms);
     let size = serde_json::to_string(&state).map_or(usize::MAX, |s| s.len());
     if !revoked.is_empty() || size > MAX_ROUTE_STATE_BYTES {
-        invalidate_spared(graph, &route)?;
+        invalidate_spared(graph, &route, InvalidationReason::HypothesisRevoked)?;
     }
     if size > MAX_ROUTE_STATE_BYTES {
         // Too much to keep in one statement: forget the route's learning (safe, since every
@@ -137,14 +137,16 @@ pub fn revoke<S: Store>(
     };
     state.revoke_all();
     graph.set_route_semantics(route, &state)?;
-    invalidate_spared(graph, route)
+    invalidate_spared(graph, route, InvalidationReason::HypothesisRevoked)
 }
 
 /// Invalidates, at one new seq, every key kept under `route` (a list route's learned semantics,
-/// or a write route's learned write-through) since it was filled; answers how many.
+/// or a write route's learned write-through) since it was filled, for `reason` (its hypotheses
+/// were revoked, or forgotten); answers how many.
 pub(super) fn invalidate_spared<S: Store>(
     graph: &Graph<S>,
     route: &str,
+    reason: InvalidationReason,
 ) -> Result<usize, StoreError> {
     let keys = graph.learned_spared(route)?;
     if keys.is_empty() {
@@ -152,7 +154,7 @@ pub(super) fn invalidate_spared<S: Store>(
     }
     let seq = graph.bump()?;
     for key in &keys {
-        graph.invalidate(key, seq, InvalidationReason::HypothesisRevoked)?;
+        graph.invalidate(key, seq, reason)?;
     }
     Ok(keys.len())
 }
@@ -251,17 +253,19 @@ pub fn any_confident<S: Store>(graph: &Graph<S>) -> Result<bool, StoreError> {
         .any(|(_, s)| s.status().iter().any(|h| h.confident)))
 }
 
-/// The hypotheses of every route, for stats: the list routes' and then the write routes'
-/// (learned write-through, `answer_through`).
-pub fn hypotheses<S: Store>(graph: &Graph<S>) -> Result<Vec<RouteHypotheses>, StoreError> {
+/// The hypotheses of every route of `table`, named, for stats: the list routes' and then the
+/// write routes' (learned write-through, `answer_through`).
+pub fn hypotheses<S: Store>(
+    graph: &Graph<S>,
+    table: &str,
+) -> Result<Vec<RouteHypotheses>, StoreError> {
     let lists = graph
         .learned_routes()?
         .into_iter()
-        .map(|(route, s)| RouteHypotheses {
-            route,
-            hypotheses: s.status(),
-        });
-    Ok(lists.chain(answer_through::hypotheses(graph)?).collect())
+        .map(|(route, s)| RouteHypotheses::new(table, route, s.status()));
+    Ok(lists
+        .chain(answer_through::hypotheses(graph, table)?)
+        .collect())
 }
 
 impl TableCoordinator {
@@ -443,7 +447,7 @@ mod tests {
     fn a_create_under_confident_semantics_stales_only_the_pages_its_row_joins() {
         let g = graph();
         let regs = learned_city_pages(&g);
-        let confident: Vec<String> = hypotheses(&g).unwrap()[0]
+        let confident: Vec<String> = hypotheses(&g, "users").unwrap()[0]
             .hypotheses
             .iter()
             .filter(|h| h.confident)
@@ -479,10 +483,86 @@ mod tests {
         assert_eq!(g.learned_spared(&route).unwrap().len(), 9, "the kept pages");
         // A shadow miss on any of them revokes the route and invalidates the nine.
         assert_eq!(revoke(&g, &route, RevokeReason::ShadowMiss).unwrap(), 9);
-        assert!(hypotheses(&g).unwrap()[0]
+        assert!(hypotheses(&g, "users").unwrap()[0]
             .hypotheses
             .iter()
             .all(|h| !h.confident));
+    }
+
+    #[test]
+    fn a_forgotten_hypothesis_invalidates_what_its_route_kept_and_is_learned_again_only_anew() {
+        let g = graph();
+        let regs = learned_city_pages(&g);
+        let route = route_of(&regs[0].key).unwrap();
+        let plan_create = || {
+            let images = created("u045", "b");
+            let learned = LearnedPlanning::of(&g, Some(&apply()), &post(), &images).unwrap();
+            let candidates = g.candidate_keys(&[&images]).unwrap().remove(0);
+            crate::coordinator::write::plan_among(&g, &images, &candidates, &[], learned).unwrap()
+        };
+        let (plan, spared) = plan_create();
+        record_spared(&g, &spared, &plan).unwrap();
+        assert_eq!(g.learned_spared(&route).unwrap().len(), 9, "the kept pages");
+        // `city equals city` under the name `learn status` shows.
+        let city = |g: &Graph<_>| {
+            hypotheses(g, "users").unwrap()[0]
+                .hypotheses
+                .iter()
+                .find(|h| {
+                    let equals = h.kind.as_str() == "equals";
+                    equals
+                        && h.param.as_deref() == Some("city")
+                        && h.field.as_deref() == Some("city")
+                })
+                .cloned()
+        };
+        let named = city(&g).expect("learned");
+        assert!(
+            named.confident && named.id.starts_with("users:h"),
+            "{named:?}"
+        );
+        let target = edgecache_core::semantics::HypothesisRef::parse(&named.id).unwrap();
+
+        let answer = crate::coordinator::forget::forget_hypothesis(&g, &target).unwrap();
+        assert_eq!(answer.invalidated, 9);
+        assert_eq!(answer.forgotten[0].route, route);
+        assert_eq!(answer.forgotten[0].hypotheses[0].id, named.id);
+        let kept: Vec<&Registration> = regs
+            .iter()
+            .filter(|r| plan.reason_for(&CacheKey::parse(&r.key).unwrap()).is_none())
+            .collect();
+        for reg in &kept {
+            assert_eq!(
+                g.last_invalidation(&reg.key).unwrap().map(|(_, r)| r),
+                Some(InvalidationReason::HypothesisForgotten),
+                "{}",
+                reg.key
+            );
+        }
+        assert!(city(&g).is_none(), "gone from status");
+        assert!(
+            crate::coordinator::forget::forget_hypothesis(&g, &target)
+                .unwrap()
+                .forgotten
+                .is_empty(),
+            "nothing left to forget under that name"
+        );
+
+        // Filled again: `city` is unresolved, so the create stales every page it spared.
+        for reg in &kept {
+            g.register(reg).unwrap();
+        }
+        let (plan, spared) = plan_create();
+        assert_eq!(staled(&plan, &regs).len(), 12, "every page");
+        assert!(spared.iter().all(|(k, _)| !k.as_str().contains("city")));
+        // Only responses observed from now on teach it again.
+        for reg in &regs {
+            observe(&g, reg, 5).unwrap();
+        }
+        assert_eq!(
+            city(&g).map(|h| (h.id, h.confident)),
+            Some((named.id, true))
+        );
     }
 
     #[test]

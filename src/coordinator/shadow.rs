@@ -456,7 +456,7 @@ pub fn table_learning<S: Store>(
         shadow,
         rules,
         candidates,
-        hypotheses: semantics::hypotheses(graph)?,
+        hypotheses: semantics::hypotheses(graph, table)?,
         pending_checks: graph.pending_shadow()?,
     })
 }

@@ -129,6 +129,12 @@ pub async fn serve(
         (Method::Delete, ["tenants", name, "learn", "rules", rule]) => {
             learn::forget(env, &p, name, rule).await
         }
+        (Method::Delete, ["tenants", name, "learn", "hypotheses", id]) => {
+            learn::forget_hypothesis(env, config.l1_max_bytes, &p, name, id).await
+        }
+        (Method::Delete, ["tenants", name, "learn", "tables", table]) => {
+            learn::forget_table(env, config.l1_max_bytes, &p, name, table).await
+        }
         (Method::Get, ["beta"]) => {
             operator_only(&p)?;
             answer(&super::beta::list(env).await?)

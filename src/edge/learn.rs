@@ -1,16 +1,19 @@
 //! The admin API's learning endpoints: what each of a tenant's tables has learned (shadow
-//! counts, learned rules, hypotheses), and forgetting a rule. The learning setting itself is a
+//! counts, learned rules, hypotheses), and forgetting a rule, a hypothesis or all of a table's
+//! learning. The learning setting itself is a
 //! tenant setting (`PATCH /tenants/{name}`: `learning`, `learning_frozen`).
 
 use worker::{Env, Response, Url};
 
 use super::admin::{answer, authorize, Principal};
 use super::tenants::{self, catalog_of};
+use crate::cache::isolate::Edge;
 use crate::coordinator::client::Coordinator;
 use crate::runtime::http::query_param;
 use edgecache_core::catalog::Catalog;
 use edgecache_core::codec::decode;
 use edgecache_core::protocol::{LearnStatus, OriginConfig, Tenant};
+use edgecache_core::semantics::HypothesisRef;
 use edgecache_core::{ApiError, CoordinatorId};
 
 /// `GET /tenants/{name}/learn[?table=T]`: each table's learning (one table with `?table=`).
@@ -55,8 +58,7 @@ pub async fn forget(
     rule: &str,
 ) -> Result<Response, ApiError> {
     authorize(p, tenant)?;
-    // Clients may percent-encode the `:` of a path segment.
-    let rule = &decode(rule, false).unwrap_or_else(|_| rule.to_string());
+    let rule = &path_segment(rule);
     let bad = || {
         ApiError::new(
             400,
@@ -66,6 +68,65 @@ pub async fn forget(
     };
     let (table, n) = rule.rsplit_once(':').ok_or_else(bad)?;
     let n: u64 = n.parse().map_err(|_| bad())?;
+    let (_, coordinator) = coordinator_of(env, tenant, table).await?;
+    answer(&coordinator.forget_rule(n).await?)
+}
+
+/// `DELETE /tenants/{name}/learn/hypotheses/{id}` (`id`: `<table>:h<8 hex>`, as `learn status`
+/// shows it): forgets a learned hypothesis (list semantics or write-through) and invalidates
+/// every key kept under its route.
+pub async fn forget_hypothesis(
+    env: &Env,
+    l1_max_bytes: usize,
+    p: &Principal,
+    tenant: &str,
+    id: &str,
+) -> Result<Response, ApiError> {
+    authorize(p, tenant)?;
+    let id = path_segment(id);
+    let target = HypothesisRef::parse(&id).ok_or_else(|| {
+        ApiError::new(
+            400,
+            "bad_hypothesis_id",
+            format!("a hypothesis's id looks like `users:h0c1d2e3f` (`learn status` shows them), not `{id}`"),
+        )
+    })?;
+    let (id, coordinator) = coordinator_of(env, tenant, &target.table).await?;
+    let gone = coordinator.forget_hypothesis(&target.to_string()).await?;
+    // As after a manual invalidation: what it invalidated is gone from this isolate at once,
+    // elsewhere within the route's staleness bound, or at once for a read presenting `seq`.
+    Edge::new(l1_max_bytes).expire_view(&id);
+    answer(&gone)
+}
+
+/// `DELETE /tenants/{name}/learn/tables/{table}`: forgets everything the table learned (rules,
+/// dependency evidence, list semantics, write-through) and invalidates every key kept under it.
+pub async fn forget_table(
+    env: &Env,
+    l1_max_bytes: usize,
+    p: &Principal,
+    tenant: &str,
+    table: &str,
+) -> Result<Response, ApiError> {
+    authorize(p, tenant)?;
+    let (id, coordinator) = coordinator_of(env, tenant, &path_segment(table)).await?;
+    let gone = coordinator.forget_all().await?;
+    Edge::new(l1_max_bytes).expire_view(&id);
+    answer(&gone)
+}
+
+/// A path segment as sent: clients may percent-encode the `:` of an id.
+fn path_segment(segment: &str) -> String {
+    decode(segment, false).unwrap_or_else(|_| segment.to_string())
+}
+
+/// The coordinator of `tenant`'s `table` with its id, if the tenant has the table (the caller
+/// is authorized first).
+async fn coordinator_of<'a>(
+    env: &'a Env,
+    tenant: &str,
+    table: &str,
+) -> Result<(CoordinatorId, Coordinator<'a>), ApiError> {
     let record = tenants::load(env, tenant).await?;
     let catalog = catalog_of(env, &record).await?;
     if !tables_of(&record.tenant, &catalog)
@@ -75,7 +136,8 @@ pub async fn forget(
         return Err(unknown_table(table));
     }
     let id = CoordinatorId::new(&record.tenant.origin.source(), table);
-    answer(&Coordinator::of(env, &id).forget_rule(n).await?)
+    let coordinator = Coordinator::of(env, &id);
+    Ok((id, coordinator))
 }
 
 /// The tenant's tables: its HTTP origin's known ones, or the D1 schema's.

@@ -47,7 +47,7 @@ impl AnswerHypothesis {
 
     /// Counts one comparison at `now_ms`; answers whether the hypothesis is refuted now (keys
     /// written through under it must be invalidated). A counter-example is final: the route is
-    /// never written through again.
+    /// never written through again, unless an operator forgets the hypothesis (`learn forget`).
     pub fn count(&mut self, verdict: Verdict, now_ms: u64) -> bool {
         self.evidence.count(verdict, now_ms);
         verdict == Verdict::Contradicts
@@ -57,6 +57,7 @@ impl AnswerHypothesis {
     pub fn status(&self) -> HypothesisStatus {
         let supported = self.evidence.support > 0 && self.evidence.counter == 0;
         HypothesisStatus {
+            id: String::new(),
             param: None,
             kind: HypothesisKind::WriteAnswer,
             field: None,

@@ -53,6 +53,10 @@ pub enum InvalidationReason {
     /// A learned query-semantics hypothesis the key was kept under was contradicted (a later
     /// response, or a shadow check): every key it kept is stale.
     HypothesisRevoked,
+    /// An operator forgot a learned hypothesis the key was kept under (`learn forget`, say after
+    /// the API changed what a parameter means): every key it kept is invalidated, as when it
+    /// is revoked, since nothing vouches for them any more.
+    HypothesisForgotten,
 }
 
 impl InvalidationReason {
@@ -69,6 +73,7 @@ impl InvalidationReason {
             InvalidationReason::Learned { .. } => "learned",
             InvalidationReason::ShadowChanged => "shadow_changed",
             InvalidationReason::HypothesisRevoked => "hypothesis_revoked",
+            InvalidationReason::HypothesisForgotten => "hypothesis_forgotten",
         }
     }
 

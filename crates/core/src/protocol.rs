@@ -7,7 +7,7 @@ use crate::extract::ListWindow;
 use crate::key::{CacheKey, DataSource};
 use crate::planner::{InvalidationReason, ListDependent, SpareReason, StaleCause, ViewDependent};
 use crate::query::ListQuery;
-use crate::semantics::{HypothesisStatus, ListObservation};
+use crate::semantics::{HypothesisRef, HypothesisStatus, ListObservation};
 use crate::Row;
 
 pub use crate::freshness::Changes;
@@ -485,6 +485,43 @@ pub struct ForgottenRule {
     pub rule: String,
 }
 
+/// A coordinator's `POST /learn/forget-hypothesis`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForgetHypothesisRequest {
+    /// The hypothesis's name, `<table>:h<8 hex>` ([`HypothesisRef`]).
+    pub hypothesis: String,
+}
+
+/// `DELETE /tenants/{name}/learn/hypotheses/{id}`'s answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForgottenHypotheses {
+    /// The name asked for.
+    pub id: String,
+    /// The hypotheses forgotten under it (one, unless two share the name), with their routes.
+    pub forgotten: Vec<RouteHypotheses>,
+    /// Keys kept or written through under their routes, now invalidated.
+    pub invalidated: u64,
+    /// The table's seq after it: `<table>=<seq>` as a token reads nothing older.
+    pub seq: u64,
+}
+
+/// `DELETE /tenants/{name}/learn/tables/{table}`'s answer: everything the table's coordinator
+/// had learned, forgotten.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ForgottenLearning {
+    /// The table.
+    pub table: String,
+    /// Learned rules forgotten.
+    pub rules: u64,
+    /// Hypotheses forgotten: dependency hypotheses short of a rule, list semantics and
+    /// write-through.
+    pub hypotheses: u64,
+    /// Keys kept or written through under them, now invalidated.
+    pub invalidated: u64,
+    /// The table's seq after it: `<table>=<seq>` as a token reads nothing older.
+    pub seq: u64,
+}
+
 /// Keys listed at most in each part of a [`WriteExplanation`].
 pub const MAX_EXPLAINED_KEYS: usize = 100;
 
@@ -705,6 +742,20 @@ pub struct RouteHypotheses {
     pub route: String,
     /// Its hypotheses with their evidence.
     pub hypotheses: Vec<HypothesisStatus>,
+}
+
+impl RouteHypotheses {
+    /// `route`'s hypotheses in `table`, each given its name ([`HypothesisRef`]).
+    pub fn new(table: &str, route: String, hypotheses: Vec<HypothesisStatus>) -> RouteHypotheses {
+        let hypotheses = hypotheses
+            .into_iter()
+            .map(|h| HypothesisStatus {
+                id: HypothesisRef::of(table, &route, &h.hypothesis()).to_string(),
+                ..h
+            })
+            .collect();
+        RouteHypotheses { route, hypotheses }
+    }
 }
 
 /// A coordinator error, answered with its HTTP status.

@@ -192,9 +192,60 @@ impl Evidence {
     }
 }
 
+/// How `learn status` names a hypothesis and `learn forget` finds it: `<table>:h<8 hex>`, the
+/// start of a digest of its route and of the hypothesis itself. A digest rather than a number:
+/// the name stays the same while other hypotheses come and go (a position would shift under
+/// the operator's feet), needs no storage, and is the same again if it is learned again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HypothesisRef {
+    /// The table whose coordinator holds it.
+    pub table: String,
+    /// The digest's first [`HYPOTHESIS_REF_DIGITS`] hex digits.
+    pub digest: String,
+}
+
+/// Hex digits of a [`HypothesisRef`]: two hypotheses of one table share a name with probability
+/// about n²/2³³ (n hypotheses); if they do, forgetting the name forgets both, which is safe.
+pub const HYPOTHESIS_REF_DIGITS: usize = 8;
+
+impl HypothesisRef {
+    /// The name of hypothesis `id` of `route` (a list route, or a write route's pattern) in
+    /// `table`.
+    pub fn of(table: &str, route: &str, id: &HypothesisId) -> HypothesisRef {
+        HypothesisRef {
+            table: table.to_string(),
+            digest: digest(&format!("{route}\n{id}"))[..HYPOTHESIS_REF_DIGITS].to_string(),
+        }
+    }
+
+    /// Reads `<table>:h<8 hex>`; `None` for anything else (a rule's id `users:3` included).
+    pub fn parse(text: &str) -> Option<HypothesisRef> {
+        let (table, name) = text.rsplit_once(':')?;
+        let digest = name.strip_prefix('h')?;
+        let hex = digest.len() == HYPOTHESIS_REF_DIGITS
+            && digest
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        (!table.is_empty() && hex).then(|| HypothesisRef {
+            table: table.to_string(),
+            digest: digest.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for HypothesisRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:h{}", self.table, self.digest)
+    }
+}
+
 /// A hypothesis as stats show it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HypothesisStatus {
+    /// Its name ([`HypothesisRef`]), what `learn forget` takes; given by
+    /// `protocol::RouteHypotheses::new`, which knows the table and route (empty before).
+    #[serde(default)]
+    pub id: String,
     /// The parameter (`None`: default order).
     pub param: Option<String>,
     /// Its role.
@@ -211,6 +262,18 @@ pub struct HypothesisStatus {
     pub confident: bool,
     /// When a response last supported it (ms).
     pub last_verified_ms: u64,
+}
+
+impl HypothesisStatus {
+    /// Which hypothesis this is.
+    pub fn hypothesis(&self) -> HypothesisId {
+        HypothesisId {
+            param: self.param.clone(),
+            kind: self.kind,
+            field: self.field.clone(),
+            descending: self.descending,
+        }
+    }
 }
 
 /// A page kept for the cross-page checks of offsets.
@@ -774,12 +837,20 @@ impl RouteSemantics {
         revoked
     }
 
+    /// Forgets hypothesis `id` and its evidence (an operator's `learn forget`): it is learned
+    /// again only from responses observed from now on. Its parameter's other hypotheses stand
+    /// on their own evidence. Answers whether the route had it.
+    pub fn forget(&mut self, id: &HypothesisId) -> bool {
+        self.hypotheses.remove(&id.to_string()).is_some()
+    }
+
     /// Every hypothesis with its evidence, for stats.
     pub fn status(&self) -> Vec<HypothesisStatus> {
         let confident = self.confident_ids();
         self.hypotheses
             .values()
             .map(|(id, e)| HypothesisStatus {
+                id: String::new(),
                 param: id.param.clone(),
                 kind: id.kind,
                 field: id.field.clone(),
@@ -1199,6 +1270,39 @@ mod tests {
         let rest = s.revoke_all();
         assert_eq!(rest.len(), 3, "{rest:?}");
         assert!(confident(&s).is_empty());
+    }
+
+    #[test]
+    fn a_hypothesis_is_named_by_its_table_route_and_self_and_read_back() {
+        let id = HypothesisId {
+            param: Some("city".into()),
+            kind: HypothesisKind::Equals,
+            field: Some("city".into()),
+            descending: false,
+        };
+        let name = HypothesisRef::of("users", "/v1/users", &id);
+        let text = name.to_string();
+        assert!(text.starts_with("users:h") && text.len() == "users:h".len() + 8);
+        assert_eq!(HypothesisRef::parse(&text), Some(name.clone()));
+        assert_eq!(HypothesisRef::of("users", "/v1/users", &id), name, "stable");
+        let other = HypothesisId {
+            field: Some("town".into()),
+            ..id.clone()
+        };
+        assert_ne!(HypothesisRef::of("users", "/v1/users", &other), name);
+        assert_ne!(HypothesisRef::of("users", "/v1/people", &id), name);
+        for bad in [
+            "users:1",
+            "users:h",
+            "users:h0c1d2e3",
+            "users:h0c1d2e3f4",
+            "users:h0C1D2E3F",
+            "users:hxyz12345",
+            ":h0c1d2e3f",
+            "h0c1d2e3f",
+        ] {
+            assert_eq!(HypothesisRef::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]
