@@ -158,11 +158,14 @@ try {
   const write = (c, i) => http.patch(`/v1/users/${encodeURIComponent(ids[(c + i * Number(writers)) % ids.length])}`, { json: { age: 20 + (i % 50) } });
   const edgeMs = [];
   const callMs = [];
+  // Per write: from the client sending it to the edge's handler starting (both wall clocks).
+  const preMs = [];
   const loop = async (secs) => {
     const latencies = [];
     // Per write, as the edge saw it (test hooks): its whole stay and its call to the coordinator.
     edgeMs.length = 0;
     callMs.length = 0;
+    preMs.length = 0;
     const deadline = performance.now() + secs * 1000;
     await Promise.all(
       Array.from({ length: Number(writers) }, async (_, c) => {
@@ -170,6 +173,7 @@ try {
           const t = performance.now();
           const a = await write(c, i);
           latencies.push(performance.now() - t);
+          preMs.push(Number(a.headers["x-edgecache-test-edge-at"] ?? NaN) - (performance.timeOrigin + t));
           edgeMs.push(Number(a.headers["x-edgecache-test-edge-ms"] ?? NaN));
           callMs.push(Number(a.headers["x-edgecache-test-call-ms"] ?? NaN));
           if (a.status !== 200) throw new Error(`PATCH: ${a.status} ${a.text.slice(0, 200)}`);
@@ -198,6 +202,7 @@ try {
   if (edgeMs.every((x) => !Number.isNaN(x))) {
     const p = (xs) => `p50 ${percentile(xs, 50).toFixed(1)}, p99 ${percentile(xs, 99).toFixed(1)}, max ${Math.max(...xs).toFixed(0)} ms`;
     console.log(`  in the worker (the edge's own clock): the whole write ${p(edgeMs)}; its call to the coordinator ${p(callMs)}`);
+    console.log(`  sent → the edge's handler started (host clock): ${p(preMs)}`);
   }
   const threads = [...cpuAfter].map(([t, ms]) => [t, ms - (cpuBefore.get(t) ?? 0)]).filter(([, ms]) => ms > 0);
   const cpuTotal = threads.reduce((a, [, ms]) => a + ms, 0);

@@ -179,19 +179,25 @@ pub struct WriteQueue {
 /// Holding this is having the turn; dropping it hands the turn to the next writer.
 pub struct Turn<'a> {
     queue: &'a WriteQueue,
+    /// Whether an earlier writer held the turn when this one asked (writes are contending).
+    pub waited: bool,
 }
 
 impl WriteQueue {
     /// Waits until every earlier writer is done.
     pub async fn turn(&self) -> Turn<'_> {
-        if self.busy.replace(true) {
+        let waited = self.busy.replace(true);
+        if waited {
             let (tx, rx) = oneshot::channel();
             self.waiting.borrow_mut().push_back(tx);
             // The turn is handed over with `busy` still set; a dropped sender cannot happen
             // while the queue lives, and if it did, going ahead is no worse than a lock.
             let _ = rx.await;
         }
-        Turn { queue: self }
+        Turn {
+            queue: self,
+            waited,
+        }
     }
 }
 
@@ -298,6 +304,7 @@ mod tests {
     fn turns_are_taken_in_arrival_order() {
         let q = WriteQueue::default();
         let first = q.turn().now_or_never().expect("free queue: immediate turn");
+        assert!(!first.waited, "nobody held the turn");
         let mut second = Box::pin(q.turn());
         let mut third = Box::pin(q.turn());
         assert!(second.as_mut().now_or_never().is_none());
@@ -308,9 +315,16 @@ mod tests {
             "the third may not overtake the second"
         );
         let second = second.now_or_never().expect("second's turn");
+        assert!(
+            second.waited,
+            "the first held the turn when the second asked"
+        );
         drop(second);
-        assert!(third.now_or_never().is_some());
-        assert!(q.turn().now_or_never().is_some(), "free again");
+        assert!(third.now_or_never().is_some_and(|t| t.waited));
+        assert!(
+            q.turn().now_or_never().is_some_and(|t| !t.waited),
+            "free again"
+        );
     }
 
     #[test]

@@ -68,8 +68,15 @@ pub async fn serve(
         // The writers' profile compares these with the client's time and the coordinator's.
         let now = platform::now_ms();
         let h = resp.headers_mut();
-        h.set("x-edgecache-test-edge-ms", &(now - started_ms).to_string())?;
-        h.set("x-edgecache-test-call-ms", &(now - sent_ms).to_string())?;
+        h.set("x-edgecache-test-edge-at", &started_ms.to_string())?;
+        h.set(
+            "x-edgecache-test-edge-ms",
+            &now.saturating_sub(started_ms).to_string(),
+        )?;
+        h.set(
+            "x-edgecache-test-call-ms",
+            &now.saturating_sub(sent_ms).to_string(),
+        )?;
     }
     Ok(resp)
 }

@@ -1,4 +1,4 @@
-//! The few runtime facilities the rest needs from JavaScript: time and randomness.
+//! The few runtime facilities the rest needs from JavaScript: time, timers and randomness.
 
 use edgecache_core::write_body::new_record_id;
 use worker::js_sys::{self, Reflect, Uint8Array};
@@ -44,4 +44,12 @@ pub async fn within<F: std::future::Future>(ms: u64, future: F) -> Option<F::Out
         Either::Left((out, _)) => Some(out),
         Either::Right(_) => None,
     }
+}
+
+/// Resolves once the runtime has run everything else that was ready and polled its sockets: a
+/// zero-delay timer, which the runtime's event loop (KJ's) fires only after it ran out of
+/// queued work and asked the OS for I/O. It never polls while work is queued, so a busy chain
+/// that never waits on a timer or a socket keeps requests already at the door unread.
+pub async fn after_pending_io() {
+    worker::Delay::from(std::time::Duration::ZERO).await;
 }
