@@ -211,6 +211,11 @@ try {
       `(${threads.sort((a, b) => b[1] - a[1]).map(([t, ms]) => `${t.split(" ")[0]} ${((1000 * ms) / latencies.length).toFixed(0)}`).join(", ")})`,
   );
   if (hasTimings) timings(await w.coordinatorGet("d1:users", "/timings"));
+  for (const s of sessions) {
+    // The JS heap each isolate holds after the run: what a major garbage collection walks.
+    const heap = await s.send("Runtime.getHeapUsage").catch(() => null);
+    if (heap) console.log(`${s.id}: JS heap ${(heap.usedSize / 1e6).toFixed(1)} MB used of ${(heap.totalSize / 1e6).toFixed(1)} MB`);
+  }
   for (const { id, profile } of profiles) {
     writeFileSync(path.join(HERE, `target/bench/profile-writers-${id.replace(/[^a-z0-9]+/gi, "_")}.cpuprofile`), JSON.stringify(profile));
     report(id, profile, latencies.length);
