@@ -346,7 +346,7 @@ impl<S: Store> Graph<S> {
     pub fn register(&self, reg: &Registration) -> Result<()> {
         self.unregister(&reg.key)?;
         let kind = reg.dependent.kind();
-        let json = serde_json::to_string(reg).map_err(|e| StoreError(e.to_string()))?;
+        let json = to_json(reg)?;
         self.exec(
             "INSERT INTO entries (key, stamp, kind, reg) VALUES (?, ?, ?, ?)",
             vec![text(&reg.key), int(reg.stamp), text(kind), text(&json)],
@@ -852,13 +852,7 @@ impl<S: Store> Graph<S> {
 
     /// What a list route has learned (`None`: nothing yet).
     pub fn route_semantics(&self, route: &str) -> Result<Option<RouteSemantics>> {
-        let rows: Vec<StateRow> = self.rows(
-            "SELECT state FROM learned_routes WHERE route = ?",
-            vec![text(route)],
-        )?;
-        Ok(rows
-            .first()
-            .and_then(|r| serde_json::from_str(&r.state).ok()))
+        self.state_of("learned_routes", "route", route)
     }
 
     /// Every route that has learned something, with its state.
@@ -872,12 +866,7 @@ impl<S: Store> Graph<S> {
 
     /// Stores what a route has learned.
     pub fn set_route_semantics(&self, route: &str, state: &RouteSemantics) -> Result<()> {
-        let json = serde_json::to_string(state).map_err(|e| StoreError(e.to_string()))?;
-        self.exec(
-            "INSERT INTO learned_routes (route, state) VALUES (?, ?) \
-             ON CONFLICT(route) DO UPDATE SET state = excluded.state",
-            vec![text(route), text(&json)],
-        )
+        self.set_state("learned_routes", "route", route, state)
     }
 
     /// Records that a write kept `key` because of `route`'s learned semantics.
@@ -934,15 +923,10 @@ impl<S: Store> Graph<S> {
         }
         Ok(())
     }
+
     /// A write route's write-through hypothesis (`None`: no evidence yet).
     pub fn answer_hypothesis(&self, pattern: &str) -> Result<Option<AnswerHypothesis>> {
-        let rows: Vec<StateRow> = self.rows(
-            "SELECT state FROM answer_hypotheses WHERE pattern = ?",
-            vec![text(pattern)],
-        )?;
-        Ok(rows
-            .first()
-            .and_then(|r| serde_json::from_str(&r.state).ok()))
+        self.state_of("answer_hypotheses", "pattern", pattern)
     }
 
     /// Every write route's write-through hypothesis.
@@ -959,11 +943,40 @@ impl<S: Store> Graph<S> {
 
     /// Stores a write route's hypothesis.
     pub fn set_answer_hypothesis(&self, pattern: &str, h: &AnswerHypothesis) -> Result<()> {
-        let json = serde_json::to_string(h).map_err(|e| StoreError(e.to_string()))?;
+        self.set_state("answer_hypotheses", "pattern", pattern, h)
+    }
+
+    /// The JSON `state` stored under `key` in a learning table keyed by `column` (`None`:
+    /// nothing stored, or a state this build cannot read, which is learned afresh).
+    fn state_of<T: DeserializeOwned>(
+        &self,
+        table: &str,
+        column: &str,
+        key: &str,
+    ) -> Result<Option<T>> {
+        let rows: Vec<StateRow> = self.rows(
+            &format!("SELECT state FROM {table} WHERE {column} = ?"),
+            vec![text(key)],
+        )?;
+        Ok(rows
+            .first()
+            .and_then(|r| serde_json::from_str(&r.state).ok()))
+    }
+
+    /// Stores `state` as JSON under `key` in a learning table keyed by `column`.
+    fn set_state<T: serde::Serialize>(
+        &self,
+        table: &str,
+        column: &str,
+        key: &str,
+        state: &T,
+    ) -> Result<()> {
         self.exec(
-            "INSERT INTO answer_hypotheses (pattern, state) VALUES (?, ?) \
-             ON CONFLICT(pattern) DO UPDATE SET state = excluded.state",
-            vec![text(pattern), text(&json)],
+            &format!(
+                "INSERT INTO {table} ({column}, state) VALUES (?, ?) \
+                 ON CONFLICT({column}) DO UPDATE SET state = excluded.state"
+            ),
+            vec![text(key), text(&to_json(state)?)],
         )
     }
 
@@ -980,7 +993,7 @@ impl<S: Store> Graph<S> {
 
     /// Records the answer `key`'s next refetch is compared with.
     pub fn set_pending_answer(&self, key: &str, pending: &PendingAnswer) -> Result<()> {
-        let json = serde_json::to_string(pending).map_err(|e| StoreError(e.to_string()))?;
+        let json = to_json(pending)?;
         self.exec(
             "INSERT OR REPLACE INTO answer_checks (key, record, pending) VALUES (?, ?, ?)",
             vec![text(key), text(&pending.record), text(&json)],
