@@ -4,6 +4,8 @@
 // and of Miniflare's D1 isolate meanwhile. Prints the client's p50/p99, each isolate's busy
 // share and top functions, and the longest busy stretches of the project's isolate with the
 // EdgeCache functions they were spent in: a stall every writer waits behind shows up there.
+// Then what that isolate did while the slowest 1 % of writes were in flight, against the median
+// ones (garbage collection, the native work after it, code, idle).
 //
 //   node bench/profile-writers.mjs [writers] [seconds] [root]
 //
@@ -18,6 +20,7 @@ import { fileURLToPath } from "node:url";
 
 import { client, closeClients } from "./lib/http.mjs";
 import { inspectorTargets, session } from "./lib/inspector.mjs";
+import { closedLoop } from "./lib/loop.mjs";
 import { percentile } from "./lib/util.mjs";
 import { freePort, startMiniflare } from "./lib/worker.mjs";
 
@@ -85,6 +88,55 @@ function report(name, profile, requests) {
     const fns = top(s.fns, 8).map(([k, v]) => `${k.replace(/^edgecache(_core)?::/, "")} ${v.toFixed(1)}`).join(", ");
     console.log(`  at ${s.start.toFixed(0)} ms: ${s.ms.toFixed(1)} ms busy: ${fns}`);
   }
+}
+
+/**
+ * What the project's isolate did while the slowest 1 % of writes were in flight, against the
+ * median ones: its garbage collector, the native work around it ("(program)": mostly sweeping
+ * what a major collection freed), its own JavaScript and Wasm, and idle (waiting on the
+ * database's isolate or on sockets). The profile's sample times and the writes' spans are both
+ * µs of the host's monotonic clock, so they line up.
+ */
+function slowestAgainstProfile(profile, spans) {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const samples = [];
+  let t = profile.startTime;
+  profile.samples.forEach((nodeId, i) => {
+    t += profile.timeDeltas[i] ?? 0;
+    samples.push({ t, dt: profile.timeDeltas[i + 1] ?? 0, fn: byId.get(nodeId).callFrame.functionName });
+  });
+  const kind = (fn) => (fn === "(garbage collector)" ? "gc" : fn === "(program)" ? "program" : fn === "(idle)" ? "idle" : "code");
+  const during = ([from, to]) => {
+    const spent = { gc: 0, program: 0, idle: 0, code: 0 };
+    // Samples are in time order: find the first inside the span by bisection.
+    let lo = 0;
+    for (let hi = samples.length; lo < hi; ) {
+      const mid = (lo + hi) >> 1;
+      if (samples[mid].t < from) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let i = lo; i < samples.length && samples[i].t <= to; i++) spent[kind(samples[i].fn)] += samples[i].dt / 1000;
+    return spent;
+  };
+  const inProfile = spans.filter(([from, to]) => from >= profile.startTime && to <= profile.endTime);
+  const byLength = [...inProfile].sort((a, b) => b[1] - b[0] - (a[1] - a[0]));
+  const n = Math.max(1, Math.floor(byLength.length / 100));
+  const mid = Math.floor(byLength.length / 2);
+  const describe = (set) => {
+    const sum = { gc: 0, program: 0, idle: 0, code: 0, ms: 0 };
+    let withGc = 0;
+    for (const span of set) {
+      const spent = during(span);
+      for (const k of ["gc", "program", "idle", "code"]) sum[k] += spent[k];
+      sum.ms += (span[1] - span[0]) / 1000;
+      if (spent.gc >= 3) withGc++;
+    }
+    const avg = (k) => (sum[k] / set.length).toFixed(1);
+    return `${avg("ms")} ms: GC ${avg("gc")}, (program) ${avg("program")}, code ${avg("code")}, idle ${avg("idle")}; ${withGc} of ${set.length} with 3 ms of GC or more`;
+  };
+  console.log("  the isolate while writes were in flight (means per write, ms):");
+  console.log(`    slowest 1 % (${n}): ${describe(byLength.slice(0, n))}`);
+  console.log(`    the ${n} around the median: ${describe(byLength.slice(Math.max(0, mid - (n >> 1)), mid - (n >> 1) + n))}`);
 }
 
 /**
@@ -156,31 +208,10 @@ try {
   }
   console.log(`profiling ${sessions.map((s) => s.id).join(", ")}`);
   const write = (c, i) => http.patch(`/v1/users/${encodeURIComponent(ids[(c + i * Number(writers)) % ids.length])}`, { json: { age: 20 + (i % 50) } });
-  const edgeMs = [];
-  const callMs = [];
-  // Per write: from the client sending it to the edge's handler starting (both wall clocks).
-  const preMs = [];
   const loop = async (secs) => {
-    const latencies = [];
-    // Per write, as the edge saw it (test hooks): its whole stay and its call to the coordinator.
-    edgeMs.length = 0;
-    callMs.length = 0;
-    preMs.length = 0;
-    const deadline = performance.now() + secs * 1000;
-    await Promise.all(
-      Array.from({ length: Number(writers) }, async (_, c) => {
-        for (let i = 0; performance.now() < deadline; i++) {
-          const t = performance.now();
-          const a = await write(c, i);
-          latencies.push(performance.now() - t);
-          preMs.push(Number(a.headers["x-edgecache-test-edge-at"] ?? NaN) - (performance.timeOrigin + t));
-          edgeMs.push(Number(a.headers["x-edgecache-test-edge-ms"] ?? NaN));
-          callMs.push(Number(a.headers["x-edgecache-test-call-ms"] ?? NaN));
-          if (a.status !== 200) throw new Error(`PATCH: ${a.status} ${a.text.slice(0, 200)}`);
-        }
-      }),
-    );
-    return latencies;
+    const run = await closedLoop(Number(writers), secs, write);
+    if (run.failed) throw new Error(`${run.failed} PATCHes failed`);
+    return run;
   };
   await loop(2); // warm-up, not profiled
   // The coordinator's own timings, where the build keeps them (forget the warm-up's).
@@ -191,7 +222,8 @@ try {
     await s.send("Profiler.start");
   }
   const cpuBefore = childThreadsCpu();
-  const latencies = await loop(Number(seconds));
+  const run = await loop(Number(seconds));
+  const { latencies } = run;
   const cpuAfter = childThreadsCpu();
   const profiles = [];
   for (const s of sessions) profiles.push({ id: s.id, profile: (await s.send("Profiler.stop")).profile });
@@ -199,10 +231,10 @@ try {
     `${writers} writers, ${seconds} s: ${latencies.length} writes, ${(latencies.length / Number(seconds)).toFixed(0)}/s, ` +
       `p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms, max ${Math.max(...latencies).toFixed(0)} ms`,
   );
-  if (edgeMs.every((x) => !Number.isNaN(x))) {
+  if (run.inWorker.length === latencies.length) {
     const p = (xs) => `p50 ${percentile(xs, 50).toFixed(1)}, p99 ${percentile(xs, 99).toFixed(1)}, max ${Math.max(...xs).toFixed(0)} ms`;
-    console.log(`  in the worker (the edge's own clock): the whole write ${p(edgeMs)}; its call to the coordinator ${p(callMs)}`);
-    console.log(`  sent → the edge's handler started (host clock): ${p(preMs)}`);
+    console.log(`  in the worker (the edge's own clock): the whole write ${p(run.inWorker)}; its call to the coordinator ${p(run.callMs)}`);
+    console.log(`  sent → the edge's handler started (host clock): ${p(run.unread)}`);
   }
   const threads = [...cpuAfter].map(([t, ms]) => [t, ms - (cpuBefore.get(t) ?? 0)]).filter(([, ms]) => ms > 0);
   const cpuTotal = threads.reduce((a, [, ms]) => a + ms, 0);
@@ -219,6 +251,7 @@ try {
   for (const { id, profile } of profiles) {
     writeFileSync(path.join(HERE, `target/bench/profile-writers-${id.replace(/[^a-z0-9]+/gi, "_")}.cpuprofile`), JSON.stringify(profile));
     report(id, profile, latencies.length);
+    if (id.startsWith("core:user:")) slowestAgainstProfile(profile, run.spans);
   }
   for (const s of sessions) s.close();
 } finally {

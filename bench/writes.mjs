@@ -3,6 +3,7 @@
 // with 100,000 keys registered in all).
 
 import { expectStatus } from "./lib/http.mjs";
+import { closedLoop } from "./lib/loop.mjs";
 import { int, median, ms, percentile, ratio, table } from "./lib/util.mjs";
 
 const TENANT = "local";
@@ -220,34 +221,6 @@ export async function writersTable(ctx, ids) {
   out("  in the worker: from the edge's write handler starting to its answer, by the runtime's clock (whole ms); before the handler: from the client sending the write to the handler starting (host clock, both sides)");
   out();
   return results;
-}
-
-/** `clients` closed loops of `send(client, i)` for `seconds`: latencies (ms), rate, failures. */
-async function closedLoop(clients, seconds, send) {
-  const latencies = [];
-  // A write's stay in the worker by its own clock (test hooks' `x-edgecache-test-edge-ms`), and
-  // how long it waited before the handler started (`x-edgecache-test-edge-at`, the same wall
-  // clock as this process's).
-  const inWorker = [];
-  const unread = [];
-  let failed = 0;
-  const deadline = performance.now() + seconds * 1000;
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: clients }, async (_, c) => {
-      for (let i = 0; performance.now() < deadline; i++) {
-        const t = performance.now();
-        const a = await send(c, i);
-        latencies.push(performance.now() - t);
-        const edge = a.headers["x-edgecache-test-edge-ms"];
-        if (edge !== undefined) inWorker.push(Number(edge));
-        const at = a.headers["x-edgecache-test-edge-at"];
-        if (at !== undefined) unread.push(Number(at) - (performance.timeOrigin + t));
-        if (a.status !== 200) failed++;
-      }
-    }),
-  );
-  return { latencies, inWorker, unread, failed, rps: latencies.length / ((performance.now() - t0) / 1000) };
 }
 
 /**
