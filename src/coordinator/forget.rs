@@ -9,9 +9,10 @@
 use super::graph::Graph;
 use super::semantics::invalidate_spared;
 use super::store::{Store, StoreError};
+use edgecache_core::learned_ref::LearnedRef;
 use edgecache_core::planner::InvalidationReason;
 use edgecache_core::protocol::{ForgottenHypotheses, ForgottenLearning, RouteHypotheses};
-use edgecache_core::semantics::{HypothesisRef, HypothesisStatus};
+use edgecache_core::semantics::HypothesisStatus;
 
 const REASON: InvalidationReason = InvalidationReason::HypothesisForgotten;
 
@@ -21,10 +22,10 @@ const REASON: InvalidationReason = InvalidationReason::HypothesisForgotten;
 /// an empty `forgotten`.
 pub fn forget_hypothesis<S: Store>(
     graph: &Graph<S>,
-    target: &HypothesisRef,
+    target: &LearnedRef,
 ) -> Result<ForgottenHypotheses, StoreError> {
     let named = |route: &str, h: &HypothesisStatus| {
-        HypothesisRef::of(&target.table, route, &h.hypothesis()) == *target
+        LearnedRef::hypothesis(&target.table, route, &h.hypothesis()) == *target
     };
     let mut forgotten = Vec::new();
     let mut invalidated = 0;

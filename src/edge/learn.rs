@@ -12,8 +12,8 @@ use crate::coordinator::client::Coordinator;
 use crate::runtime::http::query_param;
 use edgecache_core::catalog::Catalog;
 use edgecache_core::codec::decode;
+use edgecache_core::learned_ref::{LearnedKind, LearnedRef};
 use edgecache_core::protocol::{LearnStatus, OriginConfig, Tenant};
-use edgecache_core::semantics::HypothesisRef;
 use edgecache_core::{ApiError, CoordinatorId};
 
 /// `GET /tenants/{name}/learn[?table=T]`: each table's learning (one table with `?table=`).
@@ -83,14 +83,7 @@ pub async fn forget_hypothesis(
     id: &str,
 ) -> Result<Response, ApiError> {
     authorize(p, tenant)?;
-    let id = path_segment(id);
-    let target = HypothesisRef::parse(&id).ok_or_else(|| {
-        ApiError::new(
-            400,
-            "bad_hypothesis_id",
-            format!("a hypothesis's id looks like `users:h0c1d2e3f` (`learn status` shows them), not `{id}`"),
-        )
-    })?;
+    let target = learned_ref(id, LearnedKind::Hypothesis)?;
     let (id, coordinator) = coordinator_of(env, tenant, &target.table).await?;
     let gone = coordinator.forget_hypothesis(&target.to_string()).await?;
     // As after a manual invalidation: what it invalidated is gone from this isolate at once,
@@ -118,6 +111,13 @@ pub async fn forget_table(
 /// A path segment as sent: clients may percent-encode the `:` of an id.
 fn path_segment(segment: &str) -> String {
     decode(segment, false).unwrap_or_else(|_| segment.to_string())
+}
+
+/// The path segment `id` as the name of a `kind` of learning: `400 bad_<kind>_id` otherwise.
+fn learned_ref(id: &str, kind: LearnedKind) -> Result<LearnedRef, ApiError> {
+    let id = path_segment(id);
+    LearnedRef::parse(&id, kind)
+        .ok_or_else(|| ApiError::new(400, &format!("bad_{}_id", kind.as_str()), kind.bad_id(&id)))
 }
 
 /// The coordinator of `tenant`'s `table` with its id, if the tenant has the table (the caller

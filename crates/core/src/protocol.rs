@@ -5,9 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::extract::ListWindow;
 use crate::key::{CacheKey, DataSource};
+use crate::learned_ref::LearnedRef;
 use crate::planner::{InvalidationReason, ListDependent, SpareReason, StaleCause, ViewDependent};
 use crate::query::ListQuery;
-use crate::semantics::{HypothesisRef, HypothesisStatus, ListObservation};
+use crate::semantics::{HypothesisStatus, ListObservation};
 use crate::Row;
 
 pub use crate::freshness::Changes;
@@ -488,7 +489,7 @@ pub struct ForgottenRule {
 /// A coordinator's `POST /learn/forget-hypothesis`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ForgetHypothesisRequest {
-    /// The hypothesis's name, `<table>:h<8 hex>` ([`HypothesisRef`]).
+    /// The hypothesis's name, `<table>:h<8 hex>` ([`LearnedRef`]).
     pub hypothesis: String,
 }
 
@@ -745,12 +746,12 @@ pub struct RouteHypotheses {
 }
 
 impl RouteHypotheses {
-    /// `route`'s hypotheses in `table`, each given its name ([`HypothesisRef`]).
+    /// `route`'s hypotheses in `table`, each given its name ([`LearnedRef`]).
     pub fn new(table: &str, route: String, hypotheses: Vec<HypothesisStatus>) -> RouteHypotheses {
         let hypotheses = hypotheses
             .into_iter()
             .map(|h| HypothesisStatus {
-                id: HypothesisRef::of(table, &route, &h.hypothesis()).to_string(),
+                id: LearnedRef::hypothesis(table, &route, &h.hypothesis()).to_string(),
                 ..h
             })
             .collect();
