@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 use worker::{durable_object, DurableObject, Env, Method, Request, Response, SqlStorage, State};
 
-use super::forget::{forget_all, forget_hypothesis};
+use super::forget::{forget_all, forget_candidate, forget_hypothesis};
 use super::graph::Graph;
 use super::queue::{WriteGroups, WriteQueue, WriteTiming, WriteTimings};
 use super::shadow::table_learning;
@@ -25,9 +25,10 @@ use edgecache_core::config::Config;
 use edgecache_core::learned_ref::{LearnedKind, LearnedRef};
 use edgecache_core::origin::OriginError;
 use edgecache_core::protocol::{
-    CoordinatorStats, ExplainRequest, ForgetHypothesisRequest, ForgetRequest, ForgottenRule,
-    InvalidateRequest, KeyInfo, ObserveRequest, OriginConfig, OriginContext, RecordInfo,
-    RefreshRequest, RegisterRequest, WriteRequest, NAME_HEADER, ORIGIN_HEADER,
+    CoordinatorStats, ExplainRequest, ForgetCandidateRequest, ForgetHypothesisRequest,
+    ForgetRequest, ForgottenRule, InvalidateRequest, KeyInfo, ObserveRequest, OriginConfig,
+    OriginContext, RecordInfo, RefreshRequest, RegisterRequest, WriteRequest, NAME_HEADER,
+    ORIGIN_HEADER,
 };
 use edgecache_core::ratelimit::RateLimiter;
 use edgecache_core::schema::{Relation, Scope};
@@ -360,6 +361,19 @@ impl TableCoordinator {
                         404,
                         "hypothesis_not_found",
                         format!("no learned hypothesis {target}"),
+                    ));
+                }
+                json(&answer)
+            }
+            (Method::Post, "/learn/forget-candidate") => {
+                let body: ForgetCandidateRequest = read_json(&mut req, INTERNAL_MAX_BODY).await?;
+                let target = self.learned_ref(&body.candidate, LearnedKind::Candidate)?;
+                let answer = forget_candidate(&graph, &target)?;
+                if answer.forgotten.is_empty() {
+                    return Err(ApiError::new(
+                        404,
+                        "candidate_not_found",
+                        format!("no dependency candidate {target}"),
                     ));
                 }
                 json(&answer)
