@@ -1,6 +1,6 @@
 //! The admin API's learning endpoints: what each of a tenant's tables has learned (shadow
-//! counts, learned rules, hypotheses), and forgetting a rule, a hypothesis or all of a table's
-//! learning. The learning setting itself is a
+//! counts, learned rules, dependency candidates, hypotheses), and forgetting a rule, a
+//! hypothesis, a candidate or all of a table's learning. The learning setting itself is a
 //! tenant setting (`PATCH /tenants/{name}`: `learning`, `learning_frozen`).
 
 use worker::{Env, Response, Url};
@@ -90,6 +90,22 @@ pub async fn forget_hypothesis(
     // elsewhere within the route's staleness bound, or at once for a read presenting `seq`.
     Edge::new(l1_max_bytes).expire_view(&id);
     answer(&gone)
+}
+
+/// `DELETE /tenants/{name}/learn/candidates/{id}` (`id`: `<table>:c<8 hex>`, as `learn status`
+/// shows it): forgets a dependency candidate's evidence. Unlike a hypothesis's, this
+/// invalidates nothing and leaves the edge's view alone: a candidate is not a rule, so no plan
+/// ever used it and no key was kept or invalidated under it.
+pub async fn forget_candidate(
+    env: &Env,
+    p: &Principal,
+    tenant: &str,
+    id: &str,
+) -> Result<Response, ApiError> {
+    authorize(p, tenant)?;
+    let target = learned_ref(id, LearnedKind::Candidate)?;
+    let (_, coordinator) = coordinator_of(env, tenant, &target.table).await?;
+    answer(&coordinator.forget_candidate(&target.to_string()).await?)
 }
 
 /// `DELETE /tenants/{name}/learn/tables/{table}`: forgets everything the table learned (rules,
