@@ -9,6 +9,8 @@
 //!   order's token names `users` too and a read presenting it is fresh; `deps` names the rule.
 //! * Forgetting the rule removes it; shadow fetches stay within the per-write budget; a kept
 //!   key the origin changed behind EdgeCache's back is found by a check and invalidated.
+//! * A dependency candidate (evidence short of a rule) is listed with its id and forgotten by
+//!   it (`DELETE …/learn/candidates/{id}`): its evidence goes, nothing is invalidated.
 
 mod common;
 
@@ -356,4 +358,82 @@ fn a_kept_key_the_origin_changed_is_found_and_invalidated() {
     );
     let counts = &s.users()["shadow"][0]["counts"];
     assert_eq!(counts["kept_changed"], 2, "{counts}");
+}
+
+/// The first check of an order leaves `POST /v1/orders -> /v1/users/{after.userId}` a candidate
+/// with one supporting check; forgetting it by its id drops that evidence (the next check starts
+/// it again from one) and invalidates nothing (the cached user stays a hit, each hit checked
+/// against the coordinator).
+#[test]
+fn a_candidate_is_listed_with_its_id_and_forgotten_by_it() {
+    let s = Setup::new(&["c1", "c2"], json!({"learning": "observe"}));
+    let checked_order = |id: &str| {
+        s.cached("/v1/users/c1");
+        s.order(id, "c1");
+        s.settle();
+        let candidates = s.users()["candidates"].clone();
+        assert_eq!(
+            candidates[0]["rule"], "POST /v1/orders -> /v1/users/{after.userId}",
+            "{candidates}"
+        );
+        candidates[0].clone()
+    };
+    let candidate = checked_order("oc1");
+    assert_eq!(candidate["evidence"]["support"], 1, "{candidate}");
+    let id = candidate["id"].as_str().unwrap().to_string();
+    assert!(
+        id.starts_with("users:c") && id.len() == "users:c".len() + 8,
+        "{id}"
+    );
+
+    let path = format!("/learn/candidates/{id}");
+    let a = s.w.request(
+        "DELETE",
+        &format!("/_edgecache/admin/tenants/{}{path}", s.tenant),
+        &[],
+        None,
+    );
+    assert_eq!(
+        a.status,
+        401,
+        "an admin credential is required: {}",
+        a.text()
+    );
+    s.cached("/v1/users/c1");
+    let a = s.admin("DELETE", &path, None);
+    assert_eq!(a.status, 200, "{}", a.text());
+    let gone = a.json();
+    assert_eq!(gone["id"], id.as_str());
+    assert_eq!(gone["forgotten"], json!([candidate]), "as status showed it");
+    assert!(gone["seq"].as_u64().is_some(), "{gone}");
+    assert_eq!(s.users()["candidates"], json!([]));
+    let read = s.get("/v1/users/c1", None);
+    assert!(
+        read.outcome().starts_with("HIT"),
+        "nothing invalidated: {}",
+        read.outcome()
+    );
+
+    let a = s.admin("DELETE", &path, None);
+    assert_eq!(
+        (a.status, a.error_code()),
+        (404, "candidate_not_found".to_string())
+    );
+    let a = s.admin("DELETE", "/learn/candidates/users:cx", None);
+    assert_eq!(
+        (a.status, a.error_code()),
+        (400, "bad_candidate_id".to_string())
+    );
+    assert!(a.json()["error"]["message"].is_string());
+    let a = s.admin("DELETE", "/learn/candidates/carts:c0c1d2e3f", None);
+    assert_eq!(
+        (a.status, a.error_code()),
+        (404, "table_not_found".to_string())
+    );
+    // Learned again only from new evidence: one check, not two.
+    let again = checked_order("oc2");
+    assert_eq!(
+        (&again["id"], &again["evidence"]["support"]),
+        (&json!(id), &json!(1))
+    );
 }

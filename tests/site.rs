@@ -287,6 +287,7 @@ fn the_openapi_document_is_valid_and_every_operation_answers_as_documented() {
             .replace("{key}", "probe")
             .replace("{rule}", "users:1")
             .replace("{hypothesis}", "users:h0c1d2e3f")
+            .replace("{candidate}", "users:c1a2b3c4d")
             .replace("{table}", "users")
     };
     let body_for = |path: &str, method: &str| -> Option<Value> {
@@ -362,7 +363,7 @@ fn the_openapi_document_is_valid_and_every_operation_answers_as_documented() {
         }
     }
     // Every operation of the REST, admin, webhook and site endpoints, each called once.
-    assert_eq!(checked, 32, "operations checked");
+    assert_eq!(checked, 33, "operations checked");
 }
 
 /// The demo's endpoints end to end (a private worker: it writes the sandbox), then the whole

@@ -154,6 +154,12 @@ impl AdminClient {
         self.call("DELETE", &tenant_path(tenant, &path), None)
     }
 
+    /// `DELETE /tenants/{name}/learn/candidates/{id}`.
+    pub fn forget_candidate(&self, tenant: &str, id: &str) -> Result<Value, CliError> {
+        let path = format!("/learn/candidates/{}", encode(id));
+        self.call("DELETE", &tenant_path(tenant, &path), None)
+    }
+
     /// `DELETE /tenants/{name}/learn/tables/{table}`.
     pub fn forget_table(&self, tenant: &str, table: &str) -> Result<Value, CliError> {
         let path = format!("/learn/tables/{}", encode(table));

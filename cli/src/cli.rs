@@ -119,22 +119,25 @@ pub enum TenantCommand {
 #[derive(Debug, Subcommand)]
 pub enum LearnCommand {
     /// Per table: shadow checks' precision and recall with their counts, learned rules with
-    /// their evidence, hypotheses under test (with the ids `learn forget` takes)
+    /// their evidence, dependency candidates and hypotheses under test (with the ids `learn
+    /// forget` takes)
     Status {
         /// Only this table
         #[arg(long, value_name = "TABLE")]
         table: Option<String>,
     },
-    /// Forget a learned rule, a hypothesis, or (--all) everything a table learned, at once
+    /// Forget a learned rule, a dependency candidate, a hypothesis, or (--all) everything a
+    /// table learned, at once
     ///
-    /// A rule goes with the evidence it was learned from. A hypothesis (a list parameter's
+    /// A rule goes with the evidence it was learned from, a candidate (a dependency short of a
+    /// rule) with its evidence; neither invalidates anything. A hypothesis (a list parameter's
     /// meaning, a default order, a write route's write-through) goes with its evidence, and every
     /// key kept or written through under its route is invalidated at once, as when a hypothesis
     /// is revoked. Whatever is forgotten is learned again only from new evidence (`learn freeze`
     /// first to keep it gone).
     Forget {
-        /// A rule's id (users:1) or a hypothesis's (users:h0c1d2e3f), as `learn status` shows
-        /// them; with --all, a table
+        /// A rule's id (users:1), a candidate's (users:c1a2b3c4d) or a hypothesis's
+        /// (users:h0c1d2e3f), as `learn status` shows them; with --all, a table
         #[arg(value_name = "ID|TABLE")]
         target: String,
         /// Forget all of the table's learning: its rules and their evidence, its list
@@ -847,6 +850,10 @@ mod tests {
         assert_eq!(
             forget(&["learn", "forget", "users:h0c1d2e3f"]),
             Ok(("users:h0c1d2e3f".into(), false))
+        );
+        assert_eq!(
+            forget(&["learn", "forget", "users:c1a2b3c4d"]),
+            Ok(("users:c1a2b3c4d".into(), false))
         );
         assert_eq!(
             forget(&["learn", "forget", "--all", "users"]),

@@ -177,9 +177,9 @@ fn api_hint(status: u16, code: Option<&str>) -> Option<String> {
         (404, Some("tenant_not_found")) => "`edgecache tenant list` shows the tenants that exist",
         (404, Some("rule_not_found")) => "`edgecache rules list` shows the tenant's rules",
         (404, Some("key_not_found")) => "`edgecache keys list` shows the tenant's keys",
-        (404, Some("learned_rule_not_found" | "hypothesis_not_found"))
-        | (400, Some("bad_rule_id" | "bad_hypothesis_id")) => {
-            "`edgecache learn status` shows the learned rules and hypotheses and their ids"
+        (404, Some("learned_rule_not_found" | "hypothesis_not_found" | "candidate_not_found"))
+        | (400, Some("bad_rule_id" | "bad_hypothesis_id" | "bad_candidate_id")) => {
+            "`edgecache learn status` shows the learned rules, candidates and hypotheses and              their ids"
         }
         (409, Some("key_exists")) => {
             "pick another name, or revoke the old key first with `edgecache keys revoke NAME`"

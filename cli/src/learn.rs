@@ -1,6 +1,6 @@
 //! `edgecache learn …`: what EdgeCache learned about the tenant's origin (shadow counts,
-//! learned rules, hypotheses), forgetting a rule, a hypothesis or a table's learning, and
-//! freezing learning.
+//! learned rules, dependency candidates, hypotheses), forgetting a rule, a candidate, a
+//! hypothesis or a table's learning, and freezing learning.
 
 use std::fmt::Write as _;
 
@@ -10,10 +10,11 @@ use crate::api::AdminClient;
 use crate::cli::LearnCommand;
 use crate::error::CliError;
 use crate::model::{
-    ForgottenHypotheses, ForgottenLearning, ForgottenRule, LearnStatus, PatternCounts,
-    TableLearning, TenantSettings,
+    ForgottenCandidates, ForgottenHypotheses, ForgottenLearning, ForgottenRule, LearnStatus,
+    PatternCounts, TableLearning, TenantSettings,
 };
 use crate::table::Table;
+use edgecache_core::learned_ref::{LearnedKind, LearnedRef};
 use edgecache_core::semantics::{HypothesisKind, HypothesisStatus};
 
 /// A command's answer: the server's JSON and its rendering.
@@ -33,7 +34,7 @@ pub fn run(client: &AdminClient, tenant: &str, command: LearnCommand) -> Result<
             let human = status_text(&status);
             Ok(Output { raw, human })
         }
-        LearnCommand::Forget { target, all } => match ForgetTarget::of(&target, all) {
+        LearnCommand::Forget { target, all } => match ForgetTarget::of(&target, all)? {
             ForgetTarget::Rule(rule) => {
                 let raw = client.forget_rule(tenant, rule)?;
                 let gone: ForgottenRule = client.decode(raw.clone())?;
@@ -46,6 +47,14 @@ pub fn run(client: &AdminClient, tenant: &str, command: LearnCommand) -> Result<
                 Ok(Output {
                     raw,
                     human: forgotten_text(&gone),
+                })
+            }
+            ForgetTarget::Candidate(id) => {
+                let raw = client.forget_candidate(tenant, id)?;
+                let gone: ForgottenCandidates = client.decode(raw.clone())?;
+                Ok(Output {
+                    raw,
+                    human: forgotten_candidates_text(&gone),
                 })
             }
             ForgetTarget::Table(table) => {
@@ -85,27 +94,40 @@ pub fn run(client: &AdminClient, tenant: &str, command: LearnCommand) -> Result<
 }
 
 /// What `learn forget` names: the ids `learn status` shows tell a rule (`users:1`) from a
-/// hypothesis (`users:h0c1d2e3f`); `--all` names a table. The server checks the id itself.
+/// hypothesis (`users:h0c1d2e3f`) and a dependency candidate (`users:c1a2b3c4d`) by the letter
+/// after the colon; `--all` names a table. A candidate's id of another shape is a usage error
+/// here; the server checks the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ForgetTarget<'a> {
     /// A learned rule's id.
     Rule(&'a str),
     /// A hypothesis's id.
     Hypothesis(&'a str),
+    /// A dependency candidate's id.
+    Candidate(&'a str),
     /// Everything the table learned.
     Table(&'a str),
 }
 
 impl<'a> ForgetTarget<'a> {
     /// Reads `learn forget TARGET [--all]`.
-    pub fn of(target: &'a str, all: bool) -> ForgetTarget<'a> {
+    pub fn of(target: &'a str, all: bool) -> Result<ForgetTarget<'a>, CliError> {
         if all {
-            return ForgetTarget::Table(target);
+            return Ok(ForgetTarget::Table(target));
         }
-        match target.rsplit_once(':') {
-            Some((_, name)) if name.starts_with('h') => ForgetTarget::Hypothesis(target),
+        let letter = target
+            .rsplit_once(':')
+            .and_then(|(_, name)| name.chars().next());
+        Ok(match letter {
+            Some(l) if l == LearnedKind::Hypothesis.letter() => ForgetTarget::Hypothesis(target),
+            Some(l) if l == LearnedKind::Candidate.letter() => {
+                let kind = LearnedKind::Candidate;
+                LearnedRef::parse(target, kind)
+                    .ok_or_else(|| CliError::Usage(kind.bad_id(target)))?;
+                ForgetTarget::Candidate(target)
+            }
             _ => ForgetTarget::Rule(target),
-        }
+        })
     }
 }
 
@@ -147,6 +169,21 @@ fn forgotten_text(gone: &ForgottenHypotheses) -> String {
     out
 }
 
+/// `learn forget <candidate>` for people: each candidate forgotten, as `learn status` showed
+/// it, and that nothing was invalidated (no plan used it).
+fn forgotten_candidates_text(gone: &ForgottenCandidates) -> String {
+    let mut out = String::new();
+    for c in &gone.forgotten {
+        let _ = writeln!(
+            out,
+            "forgot candidate {}: {} (support {}, against {})",
+            c.id, c.rule, c.evidence.support, c.evidence.counter
+        );
+    }
+    out.push_str("invalidated nothing: a candidate is not a rule, no plan used it\n");
+    out
+}
+
 /// A hypothesis's PARAM column: its parameter, or what it is about without one.
 fn param_label(h: &HypothesisStatus) -> String {
     match (&h.param, h.kind) {
@@ -165,8 +202,8 @@ fn field_label(h: &HypothesisStatus) -> String {
     }
 }
 
-/// `learn status` for people: the setting, then per table its shadow counts, rules and
-/// hypotheses.
+/// `learn status` for people: the setting, then per table its shadow counts, rules,
+/// dependency candidates and hypotheses.
 pub fn status_text(status: &LearnStatus) -> String {
     let mut out = String::new();
     let frozen = if status.learning.frozen {
@@ -253,9 +290,10 @@ fn table_text(t: &TableLearning) -> String {
         out.push_str(&table.render());
     }
     if !t.candidates.is_empty() {
-        let mut table = Table::new(&["HYPOTHESIS", "SUPPORT", "AGAINST"]);
+        let mut table = Table::new(&["CANDIDATE", "DEPENDENCY", "SUPPORT", "AGAINST"]);
         for c in &t.candidates {
             table.row(vec![
+                c.id.clone(),
                 c.rule.clone(),
                 c.evidence.support.to_string(),
                 c.evidence.counter.to_string(),
@@ -324,7 +362,8 @@ mod tests {
                                "target_table": "users",
                                "target": {"record": {"field": {"side": "after", "column": "userId"}}}},
                              "evidence": {"support": 7, "counter": 0, "first_seen_ms": 1, "last_seen_ms": 9}}}],
-                "candidates": [],
+                "candidates": [{"id": "users:c1a2b3c4d", "rule": "POST /v1/carts -> /v1/users?*",
+                                "evidence": {"support": 2, "counter": 1, "first_seen_ms": 1, "last_seen_ms": 9}}],
                 "hypotheses": [{"route": "/v1/users", "hypotheses": [
                     {"id": "users:h0c1d2e3f", "param": "city", "kind": "equals", "field": "city", "descending": false,
                      "support": 10, "counter_examples": 0, "confident": true,
@@ -349,6 +388,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("3 checks"), "{text}");
+        let cart = text.lines().find(|l| l.contains("POST /v1/carts"));
+        assert!(
+            cart.is_some_and(
+                |l| l.trim_start().starts_with("users:c1a2b3c4d ") && l.contains("-> /v1/users?*")
+            ),
+            "{text}"
+        );
+        assert!(text.contains("CANDIDATE"), "{text}");
         let city = text
             .lines()
             .find(|l| l.contains("/v1/users") && l.contains("city"));
@@ -368,31 +415,57 @@ mod tests {
     }
 
     #[test]
-    fn forget_tells_rules_from_hypotheses_by_the_ids_status_shows() {
+    fn forget_tells_rules_hypotheses_and_candidates_apart_by_the_ids_status_shows() {
+        let of = |target, all| ForgetTarget::of(target, all).unwrap();
+        assert_eq!(of("users:1", false), ForgetTarget::Rule("users:1"));
         assert_eq!(
-            ForgetTarget::of("users:1", false),
-            ForgetTarget::Rule("users:1")
-        );
-        assert_eq!(
-            ForgetTarget::of("users:h0c1d2e3f", false),
+            of("users:h0c1d2e3f", false),
             ForgetTarget::Hypothesis("users:h0c1d2e3f")
         );
-        // Malformed either way: the server says what a good id looks like.
         assert_eq!(
-            ForgetTarget::of("users:hx", false),
-            ForgetTarget::Hypothesis("users:hx")
+            of("users:c1a2b3c4d", false),
+            ForgetTarget::Candidate("users:c1a2b3c4d")
         );
+        // Malformed rules and hypotheses: the server says what a good id looks like.
+        assert_eq!(of("users:hx", false), ForgetTarget::Hypothesis("users:hx"));
+        assert_eq!(of("users", false), ForgetTarget::Rule("users"));
+        assert_eq!(of("users", true), ForgetTarget::Table("users"));
         assert_eq!(
-            ForgetTarget::of("users", false),
-            ForgetTarget::Rule("users")
-        );
-        assert_eq!(
-            ForgetTarget::of("users", true),
-            ForgetTarget::Table("users")
-        );
-        assert_eq!(
-            ForgetTarget::of("users:h0c1d2e3f", true),
+            of("users:h0c1d2e3f", true),
             ForgetTarget::Table("users:h0c1d2e3f")
+        );
+        // A candidate's id of another shape is a usage error, saying what one looks like.
+        for bad in [
+            "users:c",
+            "users:cx",
+            "users:c1a2b3c4",
+            "users:c1A2B3C4D",
+            ":c1a2b3c4d",
+        ] {
+            let err = ForgetTarget::of(bad, false).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad}");
+            let message = err.to_string();
+            assert!(
+                message.contains("users:c0c1d2e3f") && message.contains(bad),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn forgotten_candidates_read_as_status_showed_them() {
+        let gone: ForgottenCandidates = serde_json::from_value(json!({
+            "id": "users:c1a2b3c4d",
+            "forgotten": [{"id": "users:c1a2b3c4d", "rule": "POST /v1/carts -> /v1/users?*",
+                           "evidence": {"support": 2, "counter": 1, "first_seen_ms": 1,
+                                        "last_seen_ms": 9}}],
+            "seq": 41
+        }))
+        .unwrap();
+        assert_eq!(
+            forgotten_candidates_text(&gone),
+            "forgot candidate users:c1a2b3c4d: POST /v1/carts -> /v1/users?* (support 2, against 1)\n\
+             invalidated nothing: a candidate is not a rule, no plan used it\n"
         );
     }
 

@@ -10,10 +10,10 @@ pub use edgecache_core::access::CreateKey;
 pub use edgecache_core::beta::BetaList;
 pub use edgecache_core::invalidation::InvalidationSpec;
 pub use edgecache_core::protocol::{
-    Access, CoordinatorStats, CreateTenant, ExplainResponse, ExplainWrite, ForgottenHypotheses,
-    ForgottenLearning, ForgottenRule, InvalidationResult, KeyDeps, LearnStatus, Learning,
-    OriginConfig, PatternCounts, RecordDeps, RuleEnvelope, RuleList, TableLearning, TenantSettings,
-    Whoami,
+    Access, CoordinatorStats, CreateTenant, ExplainResponse, ExplainWrite, ForgottenCandidates,
+    ForgottenHypotheses, ForgottenLearning, ForgottenRule, InvalidationResult, KeyDeps,
+    LearnStatus, Learning, OriginConfig, PatternCounts, RecordDeps, RuleEnvelope, RuleList,
+    TableLearning, TenantSettings, Whoami,
 };
 
 /// A cache rule, as the worker defines it; absent optional fields mean "the server's default".

@@ -578,17 +578,24 @@ fn learn_commands_show_set_freeze_and_forget() {
     let out = operator.run(&["--tenant", &name, "learn", "forget", "carts:1"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("table_not_found"), "{err}");
-    // Hypotheses by the ids `learn status` shows; all of a table's learning with --all.
+    // Hypotheses and candidates by the ids `learn status` shows; all of a table's learning
+    // with --all.
     for (id, code) in [
         ("users:h0c1d2e3f", "hypothesis_not_found"),
         ("users:hx", "bad_hypothesis_id"),
         ("carts:h0c1d2e3f", "table_not_found"),
+        ("users:c1a2b3c4d", "candidate_not_found"),
+        ("carts:c1a2b3c4d", "table_not_found"),
     ] {
         let out = operator.run(&["--tenant", &name, "learn", "forget", id]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{id}: {err}");
         assert!(err.contains(code), "{id}: {err}");
     }
+    let out = operator.run(&["--tenant", &name, "learn", "forget", "users:cx"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "a usage error: {err}");
+    assert!(err.contains("users:c0c1d2e3f"), "{err}");
     let all = operator.ok(&["--tenant", &name, "learn", "forget", "--all", "users"]);
     assert_eq!(
         all,

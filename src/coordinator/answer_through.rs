@@ -179,6 +179,7 @@ mod tests {
     use crate::coordinator::store::memory::MemoryStore;
     use crate::coordinator::write::{plan, record, Through};
     use edgecache_core::answer_through::CONFIDENT_AGREEMENTS;
+    use edgecache_core::learned_ref::{LearnedKind, LearnedRef};
     use edgecache_core::protocol::{Learning, LearningMode};
 
     const PATTERN: &str = "PATCH /v1/users/{id}";
@@ -323,7 +324,7 @@ mod tests {
         assert!(g.pending_answer(&key).unwrap().is_some());
 
         let id = hypotheses(&g, "users").unwrap()[0].hypotheses[0].id.clone();
-        let target = edgecache_core::semantics::HypothesisRef::parse(&id).unwrap();
+        let target = LearnedRef::parse(&id, LearnedKind::Hypothesis).unwrap();
         let gone = crate::coordinator::forget::forget_hypothesis(&g, &target).unwrap();
         assert_eq!(
             (gone.forgotten[0].route.as_str(), gone.invalidated),

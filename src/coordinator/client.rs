@@ -8,11 +8,12 @@ use crate::runtime::platform::within;
 use edgecache_core::codec::encode_component;
 use edgecache_core::outcome::NotStored;
 use edgecache_core::protocol::{
-    Changes, CoordinatorStats, ExplainRequest, ExplainResponse, ForgetHypothesisRequest,
-    ForgetRequest, ForgottenHypotheses, ForgottenLearning, ForgottenRule, InvalidateRequest,
-    InvalidateResponse, KeyInfo, ObserveRequest, ObserveResponse, OriginConfig, OriginContext,
-    RecordInfo, RefreshRequest, RegisterRequest, RegisterResponse, TableLearning, WriteRequest,
-    WriteResponse, NAME_HEADER, ORIGIN_HEADER,
+    Changes, CoordinatorStats, ExplainRequest, ExplainResponse, ForgetCandidateRequest,
+    ForgetHypothesisRequest, ForgetRequest, ForgottenCandidates, ForgottenHypotheses,
+    ForgottenLearning, ForgottenRule, InvalidateRequest, InvalidateResponse, KeyInfo,
+    ObserveRequest, ObserveResponse, OriginConfig, OriginContext, RecordInfo, RefreshRequest,
+    RegisterRequest, RegisterResponse, TableLearning, WriteRequest, WriteResponse, NAME_HEADER,
+    ORIGIN_HEADER,
 };
 use edgecache_core::timing::STEP_TIMEOUT_MS;
 use edgecache_core::{ApiError, CoordinatorId};
@@ -154,6 +155,16 @@ impl<'a> Coordinator<'a> {
             hypothesis: hypothesis.to_string(),
         };
         self.call(Method::Post, "/learn/forget-hypothesis", Some(&body))
+            .await
+    }
+
+    /// Forgets the evidence of the dependency candidates named `candidate` (`<table>:c<8 hex>`);
+    /// invalidates nothing.
+    pub async fn forget_candidate(&self, candidate: &str) -> Result<ForgottenCandidates, ApiError> {
+        let body = ForgetCandidateRequest {
+            candidate: candidate.to_string(),
+        };
+        self.call(Method::Post, "/learn/forget-candidate", Some(&body))
             .await
     }
 

@@ -1,17 +1,21 @@
-//! An operator's `learn forget` of hypotheses: one (by the name `learn status` shows), or
-//! everything a table learned, at once and without waiting for a counter-example (the API
-//! changed what a parameter means). Safe under the rule learning lives by: every key kept or
-//! written through under a forgotten hypothesis and not replaced since is invalidated through
-//! the revocation's own path (`semantics::invalidate_spared`, reason `HypothesisForgotten`),
-//! and what is forgotten is learned again only from new evidence. Forgetting one rule is
-//! `Graph::forget_rule`: a rule only adds invalidations, so forgetting it invalidates nothing.
+//! An operator's `learn forget` of hypotheses and dependency candidates: one (by the name
+//! `learn status` shows), or everything a table learned, at once and without waiting for a
+//! counter-example (the API changed what a parameter means). Safe under the rule learning lives
+//! by: every key kept or written through under a forgotten hypothesis and not replaced since is
+//! invalidated through the revocation's own path (`semantics::invalidate_spared`, reason
+//! `HypothesisForgotten`), and what is forgotten is learned again only from new evidence.
+//! Forgetting one rule is `Graph::forget_rule`: a rule only adds invalidations, so forgetting it
+//! invalidates nothing; nor does forgetting a candidate, which no plan ever used.
 
 use super::graph::Graph;
 use super::semantics::invalidate_spared;
 use super::store::{Store, StoreError};
+use edgecache_core::learned_ref::LearnedRef;
 use edgecache_core::planner::InvalidationReason;
-use edgecache_core::protocol::{ForgottenHypotheses, ForgottenLearning, RouteHypotheses};
-use edgecache_core::semantics::{HypothesisRef, HypothesisStatus};
+use edgecache_core::protocol::{
+    CandidateView, ForgottenCandidates, ForgottenHypotheses, ForgottenLearning, RouteHypotheses,
+};
+use edgecache_core::semantics::HypothesisStatus;
 
 const REASON: InvalidationReason = InvalidationReason::HypothesisForgotten;
 
@@ -21,10 +25,10 @@ const REASON: InvalidationReason = InvalidationReason::HypothesisForgotten;
 /// an empty `forgotten`.
 pub fn forget_hypothesis<S: Store>(
     graph: &Graph<S>,
-    target: &HypothesisRef,
+    target: &LearnedRef,
 ) -> Result<ForgottenHypotheses, StoreError> {
     let named = |route: &str, h: &HypothesisStatus| {
-        HypothesisRef::of(&target.table, route, &h.hypothesis()) == *target
+        LearnedRef::hypothesis(&target.table, route, &h.hypothesis()) == *target
     };
     let mut forgotten = Vec::new();
     let mut invalidated = 0;
@@ -57,6 +61,29 @@ pub fn forget_hypothesis<S: Store>(
         id: target.to_string(),
         forgotten,
         invalidated: invalidated as u64,
+        seq: graph.seq()?,
+    })
+}
+
+/// Forgets the evidence of the dependency candidates named `target` (one, unless two of the
+/// table share the name), so each is learned again only from new evidence. Nothing else
+/// changes: a candidate is not a rule, so no plan used it and no key was kept or invalidated
+/// under it; a rule's dependency is not a candidate (`learn forget` of the rule forgets its
+/// evidence). Nothing named so: an empty `forgotten`.
+pub fn forget_candidate<S: Store>(
+    graph: &Graph<S>,
+    target: &LearnedRef,
+) -> Result<ForgottenCandidates, StoreError> {
+    let mut forgotten = Vec::new();
+    for (dependency, evidence) in graph.candidates()? {
+        if LearnedRef::candidate(&target.table, &dependency) == *target {
+            graph.forget_evidence(&dependency)?;
+            forgotten.push(CandidateView::new(&target.table, &dependency, evidence));
+        }
+    }
+    Ok(ForgottenCandidates {
+        id: target.to_string(),
+        forgotten,
         seq: graph.seq()?,
     })
 }
@@ -97,19 +124,73 @@ mod tests {
     use crate::coordinator::fixtures::{graph, registration, user_reg, BORN};
     use edgecache_core::answer_through::{AnswerHypothesis, PendingAnswer};
     use edgecache_core::key::CacheKey;
-    use edgecache_core::learned_rules::{Dependency, RuleTarget, Verdict};
+    use edgecache_core::learned_rules::{Dependency, Evidence, RuleTarget, Verdict};
     use edgecache_core::semantics::{observe_list, RouteSemantics};
 
-    #[test]
-    fn forgetting_a_table_forgets_every_kind_of_learning_and_invalidates_what_it_kept() {
-        let g = graph();
-        // A rule and a dependency hypothesis short of one.
-        let dependency = |write_table: &str| Dependency {
+    /// A dependency of `users` on writes of `write_table`.
+    fn dependency(write_table: &str) -> Dependency {
+        Dependency {
             write_table: write_table.into(),
             write_pattern: format!("POST /v1/{write_table}"),
             target_table: "users".into(),
             target: RuleTarget::Table,
+        }
+    }
+
+    #[test]
+    fn forgetting_a_candidate_forgets_exactly_its_evidence_and_invalidates_nothing() {
+        let g = graph();
+        // A rule (with its evidence) and two candidates, one also contradicted.
+        let e = g
+            .count_evidence(&dependency("orders"), Verdict::Supports, 5)
+            .unwrap();
+        g.add_rule(&dependency("orders"), e, 5).unwrap();
+        for verdict in [Verdict::Supports, Verdict::Supports, Verdict::Contradicts] {
+            g.count_evidence(&dependency("carts"), verdict, 6).unwrap();
+        }
+        g.count_evidence(&dependency("wishes"), Verdict::Supports, 7)
+            .unwrap();
+        let seq = g.seq().unwrap();
+        let carts = LearnedRef::candidate("users", &dependency("carts"));
+
+        let gone = forget_candidate(&g, &carts).unwrap();
+        let was = Evidence {
+            support: 2,
+            counter: 1,
+            first_seen_ms: 6,
+            last_seen_ms: 6,
         };
+        assert_eq!(
+            gone,
+            ForgottenCandidates {
+                id: carts.to_string(),
+                forgotten: vec![CandidateView::new("users", &dependency("carts"), was)],
+                seq,
+            }
+        );
+        assert!(gone.forgotten[0].id.starts_with("users:c"), "{gone:?}");
+        let left: Vec<Dependency> = g.evidence().unwrap().into_iter().map(|(d, _)| d).collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(left.contains(&dependency("orders")) && left.contains(&dependency("wishes")));
+        assert_eq!(g.rules().unwrap().len(), 1);
+        assert_eq!(g.seq().unwrap(), seq, "nothing invalidated");
+
+        // Gone once, and a rule's dependency is not a candidate: nothing under either name.
+        assert!(forget_candidate(&g, &carts).unwrap().forgotten.is_empty());
+        let rule = LearnedRef::candidate("users", &dependency("orders"));
+        assert!(forget_candidate(&g, &rule).unwrap().forgotten.is_empty());
+        assert_eq!(g.evidence().unwrap().len(), 2, "the rule's evidence stays");
+        // Learned again only from new evidence.
+        let again = g
+            .count_evidence(&dependency("carts"), Verdict::Supports, 8)
+            .unwrap();
+        assert_eq!((again.support, again.counter), (1, 0));
+    }
+
+    #[test]
+    fn forgetting_a_table_forgets_every_kind_of_learning_and_invalidates_what_it_kept() {
+        let g = graph();
+        // A rule and a dependency candidate short of one.
         let e = g
             .count_evidence(&dependency("orders"), Verdict::Supports, 5)
             .unwrap();

@@ -1321,7 +1321,8 @@ impl<S: Store> Graph<S> {
         Ok(evidence)
     }
 
-    /// Every hypothesis with its evidence.
+    /// Every dependency with its evidence (rules' included: their evidence keeps being
+    /// counted).
     pub fn evidence(&self) -> Result<Vec<(Dependency, Evidence)>> {
         let rows: Vec<EvidenceRow> =
             self.rows("SELECT dependency, evidence FROM learn_evidence", vec![])?;
@@ -1334,6 +1335,24 @@ impl<S: Store> Graph<S> {
                 ))
             })
             .collect())
+    }
+
+    /// The dependency candidates: every dependency with evidence that is not a rule.
+    pub fn candidates(&self) -> Result<Vec<(Dependency, Evidence)>> {
+        let rules = self.rules()?;
+        Ok(self
+            .evidence()?
+            .into_iter()
+            .filter(|(d, _)| !rules.iter().any(|r| &r.dependency == d))
+            .collect())
+    }
+
+    /// Forgets a dependency's evidence: it is learned again only from new evidence.
+    pub fn forget_evidence(&self, dependency: &Dependency) -> Result<()> {
+        self.exec(
+            "DELETE FROM learn_evidence WHERE dependency = ?",
+            vec![text(&to_json(dependency)?)],
+        )
     }
 
     /// Stores a newly learned rule (once per dependency); answers its id, or `None` when the
@@ -1400,27 +1419,19 @@ impl<S: Store> Graph<S> {
         let Some(rule) = self.rules()?.into_iter().find(|r| r.id == id) else {
             return Ok(None);
         };
-        let key = to_json(&rule.dependency)?;
         self.exec("DELETE FROM learned_rules WHERE id = ?", vec![int(id)])?;
-        self.exec(
-            "DELETE FROM learn_evidence WHERE dependency = ?",
-            vec![text(&key)],
-        )?;
+        self.forget_evidence(&rule.dependency)?;
         Ok(Some(rule))
     }
 
-    /// Forgets every rule and all the evidence of the table's dependency hypotheses; answers
-    /// how many rules and how many hypotheses short of a rule were forgotten.
+    /// Forgets every rule and all the evidence of the table's dependencies; answers how many
+    /// rules and how many candidates (dependencies short of a rule) were forgotten.
     pub fn forget_rules(&self) -> Result<(u64, u64)> {
-        let rules = self.rules()?;
-        let hypotheses = self
-            .evidence()?
-            .iter()
-            .filter(|(d, _)| !rules.iter().any(|r| &r.dependency == d))
-            .count();
+        let rules = self.rules()?.len();
+        let candidates = self.candidates()?.len();
         self.exec("DELETE FROM learned_rules", vec![])?;
         self.exec("DELETE FROM learn_evidence", vec![])?;
-        Ok((rules.len() as u64, hypotheses as u64))
+        Ok((rules as u64, candidates as u64))
     }
 
     /// A mark that moves with every write that may change this table's answers: one of its

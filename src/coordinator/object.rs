@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 use worker::{durable_object, DurableObject, Env, Method, Request, Response, SqlStorage, State};
 
-use super::forget::{forget_all, forget_hypothesis};
+use super::forget::{forget_all, forget_candidate, forget_hypothesis};
 use super::graph::Graph;
 use super::queue::{WriteGroups, WriteQueue, WriteTiming, WriteTimings};
 use super::shadow::table_learning;
@@ -22,15 +22,16 @@ use crate::runtime::http::{error_response, json, query_param, read_json, INTERNA
 use crate::runtime::platform::{after_pending_io, now_ms};
 use edgecache_core::catalog::Catalog;
 use edgecache_core::config::Config;
+use edgecache_core::learned_ref::{LearnedKind, LearnedRef};
 use edgecache_core::origin::OriginError;
 use edgecache_core::protocol::{
-    CoordinatorStats, ExplainRequest, ForgetHypothesisRequest, ForgetRequest, ForgottenRule,
-    InvalidateRequest, KeyInfo, ObserveRequest, OriginConfig, OriginContext, RecordInfo,
-    RefreshRequest, RegisterRequest, WriteRequest, NAME_HEADER, ORIGIN_HEADER,
+    CoordinatorStats, ExplainRequest, ForgetCandidateRequest, ForgetHypothesisRequest,
+    ForgetRequest, ForgottenRule, InvalidateRequest, KeyInfo, ObserveRequest, OriginConfig,
+    OriginContext, RecordInfo, RefreshRequest, RegisterRequest, WriteRequest, NAME_HEADER,
+    ORIGIN_HEADER,
 };
 use edgecache_core::ratelimit::RateLimiter;
 use edgecache_core::schema::{Relation, Scope};
-use edgecache_core::semantics::HypothesisRef;
 use edgecache_core::{ApiError, CoordinatorId};
 
 /// Most tenants whose origin credentials (and refill budgets) one coordinator remembers.
@@ -219,6 +220,20 @@ impl TableCoordinator {
             .ok_or_else(|| ApiError::internal("coordinator called without its name"))
     }
 
+    /// `name`, a `kind` of this table's learning as the edge checked it: anything else is the
+    /// edge's mistake.
+    fn learned_ref(&self, name: &str, kind: LearnedKind) -> Result<LearnedRef, ApiError> {
+        let table = self.table()?;
+        LearnedRef::parse(name, kind)
+            .filter(|r| r.table == table)
+            .ok_or_else(|| {
+                ApiError::internal(format!(
+                    "a {}'s name reached another table's coordinator",
+                    kind.as_str()
+                ))
+            })
+    }
+
     /// The coordinated table as the origin describes it.
     pub(super) async fn relation(&self, table: &str) -> Result<Relation, ApiError> {
         if self.is_http() {
@@ -339,20 +354,26 @@ impl TableCoordinator {
             }
             (Method::Post, "/learn/forget-hypothesis") => {
                 let body: ForgetHypothesisRequest = read_json(&mut req, INTERNAL_MAX_BODY).await?;
-                let table = self.table()?;
-                let target = HypothesisRef::parse(&body.hypothesis)
-                    .filter(|h| h.table == table)
-                    .ok_or_else(|| {
-                        ApiError::internal(
-                            "a hypothesis's name reached another table's coordinator",
-                        )
-                    })?;
+                let target = self.learned_ref(&body.hypothesis, LearnedKind::Hypothesis)?;
                 let answer = forget_hypothesis(&graph, &target)?;
                 if answer.forgotten.is_empty() {
                     return Err(ApiError::new(
                         404,
                         "hypothesis_not_found",
                         format!("no learned hypothesis {target}"),
+                    ));
+                }
+                json(&answer)
+            }
+            (Method::Post, "/learn/forget-candidate") => {
+                let body: ForgetCandidateRequest = read_json(&mut req, INTERNAL_MAX_BODY).await?;
+                let target = self.learned_ref(&body.candidate, LearnedKind::Candidate)?;
+                let answer = forget_candidate(&graph, &target)?;
+                if answer.forgotten.is_empty() {
+                    return Err(ApiError::new(
+                        404,
+                        "candidate_not_found",
+                        format!("no dependency candidate {target}"),
                     ));
                 }
                 json(&answer)

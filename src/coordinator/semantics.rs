@@ -344,6 +344,7 @@ mod tests {
 
     use super::*;
     use crate::coordinator::fixtures::{graph, registration, BORN};
+    use edgecache_core::learned_ref::{LearnedKind, LearnedRef};
     use edgecache_core::semantics::observe_list;
 
     /// A registration of `/v1/users?<params>` showing `rows`, with its observation.
@@ -521,7 +522,7 @@ mod tests {
             named.confident && named.id.starts_with("users:h"),
             "{named:?}"
         );
-        let target = edgecache_core::semantics::HypothesisRef::parse(&named.id).unwrap();
+        let target = LearnedRef::parse(&named.id, LearnedKind::Hypothesis).unwrap();
 
         let answer = crate::coordinator::forget::forget_hypothesis(&g, &target).unwrap();
         assert_eq!(answer.invalidated, 9);

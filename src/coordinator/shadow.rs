@@ -441,13 +441,9 @@ pub fn table_learning<S: Store>(
         })
         .collect();
     let mut candidates: Vec<CandidateView> = graph
-        .evidence()?
+        .candidates()?
         .into_iter()
-        .filter(|(d, _)| !rules.iter().any(|r| &r.learned.dependency == d))
-        .map(|(d, evidence)| CandidateView {
-            rule: d.to_string(),
-            evidence,
-        })
+        .map(|(d, evidence)| CandidateView::new(table, &d, evidence))
         .collect();
     candidates.sort_by(|a, b| (b.evidence.support, &a.rule).cmp(&(a.evidence.support, &b.rule)));
     candidates.truncate(MAX_LISTED_CANDIDATES);

@@ -132,6 +132,9 @@ pub async fn serve(
         (Method::Delete, ["tenants", name, "learn", "hypotheses", id]) => {
             learn::forget_hypothesis(env, config.l1_max_bytes, &p, name, id).await
         }
+        (Method::Delete, ["tenants", name, "learn", "candidates", id]) => {
+            learn::forget_candidate(env, &p, name, id).await
+        }
         (Method::Delete, ["tenants", name, "learn", "tables", table]) => {
             learn::forget_table(env, config.l1_max_bytes, &p, name, table).await
         }

@@ -1,6 +1,6 @@
 //! The admin API's learning endpoints: what each of a tenant's tables has learned (shadow
-//! counts, learned rules, hypotheses), and forgetting a rule, a hypothesis or all of a table's
-//! learning. The learning setting itself is a
+//! counts, learned rules, dependency candidates, hypotheses), and forgetting a rule, a
+//! hypothesis, a candidate or all of a table's learning. The learning setting itself is a
 //! tenant setting (`PATCH /tenants/{name}`: `learning`, `learning_frozen`).
 
 use worker::{Env, Response, Url};
@@ -12,8 +12,8 @@ use crate::coordinator::client::Coordinator;
 use crate::runtime::http::query_param;
 use edgecache_core::catalog::Catalog;
 use edgecache_core::codec::decode;
+use edgecache_core::learned_ref::{LearnedKind, LearnedRef};
 use edgecache_core::protocol::{LearnStatus, OriginConfig, Tenant};
-use edgecache_core::semantics::HypothesisRef;
 use edgecache_core::{ApiError, CoordinatorId};
 
 /// `GET /tenants/{name}/learn[?table=T]`: each table's learning (one table with `?table=`).
@@ -83,20 +83,29 @@ pub async fn forget_hypothesis(
     id: &str,
 ) -> Result<Response, ApiError> {
     authorize(p, tenant)?;
-    let id = path_segment(id);
-    let target = HypothesisRef::parse(&id).ok_or_else(|| {
-        ApiError::new(
-            400,
-            "bad_hypothesis_id",
-            format!("a hypothesis's id looks like `users:h0c1d2e3f` (`learn status` shows them), not `{id}`"),
-        )
-    })?;
+    let target = learned_ref(id, LearnedKind::Hypothesis)?;
     let (id, coordinator) = coordinator_of(env, tenant, &target.table).await?;
     let gone = coordinator.forget_hypothesis(&target.to_string()).await?;
     // As after a manual invalidation: what it invalidated is gone from this isolate at once,
     // elsewhere within the route's staleness bound, or at once for a read presenting `seq`.
     Edge::new(l1_max_bytes).expire_view(&id);
     answer(&gone)
+}
+
+/// `DELETE /tenants/{name}/learn/candidates/{id}` (`id`: `<table>:c<8 hex>`, as `learn status`
+/// shows it): forgets a dependency candidate's evidence. Unlike a hypothesis's, this
+/// invalidates nothing and leaves the edge's view alone: a candidate is not a rule, so no plan
+/// ever used it and no key was kept or invalidated under it.
+pub async fn forget_candidate(
+    env: &Env,
+    p: &Principal,
+    tenant: &str,
+    id: &str,
+) -> Result<Response, ApiError> {
+    authorize(p, tenant)?;
+    let target = learned_ref(id, LearnedKind::Candidate)?;
+    let (_, coordinator) = coordinator_of(env, tenant, &target.table).await?;
+    answer(&coordinator.forget_candidate(&target.to_string()).await?)
 }
 
 /// `DELETE /tenants/{name}/learn/tables/{table}`: forgets everything the table learned (rules,
@@ -118,6 +127,13 @@ pub async fn forget_table(
 /// A path segment as sent: clients may percent-encode the `:` of an id.
 fn path_segment(segment: &str) -> String {
     decode(segment, false).unwrap_or_else(|_| segment.to_string())
+}
+
+/// The path segment `id` as the name of a `kind` of learning: `400 bad_<kind>_id` otherwise.
+fn learned_ref(id: &str, kind: LearnedKind) -> Result<LearnedRef, ApiError> {
+    let id = path_segment(id);
+    LearnedRef::parse(&id, kind)
+        .ok_or_else(|| ApiError::new(400, &format!("bad_{}_id", kind.as_str()), kind.bad_id(&id)))
 }
 
 /// The coordinator of `tenant`'s `table` with its id, if the tenant has the table (the caller

@@ -30,6 +30,7 @@ pub mod group_read;
 pub mod invalidation;
 pub mod key;
 pub mod lag;
+pub mod learned_ref;
 pub mod learned_rules;
 pub mod origin;
 pub mod outcome;

@@ -5,9 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::extract::ListWindow;
 use crate::key::{CacheKey, DataSource};
+use crate::learned_ref::LearnedRef;
 use crate::planner::{InvalidationReason, ListDependent, SpareReason, StaleCause, ViewDependent};
 use crate::query::ListQuery;
-use crate::semantics::{HypothesisRef, HypothesisStatus, ListObservation};
+use crate::semantics::{HypothesisStatus, ListObservation};
 use crate::Row;
 
 pub use crate::freshness::Changes;
@@ -426,13 +427,30 @@ pub struct RuleView {
     pub learned: crate::learned_rules::LearnedRule,
 }
 
-/// A hypothesis under test, not (yet) a rule.
+/// A dependency candidate: a dependency with evidence, not (yet) a rule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CandidateView {
+    /// `<table>:c<8 hex>` ([`LearnedRef`]), what `learn forget` takes.
+    pub id: String,
     /// `POST /v1/orders -> /v1/users/{after.id}`.
     pub rule: String,
     /// Its evidence so far.
     pub evidence: crate::learned_rules::Evidence,
+}
+
+impl CandidateView {
+    /// `dependency`, a candidate of `table` (its target), with its name.
+    pub fn new(
+        table: &str,
+        dependency: &crate::learned_rules::Dependency,
+        evidence: crate::learned_rules::Evidence,
+    ) -> CandidateView {
+        CandidateView {
+            id: LearnedRef::candidate(table, dependency).to_string(),
+            rule: dependency.to_string(),
+            evidence,
+        }
+    }
 }
 
 /// What one table's coordinator has learned (`GET /learn`).
@@ -444,8 +462,8 @@ pub struct TableLearning {
     pub shadow: Vec<PatternCounts>,
     /// Learned rules invalidating this table's keys.
     pub rules: Vec<RuleView>,
-    /// Dependency hypotheses with evidence that are not rules (contradicted or still short of
-    /// support), most supported first, at most [`MAX_LISTED_CANDIDATES`].
+    /// Dependency candidates: dependencies with evidence that are not rules (contradicted or
+    /// still short of support), most supported first, at most [`MAX_LISTED_CANDIDATES`].
     pub candidates: Vec<CandidateView>,
     /// Learned query semantics of this table's list routes (`semantics.rs`): each parameter's
     /// hypotheses with their support, counter-examples and whether they are confident; then
@@ -455,7 +473,7 @@ pub struct TableLearning {
     pub pending_checks: u64,
 }
 
-/// Hypotheses listed at most per table.
+/// Dependency candidates listed at most per table.
 pub const MAX_LISTED_CANDIDATES: usize = 20;
 
 /// `GET /tenants/{name}/learn`.
@@ -488,7 +506,7 @@ pub struct ForgottenRule {
 /// A coordinator's `POST /learn/forget-hypothesis`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ForgetHypothesisRequest {
-    /// The hypothesis's name, `<table>:h<8 hex>` ([`HypothesisRef`]).
+    /// The hypothesis's name, `<table>:h<8 hex>` ([`LearnedRef`]).
     pub hypothesis: String,
 }
 
@@ -502,6 +520,27 @@ pub struct ForgottenHypotheses {
     /// Keys kept or written through under their routes, now invalidated.
     pub invalidated: u64,
     /// The table's seq after it: `<table>=<seq>` as a token reads nothing older.
+    pub seq: u64,
+}
+
+/// A coordinator's `POST /learn/forget-candidate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForgetCandidateRequest {
+    /// The candidate's name, `<table>:c<8 hex>` ([`LearnedRef`]).
+    pub candidate: String,
+}
+
+/// `DELETE /tenants/{name}/learn/candidates/{id}`'s answer. Forgetting a candidate invalidates
+/// nothing: a candidate is evidence short of a rule and no plan ever used it (only a rule acts,
+/// and only by adding invalidations), so no key was spared or invalidated under it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForgottenCandidates {
+    /// The name asked for.
+    pub id: String,
+    /// The candidates forgotten under it (one, unless two share the name), with their
+    /// evidence as it was.
+    pub forgotten: Vec<CandidateView>,
+    /// The table's seq (unchanged: nothing was invalidated).
     pub seq: u64,
 }
 
@@ -745,12 +784,12 @@ pub struct RouteHypotheses {
 }
 
 impl RouteHypotheses {
-    /// `route`'s hypotheses in `table`, each given its name ([`HypothesisRef`]).
+    /// `route`'s hypotheses in `table`, each given its name ([`LearnedRef`]).
     pub fn new(table: &str, route: String, hypotheses: Vec<HypothesisStatus>) -> RouteHypotheses {
         let hypotheses = hypotheses
             .into_iter()
             .map(|h| HypothesisStatus {
-                id: HypothesisRef::of(table, &route, &h.hypothesis()).to_string(),
+                id: LearnedRef::hypothesis(table, &route, &h.hypothesis()).to_string(),
                 ..h
             })
             .collect();

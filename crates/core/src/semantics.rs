@@ -192,58 +192,12 @@ impl Evidence {
     }
 }
 
-/// How `learn status` names a hypothesis and `learn forget` finds it: `<table>:h<8 hex>`, the
-/// start of a digest of its route and of the hypothesis itself. A digest rather than a number:
-/// the name stays the same while other hypotheses come and go (a position would shift under
-/// the operator's feet), needs no storage, and is the same again if it is learned again.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HypothesisRef {
-    /// The table whose coordinator holds it.
-    pub table: String,
-    /// The digest's first [`HYPOTHESIS_REF_DIGITS`] hex digits.
-    pub digest: String,
-}
-
-/// Hex digits of a [`HypothesisRef`]: two hypotheses of one table share a name with probability
-/// about n²/2³³ (n hypotheses); if they do, forgetting the name forgets both, which is safe.
-pub const HYPOTHESIS_REF_DIGITS: usize = 8;
-
-impl HypothesisRef {
-    /// The name of hypothesis `id` of `route` (a list route, or a write route's pattern) in
-    /// `table`.
-    pub fn of(table: &str, route: &str, id: &HypothesisId) -> HypothesisRef {
-        HypothesisRef {
-            table: table.to_string(),
-            digest: digest(&format!("{route}\n{id}"))[..HYPOTHESIS_REF_DIGITS].to_string(),
-        }
-    }
-
-    /// Reads `<table>:h<8 hex>`; `None` for anything else (a rule's id `users:3` included).
-    pub fn parse(text: &str) -> Option<HypothesisRef> {
-        let (table, name) = text.rsplit_once(':')?;
-        let digest = name.strip_prefix('h')?;
-        let hex = digest.len() == HYPOTHESIS_REF_DIGITS
-            && digest
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        (!table.is_empty() && hex).then(|| HypothesisRef {
-            table: table.to_string(),
-            digest: digest.to_string(),
-        })
-    }
-}
-
-impl fmt::Display for HypothesisRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:h{}", self.table, self.digest)
-    }
-}
-
 /// A hypothesis as stats show it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HypothesisStatus {
-    /// Its name ([`HypothesisRef`]), what `learn forget` takes; given by
-    /// `protocol::RouteHypotheses::new`, which knows the table and route (empty before).
+    /// Its name ([`LearnedRef`](crate::learned_ref::LearnedRef)), what `learn forget` takes;
+    /// given by `protocol::RouteHypotheses::new`, which knows the table and route (empty
+    /// before).
     #[serde(default)]
     pub id: String,
     /// The parameter (`None`: default order).
@@ -458,8 +412,9 @@ fn count(value: &str) -> Option<u32> {
 }
 
 /// A short digest of a response's or value's name: distinct support is counted without
-/// keeping what a client may have made long.
-fn digest(text: &str) -> String {
+/// keeping what a client may have made long. (Learned things' names are its start too:
+/// `learned_ref`.)
+pub(crate) fn digest(text: &str) -> String {
     hex::encode(&Sha256::digest(text.as_bytes())[..8])
 }
 
@@ -1270,39 +1225,6 @@ mod tests {
         let rest = s.revoke_all();
         assert_eq!(rest.len(), 3, "{rest:?}");
         assert!(confident(&s).is_empty());
-    }
-
-    #[test]
-    fn a_hypothesis_is_named_by_its_table_route_and_self_and_read_back() {
-        let id = HypothesisId {
-            param: Some("city".into()),
-            kind: HypothesisKind::Equals,
-            field: Some("city".into()),
-            descending: false,
-        };
-        let name = HypothesisRef::of("users", "/v1/users", &id);
-        let text = name.to_string();
-        assert!(text.starts_with("users:h") && text.len() == "users:h".len() + 8);
-        assert_eq!(HypothesisRef::parse(&text), Some(name.clone()));
-        assert_eq!(HypothesisRef::of("users", "/v1/users", &id), name, "stable");
-        let other = HypothesisId {
-            field: Some("town".into()),
-            ..id.clone()
-        };
-        assert_ne!(HypothesisRef::of("users", "/v1/users", &other), name);
-        assert_ne!(HypothesisRef::of("users", "/v1/people", &id), name);
-        for bad in [
-            "users:1",
-            "users:h",
-            "users:h0c1d2e3",
-            "users:h0c1d2e3f4",
-            "users:h0C1D2E3F",
-            "users:hxyz12345",
-            ":h0c1d2e3f",
-            "h0c1d2e3f",
-        ] {
-            assert_eq!(HypothesisRef::parse(bad), None, "{bad}");
-        }
     }
 
     #[test]
